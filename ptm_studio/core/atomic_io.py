@@ -1,0 +1,80 @@
+"""Atomic file writes: a temp file in the same folder, fsync, then os.replace.
+
+A crash or kill at any moment leaves either the old file or the new one at the final path,
+never a partial file. Stray temp files (``*.partial``) are swept by :func:`remove_stray_temp_files`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+TEMP_SUFFIX = ".partial"
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Yield a file object; on clean exit its content replaces ``path`` atomically."""
+    final_path = Path(path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(
+        prefix=f".{final_path.name}.", suffix=TEMP_SUFFIX, dir=final_path.parent
+    )
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(descriptor, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, final_path)
+        _fsync_directory(final_path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_writer(path, "w") as handle:
+        handle.write(text)
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_with_atomic(path: str | Path, save: Callable[[IO[bytes]], None]) -> None:
+    """Let ``save`` write into a binary file object (e.g. ``torch.save(obj, f)``) atomically."""
+    with atomic_writer(path, "wb") as handle:
+        save(handle)
+
+
+def remove_stray_temp_files(folder: str | Path) -> list[Path]:
+    """Delete temp files left by a write that was killed; return what was removed."""
+    removed = []
+    for candidate in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def _fsync_directory(folder: Path) -> None:
+    # Makes the rename itself durable on POSIX; Windows cannot open directories, which is fine.
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,313 @@
+"""The settings of one run as frozen dataclasses, with a JSON round trip and plain-language validation.
+
+The GUI writes these, the CLI builds them from flags (one flag per field, generated from the
+field metadata below), and every run folder keeps the exact config it used in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FORMAT_VERSION = 1
+
+AUGMENTATIONS = ("flip", "small_rotations", "colour_changes", "random_crop")
+WEIGHT_SOURCES = ("random", "imagenet", "file", "run")
+TRAINING_MODES = ("full_finetune", "feature_extraction", "freeze_then_unfreeze")
+TASKS = ("finetune", "pretrain")
+SUPERVISED_LOSSES = ("cross_entropy",)
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("constant", "cosine", "one_cycle")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "off", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid. ``field_path`` names it (``optim.learning_rate``)."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field_path = field_path
+        self.message = message
+
+
+def _describe(help_text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": help_text, **extra}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: str | None = field(
+        default=None,
+        metadata=_describe("Folder of images: one subfolder per class (optionally inside train/ and val/)."),
+    )
+    image_size: int = field(default=64, metadata=_describe("Images are resized to this many pixels square."))
+    batch_size: int = field(default=32, metadata=_describe("Images per training step."))
+    validation_fraction: float = field(
+        default=0.2,
+        metadata=_describe("Share of each class kept aside for validation when there is no val/ folder."),
+    )
+    augmentations: tuple[str, ...] = field(
+        default=("flip",),
+        metadata=_describe("Random changes to training images.", choices=AUGMENTATIONS),
+    )
+    num_workers: int = field(
+        default=0, metadata=_describe("Background processes that load images (0 = load in the training thread).")
+    )
+    max_bad_file_fraction: float = field(
+        default=0.05,
+        metadata=_describe("Refuse to train when more than this share of the files cannot be read."),
+    )
+
+    def validate(self) -> None:
+        _check_range("data.image_size", self.image_size, 8, 1024)
+        _check_range("data.batch_size", self.batch_size, 1, 65536)
+        _check_range("data.validation_fraction", self.validation_fraction, 0.0, 0.9)
+        _check_range("data.num_workers", self.num_workers, 0, 64)
+        _check_range("data.max_bad_file_fraction", self.max_bad_file_fraction, 0.0, 1.0)
+        for name in self.augmentations:
+            _check_choice("data.augmentations", name, AUGMENTATIONS)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = field(default="small_cnn", metadata=_describe("Network architecture (see `ptm-studio models`)."))
+    weights: str = field(
+        default="random",
+        metadata=_describe("Where the starting weights come from.", choices=WEIGHT_SOURCES),
+    )
+    weights_path: str | None = field(
+        default=None,
+        metadata=_describe("A .safetensors/.pt file (weights=file) or an earlier run folder (weights=run)."),
+    )
+    allow_download: bool = field(
+        default=False, metadata=_describe("Download ImageNet weights when they are not on this computer yet.")
+    )
+    training_mode: str = field(
+        default="full_finetune",
+        metadata=_describe("Which layers learn.", choices=TRAINING_MODES),
+    )
+    unfreeze_after_epochs: int = field(
+        default=1, metadata=_describe("freeze_then_unfreeze: epochs with only the head learning.")
+    )
+    backbone_learning_rate_factor: float = field(
+        default=0.1, metadata=_describe("freeze_then_unfreeze: backbone learning rate relative to the head's.")
+    )
+    dropout: float = field(default=0.0, metadata=_describe("Dropout before the classifier head."))
+
+    def validate(self) -> None:
+        _check_choice("model.weights", self.weights, WEIGHT_SOURCES)
+        _check_choice("model.training_mode", self.training_mode, TRAINING_MODES)
+        if self.weights in ("file", "run") and not self.weights_path:
+            raise ConfigError("model.weights_path", f"weights={self.weights!r} needs a path to start from")
+        _check_range("model.unfreeze_after_epochs", self.unfreeze_after_epochs, 0, 10_000)
+        _check_range("model.backbone_learning_rate_factor", self.backbone_learning_rate_factor, 0.0, 10.0)
+        _check_range("model.dropout", self.dropout, 0.0, 0.95)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    task: str = field(default="finetune", metadata=_describe("finetune (labelled) or pretrain.", choices=TASKS))
+    loss: str = field(default="cross_entropy", metadata=_describe("Training loss.", choices=SUPERVISED_LOSSES))
+    label_smoothing: float = field(
+        default=0.0, metadata=_describe("Soften the targets (0 = off, 0.1 is common).")
+    )
+    use_class_weights: bool = field(
+        default=False, metadata=_describe("Weigh rare classes up so imbalanced data trains fairly.")
+    )
+
+    def validate(self) -> None:
+        _check_choice("objective.task", self.task, TASKS)
+        _check_choice("objective.loss", self.loss, SUPERVISED_LOSSES)
+        _check_range("objective.label_smoothing", self.label_smoothing, 0.0, 0.5)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = field(default="adamw", metadata=_describe("Optimiser.", choices=OPTIMIZERS))
+    learning_rate: float = field(default=1e-3, metadata=_describe("Step size of the optimiser."))
+    weight_decay: float = field(default=1e-4, metadata=_describe("Pulls weights towards zero (regularisation)."))
+    momentum: float = field(default=0.9, metadata=_describe("SGD momentum."))
+    num_epochs: int = field(default=10, metadata=_describe("Passes over the training images."))
+    schedule: str = field(default="cosine", metadata=_describe("Learning-rate schedule.", choices=SCHEDULES))
+    warmup_epochs: float = field(default=0.0, metadata=_describe("Epochs of linear learning-rate warm-up."))
+    early_stopping_patience: int = field(
+        default=0, metadata=_describe("Stop after this many epochs without improvement (0 = never).")
+    )
+    gradient_clip_norm: float = field(default=0.0, metadata=_describe("Clip gradient norm (0 = off)."))
+
+    def validate(self) -> None:
+        _check_choice("optim.optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("optim.schedule", self.schedule, SCHEDULES)
+        _check_range("optim.learning_rate", self.learning_rate, 1e-8, 10.0, low_open=False)
+        _check_range("optim.weight_decay", self.weight_decay, 0.0, 1.0)
+        _check_range("optim.momentum", self.momentum, 0.0, 0.999)
+        _check_range("optim.num_epochs", self.num_epochs, 1, 100_000)
+        _check_range("optim.early_stopping_patience", self.early_stopping_patience, 0, 100_000)
+        _check_range("optim.gradient_clip_norm", self.gradient_clip_norm, 0.0, 1e6)
+        if not 0.0 <= self.warmup_epochs < self.num_epochs:
+            raise ConfigError(
+                "optim.warmup_epochs",
+                f"must be at least 0 and less than num_epochs ({self.num_epochs}), got {self.warmup_epochs}",
+            )
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device: str = field(default="auto", metadata=_describe("auto picks CUDA, then Apple MPS, then CPU.", choices=DEVICES))
+    precision: str = field(
+        default="auto", metadata=_describe("Mixed precision on GPU (auto = bf16 where supported).", choices=PRECISIONS)
+    )
+    cpu_threads: int = field(
+        default=0, metadata=_describe("CPU threads for training (0 = all cores but one, so the computer stays usable).")
+    )
+
+    def validate(self) -> None:
+        _check_choice("device.device", self.device, DEVICES)
+        _check_choice("device.precision", self.precision, PRECISIONS)
+        _check_range("device.cpu_threads", self.cpu_threads, 0, 1024)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    seed: int = field(default=0, metadata=_describe("Random seed: the same seed gives the same run on CPU."))
+    run_name: str | None = field(default=None, metadata=_describe("Name of the run folder (default: date and time)."))
+
+    def validate(self) -> RunConfig:
+        """Raise ConfigError naming the first bad field; return self so calls chain."""
+        for section in (self.data, self.model, self.objective, self.optim, self.device):
+            section.validate()
+        _check_range("seed", self.seed, 0, 2**32 - 1)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = _to_plain(self)
+        payload["format_version"] = CONFIG_FORMAT_VERSION
+        return payload
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> RunConfig:
+        payload = dict(payload)
+        version = payload.pop("format_version", CONFIG_FORMAT_VERSION)
+        if not isinstance(version, int) or version > CONFIG_FORMAT_VERSION:
+            raise ConfigError(
+                "format_version",
+                f"this config was written by a newer PTM Studio (format {version}); please update the app",
+            )
+        return _from_plain(cls, payload, prefix="")
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError("<file>", f"not valid JSON ({error})") from error
+        if not isinstance(payload, dict):
+            raise ConfigError("<file>", "expected a JSON object with the run settings")
+        return cls.from_dict(payload)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "objective": ObjectiveConfig,
+    "optim": OptimConfig,
+    "device": DeviceConfig,
+}
+
+
+def replace_field(config: RunConfig, field_path: str, value: Any) -> RunConfig:
+    """Return a copy of ``config`` with one dotted field (``optim.learning_rate``) replaced."""
+    if "." not in field_path:
+        return dataclasses.replace(config, **{field_path: value})
+    section_name, field_name = field_path.split(".", 1)
+    section = getattr(config, section_name)
+    return dataclasses.replace(config, **{section_name: dataclasses.replace(section, **{field_name: value})})
+
+
+def _check_range(
+    field_path: str, value: float, low: float, high: float, *, low_open: bool = False
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(field_path, f"must be a number, got {value!r}")
+    if value != value or value < low or value > high or (low_open and value == low):
+        raise ConfigError(field_path, f"must be between {low:g} and {high:g}, got {value!r}")
+
+
+def _check_choice(field_path: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(field_path, f"{value!r} is not one of: {', '.join(allowed)}")
+
+
+def _to_plain(instance: Any) -> Any:
+    if dataclasses.is_dataclass(instance) and not isinstance(instance, type):
+        return {f.name: _to_plain(getattr(instance, f.name)) for f in dataclasses.fields(instance)}
+    if isinstance(instance, tuple):
+        return [_to_plain(item) for item in instance]
+    return instance
+
+
+def _from_plain(cls: type, payload: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(payload, dict):
+        raise ConfigError(prefix.rstrip(".") or "<file>", "expected an object of settings")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}", f"unknown setting; known ones are: {', '.join(sorted(known))}"
+        )
+    values = {}
+    for name, raw in payload.items():
+        values[name] = _coerce(hints[name], raw, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, raw: Any, field_path: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _from_plain(hint, raw, prefix=f"{field_path}.")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if raw is None and type(None) in args:
+            return None
+        non_none = [arg for arg in args if arg is not type(None)]
+        return _coerce(non_none[0], raw, field_path)
+    if origin is tuple:
+        if not isinstance(raw, list | tuple):
+            raise ConfigError(field_path, f"expected a list, got {raw!r}")
+        return tuple(_coerce(args[0], item, field_path) for item in raw)
+    if hint is bool:
+        if not isinstance(raw, bool):
+            raise ConfigError(field_path, f"expected true or false, got {raw!r}")
+        return raw
+    if hint is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ConfigError(field_path, f"expected a whole number, got {raw!r}")
+        return raw
+    if hint is float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ConfigError(field_path, f"expected a number, got {raw!r}")
+        return float(raw)
+    if hint is str:
+        if not isinstance(raw, str):
+            raise ConfigError(field_path, f"expected text, got {raw!r}")
+        return raw
+    return raw
