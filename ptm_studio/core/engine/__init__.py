@@ -1,0 +1,1 @@
+"""The training engine: events, callbacks, the stop request, the Trainer and checkpoints."""

@@ -1,0 +1,191 @@
+"""Atomic checkpoints: model weights as safetensors, metadata as JSON, trainer state for resume.
+
+A checkpoint is a folder (``checkpoints/last``, ``checkpoints/best``)::
+
+    model.safetensors   weights only, safe to open from anyone
+    trainer_state.pt    optimiser/scheduler/scaler/RNG state + counters, loadable with weights_only=True
+    meta.json           class names, preprocessing, versions, SHA-256 of the files, "complete": true
+
+The folder is written under a temporary name; meta.json (the completeness marker) goes in last;
+then the old folder is renamed aside, the new one renamed into place and the old one removed. A
+kill at any moment leaves either a complete old or a complete new checkpoint, which
+:func:`recover_checkpoint` restores on the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import torchvision
+
+from ptm_studio import __version__
+from ptm_studio.core.atomic_io import write_bytes_atomic, write_json_atomic, write_with_atomic
+
+MODEL_FILE = "model.safetensors"
+META_FILE = "meta.json"
+TRAINER_STATE_FILE = "trainer_state.pt"
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, incomplete or damaged; the message names the folder."""
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    folder: Path
+    model_state: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    trainer_state: dict[str, Any] | None
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model_state: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a complete checkpoint to ``folder`` atomically and return ``folder``."""
+    folder = Path(folder)
+    partial = _sibling(folder, "partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    plain_state = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model_state.items()}
+    write_bytes_atomic(partial / MODEL_FILE, safetensors.torch.save(plain_state))
+    if trainer_state is not None:
+        write_with_atomic(partial / TRAINER_STATE_FILE, lambda handle: torch.save(trainer_state, handle))
+    full_meta = {**_environment_meta(), **meta, "complete": True, "files": _hash_files(partial)}
+    write_json_atomic(partial / META_FILE, full_meta)
+    _swap_into_place(partial, folder)
+    return folder
+
+
+def load_checkpoint(folder: str | Path, *, with_trainer_state: bool = True) -> LoadedCheckpoint:
+    """Load a checkpoint after checking it is complete and its files match their recorded hashes."""
+    folder = recover_checkpoint(folder)
+    meta = read_meta(folder)
+    _verify_hashes(folder, meta)
+    model_state = safetensors.torch.load_file(str(folder / MODEL_FILE), device="cpu")
+    trainer_state = None
+    state_path = folder / TRAINER_STATE_FILE
+    if with_trainer_state and state_path.exists():
+        with open(state_path, "rb") as handle:
+            trainer_state = torch.load(handle, map_location="cpu", weights_only=True)
+    return LoadedCheckpoint(folder, model_state, meta, trainer_state)
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{folder}: no checkpoint here (meta.json is missing)") from error
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{folder}: the checkpoint's meta.json is damaged") from error
+    if not meta.get("complete"):
+        raise CheckpointError(f"{folder}: the checkpoint is incomplete")
+    if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(f"{folder}: made with a newer PTM Studio; please update the app to open it")
+    return dict(meta)
+
+
+def is_complete_checkpoint(folder: str | Path) -> bool:
+    try:
+        _verify_hashes(Path(folder), read_meta(folder))
+    except CheckpointError:
+        return False
+    return True
+
+
+def recover_checkpoint(folder: str | Path) -> Path:
+    """Finish or undo a swap cut short by a crash, and remove half-written folders."""
+    folder = Path(folder)
+    old, partial = _sibling(folder, "old"), _sibling(folder, "partial")
+    if not folder.exists() and old.exists() and is_complete_checkpoint(old):
+        old.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def _swap_into_place(partial: Path, folder: Path) -> None:
+    old = _sibling(folder, "old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    partial.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sibling(folder: Path, role: str) -> Path:
+    return folder.parent / f".{folder.name}.{role}"
+
+
+def _hash_files(folder: Path) -> dict[str, str]:
+    return {path.name: _sha256(path) for path in sorted(folder.iterdir()) if path.name != META_FILE}
+
+
+def _verify_hashes(folder: Path, meta: dict[str, Any]) -> None:
+    recorded = meta.get("files", {})
+    if MODEL_FILE not in recorded:
+        raise CheckpointError(f"{folder}: the checkpoint lists no model file")
+    for name, expected in recorded.items():
+        path = folder / name
+        if not path.exists():
+            raise CheckpointError(f"{folder}: {name} is missing")
+        if _sha256(path) != expected:
+            raise CheckpointError(f"{folder}: {name} is damaged (its checksum does not match)")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _environment_meta() -> dict[str, Any]:
+    return {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "app_version": __version__,
+        "torch_version": torch.__version__,
+        "torchvision_version": torchvision.__version__,
+        "python_version": platform.python_version(),
+        "saved_at": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """RNG state as tensors and plain ints, so it loads with ``weights_only=True``."""
+    import random
+
+    version, internal_state, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "python": [version, list(internal_state), gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    version, internal_state, gauss = state["python"]
+    random.setstate((version, tuple(internal_state), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError):  # a different number of GPUs than when saved
+            torch.cuda.set_rng_state_all(state["cuda"])

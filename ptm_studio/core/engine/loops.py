@@ -1,0 +1,145 @@
+"""The two inner loops of training: one optimisation step, and one evaluation pass."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as functional
+from torch import nn
+
+from ptm_studio.core.engine.events import PredictionRecord
+from ptm_studio.core.metrics import accuracy, confusion_matrix, per_class_report, top_k_accuracy
+
+TOP_K = 5
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite several steps in a row."""
+
+
+@dataclass
+class StepContext:
+    """Everything one optimisation step needs besides the batch."""
+
+    model: nn.Module
+    loss_function: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    gradient_clip_norm: float
+    channels_last: bool
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def move_batch(
+    images: torch.Tensor, targets: torch.Tensor, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, targets.to(device, non_blocking=True)
+
+
+def train_step(
+    context: StepContext, images: torch.Tensor, targets: torch.Tensor
+) -> tuple[float, int]:
+    """One optimiser step; returns (loss, number of correct predictions)."""
+    images, targets = move_batch(images, targets, context.device, context.channels_last)
+    with autocast(context.device, context.autocast_dtype):
+        logits = context.model(images)
+        loss = context.loss_function(logits.float(), targets)
+    loss_value = float(loss.detach())
+    context.optimizer.zero_grad(set_to_none=True)
+    if not math.isfinite(loss_value):
+        return float("nan"), 0  # skip the update; the trainer counts these and stops a diverging run
+    context.scaler.scale(loss).backward()
+    if context.gradient_clip_norm > 0:
+        context.scaler.unscale_(context.optimizer)
+        nn.utils.clip_grad_norm_(context.model.parameters(), context.gradient_clip_norm)
+    context.scaler.step(context.optimizer)
+    context.scaler.update()
+    context.scheduler.step()
+    correct = int((logits.detach().argmax(dim=1) == targets).sum())
+    return loss_value, correct
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    loss: float
+    accuracy: float
+    top5_accuracy: float
+    confusion: np.ndarray
+    per_class: tuple[dict[str, float | str | int], ...]
+    records: tuple[PredictionRecord, ...]
+
+
+def evaluate(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    paths: tuple[str, ...],
+    class_names: tuple[str, ...],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    channels_last: bool,
+) -> EvaluationResult:
+    """Run the model over the validation set and keep a record per image."""
+    model.eval()
+    probability_chunks, loss_chunks, target_chunks = [], [], []
+    with torch.inference_mode():
+        for images, targets in batches:
+            images, targets = move_batch(images, targets, device, channels_last)
+            with autocast(device, autocast_dtype):
+                logits = model(images).float()
+            loss_chunks.append(functional.cross_entropy(logits, targets, reduction="none").cpu())
+            probability_chunks.append(torch.softmax(logits, dim=1).cpu())
+            target_chunks.append(targets.cpu())
+    if not target_chunks:
+        empty = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
+        return EvaluationResult(float("nan"), float("nan"), float("nan"), empty, (), ())
+    probabilities = torch.cat(probability_chunks).numpy()
+    losses = torch.cat(loss_chunks).numpy()
+    targets_array = torch.cat(target_chunks).numpy()
+    predictions = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(targets_array, predictions, len(class_names))
+    return EvaluationResult(
+        loss=float(losses.mean()),
+        accuracy=accuracy(targets_array, predictions),
+        top5_accuracy=top_k_accuracy(probabilities, targets_array, TOP_K),
+        confusion=matrix,
+        per_class=per_class_report(matrix, class_names),
+        records=_prediction_records(paths, targets_array, probabilities, losses),
+    )
+
+
+def _prediction_records(
+    paths: tuple[str, ...], targets: np.ndarray, probabilities: np.ndarray, losses: np.ndarray
+) -> tuple[PredictionRecord, ...]:
+    k = min(TOP_K, probabilities.shape[1])
+    top_indices = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    records = []
+    for row, path in enumerate(paths):
+        top = top_indices[row]
+        records.append(
+            PredictionRecord(
+                path=path,
+                true_index=int(targets[row]),
+                predicted_index=int(top[0]),
+                confidence=float(probabilities[row, top[0]]),
+                loss=float(losses[row]),
+                top_indices=tuple(int(index) for index in top),
+                top_probabilities=tuple(float(probabilities[row, index]) for index in top),
+            )
+        )
+    return tuple(records)

@@ -1,0 +1,432 @@
+"""The Trainer: runs one training run from a RunConfig and reports it as events.
+
+The loop is a few named steps (``train_one_epoch``, ``evaluate``, ``save_checkpoint``), one
+event per lifecycle point, and a cooperative stop check right after each batch. ``run`` never
+raises for a failed run: it reports ``TrainingFinished(status="failed")`` with the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptm_studio.core.config import ConfigError, RunConfig
+from ptm_studio.core.data import DatasetError
+from ptm_studio.core.devices import autocast_dtype, configure_cpu_threads, describe_device, select_device
+from ptm_studio.core.engine import checkpoints
+from ptm_studio.core.engine.callbacks import Callback, CallbackList
+from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.events import (
+    STATUS_COMPLETED,
+    STATUS_FAILED,
+    STATUS_STOPPED,
+    BatchFinished,
+    CheckpointSaved,
+    EpochFinished,
+    PredictionsReady,
+    TrainingFinished,
+    TrainingStarted,
+)
+from ptm_studio.core.engine.loops import EvaluationResult, StepContext, TrainingDiverged, evaluate, train_step
+from ptm_studio.core.engine.progress import RunProgress
+from ptm_studio.core.engine.setup import (
+    build_data_loaders,
+    build_model,
+    class_counts,
+    prepare_split,
+    resolve_data_dir,
+    seed_everything,
+)
+from ptm_studio.core.models import ModelError, WeightsError
+from ptm_studio.core.objectives import build_optimizer, build_scheduler, build_supervised_loss
+from ptm_studio.core.objectives.freezing import is_backbone_frozen, set_backbone_trainable
+from ptm_studio.core.runs import RunDirectory, default_runs_root
+
+LOGGER = logging.getLogger(__name__)
+USER_FACING_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DatasetError,
+    ModelError,
+    WeightsError,
+    checkpoints.CheckpointError,
+    TrainingDiverged,
+    NotImplementedError,
+    OSError,
+)
+MAX_NON_FINITE_STEPS_IN_A_ROW = 5
+
+
+class Trainer:
+    """Trains one run. Construct on any thread; call :meth:`run` on the training thread."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        callbacks: Iterable[Callback] = (),
+        stop_request: StopRequest | None = None,
+        runs_root: Path | None = None,
+        resume_from: Path | None = None,
+    ) -> None:
+        self.resume_from = Path(resume_from) if resume_from else None
+        self.config = RunDirectory(self.resume_from).read_config() if self.resume_from else config
+        self.config.validate()
+        self.callbacks = CallbackList(callbacks)
+        self.stop_request = stop_request or StopRequest()
+        self.runs_root = Path(runs_root) if runs_root else None
+        self.run_dir: RunDirectory | None = None
+        self.progress = RunProgress()
+        self.last_result: EvaluationResult | None = None
+        self.non_finite_in_a_row = 0
+        self.pending_rng_state: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- public API
+    def run(self) -> TrainingFinished:
+        started = time.perf_counter()
+        status, message, details, error_type = STATUS_FAILED, "", "", ""
+        try:
+            self._set_up()
+            status = self._fit()
+        except Exception as error:  # every failure becomes a readable TrainingFinished
+            LOGGER.exception("training failed")
+            message, details = _plain_message(error), traceback.format_exc()
+            error_type = type(error).__name__
+        finished = TrainingFinished(
+            status=status,
+            run_dir=self.run_dir.path if self.run_dir else None,
+            epochs_completed=self.progress.epochs_completed,
+            best_val_accuracy=self.progress.best_val_accuracy,
+            final_val_accuracy=self.progress.final_val_accuracy,
+            elapsed_seconds=time.perf_counter() - started,
+            error_message=message,
+            error_details=details,
+            error_type=error_type,
+        )
+        self._record_final_status(finished)
+        self._release_device()
+        self.callbacks.emit(finished)
+        return finished
+
+    # ----------------------------------------------------------------- setting up
+    def _set_up(self) -> None:
+        config = self.config
+        if config.objective.task != "finetune":
+            raise NotImplementedError(
+                "Self-supervised pretraining is not available yet in this version; choose finetune."
+            )
+        seed_everything(config.seed)
+        self.device = select_device(config.device.device)
+        self.device_info = describe_device(config.device.device)
+        if self.device.type == "cpu":
+            configure_cpu_threads(config.device.cpu_threads)
+        self.autocast_dtype = autocast_dtype(self.device, config.device.precision)
+        self.channels_last = self.device.type == "cuda"
+        self.split = prepare_split(config)
+        self.model, self.spec, self.weights_note = build_model(config, len(self.split.class_names))
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.loaders = build_data_loaders(config, self.split, self.spec, self.device)
+        self.steps_per_epoch = len(self.loaders.train)
+        self.context = self._build_step_context()
+        self._open_run_dir()
+
+    def _build_step_context(self) -> StepContext:
+        config = self.config
+        loss_function = build_supervised_loss(config.objective, class_counts(self.split)).to(self.device)
+        optimizer = build_optimizer(self.model.head, self.model.backbone, config.optim, config.model)
+        scheduler = build_scheduler(optimizer, config.optim, self.steps_per_epoch)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        return StepContext(
+            model=self.model,
+            loss_function=loss_function,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+            gradient_clip_norm=config.optim.gradient_clip_norm,
+            channels_last=self.channels_last,
+        )
+
+    def _open_run_dir(self) -> None:
+        if self.resume_from:
+            self.run_dir = RunDirectory(self.resume_from)
+            self._restore(checkpoints.load_checkpoint(self.run_dir.last_checkpoint_dir))
+        else:
+            self.run_dir = RunDirectory.create(self.runs_root or default_runs_root(), self.config.run_name)
+            self.run_dir.write_config(self.config)
+        self.run_dir.write_status(
+            status="running",
+            class_names=list(self.split.class_names),
+            data_dir=str(resolve_data_dir(self.config)),
+            weights=self.weights_note,
+        )
+
+    # ----------------------------------------------------------------- the loop
+    def _fit(self) -> str:
+        self.callbacks.emit(self._started_event())
+        for epoch_index in range(self.progress.epoch_index, self.config.optim.num_epochs):
+            if not self.train_one_epoch(epoch_index):
+                self.save_checkpoint(reason="stopped")
+                return STATUS_STOPPED
+            self.evaluate_epoch(epoch_index)
+            if self.stop_request.is_requested:
+                return STATUS_STOPPED  # the epoch's checkpoint was just saved
+            if self.progress.should_stop_early(self.config.optim.early_stopping_patience):
+                LOGGER.info("early stopping after epoch %d", epoch_index + 1)
+                break
+        self._write_predictions(self.last_result)
+        return STATUS_COMPLETED
+
+    def train_one_epoch(self, epoch_index: int) -> bool:
+        """Train until the epoch ends (True) or a stop is requested (False)."""
+        frozen = is_backbone_frozen(self.config.model, epoch_index)
+        set_backbone_trainable(self.model.backbone, not frozen)
+        self.model.train()
+        if frozen:
+            self.model.backbone.eval()  # frozen means frozen batch-norm statistics too
+        start_batch = self.progress.batch_index
+        self.loaders.train_sampler.set_epoch(epoch_index, start_batch * self.config.data.batch_size)
+        self.progress.start_epoch(epoch_index, self.steps_per_epoch)
+        for batch_index, (images, targets) in enumerate(self._epoch_batches(start_batch), start=start_batch):
+            loss, correct = train_step(self.context, images, targets)
+            self.progress.add_batch(loss, correct, len(targets))
+            self.callbacks.emit(self._batch_event(epoch_index, batch_index, loss))
+            self._count_non_finite(loss)
+            if self.stop_request.is_requested:
+                return False
+        self.progress.finish_training_part()
+        return True
+
+    def _epoch_batches(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batch iterator, with a resumed run's RNG state restored at the right moment.
+
+        Creating a DataLoader iterator draws from the global RNG. A checkpoint taken mid-epoch
+        already includes that draw, so its state is restored after the iterator exists; one taken
+        at an epoch boundary precedes it, so it is restored first.
+        """
+        if start_batch == 0:
+            self._restore_pending_rng_state()
+        batches = iter(self.loaders.train)
+        self._restore_pending_rng_state()
+        return batches
+
+    def _restore_pending_rng_state(self) -> None:
+        if self.pending_rng_state is not None:
+            checkpoints.restore_rng_state(self.pending_rng_state)
+            self.pending_rng_state = None
+
+    def evaluate_epoch(self, epoch_index: int) -> EvaluationResult:
+        result = evaluate(
+            self.model,
+            iter(self.loaders.val),
+            self.loaders.val_paths,
+            self.split.class_names,
+            self.device,
+            self.autocast_dtype,
+            self.channels_last,
+        )
+        self.last_result = result
+        is_best = self.progress.finish_epoch(result.accuracy, result.loss)
+        event = self._epoch_event(epoch_index, result, is_best)
+        self._log_epoch(event)
+        self.callbacks.emit(event)
+        self.callbacks.emit(PredictionsReady(epoch_index + 1, self.split.class_names, result.records))
+        self.save_checkpoint(reason="epoch")
+        if is_best:
+            self.save_checkpoint(reason="best")
+        return result
+
+    # ----------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, reason: str) -> None:
+        assert self.run_dir is not None
+        self._flush_batch_log()
+        folder = self.run_dir.best_checkpoint_dir if reason == "best" else self.run_dir.last_checkpoint_dir
+        trainer_state = None if reason == "best" else self._trainer_state()
+        checkpoints.save_checkpoint(folder, self.model.state_dict(), self._checkpoint_meta(), trainer_state)
+        self.callbacks.emit(
+            CheckpointSaved(self.progress.epoch_index + 1, self.progress.global_step, folder, reason)
+        )
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "progress": self.progress.state_dict(),
+            "optimizer": self.context.optimizer.state_dict(),
+            "scheduler": self.context.scheduler.state_dict(),
+            "scaler": self.context.scaler.state_dict(),
+            "rng": checkpoints.capture_rng_state(),
+        }
+
+    def _restore(self, loaded: checkpoints.LoadedCheckpoint) -> None:
+        state = loaded.trainer_state
+        if state is None:
+            raise checkpoints.CheckpointError(f"{loaded.folder}: has no trainer state to resume from")
+        self.model.load_state_dict(loaded.model_state)
+        self.context.optimizer.load_state_dict(state["optimizer"])
+        self.context.scheduler.load_state_dict(state["scheduler"])
+        self.context.scaler.load_state_dict(state["scaler"])
+        self.progress.load_state_dict(state["progress"])
+        self.pending_rng_state = state["rng"]  # restored when the next epoch's batches start
+        assert self.run_dir is not None
+        self.run_dir.truncate_metrics_after(self.progress.global_step)
+
+    def _checkpoint_meta(self) -> dict[str, Any]:
+        return {
+            "backbone": self.spec.name,
+            "num_classes": len(self.split.class_names),
+            "class_names": list(self.split.class_names),
+            "task": self.config.objective.task,
+            "image_size": self.config.data.image_size,
+            "mean": list(self.spec.mean),
+            "std": list(self.spec.std),
+            "epoch": self.progress.epochs_completed,
+            "global_step": self.progress.global_step,
+            "val_accuracy": _finite_or_none(self.progress.final_val_accuracy),
+        }
+
+    # ----------------------------------------------------------------- events and logs
+    def _started_event(self) -> TrainingStarted:
+        assert self.run_dir is not None
+        return TrainingStarted(
+            run_dir=self.run_dir.path,
+            task=self.config.objective.task,
+            class_names=self.split.class_names,
+            num_epochs=self.config.optim.num_epochs,
+            start_epoch=self.progress.epoch_index + 1,
+            steps_per_epoch=self.steps_per_epoch,
+            num_train_images=len(self.split.train),
+            num_val_images=len(self.split.val),
+            device_name=self.device_info.name,
+            device_note=self.device_info.note,
+            parameter_count=sum(parameter.numel() for parameter in self.model.parameters()),
+        )
+
+    def _batch_event(self, epoch_index: int, batch_index: int, loss: float) -> BatchFinished:
+        total_steps = self.config.optim.num_epochs * self.steps_per_epoch
+        learning_rate = self.context.optimizer.param_groups[0]["lr"]
+        self.progress.log_batch(epoch_index, loss, learning_rate)
+        return BatchFinished(
+            epoch=epoch_index + 1,
+            batch_index=batch_index,
+            num_batches=self.steps_per_epoch,
+            global_step=self.progress.global_step,
+            total_steps=total_steps,
+            loss=loss,
+            learning_rate=learning_rate,
+            samples_per_second=self.progress.samples_per_second(),
+            elapsed_seconds=self.progress.elapsed_seconds(),
+            eta_seconds=self.progress.eta_seconds(total_steps),
+        )
+
+    def _epoch_event(self, epoch_index: int, result: EvaluationResult, is_best: bool) -> EpochFinished:
+        return EpochFinished(
+            epoch=epoch_index + 1,
+            num_epochs=self.config.optim.num_epochs,
+            train_loss=self.progress.epoch_train_loss(),
+            train_accuracy=self.progress.epoch_train_accuracy(),
+            val_loss=result.loss,
+            val_accuracy=result.accuracy,
+            val_top5_accuracy=result.top5_accuracy,
+            learning_rate=self.context.optimizer.param_groups[0]["lr"],
+            epoch_seconds=self.progress.epoch_seconds(),
+            is_best=is_best,
+            per_class=result.per_class,
+            confusion_matrix=result.confusion,
+        )
+
+    def _log_epoch(self, event: EpochFinished) -> None:
+        assert self.run_dir is not None
+        self._flush_batch_log()
+        record = {
+            "type": "epoch",
+            "global_step": self.progress.global_step,
+            **{name: getattr(event, name) for name in _EPOCH_LOG_FIELDS},
+            "confusion_matrix": event.confusion_matrix.tolist() if event.confusion_matrix is not None else None,
+            "per_class": list(event.per_class),
+        }
+        self.run_dir.append_metrics([record])
+        self.run_dir.write_status(
+            epochs_completed=self.progress.epochs_completed,
+            best_val_accuracy=self.progress.best_val_accuracy,
+            final_val_accuracy=self.progress.final_val_accuracy,
+        )
+
+    def _flush_batch_log(self) -> None:
+        assert self.run_dir is not None
+        self.run_dir.append_metrics(self.progress.take_batch_log())
+
+    def _write_predictions(self, result_or_none: EvaluationResult | None) -> None:
+        if result_or_none is None or self.run_dir is None:
+            return
+        names = self.split.class_names
+        rows = [
+            {
+                "path": record.path,
+                "true_class": names[record.true_index],
+                "predicted_class": names[record.predicted_index],
+                "confidence": f"{record.confidence:.6f}",
+                "loss": f"{record.loss:.6f}",
+                "is_correct": record.is_correct,
+            }
+            for record in result_or_none.records
+        ]
+        self.run_dir.write_predictions(rows)
+
+    def _count_non_finite(self, loss: float) -> None:
+        if math.isfinite(loss):
+            self.non_finite_in_a_row = 0
+            return
+        self.non_finite_in_a_row += 1
+        if self.non_finite_in_a_row >= MAX_NON_FINITE_STEPS_IN_A_ROW:
+            raise TrainingDiverged(
+                f"The loss diverged at step {self.progress.global_step} (it became NaN or infinite"
+                f" {self.non_finite_in_a_row} steps in a row). Try a lower learning rate."
+            )
+
+    def _record_final_status(self, finished: TrainingFinished) -> None:
+        if self.run_dir is None:
+            return
+        try:
+            self.run_dir.write_status(status=finished.status, error_message=finished.error_message)
+        except OSError:
+            LOGGER.exception("could not record the final status of %s", self.run_dir.path)
+
+    def _release_device(self) -> None:
+        device = getattr(self, "device", None)
+        if device is not None and device.type == "cuda":
+            self.__dict__.pop("model", None)
+            self.__dict__.pop("context", None)
+            torch.cuda.empty_cache()
+
+
+_EPOCH_LOG_FIELDS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "val_top5_accuracy",
+    "learning_rate",
+    "epoch_seconds",
+    "is_best",
+)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _plain_message(error: BaseException) -> str:
+    """Errors written for users speak for themselves; anything else is named as unexpected."""
+    text = str(error) or type(error).__name__
+    if isinstance(error, USER_FACING_ERRORS):
+        return text
+    return f"Unexpected error ({type(error).__name__}): {text}"

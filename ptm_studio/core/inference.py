@@ -1,0 +1,113 @@
+"""Predict new images with a trained run: load its checkpoint, preprocess as in training, top-k."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ptm_studio.core.data import IMAGE_EXTENSIONS, ImageLoadError, build_transform, load_image
+from ptm_studio.core.devices import select_device
+from ptm_studio.core.engine.checkpoints import CheckpointError, load_checkpoint
+from ptm_studio.core.models import ImageClassifier, build_classifier
+from ptm_studio.core.runs import RunDirectory
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one file; ``error`` is set (and the rest empty) when it could not be read."""
+
+    path: Path
+    top_classes: tuple[str, ...]
+    top_probabilities: tuple[float, ...]
+    error: str = ""
+
+    @property
+    def predicted_class(self) -> str:
+        return self.top_classes[0] if self.top_classes else ""
+
+    @property
+    def confidence(self) -> float:
+        return self.top_probabilities[0] if self.top_probabilities else float("nan")
+
+
+class Predictor:
+    """A trained classifier ready to predict, with the preprocessing it was trained with."""
+
+    def __init__(
+        self, model: ImageClassifier, class_names: Sequence[str], image_size: int,
+        mean: Sequence[float], std: Sequence[float], device: torch.device,
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.class_names = tuple(class_names)
+        self.transform = build_transform(image_size, mean=tuple(mean), std=tuple(std), train=False)
+        self.device = device
+
+    @classmethod
+    def from_run(cls, run_or_checkpoint: str | Path, device: str = "auto") -> Predictor:
+        """Load the best checkpoint of a run folder (or the last, or a checkpoint folder itself)."""
+        folder = _checkpoint_folder(Path(run_or_checkpoint))
+        loaded = load_checkpoint(folder, with_trainer_state=False)
+        meta = loaded.meta
+        model = build_classifier(meta["backbone"], int(meta["num_classes"]))
+        model.load_state_dict(loaded.model_state)
+        return cls(model, meta["class_names"], int(meta["image_size"]), meta["mean"], meta["std"],
+                   select_device(device))
+
+    def predict_paths(
+        self, paths: Iterable[Path], *, top_k: int = 5, batch_size: int = 32,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[Prediction]:
+        paths = list(paths)
+        predictions: list[Prediction] = []
+        for start in range(0, len(paths), batch_size):
+            predictions += self._predict_batch(paths[start : start + batch_size], top_k)
+            if on_progress:
+                on_progress(len(predictions), len(paths))
+        return predictions
+
+    def _predict_batch(self, paths: list[Path], top_k: int) -> list[Prediction]:
+        tensors, readable, failed = [], [], {}
+        for path in paths:
+            try:
+                tensors.append(self.transform(load_image(path)))
+                readable.append(path)
+            except ImageLoadError as error:
+                failed[path] = error.reason
+        results = {path: Prediction(path, (), (), reason) for path, reason in failed.items()}
+        if tensors:
+            with torch.inference_mode():
+                probabilities = torch.softmax(self.model(torch.stack(tensors).to(self.device)).float(), dim=1)
+            k = min(top_k, len(self.class_names))
+            values, indices = probabilities.topk(k, dim=1)
+            for row, path in enumerate(readable):
+                classes = tuple(self.class_names[i] for i in indices[row].tolist())
+                results[path] = Prediction(path, classes, tuple(values[row].tolist()))
+        return [results[path] for path in paths]
+
+
+def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and image files found recursively inside folders (sorted, hidden ones skipped)."""
+    collected: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            collected += sorted(
+                path for path in item.rglob("*")
+                if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in path.relative_to(item).parts)
+            )
+        else:
+            collected.append(item)
+    return collected
+
+
+def _checkpoint_folder(path: Path) -> Path:
+    if (path / "meta.json").exists():
+        return path
+    run = RunDirectory(path)
+    for folder in (run.best_checkpoint_dir, run.last_checkpoint_dir):
+        if (folder / "meta.json").exists():
+            return folder
+    raise CheckpointError(f"{path}: no trained model found here (expected a PTM Studio run folder)")

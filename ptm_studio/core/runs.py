@@ -1,0 +1,197 @@
+"""Run folders: one per training run, holding its config, metrics log, checkpoints and predictions.
+
+Layout of a run folder::
+
+    config.json          the frozen RunConfig the run used
+    run.json             status, timestamps, class names, best/final accuracy (rewritten atomically)
+    metrics.jsonl        one JSON object per line: {"type": "epoch" | "batch", ...}
+    checkpoints/last/    model.safetensors + meta.json + trainer_state.pt (see engine/checkpoints.py)
+    checkpoints/best/    the best epoch so far (model.safetensors + meta.json)
+    predictions.csv      per-image predictions on the validation set after the last epoch
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ptm_studio.core.atomic_io import write_json_atomic, write_text_atomic
+from ptm_studio.core.config import RunConfig
+
+RUNS_HOME_VARIABLE = "PTM_STUDIO_HOME"
+
+
+def default_runs_root() -> Path:
+    """``$PTM_STUDIO_HOME/runs`` if set, else the user's data folder (e.g. ~/.local/share/PTM Studio/runs)."""
+    override = os.environ.get(RUNS_HOME_VARIABLE)
+    if override:
+        return Path(override).expanduser() / "runs"
+    import platformdirs  # imported here: only needed when no folder is given
+
+    return Path(platformdirs.user_data_dir("PTM Studio", appauthor=False)) / "runs"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as listed in the history: what the run.json and config.json say."""
+
+    path: Path
+    name: str
+    status: str
+    task: str
+    backbone: str
+    created: str
+    epochs_completed: int
+    best_val_accuracy: float | None
+    class_names: tuple[str, ...]
+
+
+class RunDirectory:
+    """Paths and atomic writers for one run folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.json")
+    status_path = property(lambda self: self.path / "run.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    checkpoints_dir = property(lambda self: self.path / "checkpoints")
+    last_checkpoint_dir = property(lambda self: self.path / "checkpoints" / "last")
+    best_checkpoint_dir = property(lambda self: self.path / "checkpoints" / "best")
+    predictions_path = property(lambda self: self.path / "predictions.csv")
+
+    @classmethod
+    def create(cls, runs_root: str | Path, name: str | None = None) -> RunDirectory:
+        """Make a new, uniquely named run folder (``2026-11-22_21-52-11`` or ``name``, ``name-2`` …)."""
+        root = Path(runs_root)
+        root.mkdir(parents=True, exist_ok=True)
+        base = _safe_folder_name(name) if name else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        for attempt in range(1, 10_000):
+            candidate = root / (base if attempt == 1 else f"{base}-{attempt}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return cls(candidate)
+        raise RuntimeError(f"could not create a new run folder in {root}")
+
+    def write_config(self, config: RunConfig) -> None:
+        write_text_atomic(self.config_path, config.to_json() + "\n")
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.load(self.config_path)
+
+    def write_status(self, **fields: Any) -> None:
+        status = self.read_status()
+        status.update(fields)
+        status["updated"] = datetime.now().isoformat(timespec="seconds")
+        status.setdefault("created", status["updated"])
+        write_json_atomic(self.status_path, _json_safe(status))
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.status_path.read_text(encoding="utf-8")))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def append_metrics(self, records: Iterable[dict[str, Any]]) -> None:
+        lines = "".join(json.dumps(_json_safe(record)) + "\n" for record in records)
+        if not lines:
+            return
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_metrics(self, record_type: str | None = None) -> list[dict[str, Any]]:
+        """All complete lines of the metrics log (a line cut by a crash is ignored)."""
+        if not self.metrics_path.exists():
+            return []
+        records = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record_type is None or record.get("type") == record_type:
+                records.append(record)
+        return records
+
+    def truncate_metrics_after(self, global_step: int) -> None:
+        """Drop log lines written after the checkpoint a resumed run continues from."""
+        kept = [r for r in self.read_metrics() if int(r.get("global_step", 0)) <= global_step]
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        write_text_atomic(self.predictions_path, buffer.getvalue())
+
+    def read_predictions(self) -> list[dict[str, str]]:
+        with open(self.predictions_path, encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def info(self) -> RunInfo:
+        status = self.read_status()
+        try:
+            config = self.read_config()
+            task, backbone = config.objective.task, config.model.backbone
+        except (OSError, ValueError):
+            task, backbone = "?", "?"
+        best = status.get("best_val_accuracy")
+        return RunInfo(
+            path=self.path,
+            name=self.path.name,
+            status=str(status.get("status", "unknown")),
+            task=task,
+            backbone=backbone,
+            created=str(status.get("created", "")),
+            epochs_completed=int(status.get("epochs_completed", 0)),
+            best_val_accuracy=float(best) if isinstance(best, int | float) else None,
+            class_names=tuple(status.get("class_names", ())),
+        )
+
+
+def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
+    """Every run folder under ``runs_root``, newest first."""
+    root = Path(runs_root) if runs_root else default_runs_root()
+    if not root.is_dir():
+        return []
+    runs = [RunDirectory(child).info() for child in root.iterdir() if (child / "config.json").is_file()]
+    return sorted(runs, key=lambda run: (run.created, run.name), reverse=True)
+
+
+def load_run(path: str | Path) -> RunDirectory:
+    run = RunDirectory(path)
+    if not run.config_path.is_file():
+        raise FileNotFoundError(f"{run.path} is not a PTM Studio run folder (it has no config.json)")
+    return run
+
+
+def _safe_folder_name(name: str) -> str:
+    cleaned = re.sub(r"[^\w.\- ]+", "_", name, flags=re.UNICODE).strip(" .")
+    return cleaned[:100] or "run"
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/Inf become null so every line stays valid JSON."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
