@@ -1,0 +1,260 @@
+"""Headless PTM Studio: ``ptm-studio train | predict | scan | models | runs``.
+
+Every RunConfig field has a flag, generated from the config dataclasses, so the CLI and the GUI
+always offer the same settings. Exit codes: 0 success, 1 training failed, 2 bad arguments or
+settings, 3 the data cannot be used, 130 stopped by Ctrl-C (a checkpoint is saved first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ptm_studio import __version__
+from ptm_studio.cli_output import (
+    ProgressPrinter,
+    print_models,
+    print_predictions,
+    print_runs,
+    print_scan,
+    print_summary,
+    write_predictions_csv,
+)
+from ptm_studio.core.config import SECTIONS, ConfigError, RunConfig, replace_field
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+SHORT_ALIASES = {"data_dir": ["--data"], "num_epochs": ["--epochs"]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    if not hasattr(arguments, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(arguments.handler(arguments))
+    except ConfigError as error:
+        print(f"error: setting {error.field_path}: {error.message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def train_entry_point() -> None:
+    """``ptm-studio-train …`` is ``ptm-studio train …``."""
+    sys.exit(main(["train", *sys.argv[1:]]))
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptm-studio",
+        description="Train and use image classifiers without the window. "
+        "Run `ptm-studio` with no arguments to open the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"PTM Studio {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_train_command(commands)
+    _add_predict_command(commands)
+    _add_scan_command(commands)
+    listing = commands.add_parser("models", help="List the available backbones.")
+    listing.set_defaults(handler=lambda _arguments: print_models() or EXIT_OK)
+    runs = commands.add_parser("runs", help="List earlier runs.")
+    runs.add_argument("--runs-root", type=Path, help="Folder holding the runs (default: your data folder).")
+    runs.set_defaults(handler=_run_runs)
+    return parser
+
+
+def _add_train_command(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        help="Train a classifier on a folder of images (one subfolder per class).",
+        description="Train a classifier. With no --data the built-in demo flowers are used. "
+        "Settings come from --config, then from the flags given.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument("--config", type=Path, help="A config.json (e.g. from an earlier run) to start from.")
+    train.add_argument("--output", type=Path, help="Folder for this run (default: a new folder under your data folder).")
+    train.add_argument("--runs-root", type=Path, help="Where new run folders are created.")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="Continue a stopped run from its last checkpoint.")
+    train.add_argument("--demo", action="store_true", help="Train on the built-in demo flowers.")
+    train.add_argument("--quiet", action="store_true", help="No progress bar, only the summary.")
+    defaults = RunConfig()
+    for section_name, section_type in SECTIONS.items():
+        group = train.add_argument_group(f"{section_name} settings")
+        for config_field in dataclasses.fields(section_type):
+            default = getattr(getattr(defaults, section_name), config_field.name)
+            _add_config_flag(group, f"{section_name}.{config_field.name}", config_field, section_type, default)
+    general = train.add_argument_group("general settings")
+    for config_field in dataclasses.fields(RunConfig):
+        if config_field.name not in SECTIONS:
+            _add_config_flag(general, config_field.name, config_field, RunConfig, getattr(defaults, config_field.name))
+    train.set_defaults(handler=_run_train)
+
+
+def _add_config_flag(
+    group: argparse._ArgumentGroup, field_path: str, config_field: dataclasses.Field, owner: type, default: Any
+) -> None:
+    hint = typing.get_type_hints(owner)[config_field.name]
+    flag = "--" + config_field.name.replace("_", "-")
+    options: dict[str, Any] = {
+        "dest": field_path,
+        "default": argparse.SUPPRESS,  # only flags the user gives override the config file
+        "help": f"{config_field.metadata.get('help', '')} (default: {_show_default(default)})",
+    }
+    choices = config_field.metadata.get("choices")
+    base = _without_none(hint)
+    if base is bool:
+        options["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(base) is tuple:
+        options.update(nargs="*", choices=choices, metavar="NAME")
+    else:
+        options.update(type=base, choices=choices)
+        options["metavar"] = config_field.name.split("_")[-1].upper() if choices is None else None
+    group.add_argument(flag, *SHORT_ALIASES.get(config_field.name, []), **options)
+
+
+def _without_none(hint: Any) -> Any:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(value) or "none"
+    return "demo data" if value is None else str(value)
+
+
+def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
+    """The config file (if any) with every given flag applied on top, validated."""
+    config = RunConfig.load(arguments.config) if arguments.config else RunConfig()
+    for name, value in vars(arguments).items():
+        if "." in name or name in ("seed", "run_name"):
+            if isinstance(value, list):
+                value = tuple(value)
+            config = replace_field(config, name, value)
+    if arguments.demo:
+        config = replace_field(config, "data.data_dir", None)
+    if arguments.output:
+        config = replace_field(config, "run_name", arguments.output.name)
+    return config.validate()
+
+
+# ---------------------------------------------------------------------------- commands
+def _run_train(arguments: argparse.Namespace) -> int:
+    from ptm_studio.core.engine.control import StopRequest
+    from ptm_studio.core.engine.trainer import Trainer
+
+    config = config_from_arguments(arguments)
+    runs_root = arguments.runs_root
+    if arguments.output:
+        if arguments.output.exists() and any(arguments.output.iterdir()):
+            print(f"error: {arguments.output} already exists and is not empty; choose a new folder "
+                  "or continue it with --resume", file=sys.stderr)
+            return EXIT_USAGE
+        arguments.output.rmdir() if arguments.output.exists() else None
+        runs_root = arguments.output.parent
+    stop_request = StopRequest()
+    progress = ProgressPrinter(quiet=arguments.quiet)
+    trainer = Trainer(config, callbacks=[progress], stop_request=stop_request,
+                      runs_root=runs_root, resume_from=arguments.resume)
+    previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
+    try:
+        finished = trainer.run()
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    print_summary(finished, progress.epochs)
+    if finished.status == "failed":
+        print(f"error: {finished.error_message}", file=sys.stderr)
+        return EXIT_DATA if finished.error_type == "DatasetError" else EXIT_FAILED
+    return EXIT_INTERRUPTED if finished.status == "stopped" else EXIT_OK
+
+
+def _stop_on_first_interrupt(stop_request: Any) -> Any:
+    def handle(_signal_number: int, _frame: object) -> None:
+        if stop_request.is_requested:
+            raise KeyboardInterrupt
+        print("\nStopping after this batch and saving a checkpoint (Ctrl-C again to abort)…", file=sys.stderr)
+        stop_request.request()
+
+    return handle
+
+
+def _add_predict_command(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="Predict the class of image files or folders with a trained run.",
+        description="Prints a table (or writes a CSV) with the top classes of each image.",
+    )
+    predict.add_argument("--run", type=Path, required=True, help="A run folder (or a checkpoint folder).")
+    predict.add_argument("paths", nargs="+", type=Path, help="Image files and/or folders.")
+    predict.add_argument("--top-k", type=int, default=3, help="How many classes to show per image.")
+    predict.add_argument("--csv", type=Path, help="Write the predictions to this CSV file too.")
+    predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    predict.set_defaults(handler=_run_predict)
+
+
+def _run_predict(arguments: argparse.Namespace) -> int:
+    from ptm_studio.core.engine.checkpoints import CheckpointError
+    from ptm_studio.core.inference import Predictor, collect_image_paths
+
+    try:
+        predictor = Predictor.from_run(arguments.run, device=arguments.device)
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    paths = collect_image_paths(arguments.paths)
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        print(f"error: {missing[0]} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    predictions = predictor.predict_paths(paths, top_k=arguments.top_k)
+    print_predictions(predictions)
+    if arguments.csv:
+        write_predictions_csv(arguments.csv, predictions)
+        print(f"Saved {len(predictions)} predictions to {arguments.csv}")
+    return EXIT_DATA if predictions and all(p.error for p in predictions) else EXIT_OK
+
+
+def _add_scan_command(commands: Any) -> None:
+    scan = commands.add_parser("scan", help="Check a dataset folder and report problems.")
+    scan.add_argument("folder", type=Path, nargs="?", help="The folder (default: the demo data).")
+    scan.add_argument("--task", default="finetune", choices=("finetune", "pretrain"))
+    scan.add_argument("--validation-fraction", type=float, default=0.2)
+    scan.set_defaults(handler=_run_scan)
+
+
+def _run_scan(arguments: argparse.Namespace) -> int:
+    from ptm_studio.core.data import DatasetError, demo_data_dir, preflight, scan_folder
+
+    folder = arguments.folder or demo_data_dir()
+    if not folder.is_dir():
+        print(f"error: {folder} is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    scan = scan_folder(folder, on_progress=ProgressPrinter.scan_progress)
+    print_scan(scan)
+    try:
+        preflight(scan, task=arguments.task, validation_fraction=arguments.validation_fraction)
+    except DatasetError as error:
+        print(f"\nThis folder cannot be used for {arguments.task} yet: {error}", file=sys.stderr)
+        return EXIT_DATA
+    print(f"\nReady for {arguments.task}.")
+    return EXIT_OK
+
+
+def _run_runs(arguments: argparse.Namespace) -> int:
+    from ptm_studio.core.runs import list_runs
+
+    print_runs(list_runs(arguments.runs_root))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""What the headless commands print: a progress bar with ETA, tables and summaries."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ptm_studio.core.engine.callbacks import Callback
+from ptm_studio.core.engine.events import BatchFinished, EpochFinished, TrainingFinished, TrainingStarted
+
+BAR_WIDTH = 24
+REDRAW_SECONDS = 0.1
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def format_percent(value: float) -> str:
+    return "—" if not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def format_number(value: float, digits: int = 4) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+class ProgressPrinter(Callback):
+    """Draws a one-line progress bar on a terminal; prints one line per epoch otherwise."""
+
+    def __init__(self, quiet: bool = False, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.is_terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.epochs: list[EpochFinished] = []
+        self._last_draw = 0.0
+
+    def on_training_started(self, event: TrainingStarted) -> None:
+        if self.quiet:
+            return
+        print(
+            f"Training on {event.num_train_images} images ({len(event.class_names)} classes), "
+            f"validating on {event.num_val_images} — {event.device_name}. {event.device_note}\n"
+            f"Run folder: {event.run_dir}",
+            file=self.stream,
+        )
+
+    def on_batch_finished(self, event: BatchFinished) -> None:
+        now = time.monotonic()
+        if self.quiet or not self.is_terminal or now - self._last_draw < REDRAW_SECONDS:
+            return
+        self._last_draw = now
+        done = event.global_step / max(event.total_steps, 1)
+        filled = int(BAR_WIDTH * done)
+        bar = "█" * filled + "·" * (BAR_WIDTH - filled)
+        line = (
+            f"\repoch {event.epoch} {bar} {event.batch_index + 1}/{event.num_batches} "
+            f"loss {format_number(event.loss)} | {event.samples_per_second:.0f} img/s | "
+            f"ETA {format_duration(event.eta_seconds)} "
+        )
+        self.stream.write(line)
+        self.stream.flush()
+
+    def on_epoch_finished(self, event: EpochFinished) -> None:
+        self.epochs.append(event)
+        if self.quiet:
+            return
+        prefix = "\r" + " " * 100 + "\r" if self.is_terminal else ""
+        best = " ★ best" if event.is_best else ""
+        print(
+            f"{prefix}epoch {event.epoch}/{event.num_epochs}: train loss {format_number(event.train_loss)}, "
+            f"val loss {format_number(event.val_loss)}, val accuracy {format_percent(event.val_accuracy)} "
+            f"({format_duration(event.epoch_seconds)}){best}",
+            file=self.stream,
+        )
+
+    @staticmethod
+    def scan_progress(done: int, total: int | None) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rChecking images… {done}/{total or '?'} ")
+            sys.stderr.flush()
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(headers[i]), *(len(row[i]) for row in cells)) for i in range(len(headers))]
+    print("  ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)))
+    print("  ".join("-" * width for width in widths))
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -> None:
+    print()
+    if epochs:
+        print_table(
+            ["epoch", "train loss", "train acc", "val loss", "val acc", "top-5", "time"],
+            [
+                [
+                    f"{e.epoch}{' *' if e.is_best else ''}",
+                    format_number(e.train_loss),
+                    format_percent(e.train_accuracy),
+                    format_number(e.val_loss),
+                    format_percent(e.val_accuracy),
+                    format_percent(e.val_top5_accuracy),
+                    format_duration(e.epoch_seconds),
+                ]
+                for e in epochs
+            ],
+        )
+        print()
+    print(f"Status:                   {finished.status}")
+    print(f"Epochs completed:         {finished.epochs_completed}")
+    print(f"Final validation accuracy: {format_percent(finished.final_val_accuracy)}")
+    print(f"Best validation accuracy:  {format_percent(finished.best_val_accuracy)}")
+    print(f"Time:                     {format_duration(finished.elapsed_seconds)}")
+    if finished.run_dir:
+        print(f"Run folder:               {finished.run_dir}")
+        if finished.status == "stopped":
+            print(f"Continue it with:         ptm-studio train --resume '{finished.run_dir}'")
+
+
+def print_predictions(predictions: Sequence[Any]) -> None:
+    rows = []
+    for prediction in predictions:
+        if prediction.error:
+            rows.append([prediction.path, "(not read)", "", prediction.error])
+            continue
+        others = ", ".join(
+            f"{name} {probability:.0%}"
+            for name, probability in zip(prediction.top_classes[1:], prediction.top_probabilities[1:], strict=True)
+        )
+        rows.append([prediction.path, prediction.predicted_class, f"{prediction.confidence:.1%}", others])
+    print_table(["file", "prediction", "confidence", "next guesses"], rows)
+
+
+def write_predictions_csv(path: Path, predictions: Sequence[Any]) -> None:
+    top_k = max((len(p.top_classes) for p in predictions), default=0)
+    headers = ["path", "error"] + [f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", "probability")]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(headers)
+        for prediction in predictions:
+            ranked = [
+                value
+                for name, probability in zip(prediction.top_classes, prediction.top_probabilities, strict=True)
+                for value in (name, f"{probability:.6f}")
+            ]
+            writer.writerow([str(prediction.path), prediction.error, *ranked])
+
+
+def print_scan(scan: Any) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 60 + "\r")
+    print(f"Folder: {scan.root}  (layout: {scan.layout.replace('_', ' ')})")
+    splits = [split for split in ("train", "val", "test", "unassigned") if scan.records_in(split)]
+    if scan.class_names:
+        rows = [[name, *(scan.count_by_class(split).get(name, 0) for split in splits)] for name in scan.class_names]
+        print_table(["class", *splits], rows)
+    print(f"{len(scan.records)} readable images, {len(scan.unreadable)} unreadable, {len(scan.ignored)} ignored.")
+    for problem in scan.problems:
+        print(f"\n[{problem.severity}] {problem.message}\n  → {problem.advice}")
+        for path in problem.paths[:5]:
+            print(f"    {path}")
+        if len(problem.paths) > 5:
+            print(f"    … and {len(problem.paths) - 5} more")
+
+
+def print_models() -> None:
+    from ptm_studio.core.models import imagenet_status, list_backbones
+
+    status_words = {"available_offline": "on this computer", "needs_download": "needs download", "not_available": "—"}
+    rows = [
+        [spec.name, f"{spec.parameter_count / 1e6:.1f} M", spec.default_image_size, spec.speed_hint,
+         status_words.get(imagenet_status(spec.name), "?"), spec.description]
+        for spec in list_backbones()
+    ]
+    print_table(["name", "size", "image size", "speed", "ImageNet weights", "description"], rows)
+
+
+def print_runs(runs: Sequence[Any]) -> None:
+    if not runs:
+        print("No runs yet.")
+        return
+    rows = [
+        [run.name, run.status, run.task, run.backbone, run.epochs_completed,
+         format_percent(run.best_val_accuracy if run.best_val_accuracy is not None else float("nan")), run.path]
+        for run in runs
+    ]
+    print_table(["run", "status", "task", "backbone", "epochs", "best val acc", "folder"], rows)
