@@ -1,0 +1,224 @@
+"""Where starting weights come from: the ImageNet cache, a user's file, or an earlier run."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import urllib.request
+import urllib.response
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlparse
+
+import torch.hub
+from torchvision.models import get_model_weights
+
+from ptm_studio.core.atomic_io import atomic_writer
+from ptm_studio.core.config import ModelConfig
+from ptm_studio.core.models.classifier import ImageClassifier
+from ptm_studio.core.models.errors import ModelError, WeightsError
+from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
+from ptm_studio.core.models.safe_load import LoadReport, apply_state_dict, load_state_dict_file
+
+ProgressCallback = Callable[[int, int], None]
+
+STATUS_AVAILABLE_OFFLINE = "available_offline"
+STATUS_NEEDS_DOWNLOAD = "needs_download"
+STATUS_NOT_AVAILABLE = "not_available"
+RUN_CHECKPOINT_CANDIDATES = (
+    Path("checkpoints") / "best" / "model.safetensors",
+    Path("checkpoints") / "last" / "model.safetensors",
+)
+# Seconds a connection attempt or a single read may stall before the download gives up;
+# urlopen's own timeout, so no process-wide socket default is changed.
+DOWNLOAD_TIMEOUT_SECONDS = 30.0
+_DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+# torch.hub's convention: the file name carries the start of its sha256 after a dash.
+_HASH_IN_FILENAME = re.compile(r"-([a-f0-9]*)\.")
+
+
+def imagenet_weights_url(name: str) -> str:
+    """The torchvision download address of the default ImageNet weights for ``name``."""
+    return get_model_weights(_imagenet_spec(name).torchvision_name).DEFAULT.url
+
+
+def imagenet_weights_path(name: str) -> Path:
+    """Where torch.hub keeps (or would keep) the file: ``$TORCH_HOME/hub/checkpoints/…``."""
+    filename = os.path.basename(urlparse(imagenet_weights_url(name)).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def imagenet_status(name: str) -> str:
+    """``available_offline``, ``needs_download`` or ``not_available`` (no ImageNet weights)."""
+    if not get_backbone_spec(name).has_imagenet_weights:
+        return STATUS_NOT_AVAILABLE
+    return (
+        STATUS_AVAILABLE_OFFLINE if imagenet_weights_path(name).is_file() else STATUS_NEEDS_DOWNLOAD
+    )
+
+
+def load_imagenet_weights(
+    model: ImageClassifier,
+    *,
+    allow_download: bool = False,
+    progress: ProgressCallback | None = None,
+) -> LoadReport:
+    """Load the ImageNet backbone weights; the head keeps its fresh weights.
+
+    Offline-first: without ``allow_download`` a missing file is a WeightsError, never a
+    download. A cached file is checked against the hash in its name before use.
+    """
+    spec = _imagenet_spec(model.backbone_name)
+    path = imagenet_weights_path(spec.name)
+    expected_hash = _expected_hash_prefix(path)
+    if path.is_file():
+        _verify_cached_hash(spec, path, expected_hash)
+    elif allow_download:
+        _download(spec, imagenet_weights_url(spec.name), path, expected_hash, progress)
+    else:
+        raise WeightsError(
+            f"ImageNet weights for {spec.display_name} are not on this computer and PTM Studio "
+            "is offline-first.",
+            advice=(
+                f"Tick 'Download' (needs internet{_size_text(spec)}) or choose 'random' or a file."
+            ),
+            path=path,
+        )
+    state_dict = load_state_dict_file(path)
+    return apply_state_dict(model, state_dict, source=f"ImageNet weights for {spec.display_name}")
+
+
+def load_run_weights(model: ImageClassifier, run_dir: Path) -> LoadReport:
+    """Load the model an earlier run saved (its best checkpoint, else its last one)."""
+    run_folder = Path(run_dir)
+    for relative in RUN_CHECKPOINT_CANDIDATES:
+        candidate = run_folder / relative
+        if candidate.is_file():
+            state_dict = load_state_dict_file(candidate)
+            source = f"run '{run_folder.name}' ({relative.parent.name} checkpoint)"
+            return apply_state_dict(model, state_dict, source=source)
+    raise WeightsError(
+        f"No saved model was found in the run folder '{run_folder}'.",
+        advice=(
+            "Choose a run that finished at least one epoch (it has "
+            "checkpoints/best/model.safetensors or checkpoints/last/model.safetensors)."
+        ),
+        path=run_folder,
+    )
+
+
+def load_initial_weights(
+    model: ImageClassifier,
+    model_config: ModelConfig,
+    *,
+    progress: ProgressCallback | None = None,
+) -> LoadReport | None:
+    """Load the starting weights ``model_config.weights`` asks for; ``None`` for random."""
+    source = model_config.weights
+    if source == "random":
+        return None
+    if source == "imagenet":
+        return load_imagenet_weights(
+            model, allow_download=model_config.allow_download, progress=progress
+        )
+    if source in ("file", "run"):
+        if not model_config.weights_path:
+            raise WeightsError(
+                f"Starting weights '{source}' need a path, but none was chosen.",
+                advice="Choose a weights file or an earlier run folder.",
+            )
+        path = Path(model_config.weights_path).expanduser()
+        if source == "run":
+            return load_run_weights(model, path)
+        return apply_state_dict(model, load_state_dict_file(path), source=f"'{path.name}'")
+    raise ModelError(f"Unknown weights source {source!r}: expected random, imagenet, file or run.")
+
+
+def _imagenet_spec(name: str) -> BackboneSpec:
+    spec = get_backbone_spec(name)
+    if not spec.has_imagenet_weights or spec.torchvision_name is None:
+        raise WeightsError(
+            f"{spec.display_name} has no ImageNet weights.",
+            advice="Start from random weights, a file or an earlier run, or pick another backbone.",
+        )
+    return spec
+
+
+def _size_text(spec: BackboneSpec) -> str:
+    assert spec.torchvision_name is not None
+    megabytes = get_model_weights(spec.torchvision_name).DEFAULT.meta.get("_file_size")
+    return f", about {round(megabytes)} MB" if isinstance(megabytes, int | float) else ""
+
+
+def _expected_hash_prefix(path: Path) -> str | None:
+    match = _HASH_IN_FILENAME.search(path.name)
+    return match.group(1) if match and match.group(1) else None
+
+
+def _verify_cached_hash(spec: BackboneSpec, path: Path, expected_hash: str | None) -> None:
+    # torch.hub checks the hash only while downloading; a file damaged later (disk error,
+    # interrupted copy) would otherwise load silently or fail with an obscure error.
+    if expected_hash is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_DOWNLOAD_CHUNK_BYTES):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(expected_hash):
+        raise WeightsError(
+            f"The cached ImageNet weights for {spec.display_name} are damaged (hash mismatch).",
+            advice=f"Delete {path} and download again.",
+            path=path,
+        )
+
+
+def _download(
+    spec: BackboneSpec,
+    url: str,
+    path: Path,
+    expected_hash: str | None,
+    progress: ProgressCallback | None,
+) -> None:
+    """Stream ``url`` into ``path`` atomically, checking the hash before the file appears."""
+    try:
+        with (
+            atomic_writer(path) as handle,
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response,
+        ):
+            digest = _copy_with_progress(response, handle, progress)
+            if expected_hash is not None and not digest.startswith(expected_hash):
+                # Raised inside the writer, so the temp file is removed and nothing replaced.
+                raise WeightsError(
+                    f"The download of ImageNet weights for {spec.display_name} arrived damaged "
+                    "(hash mismatch).",
+                    advice="Try again; if it keeps failing, the network may alter downloads.",
+                    path=path,
+                )
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        raise WeightsError(
+            f"Could not download ImageNet weights for {spec.display_name} (no internet?): {error}.",
+            advice="Check the internet connection and try again, or choose 'random' or a file.",
+            path=path,
+        ) from error
+
+
+def _copy_with_progress(
+    response: http.client.HTTPResponse | urllib.response.addinfourl,
+    handle: IO[bytes],
+    progress: ProgressCallback | None,
+) -> str:
+    total = int(response.headers.get("Content-Length") or 0)
+    digest = hashlib.sha256()
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    while chunk := response.read(_DOWNLOAD_CHUNK_BYTES):
+        handle.write(chunk)
+        digest.update(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    return digest.hexdigest()
