@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("models", help="List the available backbones.")
     listing.set_defaults(handler=lambda _arguments: print_models() or EXIT_OK)
     runs = commands.add_parser("runs", help="List earlier runs.")
-    runs.add_argument("--runs-root", type=Path, help="Folder holding the runs (default: your data folder).")
+    runs.add_argument(
+        "--runs-root", type=Path, help="Folder holding the runs (default: your data folder)."
+    )
     runs.set_defaults(handler=_run_runs)
     return parser
 
@@ -77,12 +79,22 @@ def _add_train_command(commands: Any) -> None:
         help="Train a classifier on a folder of images (one subfolder per class).",
         description="Train a classifier. With no --data the built-in demo flowers are used. "
         "Settings come from --config, then from the flags given.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    train.add_argument("--config", type=Path, help="A config.json (e.g. from an earlier run) to start from.")
-    train.add_argument("--output", type=Path, help="Folder for this run (default: a new folder under your data folder).")
+    train.add_argument(
+        "--config", type=Path, help="A config.json (e.g. from an earlier run) to start from."
+    )
+    train.add_argument(
+        "--output",
+        type=Path,
+        help="Folder for this run (default: a new folder under your data folder).",
+    )
     train.add_argument("--runs-root", type=Path, help="Where new run folders are created.")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="Continue a stopped run from its last checkpoint.")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="Continue a stopped run from its last checkpoint.",
+    )
     train.add_argument("--demo", action="store_true", help="Train on the built-in demo flowers.")
     train.add_argument("--quiet", action="store_true", help="No progress bar, only the summary.")
     defaults = RunConfig()
@@ -90,16 +102,28 @@ def _add_train_command(commands: Any) -> None:
         group = train.add_argument_group(f"{section_name} settings")
         for config_field in dataclasses.fields(section_type):
             default = getattr(getattr(defaults, section_name), config_field.name)
-            _add_config_flag(group, f"{section_name}.{config_field.name}", config_field, section_type, default)
+            _add_config_flag(
+                group, f"{section_name}.{config_field.name}", config_field, section_type, default
+            )
     general = train.add_argument_group("general settings")
     for config_field in dataclasses.fields(RunConfig):
         if config_field.name not in SECTIONS:
-            _add_config_flag(general, config_field.name, config_field, RunConfig, getattr(defaults, config_field.name))
+            _add_config_flag(
+                general,
+                config_field.name,
+                config_field,
+                RunConfig,
+                getattr(defaults, config_field.name),
+            )
     train.set_defaults(handler=_run_train)
 
 
 def _add_config_flag(
-    group: argparse._ArgumentGroup, field_path: str, config_field: dataclasses.Field, owner: type, default: Any
+    group: argparse._ArgumentGroup,
+    field_path: str,
+    config_field: dataclasses.Field,
+    owner: type,
+    default: Any,
 ) -> None:
     hint = typing.get_type_hints(owner)[config_field.name]
     flag = "--" + config_field.name.replace("_", "-")
@@ -156,15 +180,23 @@ def _run_train(arguments: argparse.Namespace) -> int:
     runs_root = arguments.runs_root
     if arguments.output:
         if arguments.output.exists() and any(arguments.output.iterdir()):
-            print(f"error: {arguments.output} already exists and is not empty; choose a new folder "
-                  "or continue it with --resume", file=sys.stderr)
+            print(
+                f"error: {arguments.output} already exists and is not empty; choose a new folder "
+                "or continue it with --resume",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         arguments.output.rmdir() if arguments.output.exists() else None
         runs_root = arguments.output.parent
     stop_request = StopRequest()
     progress = ProgressPrinter(quiet=arguments.quiet)
-    trainer = Trainer(config, callbacks=[progress], stop_request=stop_request,
-                      runs_root=runs_root, resume_from=arguments.resume)
+    trainer = Trainer(
+        config,
+        callbacks=[progress],
+        stop_request=stop_request,
+        runs_root=runs_root,
+        resume_from=arguments.resume,
+    )
     previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
     try:
         finished = trainer.run()
@@ -181,7 +213,10 @@ def _stop_on_first_interrupt(stop_request: Any) -> Any:
     def handle(_signal_number: int, _frame: object) -> None:
         if stop_request.is_requested:
             raise KeyboardInterrupt
-        print("\nStopping after this batch and saving a checkpoint (Ctrl-C again to abort)…", file=sys.stderr)
+        print(
+            "\nStopping after this batch and saving a checkpoint (Ctrl-C again to abort)…",
+            file=sys.stderr,
+        )
         stop_request.request()
 
     return handle
@@ -193,7 +228,9 @@ def _add_predict_command(commands: Any) -> None:
         help="Predict the class of image files or folders with a trained run.",
         description="Prints a table (or writes a CSV) with the top classes of each image.",
     )
-    predict.add_argument("--run", type=Path, required=True, help="A run folder (or a checkpoint folder).")
+    predict.add_argument(
+        "--run", type=Path, required=True, help="A run folder (or a checkpoint folder)."
+    )
     predict.add_argument("paths", nargs="+", type=Path, help="Image files and/or folders.")
     predict.add_argument("--top-k", type=int, default=3, help="How many classes to show per image.")
     predict.add_argument("--csv", type=Path, help="Write the predictions to this CSV file too.")

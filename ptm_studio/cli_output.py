@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from ptm_studio.core.engine.callbacks import Callback
-from ptm_studio.core.engine.events import BatchFinished, EpochFinished, TrainingFinished, TrainingStarted
+from ptm_studio.core.engine.events import (
+    BatchFinished,
+    EpochFinished,
+    TrainingFinished,
+    TrainingStarted,
+)
 
 BAR_WIDTH = 24
 REDRAW_SECONDS = 0.1
@@ -20,7 +25,7 @@ REDRAW_SECONDS = 0.1
 def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "--:--"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
@@ -137,22 +142,30 @@ def print_predictions(predictions: Sequence[Any]) -> None:
             continue
         others = ", ".join(
             f"{name} {probability:.0%}"
-            for name, probability in zip(prediction.top_classes[1:], prediction.top_probabilities[1:], strict=True)
+            for name, probability in zip(
+                prediction.top_classes[1:], prediction.top_probabilities[1:], strict=True
+            )
         )
-        rows.append([prediction.path, prediction.predicted_class, f"{prediction.confidence:.1%}", others])
+        rows.append(
+            [prediction.path, prediction.predicted_class, f"{prediction.confidence:.1%}", others]
+        )
     print_table(["file", "prediction", "confidence", "next guesses"], rows)
 
 
 def write_predictions_csv(path: Path, predictions: Sequence[Any]) -> None:
     top_k = max((len(p.top_classes) for p in predictions), default=0)
-    headers = ["path", "error"] + [f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", "probability")]
+    headers = ["path", "error"] + [
+        f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", "probability")
+    ]
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(headers)
         for prediction in predictions:
             ranked = [
                 value
-                for name, probability in zip(prediction.top_classes, prediction.top_probabilities, strict=True)
+                for name, probability in zip(
+                    prediction.top_classes, prediction.top_probabilities, strict=True
+                )
                 for value in (name, f"{probability:.6f}")
             ]
             writer.writerow([str(prediction.path), prediction.error, *ranked])
@@ -164,9 +177,14 @@ def print_scan(scan: Any) -> None:
     print(f"Folder: {scan.root}  (layout: {scan.layout.replace('_', ' ')})")
     splits = [split for split in ("train", "val", "test", "unassigned") if scan.records_in(split)]
     if scan.class_names:
-        rows = [[name, *(scan.count_by_class(split).get(name, 0) for split in splits)] for name in scan.class_names]
+        rows = [
+            [name, *(scan.count_by_class(split).get(name, 0) for split in splits)]
+            for name in scan.class_names
+        ]
         print_table(["class", *splits], rows)
-    print(f"{len(scan.records)} readable images, {len(scan.unreadable)} unreadable, {len(scan.ignored)} ignored.")
+    print(
+        f"{len(scan.records)} readable images, {len(scan.unreadable)} unreadable, {len(scan.ignored)} ignored."
+    )
     for problem in scan.problems:
         print(f"\n[{problem.severity}] {problem.message}\n  → {problem.advice}")
         for path in problem.paths[:5]:
@@ -178,10 +196,20 @@ def print_scan(scan: Any) -> None:
 def print_models() -> None:
     from ptm_studio.core.models import imagenet_status, list_backbones
 
-    status_words = {"available_offline": "on this computer", "needs_download": "needs download", "not_available": "—"}
+    status_words = {
+        "available_offline": "on this computer",
+        "needs_download": "needs download",
+        "not_available": "—",
+    }
     rows = [
-        [spec.name, f"{spec.parameter_count / 1e6:.1f} M", spec.default_image_size, spec.speed_hint,
-         status_words.get(imagenet_status(spec.name), "?"), spec.description]
+        [
+            spec.name,
+            f"{spec.parameter_count / 1e6:.1f} M",
+            spec.default_image_size,
+            spec.speed_hint,
+            status_words.get(imagenet_status(spec.name), "?"),
+            spec.description,
+        ]
         for spec in list_backbones()
     ]
     print_table(["name", "size", "image size", "speed", "ImageNet weights", "description"], rows)
@@ -192,8 +220,17 @@ def print_runs(runs: Sequence[Any]) -> None:
         print("No runs yet.")
         return
     rows = [
-        [run.name, run.status, run.task, run.backbone, run.epochs_completed,
-         format_percent(run.best_val_accuracy if run.best_val_accuracy is not None else float("nan")), run.path]
+        [
+            run.name,
+            run.status,
+            run.task,
+            run.backbone,
+            run.epochs_completed,
+            format_percent(
+                run.best_val_accuracy if run.best_val_accuracy is not None else float("nan")
+            ),
+            run.path,
+        ]
         for run in runs
     ]
     print_table(["run", "status", "task", "backbone", "epochs", "best val acc", "folder"], rows)

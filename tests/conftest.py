@@ -28,7 +28,9 @@ def make_image_folder(root: Path, images_per_class: int = 8, size: int = 16, see
 
 
 @pytest.fixture(autouse=True)
-def private_runs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_runs_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Never write runs into the real user data folder during tests."""
     home = tmp_path_factory.mktemp("ptm_home")
     monkeypatch.setenv("PTM_STUDIO_HOME", str(home))
@@ -48,7 +50,9 @@ def tiny_config(tiny_dataset: Path) -> Callable[..., RunConfig]:
         settings: dict[str, object] = {"num_epochs": 2, "learning_rate": 3e-3, **optim_overrides}
         optim = OptimConfig(**settings)  # type: ignore[arg-type]
         return RunConfig(
-            data=DataConfig(data_dir=str(tiny_dataset), image_size=16, batch_size=4, validation_fraction=0.25),
+            data=DataConfig(
+                data_dir=str(tiny_dataset), image_size=16, batch_size=4, validation_fraction=0.25
+            ),
             optim=optim,
             device=DeviceConfig(device="cpu", cpu_threads=1),
             seed=7,

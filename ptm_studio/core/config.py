@@ -44,24 +44,35 @@ def _describe(help_text: str, **extra: Any) -> dict[str, Any]:
 class DataConfig:
     data_dir: str | None = field(
         default=None,
-        metadata=_describe("Folder of images: one subfolder per class (optionally inside train/ and val/)."),
+        metadata=_describe(
+            "Folder of images: one subfolder per class (optionally inside train/ and val/)."
+        ),
     )
-    image_size: int = field(default=64, metadata=_describe("Images are resized to this many pixels square."))
+    image_size: int = field(
+        default=64, metadata=_describe("Images are resized to this many pixels square.")
+    )
     batch_size: int = field(default=32, metadata=_describe("Images per training step."))
     validation_fraction: float = field(
         default=0.2,
-        metadata=_describe("Share of each class kept aside for validation when there is no val/ folder."),
+        metadata=_describe(
+            "Share of each class kept aside for validation when there is no val/ folder."
+        ),
     )
     augmentations: tuple[str, ...] = field(
         default=("flip",),
         metadata=_describe("Random changes to training images.", choices=AUGMENTATIONS),
     )
     num_workers: int = field(
-        default=0, metadata=_describe("Background processes that load images (0 = load in the training thread).")
+        default=0,
+        metadata=_describe(
+            "Background processes that load images (0 = load in the training thread)."
+        ),
     )
     max_bad_file_fraction: float = field(
         default=0.05,
-        metadata=_describe("Refuse to train when more than this share of the files cannot be read."),
+        metadata=_describe(
+            "Refuse to train when more than this share of the files cannot be read."
+        ),
     )
 
     def validate(self) -> None:
@@ -76,17 +87,22 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = field(default="small_cnn", metadata=_describe("Network architecture (see `ptm-studio models`)."))
+    backbone: str = field(
+        default="small_cnn", metadata=_describe("Network architecture (see `ptm-studio models`).")
+    )
     weights: str = field(
         default="random",
         metadata=_describe("Where the starting weights come from.", choices=WEIGHT_SOURCES),
     )
     weights_path: str | None = field(
         default=None,
-        metadata=_describe("A .safetensors/.pt file (weights=file) or an earlier run folder (weights=run)."),
+        metadata=_describe(
+            "A .safetensors/.pt file (weights=file) or an earlier run folder (weights=run)."
+        ),
     )
     allow_download: bool = field(
-        default=False, metadata=_describe("Download ImageNet weights when they are not on this computer yet.")
+        default=False,
+        metadata=_describe("Download ImageNet weights when they are not on this computer yet."),
     )
     training_mode: str = field(
         default="full_finetune",
@@ -96,7 +112,8 @@ class ModelConfig:
         default=1, metadata=_describe("freeze_then_unfreeze: epochs with only the head learning.")
     )
     backbone_learning_rate_factor: float = field(
-        default=0.1, metadata=_describe("freeze_then_unfreeze: backbone learning rate relative to the head's.")
+        default=0.1,
+        metadata=_describe("freeze_then_unfreeze: backbone learning rate relative to the head's."),
     )
     dropout: float = field(default=0.0, metadata=_describe("Dropout before the classifier head."))
 
@@ -104,16 +121,24 @@ class ModelConfig:
         _check_choice("model.weights", self.weights, WEIGHT_SOURCES)
         _check_choice("model.training_mode", self.training_mode, TRAINING_MODES)
         if self.weights in ("file", "run") and not self.weights_path:
-            raise ConfigError("model.weights_path", f"weights={self.weights!r} needs a path to start from")
+            raise ConfigError(
+                "model.weights_path", f"weights={self.weights!r} needs a path to start from"
+            )
         _check_range("model.unfreeze_after_epochs", self.unfreeze_after_epochs, 0, 10_000)
-        _check_range("model.backbone_learning_rate_factor", self.backbone_learning_rate_factor, 0.0, 10.0)
+        _check_range(
+            "model.backbone_learning_rate_factor", self.backbone_learning_rate_factor, 0.0, 10.0
+        )
         _check_range("model.dropout", self.dropout, 0.0, 0.95)
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    task: str = field(default="finetune", metadata=_describe("finetune (labelled) or pretrain.", choices=TASKS))
-    loss: str = field(default="cross_entropy", metadata=_describe("Training loss.", choices=SUPERVISED_LOSSES))
+    task: str = field(
+        default="finetune", metadata=_describe("finetune (labelled) or pretrain.", choices=TASKS)
+    )
+    loss: str = field(
+        default="cross_entropy", metadata=_describe("Training loss.", choices=SUPERVISED_LOSSES)
+    )
     label_smoothing: float = field(
         default=0.0, metadata=_describe("Soften the targets (0 = off, 0.1 is common).")
     )
@@ -131,15 +156,24 @@ class ObjectiveConfig:
 class OptimConfig:
     optimizer: str = field(default="adamw", metadata=_describe("Optimiser.", choices=OPTIMIZERS))
     learning_rate: float = field(default=1e-3, metadata=_describe("Step size of the optimiser."))
-    weight_decay: float = field(default=1e-4, metadata=_describe("Pulls weights towards zero (regularisation)."))
+    weight_decay: float = field(
+        default=1e-4, metadata=_describe("Pulls weights towards zero (regularisation).")
+    )
     momentum: float = field(default=0.9, metadata=_describe("SGD momentum."))
     num_epochs: int = field(default=10, metadata=_describe("Passes over the training images."))
-    schedule: str = field(default="cosine", metadata=_describe("Learning-rate schedule.", choices=SCHEDULES))
-    warmup_epochs: float = field(default=0.0, metadata=_describe("Epochs of linear learning-rate warm-up."))
-    early_stopping_patience: int = field(
-        default=0, metadata=_describe("Stop after this many epochs without improvement (0 = never).")
+    schedule: str = field(
+        default="cosine", metadata=_describe("Learning-rate schedule.", choices=SCHEDULES)
     )
-    gradient_clip_norm: float = field(default=0.0, metadata=_describe("Clip gradient norm (0 = off)."))
+    warmup_epochs: float = field(
+        default=0.0, metadata=_describe("Epochs of linear learning-rate warm-up.")
+    )
+    early_stopping_patience: int = field(
+        default=0,
+        metadata=_describe("Stop after this many epochs without improvement (0 = never)."),
+    )
+    gradient_clip_norm: float = field(
+        default=0.0, metadata=_describe("Clip gradient norm (0 = off).")
+    )
 
     def validate(self) -> None:
         _check_choice("optim.optimizer", self.optimizer, OPTIMIZERS)
@@ -159,12 +193,21 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    device: str = field(default="auto", metadata=_describe("auto picks CUDA, then Apple MPS, then CPU.", choices=DEVICES))
+    device: str = field(
+        default="auto",
+        metadata=_describe("auto picks CUDA, then Apple MPS, then CPU.", choices=DEVICES),
+    )
     precision: str = field(
-        default="auto", metadata=_describe("Mixed precision on GPU (auto = bf16 where supported).", choices=PRECISIONS)
+        default="auto",
+        metadata=_describe(
+            "Mixed precision on GPU (auto = bf16 where supported).", choices=PRECISIONS
+        ),
     )
     cpu_threads: int = field(
-        default=0, metadata=_describe("CPU threads for training (0 = all cores but one, so the computer stays usable).")
+        default=0,
+        metadata=_describe(
+            "CPU threads for training (0 = all cores but one, so the computer stays usable)."
+        ),
     )
 
     def validate(self) -> None:
@@ -180,8 +223,12 @@ class RunConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
-    seed: int = field(default=0, metadata=_describe("Random seed: the same seed gives the same run on CPU."))
-    run_name: str | None = field(default=None, metadata=_describe("Name of the run folder (default: date and time)."))
+    seed: int = field(
+        default=0, metadata=_describe("Random seed: the same seed gives the same run on CPU.")
+    )
+    run_name: str | None = field(
+        default=None, metadata=_describe("Name of the run folder (default: date and time).")
+    )
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad field; return self so calls chain."""
@@ -239,7 +286,9 @@ def replace_field(config: RunConfig, field_path: str, value: Any) -> RunConfig:
         return dataclasses.replace(config, **{field_path: value})
     section_name, field_name = field_path.split(".", 1)
     section = getattr(config, section_name)
-    return dataclasses.replace(config, **{section_name: dataclasses.replace(section, **{field_name: value})})
+    return dataclasses.replace(
+        config, **{section_name: dataclasses.replace(section, **{field_name: value})}
+    )
 
 
 def _check_range(
@@ -281,7 +330,7 @@ def _from_plain(cls: type, payload: dict[str, Any], prefix: str) -> Any:
 
 
 def _coerce(hint: Any, raw: Any, field_path: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _from_plain(hint, raw, prefix=f"{field_path}.")
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

@@ -37,8 +37,13 @@ class Predictor:
     """A trained classifier ready to predict, with the preprocessing it was trained with."""
 
     def __init__(
-        self, model: ImageClassifier, class_names: Sequence[str], image_size: int,
-        mean: Sequence[float], std: Sequence[float], device: torch.device,
+        self,
+        model: ImageClassifier,
+        class_names: Sequence[str],
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
     ) -> None:
         self.model = model.to(device).eval()
         self.class_names = tuple(class_names)
@@ -53,11 +58,21 @@ class Predictor:
         meta = loaded.meta
         model = build_classifier(meta["backbone"], int(meta["num_classes"]))
         model.load_state_dict(loaded.model_state)
-        return cls(model, meta["class_names"], int(meta["image_size"]), meta["mean"], meta["std"],
-                   select_device(device))
+        return cls(
+            model,
+            meta["class_names"],
+            int(meta["image_size"]),
+            meta["mean"],
+            meta["std"],
+            select_device(device),
+        )
 
     def predict_paths(
-        self, paths: Iterable[Path], *, top_k: int = 5, batch_size: int = 32,
+        self,
+        paths: Iterable[Path],
+        *,
+        top_k: int = 5,
+        batch_size: int = 32,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> list[Prediction]:
         paths = list(paths)
@@ -79,7 +94,9 @@ class Predictor:
         results = {path: Prediction(path, (), (), reason) for path, reason in failed.items()}
         if tensors:
             with torch.inference_mode():
-                probabilities = torch.softmax(self.model(torch.stack(tensors).to(self.device)).float(), dim=1)
+                probabilities = torch.softmax(
+                    self.model(torch.stack(tensors).to(self.device)).float(), dim=1
+                )
             k = min(top_k, len(self.class_names))
             values, indices = probabilities.topk(k, dim=1)
             for row, path in enumerate(readable):
@@ -94,8 +111,10 @@ def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
     for item in map(Path, inputs):
         if item.is_dir():
             collected += sorted(
-                path for path in item.rglob("*")
-                if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+                path
+                for path in item.rglob("*")
+                if path.is_file()
+                and path.suffix.lower() in IMAGE_EXTENSIONS
                 and not any(part.startswith(".") for part in path.relative_to(item).parts)
             )
         else:

@@ -7,10 +7,16 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def confusion_matrix(true_indices: np.ndarray, predicted_indices: np.ndarray, num_classes: int) -> np.ndarray:
+def confusion_matrix(
+    true_indices: np.ndarray, predicted_indices: np.ndarray, num_classes: int
+) -> np.ndarray:
     """Rows are true classes, columns predicted ones: ``matrix[t, p]`` counts images."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(true_indices, dtype=np.int64), np.asarray(predicted_indices, dtype=np.int64)), 1)
+    np.add.at(
+        matrix,
+        (np.asarray(true_indices, dtype=np.int64), np.asarray(predicted_indices, dtype=np.int64)),
+        1,
+    )
     return matrix
 
 
@@ -31,15 +37,29 @@ def top_k_accuracy(probabilities: np.ndarray, true_indices: np.ndarray, k: int) 
     return float(np.mean(np.any(top == np.asarray(true_indices)[:, None], axis=1)))
 
 
-def per_class_report(matrix: np.ndarray, class_names: Sequence[str]) -> tuple[dict[str, float | str | int], ...]:
+def per_class_report(
+    matrix: np.ndarray, class_names: Sequence[str]
+) -> tuple[dict[str, float | str | int], ...]:
     """Precision, recall, F1 and support for each class. Undefined ratios (0/0) are reported as 0."""
     true_positives = np.diag(matrix).astype(np.float64)
     predicted_totals = matrix.sum(axis=0).astype(np.float64)
     actual_totals = matrix.sum(axis=1).astype(np.float64)
-    precision = np.divide(true_positives, predicted_totals, out=np.zeros_like(true_positives), where=predicted_totals > 0)
-    recall = np.divide(true_positives, actual_totals, out=np.zeros_like(true_positives), where=actual_totals > 0)
+    precision = np.divide(
+        true_positives,
+        predicted_totals,
+        out=np.zeros_like(true_positives),
+        where=predicted_totals > 0,
+    )
+    recall = np.divide(
+        true_positives, actual_totals, out=np.zeros_like(true_positives), where=actual_totals > 0
+    )
     denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positives), where=denominator > 0)
+    f1 = np.divide(
+        2 * precision * recall,
+        denominator,
+        out=np.zeros_like(true_positives),
+        where=denominator > 0,
+    )
     return tuple(
         {
             "class_name": name,

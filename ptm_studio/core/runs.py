@@ -168,14 +168,18 @@ def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
     root = Path(runs_root) if runs_root else default_runs_root()
     if not root.is_dir():
         return []
-    runs = [RunDirectory(child).info() for child in root.iterdir() if (child / "config.json").is_file()]
+    runs = [
+        RunDirectory(child).info() for child in root.iterdir() if (child / "config.json").is_file()
+    ]
     return sorted(runs, key=lambda run: (run.created, run.name), reverse=True)
 
 
 def load_run(path: str | Path) -> RunDirectory:
     run = RunDirectory(path)
     if not run.config_path.is_file():
-        raise FileNotFoundError(f"{run.path} is not a PTM Studio run folder (it has no config.json)")
+        raise FileNotFoundError(
+            f"{run.path} is not a PTM Studio run folder (it has no config.json)"
+        )
     return run
 
 

@@ -41,7 +41,9 @@ def test_run_folders_are_unique_and_listed(tmp_path: Path) -> None:
     assert (first.path.name, second.path.name) == ("my run", "my run-2")
     for run in (first, second):
         run.write_config(RunConfig())
-    first.write_status(status="completed", epochs_completed=3, best_val_accuracy=0.8, class_names=["a", "b"])
+    first.write_status(
+        status="completed", epochs_completed=3, best_val_accuracy=0.8, class_names=["a", "b"]
+    )
     runs = {run.name: run for run in list_runs(tmp_path)}
     assert runs["my run"].status == "completed"
     assert runs["my run"].best_val_accuracy == 0.8
@@ -62,8 +64,12 @@ def test_loading_a_folder_that_is_not_a_run_says_so(tmp_path: Path) -> None:
 
 def test_metrics_log_appends_skips_cut_lines_and_truncates(tmp_path: Path) -> None:
     run = RunDirectory.create(tmp_path)
-    run.append_metrics([{"type": "batch", "global_step": step, "loss": float("nan") if step == 2 else 1.0}
-                        for step in (1, 2, 3)])
+    run.append_metrics(
+        [
+            {"type": "batch", "global_step": step, "loss": float("nan") if step == 2 else 1.0}
+            for step in (1, 2, 3)
+        ]
+    )
     with open(run.metrics_path, "a", encoding="utf-8") as handle:
         handle.write('{"type": "batch", "global_st')  # a line cut by a crash
     records = run.read_metrics()

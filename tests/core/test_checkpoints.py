@@ -30,17 +30,25 @@ def _trainer_state(model: nn.Module) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     model(torch.ones(1, 3)).sum().backward()
     optimizer.step()
-    return {"optimizer": optimizer.state_dict(), "rng": capture_rng_state(), "progress": {"epoch_index": 2}}
+    return {
+        "optimizer": optimizer.state_dict(),
+        "rng": capture_rng_state(),
+        "progress": {"epoch_index": 2},
+    }
 
 
 def test_round_trip_with_trainer_state_loadable_weights_only(tmp_path: Path) -> None:
     model = nn.Linear(3, 2)
-    folder = save_checkpoint(tmp_path / "last", model.state_dict(), {"class_names": ["a", "b"]}, _trainer_state(model))
+    folder = save_checkpoint(
+        tmp_path / "last", model.state_dict(), {"class_names": ["a", "b"]}, _trainer_state(model)
+    )
     loaded = load_checkpoint(folder)
     assert loaded.meta["class_names"] == ["a", "b"]
     assert loaded.meta["complete"] is True and "torch_version" in loaded.meta
     assert torch.equal(loaded.model_state["weight"], model.state_dict()["weight"])
-    assert loaded.trainer_state is not None and loaded.trainer_state["progress"] == {"epoch_index": 2}
+    assert loaded.trainer_state is not None and loaded.trainer_state["progress"] == {
+        "epoch_index": 2
+    }
     # The trainer state must open with the safe unpickler alone.
     torch.load(folder / "trainer_state.pt", weights_only=True)
 
@@ -48,7 +56,9 @@ def test_round_trip_with_trainer_state_loadable_weights_only(tmp_path: Path) -> 
 def test_saving_again_replaces_the_checkpoint_and_leaves_no_temp_folders(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "last", _model_state(1), {})
     save_checkpoint(tmp_path / "last", _model_state(2), {})
-    assert torch.equal(load_checkpoint(tmp_path / "last").model_state["weight"], _model_state(2)["weight"])
+    assert torch.equal(
+        load_checkpoint(tmp_path / "last").model_state["weight"], _model_state(2)["weight"]
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["last"]
 
 
@@ -65,7 +75,7 @@ def test_a_damaged_file_is_detected_by_its_checksum(tmp_path: Path) -> None:
 def test_a_folder_without_its_completeness_marker_is_refused(tmp_path: Path) -> None:
     folder = save_checkpoint(tmp_path / "last", _model_state(1), {})
     (folder / "meta.json").unlink()
-    with pytest.raises(CheckpointError, match="meta.json is missing"):
+    with pytest.raises(CheckpointError, match=r"meta\.json is missing"):
         load_checkpoint(folder)
 
 

@@ -23,7 +23,9 @@ def test_default_config_is_valid_and_round_trips_through_json() -> None:
 
 def test_custom_config_round_trips_including_tuples_and_none() -> None:
     config = RunConfig(
-        data=DataConfig(data_dir="/data/Ünïcode folder", augmentations=("flip", "colour_changes"), image_size=96),
+        data=DataConfig(
+            data_dir="/data/Ünïcode folder", augmentations=("flip", "colour_changes"), image_size=96
+        ),
         model=ModelConfig(backbone="resnet18", weights="file", weights_path="w.safetensors"),
         optim=OptimConfig(learning_rate=0.05, optimizer="sgd", num_epochs=3, warmup_epochs=0.5),
         seed=123,
@@ -55,7 +57,9 @@ def test_saved_json_has_a_format_version_and_sections() -> None:
         ("optim.num_epochs", 0, "between 1"),
     ],
 )
-def test_validation_names_the_field_and_what_is_allowed(field_path: str, value: object, expected_words: str) -> None:
+def test_validation_names_the_field_and_what_is_allowed(
+    field_path: str, value: object, expected_words: str
+) -> None:
     config = replace_field(RunConfig(), field_path, value)
     with pytest.raises(ConfigError) as caught:
         config.validate()
@@ -64,12 +68,12 @@ def test_validation_names_the_field_and_what_is_allowed(field_path: str, value: 
 
 
 def test_weights_from_a_file_need_a_path() -> None:
-    with pytest.raises(ConfigError, match="model.weights_path"):
+    with pytest.raises(ConfigError, match=r"model\.weights_path"):
         replace_field(RunConfig(), "model.weights", "file").validate()
 
 
 def test_warmup_must_be_shorter_than_training() -> None:
-    with pytest.raises(ConfigError, match="optim.warmup_epochs"):
+    with pytest.raises(ConfigError, match=r"optim\.warmup_epochs"):
         RunConfig(optim=OptimConfig(num_epochs=2, warmup_epochs=2)).validate()
 
 
@@ -80,7 +84,11 @@ def test_warmup_must_be_shorter_than_training() -> None:
         ({"optim": {"num_epochs": "ten"}}, "optim.num_epochs", "whole number"),
         ({"optim": {"num_epochs": 2.5}}, "optim.num_epochs", "whole number"),
         ({"data": {"augmentations": "flip"}}, "data.augmentations", "list"),
-        ({"objective": {"use_class_weights": "yes"}}, "objective.use_class_weights", "true or false"),
+        (
+            {"objective": {"use_class_weights": "yes"}},
+            "objective.use_class_weights",
+            "true or false",
+        ),
         ({"format_version": 99}, "format_version", "newer PTM Studio"),
         ({"data": 5}, "data", "object"),
     ],

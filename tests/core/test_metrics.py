@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from ptm_studio.core.metrics import accuracy, confusion_matrix, macro_f1, per_class_report, top_k_accuracy
+from ptm_studio.core.metrics import (
+    accuracy,
+    confusion_matrix,
+    macro_f1,
+    per_class_report,
+    top_k_accuracy,
+)
 
 
 def test_confusion_matrix_rows_are_true_classes() -> None:
@@ -31,8 +37,13 @@ def test_top_k_accuracy() -> None:
 def test_per_class_precision_recall_f1() -> None:
     matrix = np.array([[2, 1], [0, 3]])  # class a: 2 right, 1 called b; class b: all 3 right
     report = per_class_report(matrix, ["a", "b"])
-    assert report[0] == {"class_name": "a", "precision": 1.0, "recall": pytest.approx(2 / 3),
-                         "f1": pytest.approx(0.8), "support": 3}
+    assert report[0] == {
+        "class_name": "a",
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert report[1]["precision"] == pytest.approx(0.75)
     assert report[1]["recall"] == 1.0
     assert report[1]["f1"] == pytest.approx(2 * 0.75 / 1.75)

@@ -24,13 +24,17 @@ def test_class_weights_are_inverse_frequency_and_one_when_balanced() -> None:
 
 
 def test_loss_uses_label_smoothing_and_weights() -> None:
-    loss = build_supervised_loss(ObjectiveConfig(label_smoothing=0.1, use_class_weights=True), [30, 10])
+    loss = build_supervised_loss(
+        ObjectiveConfig(label_smoothing=0.1, use_class_weights=True), [30, 10]
+    )
     assert isinstance(loss, nn.CrossEntropyLoss)
     assert loss.label_smoothing == 0.1
     assert loss.weight is not None and loss.weight.tolist() == pytest.approx([2 / 3, 2.0])
     logits = torch.tensor([[2.0, 0.0]])
     plain = nn.functional.cross_entropy(logits, torch.tensor([0]))
-    assert float(build_supervised_loss(ObjectiveConfig(), [1, 1])(logits, torch.tensor([0]))) == pytest.approx(float(plain))
+    assert float(
+        build_supervised_loss(ObjectiveConfig(), [1, 1])(logits, torch.tensor([0]))
+    ) == pytest.approx(float(plain))
 
 
 def _two_part_model() -> tuple[nn.Module, nn.Module]:
@@ -46,10 +50,15 @@ def test_optimizer_groups_follow_the_training_mode(optimizer_name: str) -> None:
     assert all(group["weight_decay"] in (0.0, 0.05) for group in full.param_groups)
     biases = [g for g in full.param_groups if any(p.ndim == 1 for p in g["params"])]
     assert all(group["weight_decay"] == 0.0 for group in biases)
-    extraction = build_optimizer(head, backbone, optim, ModelConfig(training_mode="feature_extraction"))
+    extraction = build_optimizer(
+        head, backbone, optim, ModelConfig(training_mode="feature_extraction")
+    )
     assert {group["name"] for group in extraction.param_groups} == {"head"}
     staged = build_optimizer(
-        head, backbone, optim, ModelConfig(training_mode="freeze_then_unfreeze", backbone_learning_rate_factor=0.1)
+        head,
+        backbone,
+        optim,
+        ModelConfig(training_mode="freeze_then_unfreeze", backbone_learning_rate_factor=0.1),
     )
     rates = {group["name"]: group["lr"] for group in staged.param_groups}
     assert rates == {"head": 0.01, "backbone": pytest.approx(0.001)}

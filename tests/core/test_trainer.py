@@ -30,16 +30,22 @@ from ptm_studio.core.runs import RunDirectory
 ConfigFactory = Callable[..., RunConfig]
 
 
-def _train(config: RunConfig, runs_root: Path, *callbacks: Callback, **kwargs: object) -> tuple[TrainingFinished, EventRecorder]:
+def _train(
+    config: RunConfig, runs_root: Path, *callbacks: Callback, **kwargs: object
+) -> tuple[TrainingFinished, EventRecorder]:
     recorder = EventRecorder()
-    finished = Trainer(config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs).run()  # type: ignore[arg-type]
+    finished = Trainer(
+        config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs
+    ).run()  # type: ignore[arg-type]
     return finished, recorder
 
 
 class StopAt(Callback):
     """Requests a stop after the given global step (or at the end of an epoch)."""
 
-    def __init__(self, stop_request: StopRequest, *, step: int | None = None, epoch: int | None = None) -> None:
+    def __init__(
+        self, stop_request: StopRequest, *, step: int | None = None, epoch: int | None = None
+    ) -> None:
         self.stop_request, self.step, self.epoch = stop_request, step, epoch
 
     def on_batch_finished(self, event: BatchFinished) -> None:
@@ -51,12 +57,18 @@ class StopAt(Callback):
             self.stop_request.request()
 
 
-def test_events_come_in_order_with_plain_payloads(tiny_config: ConfigFactory, tmp_path: Path) -> None:
+def test_events_come_in_order_with_plain_payloads(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
     finished, recorder = _train(tiny_config(), tmp_path)
     assert finished.status == "completed", finished.error_details
     kinds = [type(event).__name__ for event in recorder.events]
     steps = recorder.events[0].steps_per_epoch  # type: ignore[union-attr]
-    epoch_block = ["BatchFinished"] * steps + ["EpochFinished", "PredictionsReady", "CheckpointSaved"]
+    epoch_block = ["BatchFinished"] * steps + [
+        "EpochFinished",
+        "PredictionsReady",
+        "CheckpointSaved",
+    ]
     assert kinds[0] == "TrainingStarted" and kinds[-1] == "TrainingFinished"
     middle = [kind for kind in kinds[1:-1] if kind != "CheckpointSaved"]
     assert middle == [kind for kind in epoch_block * 2 if kind != "CheckpointSaved"]
@@ -65,16 +77,26 @@ def test_events_come_in_order_with_plain_payloads(tiny_config: ConfigFactory, tm
     for batch in recorder.of_type(BatchFinished):
         assert isinstance(batch.loss, float) and isinstance(batch.learning_rate, float)
     epoch = recorder.of_type(EpochFinished)[-1]
-    assert isinstance(epoch.confusion_matrix, np.ndarray) and epoch.confusion_matrix.sum() == started.num_val_images
+    assert (
+        isinstance(epoch.confusion_matrix, np.ndarray)
+        and epoch.confusion_matrix.sum() == started.num_val_images
+    )
     predictions = recorder.of_type(PredictionsReady)[-1]
     assert len(predictions.records) == started.num_val_images
-    assert all(isinstance(record, PredictionRecord) and isinstance(record.path, str) for record in predictions.records)
+    assert all(
+        isinstance(record, PredictionRecord) and isinstance(record.path, str)
+        for record in predictions.records
+    )
     reasons = {event.reason for event in recorder.of_type(CheckpointSaved)}
     assert reasons <= {"epoch", "best"} and "epoch" in reasons
-    assert [event.global_step for event in recorder.of_type(BatchFinished)] == list(range(1, 2 * steps + 1))
+    assert [event.global_step for event in recorder.of_type(BatchFinished)] == list(
+        range(1, 2 * steps + 1)
+    )
 
 
-def test_a_tiny_run_learns_and_leaves_a_complete_run_folder(tiny_config: ConfigFactory, tmp_path: Path) -> None:
+def test_a_tiny_run_learns_and_leaves_a_complete_run_folder(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
     config = replace_field(tiny_config(), "optim.num_epochs", 6)
     finished, recorder = _train(config, tmp_path)
     assert finished.status == "completed"
@@ -95,7 +117,9 @@ def test_a_tiny_run_learns_and_leaves_a_complete_run_folder(tiny_config: ConfigF
     assert all(len(answer.top_classes) == 2 for answer in answers)
 
 
-def test_stop_after_the_first_batch_saves_a_checkpoint(tiny_config: ConfigFactory, tmp_path: Path) -> None:
+def test_stop_after_the_first_batch_saves_a_checkpoint(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
     stop = StopRequest()
     finished, recorder = _train(tiny_config(), tmp_path, StopAt(stop, step=1), stop_request=stop)
     assert finished.status == "stopped"
@@ -103,7 +127,11 @@ def test_stop_after_the_first_batch_saves_a_checkpoint(tiny_config: ConfigFactor
     saved = recorder.of_type(CheckpointSaved)
     assert [event.reason for event in saved] == ["stopped"]
     state = load_checkpoint(saved[0].path).trainer_state
-    assert state is not None and state["progress"]["global_step"] == 1 and state["progress"]["batch_index"] == 1
+    assert (
+        state is not None
+        and state["progress"]["global_step"] == 1
+        and state["progress"]["batch_index"] == 1
+    )
     assert RunDirectory(finished.run_dir).read_status()["status"] == "stopped"  # type: ignore[arg-type]
     assert isinstance(recorder.events[-1], TrainingFinished)
 
@@ -115,14 +143,19 @@ def _epoch_losses(run_dir: Path) -> list[tuple[float, float]]:
 def test_same_seed_twice_gives_identical_losses(tiny_config: ConfigFactory, tmp_path: Path) -> None:
     first, first_events = _train(tiny_config(), tmp_path)
     second, second_events = _train(tiny_config(), tmp_path)
-    losses = [[event.loss for event in run.of_type(BatchFinished)] for run in (first_events, second_events)]
+    losses = [
+        [event.loss for event in run.of_type(BatchFinished)]
+        for run in (first_events, second_events)
+    ]
     assert losses[0] == losses[1]
     assert _epoch_losses(first.run_dir) == _epoch_losses(second.run_dir)  # type: ignore[arg-type]
-    other_seed, other_events = _train(replace_field(tiny_config(), "seed", 8), tmp_path)
+    _other_seed, other_events = _train(replace_field(tiny_config(), "seed", 8), tmp_path)
     assert [event.loss for event in other_events.of_type(BatchFinished)] != losses[0]
 
 
-@pytest.mark.parametrize("stop_where", [{"epoch": 1}, {"step": 2}], ids=["after-epoch-1", "mid-epoch"])
+@pytest.mark.parametrize(
+    "stop_where", [{"epoch": 1}, {"step": 2}], ids=["after-epoch-1", "mid-epoch"]
+)
 def test_resume_continues_and_matches_an_uninterrupted_run(
     tiny_config: ConfigFactory, tmp_path: Path, stop_where: dict[str, int]
 ) -> None:
@@ -144,12 +177,16 @@ def test_resume_continues_and_matches_an_uninterrupted_run(
     assert np.allclose(straight, again, rtol=1e-5, atol=1e-6), (straight, again)
 
 
-def test_feature_extraction_keeps_the_backbone_unchanged(tiny_config: ConfigFactory, tmp_path: Path) -> None:
+def test_feature_extraction_keeps_the_backbone_unchanged(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
     config = replace_field(tiny_config(), "model.training_mode", "feature_extraction")
     torch.manual_seed(config.seed)
     finished, _ = _train(config, tmp_path)
     assert finished.status == "completed"
-    first_epoch_start = load_checkpoint(RunDirectory(finished.run_dir).last_checkpoint_dir).model_state  # type: ignore[arg-type]
+    first_epoch_start = load_checkpoint(
+        RunDirectory(finished.run_dir).last_checkpoint_dir
+    ).model_state  # type: ignore[arg-type]
     from ptm_studio.core.engine.setup import build_model, seed_everything
 
     seed_everything(config.seed)
@@ -180,9 +217,14 @@ class NaNLoss(torch.nn.Module):
 def test_a_diverging_loss_stops_the_run_with_advice(
     tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ptm_studio.core.engine.trainer.build_supervised_loss", lambda *_args: NaNLoss())
+    monkeypatch.setattr(
+        "ptm_studio.core.engine.trainer.build_supervised_loss", lambda *_args: NaNLoss()
+    )
     finished, recorder = _train(tiny_config(num_epochs=3), tmp_path)
     losses = [event.loss for event in recorder.of_type(BatchFinished)]
     assert len(losses) == 5 and not any(math.isfinite(loss) for loss in losses)
     assert finished.status == "failed"
-    assert "diverged at step 5" in finished.error_message and "lower learning rate" in finished.error_message
+    assert (
+        "diverged at step 5" in finished.error_message
+        and "lower learning rate" in finished.error_message
+    )

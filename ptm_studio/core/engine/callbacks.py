@@ -8,6 +8,7 @@ lets the exception fail the run so it is never silently ignored.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ptm_studio.core.engine.events import (
     BatchFinished,
@@ -43,7 +44,7 @@ class FunctionCallback(Callback):
     def __init__(self, function: Callable[[Event], None]) -> None:
         self._function = function
 
-    def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
+    def __getattribute__(self, name: str) -> Any:
         if name.startswith("on_"):
             return object.__getattribute__(self, "_function")
         return object.__getattribute__(self, name)
@@ -58,8 +59,8 @@ class EventRecorder(Callback):
     def _record(self, event: Event) -> None:
         self.events.append(event)
 
-    on_training_started = on_batch_finished = on_epoch_finished = _record  # type: ignore[assignment]
-    on_predictions_ready = on_checkpoint_saved = on_training_finished = _record  # type: ignore[assignment]
+    on_training_started = on_batch_finished = on_epoch_finished = _record
+    on_predictions_ready = on_checkpoint_saved = on_training_finished = _record
 
     def of_type(self, event_type: type) -> list[Event]:
         return [event for event in self.events if isinstance(event, event_type)]

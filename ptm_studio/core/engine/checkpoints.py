@@ -60,10 +60,14 @@ def save_checkpoint(
     partial = _sibling(folder, "partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    plain_state = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model_state.items()}
+    plain_state = {
+        name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model_state.items()
+    }
     write_bytes_atomic(partial / MODEL_FILE, safetensors.torch.save(plain_state))
     if trainer_state is not None:
-        write_with_atomic(partial / TRAINER_STATE_FILE, lambda handle: torch.save(trainer_state, handle))
+        write_with_atomic(
+            partial / TRAINER_STATE_FILE, lambda handle: torch.save(trainer_state, handle)
+        )
     full_meta = {**_environment_meta(), **meta, "complete": True, "files": _hash_files(partial)}
     write_json_atomic(partial / META_FILE, full_meta)
     _swap_into_place(partial, folder)
@@ -95,7 +99,9 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     if not meta.get("complete"):
         raise CheckpointError(f"{folder}: the checkpoint is incomplete")
     if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(f"{folder}: made with a newer PTM Studio; please update the app to open it")
+        raise CheckpointError(
+            f"{folder}: made with a newer PTM Studio; please update the app to open it"
+        )
     return dict(meta)
 
 

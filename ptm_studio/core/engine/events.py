@@ -121,7 +121,12 @@ class TrainingFinished:
 
 
 Event = (
-    TrainingStarted | BatchFinished | EpochFinished | PredictionsReady | CheckpointSaved | TrainingFinished
+    TrainingStarted
+    | BatchFinished
+    | EpochFinished
+    | PredictionsReady
+    | CheckpointSaved
+    | TrainingFinished
 )
 
 

@@ -63,7 +63,9 @@ def train_step(
     loss_value = float(loss.detach())
     context.optimizer.zero_grad(set_to_none=True)
     if not math.isfinite(loss_value):
-        return float("nan"), 0  # skip the update; the trainer counts these and stops a diverging run
+        return float(
+            "nan"
+        ), 0  # skip the update; the trainer counts these and stops a diverging run
     context.scaler.scale(loss).backward()
     if context.gradient_clip_norm > 0:
         context.scaler.unscale_(context.optimizer)

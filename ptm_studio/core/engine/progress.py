@@ -73,7 +73,9 @@ class RunProgress:
         self.epoch_index += 1
         self.batch_index = 0
         self.final_val_accuracy = val_accuracy
-        is_best = _is_improvement(val_accuracy, val_loss, self.best_val_accuracy, self.best_val_loss)
+        is_best = _is_improvement(
+            val_accuracy, val_loss, self.best_val_accuracy, self.best_val_loss
+        )
         if is_best:
             self.best_val_accuracy, self.best_val_loss = val_accuracy, val_loss
             self.epochs_without_improvement = 0

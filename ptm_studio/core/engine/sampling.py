@@ -27,7 +27,9 @@ class ResumableShuffleSampler(Sampler[int]):
         self.start_index = start_index
 
     def __iter__(self) -> Iterator[int]:
-        return iter(epoch_permutation(self.num_items, self.seed, self.epoch_index)[self.start_index :])
+        return iter(
+            epoch_permutation(self.num_items, self.seed, self.epoch_index)[self.start_index :]
+        )
 
     def __len__(self) -> int:
         return self.num_items - self.start_index

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +22,13 @@ from ptm_studio.core.data import (
     scan_folder,
 )
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
-from ptm_studio.core.models import BackboneSpec, ImageClassifier, build_classifier, get_backbone_spec
-from ptm_studio.core.models import load_initial_weights
+from ptm_studio.core.models import (
+    BackboneSpec,
+    ImageClassifier,
+    build_classifier,
+    get_backbone_spec,
+    load_initial_weights,
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -67,7 +73,7 @@ def build_data_loaders(
     train_set = ImageDataset(split.train, split.class_names, train_transform)
     val_set = ImageDataset(split.val, split.class_names, eval_transform)
     sampler = ResumableShuffleSampler(len(train_set), config.seed)
-    common = {
+    common: dict[str, Any] = {
         "num_workers": data.num_workers,
         "pin_memory": device.type == "cuda",
         "persistent_workers": data.num_workers > 0,

@@ -19,7 +19,12 @@ import torch
 
 from ptm_studio.core.config import ConfigError, RunConfig
 from ptm_studio.core.data import DatasetError
-from ptm_studio.core.devices import autocast_dtype, configure_cpu_threads, describe_device, select_device
+from ptm_studio.core.devices import (
+    autocast_dtype,
+    configure_cpu_threads,
+    describe_device,
+    select_device,
+)
 from ptm_studio.core.engine import checkpoints
 from ptm_studio.core.engine.callbacks import Callback, CallbackList
 from ptm_studio.core.engine.control import StopRequest
@@ -34,7 +39,13 @@ from ptm_studio.core.engine.events import (
     TrainingFinished,
     TrainingStarted,
 )
-from ptm_studio.core.engine.loops import EvaluationResult, StepContext, TrainingDiverged, evaluate, train_step
+from ptm_studio.core.engine.loops import (
+    EvaluationResult,
+    StepContext,
+    TrainingDiverged,
+    evaluate,
+    train_step,
+)
 from ptm_studio.core.engine.progress import RunProgress
 from ptm_studio.core.engine.setup import (
     build_data_loaders,
@@ -140,10 +151,16 @@ class Trainer:
 
     def _build_step_context(self) -> StepContext:
         config = self.config
-        loss_function = build_supervised_loss(config.objective, class_counts(self.split)).to(self.device)
-        optimizer = build_optimizer(self.model.head, self.model.backbone, config.optim, config.model)
+        loss_function = build_supervised_loss(config.objective, class_counts(self.split)).to(
+            self.device
+        )
+        optimizer = build_optimizer(
+            self.model.head, self.model.backbone, config.optim, config.model
+        )
         scheduler = build_scheduler(optimizer, config.optim, self.steps_per_epoch)
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.autocast_dtype == torch.float16
+        )
         return StepContext(
             model=self.model,
             loss_function=loss_function,
@@ -161,7 +178,9 @@ class Trainer:
             self.run_dir = RunDirectory(self.resume_from)
             self._restore(checkpoints.load_checkpoint(self.run_dir.last_checkpoint_dir))
         else:
-            self.run_dir = RunDirectory.create(self.runs_root or default_runs_root(), self.config.run_name)
+            self.run_dir = RunDirectory.create(
+                self.runs_root or default_runs_root(), self.config.run_name
+            )
             self.run_dir.write_config(self.config)
         self.run_dir.write_status(
             status="running",
@@ -196,7 +215,9 @@ class Trainer:
         start_batch = self.progress.batch_index
         self.loaders.train_sampler.set_epoch(epoch_index, start_batch * self.config.data.batch_size)
         self.progress.start_epoch(epoch_index, self.steps_per_epoch)
-        for batch_index, (images, targets) in enumerate(self._epoch_batches(start_batch), start=start_batch):
+        for batch_index, (images, targets) in enumerate(
+            self._epoch_batches(start_batch), start=start_batch
+        ):
             loss, correct = train_step(self.context, images, targets)
             self.progress.add_batch(loss, correct, len(targets))
             self.callbacks.emit(self._batch_event(epoch_index, batch_index, loss))
@@ -239,7 +260,9 @@ class Trainer:
         event = self._epoch_event(epoch_index, result, is_best)
         self._log_epoch(event)
         self.callbacks.emit(event)
-        self.callbacks.emit(PredictionsReady(epoch_index + 1, self.split.class_names, result.records))
+        self.callbacks.emit(
+            PredictionsReady(epoch_index + 1, self.split.class_names, result.records)
+        )
         self.save_checkpoint(reason="epoch")
         if is_best:
             self.save_checkpoint(reason="best")
@@ -249,11 +272,19 @@ class Trainer:
     def save_checkpoint(self, reason: str) -> None:
         assert self.run_dir is not None
         self._flush_batch_log()
-        folder = self.run_dir.best_checkpoint_dir if reason == "best" else self.run_dir.last_checkpoint_dir
+        folder = (
+            self.run_dir.best_checkpoint_dir
+            if reason == "best"
+            else self.run_dir.last_checkpoint_dir
+        )
         trainer_state = None if reason == "best" else self._trainer_state()
-        checkpoints.save_checkpoint(folder, self.model.state_dict(), self._checkpoint_meta(), trainer_state)
+        checkpoints.save_checkpoint(
+            folder, self.model.state_dict(), self._checkpoint_meta(), trainer_state
+        )
         self.callbacks.emit(
-            CheckpointSaved(self.progress.epoch_index + 1, self.progress.global_step, folder, reason)
+            CheckpointSaved(
+                self.progress.epoch_index + 1, self.progress.global_step, folder, reason
+            )
         )
 
     def _trainer_state(self) -> dict[str, Any]:
@@ -268,7 +299,9 @@ class Trainer:
     def _restore(self, loaded: checkpoints.LoadedCheckpoint) -> None:
         state = loaded.trainer_state
         if state is None:
-            raise checkpoints.CheckpointError(f"{loaded.folder}: has no trainer state to resume from")
+            raise checkpoints.CheckpointError(
+                f"{loaded.folder}: has no trainer state to resume from"
+            )
         self.model.load_state_dict(loaded.model_state)
         self.context.optimizer.load_state_dict(state["optimizer"])
         self.context.scheduler.load_state_dict(state["scheduler"])
@@ -326,7 +359,9 @@ class Trainer:
             eta_seconds=self.progress.eta_seconds(total_steps),
         )
 
-    def _epoch_event(self, epoch_index: int, result: EvaluationResult, is_best: bool) -> EpochFinished:
+    def _epoch_event(
+        self, epoch_index: int, result: EvaluationResult, is_best: bool
+    ) -> EpochFinished:
         return EpochFinished(
             epoch=epoch_index + 1,
             num_epochs=self.config.optim.num_epochs,
@@ -349,7 +384,9 @@ class Trainer:
             "type": "epoch",
             "global_step": self.progress.global_step,
             **{name: getattr(event, name) for name in _EPOCH_LOG_FIELDS},
-            "confusion_matrix": event.confusion_matrix.tolist() if event.confusion_matrix is not None else None,
+            "confusion_matrix": event.confusion_matrix.tolist()
+            if event.confusion_matrix is not None
+            else None,
             "per_class": list(event.per_class),
         }
         self.run_dir.append_metrics([record])

@@ -1,12 +1,12 @@
 """Training objectives: supervised losses, optimisers, learning-rate schedules and freeze policies."""
 
+from ptm_studio.core.objectives.freezing import is_backbone_frozen, set_backbone_trainable
 from ptm_studio.core.objectives.optimization import (
     build_optimizer,
     build_scheduler,
     learning_rate_multiplier,
 )
 from ptm_studio.core.objectives.supervised import build_supervised_loss, class_weights_from_counts
-from ptm_studio.core.objectives.freezing import is_backbone_frozen, set_backbone_trainable
 
 __all__ = [
     "build_optimizer",

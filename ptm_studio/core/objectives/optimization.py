@@ -30,7 +30,9 @@ def build_optimizer(
             backbone, optim.learning_rate * backbone_factor, optim.weight_decay, "backbone"
         )
     if optim.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=optim.learning_rate, momentum=optim.momentum, nesterov=True)
+        return torch.optim.SGD(
+            groups, lr=optim.learning_rate, momentum=optim.momentum, nesterov=True
+        )
     if optim.optimizer == "adam":
         return torch.optim.Adam(groups, lr=optim.learning_rate)
     return torch.optim.AdamW(groups, lr=optim.learning_rate)
@@ -39,18 +41,23 @@ def build_optimizer(
 def _decay_groups(
     module: nn.Module, learning_rate: float, weight_decay: float, name: str
 ) -> list[dict]:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for parameter in module.parameters():
         (decay if parameter.ndim > 1 else no_decay).append(parameter)
     groups = []
     if decay:
-        groups.append({"params": decay, "lr": learning_rate, "weight_decay": weight_decay, "name": name})
+        groups.append(
+            {"params": decay, "lr": learning_rate, "weight_decay": weight_decay, "name": name}
+        )
     if no_decay:
         groups.append({"params": no_decay, "lr": learning_rate, "weight_decay": 0.0, "name": name})
     return groups
 
 
-def learning_rate_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+def learning_rate_multiplier(
+    step: int, total_steps: int, warmup_steps: int, schedule: str
+) -> float:
     """Factor applied to each group's base learning rate at optimiser step ``step`` (from 0)."""
     total_steps = max(total_steps, 1)
     if schedule == "one_cycle" and warmup_steps == 0:
@@ -72,7 +79,7 @@ def build_scheduler(
 ) -> LambdaLR:
     """A per-step schedule; its state (the step count) is saved with checkpoints."""
     total_steps = optim.num_epochs * steps_per_epoch
-    warmup_steps = int(round(optim.warmup_epochs * steps_per_epoch))
+    warmup_steps = round(optim.warmup_epochs * steps_per_epoch)
 
     def multiplier(step: int) -> float:
         return learning_rate_multiplier(step, total_steps, warmup_steps, optim.schedule)
