@@ -1,0 +1,139 @@
+"""The headless commands, called in-process on tiny generated data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from ptm_studio.cli import EXIT_DATA, EXIT_OK, EXIT_USAGE, build_parser, config_from_arguments, main
+
+TINY_TRAINING = ["--epochs", "2", "--image-size", "16", "--batch-size", "4", "--cpu-threads", "1"]
+
+
+def test_every_config_field_has_a_flag_and_flags_override_a_config_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.json"
+    config_file.write_text(
+        json.dumps({"optim": {"learning_rate": 0.5, "num_epochs": 7}, "seed": 3})
+    )
+    arguments = build_parser().parse_args(
+        [
+            "train",
+            "--config",
+            str(config_file),
+            "--learning-rate",
+            "0.01",
+            "--augmentations",
+            "flip",
+            "colour_changes",
+            "--use-class-weights",
+            "--backbone",
+            "resnet18",
+        ]
+    )
+    config = config_from_arguments(arguments)
+    assert config.optim.learning_rate == 0.01  # the flag wins
+    assert config.optim.num_epochs == 7 and config.seed == 3  # the file's values stay
+    assert config.data.augmentations == ("flip", "colour_changes")
+    assert config.objective.use_class_weights is True and config.model.backbone == "resnet18"
+
+
+def test_help_lists_settings_in_plain_words(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--data",
+        "--epochs",
+        "--learning-rate",
+        "--backbone",
+        "--resume",
+        "--label-smoothing",
+    ):
+        assert flag in text
+    assert "Passes over the training images" in text
+
+
+def test_an_invalid_setting_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--learning-rate", "-3"]) == EXIT_USAGE
+    assert "optim.learning_rate" in capsys.readouterr().err
+
+
+def test_train_then_predict(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "runs" / "my first run"
+    code = main(["train", "--data", str(tiny_dataset), "--output", str(output), *TINY_TRAINING])
+    printed = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert "Best validation accuracy" in printed and "Run folder" in printed
+    assert (output / "config.json").is_file() and (output / "metrics.jsonl").is_file()
+    assert (output / "checkpoints" / "last" / "model.safetensors").is_file()
+    assert (output / "predictions.csv").is_file()
+
+    csv_path = tmp_path / "predictions.csv"
+    code = main(
+        [
+            "predict",
+            "--run",
+            str(output),
+            str(tiny_dataset / "square"),
+            "--top-k",
+            "2",
+            "--csv",
+            str(csv_path),
+        ]
+    )
+    assert code == EXIT_OK
+    assert "square_000.png" in capsys.readouterr().out
+    with open(csv_path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 and {"class_1", "probability_1", "class_2"} <= set(rows[0])
+
+    assert main(["runs", "--runs-root", str(tmp_path / "runs")]) == EXIT_OK
+    assert "my first run" in capsys.readouterr().out
+
+
+def test_output_folder_that_is_not_empty_is_refused(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "used" / "something").mkdir(parents=True)
+    assert (
+        main(["train", "--data", str(tiny_dataset), "--output", str(tmp_path / "used")])
+        == EXIT_USAGE
+    )
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_unusable_data_exits_3_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "only_class").mkdir()
+    assert (
+        main(["train", "--data", str(tmp_path), "--runs-root", str(tmp_path / "runs")]) == EXIT_DATA
+    )
+    assert "error:" in capsys.readouterr().err
+
+
+def test_scan_reports_classes_and_readiness(
+    tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", str(tiny_dataset)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "circle" in out and "Ready for finetune" in out
+
+
+def test_predict_without_a_trained_run_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["predict", "--run", str(tmp_path), str(tmp_path)]) == EXIT_USAGE
+    assert "no trained model found" in capsys.readouterr().err
+
+
+def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "small_cnn" in out and "resnet18" in out and "vit_b_16" in out
