@@ -18,6 +18,7 @@ from torchvision.models import get_model_weights
 
 from ptm_studio.core.atomic_io import atomic_writer
 from ptm_studio.core.config import ModelConfig
+from ptm_studio.core.engine.checkpoints import is_complete_checkpoint, recover_checkpoint
 from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError, WeightsError
 from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
@@ -96,7 +97,9 @@ def load_run_weights(model: ImageClassifier, run_dir: Path) -> LoadReport:
     run_folder = Path(run_dir)
     for relative in RUN_CHECKPOINT_CANDIDATES:
         candidate = run_folder / relative
-        if candidate.is_file():
+        # Finish a checkpoint swap a crash cut short, and skip a half-written checkpoint.
+        recover_checkpoint(candidate.parent)
+        if candidate.is_file() and is_complete_checkpoint(candidate.parent):
             state_dict = load_state_dict_file(candidate)
             source = f"run '{run_folder.name}' ({relative.parent.name} checkpoint)"
             return apply_state_dict(model, state_dict, source=source)

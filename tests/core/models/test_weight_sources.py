@@ -18,6 +18,7 @@ from model_test_helpers import assert_same_state, clone_state
 from torchvision.models import get_model
 
 from ptm_studio.core.config import ModelConfig
+from ptm_studio.core.engine.checkpoints import save_checkpoint
 from ptm_studio.core.models import (
     ImageClassifier,
     WeightsError,
@@ -244,11 +245,9 @@ def test_stalled_download_times_out_instead_of_hanging(
     assert list(imagenet_weights_path(BACKBONE).parent.iterdir()) == []
 
 
-def save_run_checkpoint(run_dir: Path, kind: str, model: torch.nn.Module) -> Path:
-    path = run_dir / "checkpoints" / kind / "model.safetensors"
-    path.parent.mkdir(parents=True)
-    safetensors.torch.save_file(model.state_dict(), str(path))
-    return path
+def save_run_checkpoint(run_dir: Path, kind: str, model_state: dict[str, torch.Tensor]) -> Path:
+    """Writes a checkpoint the way the trainer does (complete, with meta.json)."""
+    return save_checkpoint(run_dir / "checkpoints" / kind, model_state, {}) / "model.safetensors"
 
 
 def small(seed: int, num_classes: int = 3) -> ImageClassifier:
@@ -259,8 +258,8 @@ def small(seed: int, num_classes: int = 3) -> ImageClassifier:
 def test_run_weights_prefer_the_best_checkpoint(tmp_path: Path) -> None:
     best, last = small(1), small(2)
     run_dir = tmp_path / "2024-05-01 flowers run"
-    save_run_checkpoint(run_dir, "best", best)
-    save_run_checkpoint(run_dir, "last", last)
+    save_run_checkpoint(run_dir, "best", best.state_dict())
+    save_run_checkpoint(run_dir, "last", last.state_dict())
     target = small(3)
     report = load_run_weights(target, run_dir)
     assert_same_state(clone_state(target), clone_state(best))
@@ -270,7 +269,7 @@ def test_run_weights_prefer_the_best_checkpoint(tmp_path: Path) -> None:
 def test_run_weights_fall_back_to_the_last_checkpoint(tmp_path: Path) -> None:
     last = small(2)
     run_dir = tmp_path / "run"
-    save_run_checkpoint(run_dir, "last", last)
+    save_run_checkpoint(run_dir, "last", last.state_dict())
     target = small(3)
     config = ModelConfig(backbone="small_cnn", weights="run", weights_path=str(run_dir))
     report = load_initial_weights(target, config)
@@ -281,15 +280,24 @@ def test_run_weights_fall_back_to_the_last_checkpoint(tmp_path: Path) -> None:
 def test_pretraining_run_with_only_the_backbone(tmp_path: Path) -> None:
     pretrained = small(2)
     run_dir = tmp_path / "pretrain"
-    path = run_dir / "checkpoints" / "best" / "model.safetensors"
-    path.parent.mkdir(parents=True)
-    safetensors.torch.save_file(
-        {f"backbone.{k}": v for k, v in pretrained.backbone.state_dict().items()}, str(path)
-    )
+    backbone_only = {f"backbone.{k}": v for k, v in pretrained.backbone.state_dict().items()}
+    save_run_checkpoint(run_dir, "best", backbone_only)
     target = small(3, num_classes=7)
     report = load_run_weights(target, run_dir)
     assert report.head_reinitialised
     assert_same_state(clone_state(target.backbone), clone_state(pretrained.backbone))
+
+
+def test_a_half_written_checkpoint_is_skipped_for_the_complete_one(tmp_path: Path) -> None:
+    best, last = small(1), small(2)
+    run_dir = tmp_path / "run"
+    save_run_checkpoint(run_dir, "best", best.state_dict())
+    save_run_checkpoint(run_dir, "last", last.state_dict())
+    (run_dir / "checkpoints" / "best" / "meta.json").unlink()  # as if killed mid-write
+    target = small(3)
+    report = load_run_weights(target, run_dir)
+    assert "last checkpoint" in report.source
+    assert_same_state(clone_state(target), clone_state(last))
 
 
 def test_run_without_checkpoints_names_the_folder(tmp_path: Path) -> None:
