@@ -1,0 +1,57 @@
+"""Data: scanning a picture folder, loading images safely, splitting, transforms, torch datasets."""
+
+from ptm_studio.core.data.dataset import ImageDataset
+from ptm_studio.core.data.demo import demo_data_dir
+from ptm_studio.core.data.loader import (
+    ALLOWED_FORMATS,
+    BACKGROUND_COLOUR,
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    check_image,
+    has_image_extension,
+    is_multi_frame,
+    load_image,
+)
+from ptm_studio.core.data.manifest import (
+    DatasetError,
+    DatasetScan,
+    ImageRecord,
+    Problem,
+    ScanCancelled,
+)
+from ptm_studio.core.data.preflight import preflight
+from ptm_studio.core.data.scan import scan_folder
+from ptm_studio.core.data.split import DataSplit, make_split, stratified_split
+from ptm_studio.core.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_transform,
+    describe_augmentation,
+)
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "BACKGROUND_COLOUR",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "DataSplit",
+    "DatasetError",
+    "DatasetScan",
+    "ImageDataset",
+    "ImageLoadError",
+    "ImageRecord",
+    "Problem",
+    "ScanCancelled",
+    "build_transform",
+    "check_image",
+    "demo_data_dir",
+    "describe_augmentation",
+    "has_image_extension",
+    "is_multi_frame",
+    "load_image",
+    "make_split",
+    "preflight",
+    "scan_folder",
+    "stratified_split",
+]

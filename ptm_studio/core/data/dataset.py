@@ -1,0 +1,57 @@
+"""A torch Dataset over scanned image records: loads each picture safely and applies a transform."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ptm_studio.core.data.loader import load_image
+from ptm_studio.core.data.manifest import ImageRecord
+
+UNLABELLED = -1
+
+
+class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
+    """(tensor, class index) pairs; the index is -1 for unlabelled pictures (pretraining).
+
+    Random augmentations draw from torch's global generator (seeded by the trainer). A file that
+    became unreadable since the scan raises ImageLoadError naming it.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        class_names: Sequence[str],
+        transform: Callable[[Image.Image], torch.Tensor],
+    ) -> None:
+        self.records = tuple(records)
+        self.class_names = tuple(class_names)
+        self.transform = transform
+        index = {name: position for position, name in enumerate(self.class_names)}
+        unknown = sorted(
+            {record.class_name for record in self.records}.difference(index, {None}), key=str
+        )
+        if unknown:
+            raise ValueError(f"images belong to classes the model does not have: {unknown}")
+        self._labels = tuple(
+            UNLABELLED if record.class_name is None else index[record.class_name]
+            for record in self.records
+        )
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+        picture = load_image(self.records[position].path)
+        return self.transform(picture), self._labels[position]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(str(record.path) for record in self.records)
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        return self._labels

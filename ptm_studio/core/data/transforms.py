@@ -1,0 +1,77 @@
+"""Turns an RGB picture into the normalised tensor a model takes, with training augmentations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_DESCRIPTIONS = {
+    "flip": "Mirror pictures left to right at random. Good unless left and right matter "
+    "(for example text, or an asymmetric specimen seen from one side).",
+    "small_rotations": "Turn pictures by up to 15 degrees either way, as if the camera "
+    "were held slightly crooked.",
+    "colour_changes": "Vary brightness, contrast, saturation and hue a little, as under "
+    "different lighting or cameras.",
+    "random_crop": "Train on a random part (60 to 100 %) of each picture, so the model does "
+    "not rely on the object always filling the frame in the same way.",
+}
+
+
+def describe_augmentation(name: str) -> str:
+    """A sentence for the GUI saying what an augmentation does to the training pictures."""
+    try:
+        return _DESCRIPTIONS[name]
+    except KeyError:
+        raise ValueError(_unknown(name)) from None
+
+
+def build_transform(
+    image_size: int,
+    *,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    train: bool,
+    augmentations: tuple[str, ...] = (),
+) -> Callable[[Image.Image], torch.Tensor]:
+    """Picture → float tensor of shape (3, image_size, image_size), normalised by mean and std.
+
+    Evaluation: shorter side resized to ``image_size``, then the centre square cut out. Training
+    is the same plus the chosen ``augmentations`` (ignored when ``train`` is False); their
+    randomness comes from torch's global generator, which the trainer seeds.
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size must be a positive number of pixels, not {image_size}")
+    for name in augmentations:
+        if name not in _DESCRIPTIONS:
+            raise ValueError(_unknown(name))
+    chosen = set(augmentations) if train else set()
+    steps: list[v2.Transform] = _geometry(image_size, "random_crop" in chosen)
+    if "flip" in chosen:
+        steps.append(v2.RandomHorizontalFlip())
+    if "small_rotations" in chosen:
+        steps.append(v2.RandomRotation(15))
+    if "colour_changes" in chosen:
+        steps.append(v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05))
+    steps += [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
+    return v2.Compose(steps)
+
+
+def _geometry(image_size: int, random_crop: bool) -> list[v2.Transform]:
+    if random_crop:
+        return [v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True)]
+    return [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+
+
+def _unknown(name: str) -> str:
+    known = ", ".join(_DESCRIPTIONS)
+    return f"unknown augmentation {name!r}; PTM Studio knows: {known}"
