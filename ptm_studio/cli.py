@@ -196,6 +196,7 @@ def _run_train(arguments: argparse.Namespace) -> int:
         stop_request=stop_request,
         runs_root=runs_root,
         resume_from=arguments.resume,
+        download_progress=progress.download_progress,
     )
     previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
     try:

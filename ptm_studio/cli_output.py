@@ -88,6 +88,16 @@ class ProgressPrinter(Callback):
             file=self.stream,
         )
 
+    def download_progress(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        size = f"{done / 1e6:.0f}/{total / 1e6:.0f} MB" if total > 0 else f"{done / 1e6:.0f} MB"
+        end = "\n" if total > 0 and done >= total else ""
+        prefix = "\r" if self.is_terminal else ""
+        if self.is_terminal or end:
+            self.stream.write(f"{prefix}Downloading ImageNet weights… {size}{end}")
+            self.stream.flush()
+
     @staticmethod
     def scan_progress(done: int, total: int | None) -> None:
         if sys.stderr.isatty():

@@ -137,3 +137,29 @@ def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "small_cnn" in out and "resnet18" in out and "vit_b_16" in out
+
+
+def test_imagenet_weights_missing_offline_fail_with_advice(
+    tiny_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tiny_dataset),
+            "--backbone",
+            "mobilenet_v3_small",
+            "--weights",
+            "imagenet",
+            "--runs-root",
+            str(tmp_path / "runs"),
+            *TINY_TRAINING,
+        ]
+    )
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "not on this computer" in error and "random" in error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,18 @@ def build_data_loaders(
     return DataLoaders(train_loader, val_loader, sampler, val_set.paths)
 
 
-def build_model(config: RunConfig, num_classes: int) -> tuple[ImageClassifier, BackboneSpec, str]:
-    """The classifier with its starting weights; the string says what was loaded, for the log."""
+def build_model(
+    config: RunConfig,
+    num_classes: int,
+    download_progress: Callable[[int, int], None] | None = None,
+) -> tuple[ImageClassifier, BackboneSpec, str]:
+    """The classifier with its starting weights; the string says what was loaded, for the log.
+
+    ``download_progress(done_bytes, total_bytes)`` is called while ImageNet weights download
+    (only when the user allowed it and they are not on this computer yet)."""
     spec = get_backbone_spec(config.model.backbone)
     model = build_classifier(spec.name, num_classes, dropout=config.model.dropout)
-    report = load_initial_weights(model, config.model)
+    report = load_initial_weights(model, config.model, progress=download_progress)
     return model, spec, report.summary() if report is not None else "random initial weights"
 
 
