@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,23 @@ def make_image_folder(root: Path, images_per_class: int = 8, size: int = 16, see
             pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{class_name}_{index:03d}.png")
     return root
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@pytest.fixture(autouse=True)
+def block_network_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach the network: any connection beyond this machine fails loudly."""
+    original_connect = socket.socket.connect
+
+    def guarded_connect(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK_HOSTS:
+            raise AssertionError(f"a test tried to reach the network ({address!r})")
+        return original_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -228,3 +229,29 @@ def test_a_diverging_loss_stops_the_run_with_advice(
         "diverged at step 5" in finished.error_message
         and "lower learning rate" in finished.error_message
     )
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(
+    tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ptm_studio.core.engine import trainer as trainer_module
+
+    real_evaluate = trainer_module.evaluate
+    scripted_accuracy = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9])
+
+    def scripted(*args: object, **kwargs: object) -> object:
+        result = real_evaluate(*args, **kwargs)  # type: ignore[arg-type]
+        return dataclasses.replace(result, accuracy=next(scripted_accuracy), loss=1.0)
+
+    monkeypatch.setattr(trainer_module, "evaluate", scripted)
+    config = tiny_config(num_epochs=6, early_stopping_patience=2)
+    finished, recorder = _train(config, tmp_path)
+    assert finished.status == "completed"
+    epochs = recorder.of_type(EpochFinished)
+    assert [event.epoch for event in epochs] == [1, 2, 3, 4]  # epochs 3 and 4 did not beat 0.7
+    assert [event.is_best for event in epochs] == [True, True, False, False]
+    assert finished.best_val_accuracy == 0.7
+    best = load_checkpoint(
+        RunDirectory(finished.run_dir).best_checkpoint_dir, with_trainer_state=False
+    )  # type: ignore[arg-type]
+    assert best.meta["epoch"] == 2  # keep-best: the best folder holds epoch 2's weights
