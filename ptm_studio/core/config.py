@@ -21,6 +21,8 @@ WEIGHT_SOURCES = ("random", "imagenet", "file", "run")
 TRAINING_MODES = ("full_finetune", "feature_extraction", "freeze_then_unfreeze")
 TASKS = ("finetune", "pretrain")
 SUPERVISED_LOSSES = ("cross_entropy",)
+PRETRAIN_LOSSES = ("nt_xent", "contrastive_margin", "reconstruction", "rotation")
+LOSSES = SUPERVISED_LOSSES + PRETRAIN_LOSSES
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "one_cycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -74,6 +76,20 @@ class DataConfig:
             "Refuse to train when more than this share of the files cannot be read."
         ),
     )
+    label_fraction: float = field(
+        default=1.0,
+        metadata=_describe(
+            "Use only this share of each class's labelled training images (1 = all); "
+            "the same images for the same seed."
+        ),
+    )
+    monitor_dir: str | None = field(
+        default=None,
+        metadata=_describe(
+            "Pretraining: a labelled folder used only to measure progress "
+            "(k-nearest-neighbour accuracy). Default: the training folder's own classes, if any."
+        ),
+    )
 
     def validate(self) -> None:
         _check_range("data.image_size", self.image_size, 8, 1024)
@@ -81,6 +97,7 @@ class DataConfig:
         _check_range("data.validation_fraction", self.validation_fraction, 0.0, 0.9)
         _check_range("data.num_workers", self.num_workers, 0, 64)
         _check_range("data.max_bad_file_fraction", self.max_bad_file_fraction, 0.0, 1.0)
+        _check_range("data.label_fraction", self.label_fraction, 0.001, 1.0)
         for name in self.augmentations:
             _check_choice("data.augmentations", name, AUGMENTATIONS)
 
@@ -137,7 +154,12 @@ class ObjectiveConfig:
         default="finetune", metadata=_describe("finetune (labelled) or pretrain.", choices=TASKS)
     )
     loss: str = field(
-        default="cross_entropy", metadata=_describe("Training loss.", choices=SUPERVISED_LOSSES)
+        default="cross_entropy",
+        metadata=_describe(
+            "Training loss: cross_entropy for finetune; nt_xent, contrastive_margin, "
+            "reconstruction or rotation for pretrain.",
+            choices=LOSSES,
+        ),
     )
     label_smoothing: float = field(
         default=0.0, metadata=_describe("Soften the targets (0 = off, 0.1 is common).")
@@ -145,11 +167,25 @@ class ObjectiveConfig:
     use_class_weights: bool = field(
         default=False, metadata=_describe("Weigh rare classes up so imbalanced data trains fairly.")
     )
+    margin: float = field(
+        default=1.0,
+        metadata=_describe("contrastive_margin: how far apart different images are pushed."),
+    )
+    temperature: float = field(
+        default=0.5, metadata=_describe("nt_xent: softmax temperature (lower = sharper).")
+    )
+    projection_dim: int = field(
+        default=128, metadata=_describe("Contrastive losses: size of the projection head's output.")
+    )
 
     def validate(self) -> None:
         _check_choice("objective.task", self.task, TASKS)
-        _check_choice("objective.loss", self.loss, SUPERVISED_LOSSES)
+        allowed = PRETRAIN_LOSSES if self.task == "pretrain" else SUPERVISED_LOSSES
+        _check_choice("objective.loss", self.loss, allowed)
         _check_range("objective.label_smoothing", self.label_smoothing, 0.0, 0.5)
+        _check_range("objective.margin", self.margin, 0.01, 2.0)
+        _check_range("objective.temperature", self.temperature, 0.01, 10.0)
+        _check_range("objective.projection_dim", self.projection_dim, 2, 4096)
 
 
 @dataclass(frozen=True)

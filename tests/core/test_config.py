@@ -109,3 +109,12 @@ def test_configs_are_frozen() -> None:
     config = RunConfig()
     with pytest.raises(AttributeError):
         config.seed = 3  # type: ignore[misc]
+
+
+def test_the_loss_must_fit_the_task() -> None:
+    pretrain = replace_field(RunConfig(), "objective.task", "pretrain")
+    with pytest.raises(ConfigError, match="nt_xent, contrastive_margin, reconstruction, rotation"):
+        pretrain.validate()
+    replace_field(pretrain, "objective.loss", "nt_xent").validate()
+    with pytest.raises(ConfigError, match="cross_entropy"):
+        replace_field(RunConfig(), "objective.loss", "rotation").validate()

@@ -21,7 +21,12 @@ from ptm_studio.core.data.manifest import (
 )
 from ptm_studio.core.data.preflight import preflight
 from ptm_studio.core.data.scan import scan_folder
-from ptm_studio.core.data.split import DataSplit, make_split, stratified_split
+from ptm_studio.core.data.split import (
+    DataSplit,
+    keep_label_fraction,
+    make_split,
+    stratified_split,
+)
 from ptm_studio.core.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -49,6 +54,7 @@ __all__ = [
     "describe_augmentation",
     "has_image_extension",
     "is_multi_frame",
+    "keep_label_fraction",
     "load_image",
     "make_split",
     "preflight",

@@ -61,6 +61,26 @@ def stratified_split(
     return _by_path(train), _by_path(val)
 
 
+def keep_label_fraction(
+    records: Iterable[ImageRecord], fraction: float, seed: int
+) -> tuple[ImageRecord, ...]:
+    """A deterministic per-class subset: round(n × fraction) images of each class, at least one.
+
+    Used to study training with few labels (e.g. finetuning on 10 % of the labels after
+    pretraining on all images). Independent of input order; the validation set is untouched.
+    """
+    if fraction >= 1:
+        return _by_path(list(records))
+    by_class: dict[str | None, list[ImageRecord]] = defaultdict(list)
+    for record in sorted(records, key=lambda record: record.path):
+        by_class[record.class_name].append(record)
+    kept: list[ImageRecord] = []
+    for class_name, members in by_class.items():
+        random.Random(f"{seed}:labels:{class_name}").shuffle(members)
+        kept.extend(members[: max(1, round(len(members) * fraction))])
+    return _by_path(kept)
+
+
 def make_split(scan: DatasetScan, validation_fraction: float, seed: int) -> DataSplit:
     """Use the folder's own train/val/test folders when it has them; otherwise draw validation.
 

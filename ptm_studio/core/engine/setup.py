@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ptm_studio.core.data import (
     ImageDataset,
     build_transform,
     demo_data_dir,
+    keep_label_fraction,
     make_split,
     preflight,
     scan_folder,
@@ -52,7 +54,11 @@ def prepare_split(config: RunConfig) -> DataSplit:
         validation_fraction=config.data.validation_fraction,
         max_bad_file_fraction=config.data.max_bad_file_fraction,
     )
-    return make_split(scan, config.data.validation_fraction, config.seed)
+    split = make_split(scan, config.data.validation_fraction, config.seed)
+    if config.data.label_fraction < 1:
+        train = keep_label_fraction(split.train, config.data.label_fraction, config.seed)
+        split = dataclasses.replace(split, train=train)
+    return split
 
 
 @dataclass

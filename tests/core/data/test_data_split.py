@@ -91,3 +91,16 @@ def test_make_split_on_unlabelled_pictures_trains_on_all(tmp_path: Path, make_im
     split = make_split(scan_folder(tmp_path), 0.2, seed=0)
     assert split == DataSplit((), split.train, ())
     assert len(split.train) == 5
+
+
+def test_label_fraction_keeps_a_deterministic_share_of_each_class() -> None:
+    from ptm_studio.core.data import keep_label_fraction
+
+    pool = records({"a": 50, "b": 20, "c": 3})
+    kept = keep_label_fraction(pool, 0.1, seed=4)
+    assert Counter(record.class_name for record in kept) == {"a": 5, "b": 2, "c": 1}
+    shuffled = list(pool)
+    random.Random(9).shuffle(shuffled)
+    assert keep_label_fraction(shuffled, 0.1, seed=4) == kept
+    assert keep_label_fraction(pool, 0.1, seed=5) != kept
+    assert len(keep_label_fraction(pool, 1.0, seed=4)) == 73
