@@ -253,12 +253,34 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
+class SavingConfig:
+    checkpoint_every_steps: int = field(
+        default=0,
+        metadata=_describe(
+            "Also save a checkpoint every this many steps (0 = only at epoch ends)."
+        ),
+    )
+    checkpoint_every_minutes: float = field(
+        default=10.0,
+        metadata=_describe(
+            "Also save a checkpoint when this many minutes passed since the last one (0 = off), "
+            "so a crash loses little work."
+        ),
+    )
+
+    def validate(self) -> None:
+        _check_range("saving.checkpoint_every_steps", self.checkpoint_every_steps, 0, 10**9)
+        _check_range("saving.checkpoint_every_minutes", self.checkpoint_every_minutes, 0.0, 10**6)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    saving: SavingConfig = field(default_factory=SavingConfig)
     seed: int = field(
         default=0, metadata=_describe("Random seed: the same seed gives the same run on CPU.")
     )
@@ -268,7 +290,14 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad field; return self so calls chain."""
-        for section in (self.data, self.model, self.objective, self.optim, self.device):
+        for section in (
+            self.data,
+            self.model,
+            self.objective,
+            self.optim,
+            self.device,
+            self.saving,
+        ):
             section.validate()
         _check_range("seed", self.seed, 0, 2**32 - 1)
         return self
@@ -313,6 +342,7 @@ SECTIONS: dict[str, type] = {
     "objective": ObjectiveConfig,
     "optim": OptimConfig,
     "device": DeviceConfig,
+    "saving": SavingConfig,
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ptm_studio.core.atomic_io import remove_stray_temp_files
 from ptm_studio.core.config import ConfigError, RunConfig
 from ptm_studio.core.data import DatasetError
 from ptm_studio.core.devices import (
@@ -99,6 +100,7 @@ class Trainer:
         self.last_result: EvaluationResult | None = None
         self.non_finite_in_a_row = 0
         self.pending_rng_state: dict[str, Any] | None = None
+        self.last_checkpoint_time = time.monotonic()
 
     # ----------------------------------------------------------------- public API
     def run(self) -> TrainingFinished:
@@ -182,6 +184,7 @@ class Trainer:
     def _open_run_dir(self) -> None:
         if self.resume_from:
             self.run_dir = RunDirectory(self.resume_from)
+            remove_stray_temp_files(self.run_dir.path)  # left by a write that was killed
             self._restore(checkpoints.load_checkpoint(self.run_dir.last_checkpoint_dir))
         else:
             self.run_dir = RunDirectory.create(
@@ -230,8 +233,21 @@ class Trainer:
             self._count_non_finite(loss)
             if self.stop_request.is_requested:
                 return False
+            if self._periodic_checkpoint_due(batch_index):
+                self.save_checkpoint(reason="periodic")
         self.progress.finish_training_part()
         return True
+
+    def _periodic_checkpoint_due(self, batch_index: int) -> bool:
+        """Every N steps or T minutes, but not on an epoch's last batch (the epoch end saves)."""
+        if batch_index + 1 >= self.steps_per_epoch:
+            return False
+        saving = self.config.saving
+        every_steps = saving.checkpoint_every_steps
+        if every_steps and self.progress.global_step % every_steps == 0:
+            return True
+        minutes = (time.monotonic() - self.last_checkpoint_time) / 60
+        return 0 < saving.checkpoint_every_minutes <= minutes
 
     def _epoch_batches(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's batch iterator, with a resumed run's RNG state restored at the right moment.
@@ -287,6 +303,7 @@ class Trainer:
         checkpoints.save_checkpoint(
             folder, self.model.state_dict(), self._checkpoint_meta(), trainer_state
         )
+        self.last_checkpoint_time = time.monotonic()
         self.callbacks.emit(
             CheckpointSaved(
                 self.progress.epoch_index + 1, self.progress.global_step, folder, reason
