@@ -1,0 +1,103 @@
+"""Pretraining views: transforms, the multi-view dataset and how its batches are shaped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import default_collate
+
+from ptm_studio.core.data.dataset import UNLABELLED
+from ptm_studio.core.data.loader import load_image
+from ptm_studio.core.data.manifest import ImageRecord
+from ptm_studio.core.data.pretrain_views import (
+    MultiViewDataset,
+    build_pretrain_transform,
+    collate_views,
+    views_for_objective,
+)
+from ptm_studio.core.data.transforms import build_transform
+
+CLASS_NAMES = ("circle", "square", "stripe")
+
+
+def _records(root: Path, *, labelled: bool = True) -> list[ImageRecord]:
+    return [
+        ImageRecord(path, path.parent.name if labelled else None, "unassigned")
+        for path in sorted(root.glob("*/*.png"))
+    ]
+
+
+def test_contrastive_transform_gives_two_different_views_of_one_picture(tiny_dataset: Path) -> None:
+    torch.manual_seed(0)
+    transform = build_pretrain_transform(16, mean=(0.5,) * 3, std=(0.5,) * 3)
+    dataset = MultiViewDataset(_records(tiny_dataset), transform, views_per_image=2)
+    views, label = dataset[0]
+    assert len(views) == 2 and label == UNLABELLED
+    assert views[0].shape == views[1].shape == (3, 16, 16)
+    assert views[0].dtype == torch.float32
+    assert not torch.equal(views[0], views[1])
+
+
+def test_light_transform_is_the_evaluation_picture_or_its_mirror(tiny_dataset: Path) -> None:
+    torch.manual_seed(0)
+    records = _records(tiny_dataset)
+    light = build_pretrain_transform(8, mean=(0.5,) * 3, std=(0.5,) * 3, strength="light")
+    plain = build_transform(8, mean=(0.5,) * 3, std=(0.5,) * 3, train=False)
+    expected = plain(load_image(records[0].path))
+    seen_flip = seen_plain = False
+    for _ in range(20):
+        view = MultiViewDataset(records, light, views_per_image=1)[0][0][0]
+        seen_plain |= torch.equal(view, expected)
+        seen_flip |= torch.equal(view, expected.flip(2))
+        assert torch.equal(view, expected) or torch.equal(view, expected.flip(2))
+    assert seen_plain and seen_flip
+
+
+def test_unknown_strength_is_refused() -> None:
+    with pytest.raises(ValueError, match="strength"):
+        build_pretrain_transform(16, strength="heavy")
+
+
+def test_labels_are_kept_when_class_names_are_given(tiny_dataset: Path) -> None:
+    transform = build_pretrain_transform(16, strength="light")
+    dataset = MultiViewDataset(_records(tiny_dataset), transform, 1, class_names=CLASS_NAMES)
+    assert sorted(set(dataset.labels)) == [0, 1, 2]
+    assert len(dataset.paths) == len(dataset) == 24
+    unlabelled = MultiViewDataset(_records(tiny_dataset, labelled=False), transform, 1, CLASS_NAMES)
+    assert set(unlabelled.labels) == {UNLABELLED}
+    with pytest.raises(ValueError, match="classes the model does not have"):
+        MultiViewDataset(_records(tiny_dataset), transform, 1, class_names=("circle",))
+
+
+def test_a_loader_batch_is_a_list_of_views_and_the_labels(tiny_dataset: Path) -> None:
+    torch.manual_seed(0)
+    transform = build_pretrain_transform(16)
+    dataset = MultiViewDataset(_records(tiny_dataset), transform, 2, class_names=CLASS_NAMES)
+    views, labels = next(iter(DataLoader(dataset, batch_size=5, collate_fn=collate_views)))
+    assert isinstance(views, list) and len(views) == 2
+    assert all(view.shape == (5, 3, 16, 16) for view in views)
+    assert labels.shape == (5,) and labels.dtype == torch.long
+
+
+def test_default_collate_gives_the_same_structure_as_collate_views() -> None:
+    samples = [
+        ([torch.full((3, 2, 2), float(index)), torch.zeros(3, 2, 2)], index) for index in range(3)
+    ]
+    default_views, default_labels = default_collate(samples)
+    views, labels = collate_views(samples)
+    assert len(default_views) == len(views) == 2
+    for ours, theirs in zip(views, default_views, strict=True):
+        assert torch.equal(ours, theirs)
+    assert torch.equal(labels, default_labels)
+
+
+def test_views_for_objective_follows_what_each_objective_declares() -> None:
+    assert views_for_objective("nt_xent") == (2, "contrastive")
+    assert views_for_objective("contrastive_margin") == (2, "contrastive")
+    assert views_for_objective("reconstruction") == (1, "light")
+    assert views_for_objective("rotation") == (1, "light")
+    with pytest.raises(ValueError, match="Known objectives"):
+        views_for_objective("jigsaw")
