@@ -56,6 +56,11 @@ class Predictor:
         folder = _checkpoint_folder(Path(run_or_checkpoint))
         loaded = load_checkpoint(folder, with_trainer_state=False)
         meta = loaded.meta
+        if meta.get("task") == "pretrain":
+            raise CheckpointError(
+                f"{folder}: this is a pretraining run; it has learnt features but no classes yet. "
+                "Finetune it on labelled pictures first (weights: an earlier run)."
+            )
         model = build_classifier(meta["backbone"], int(meta["num_classes"]))
         model.load_state_dict(loaded.model_state)
         return cls(

@@ -219,7 +219,7 @@ def test_a_diverging_loss_stops_the_run_with_advice(
     tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "ptm_studio.core.engine.trainer.build_supervised_loss", lambda *_args: NaNLoss()
+        "ptm_studio.core.engine.tasks.build_supervised_loss", lambda *_args: NaNLoss()
     )
     finished, recorder = _train(tiny_config(num_epochs=3), tmp_path)
     losses = [event.loss for event in recorder.of_type(BatchFinished)]
@@ -234,7 +234,7 @@ def test_a_diverging_loss_stops_the_run_with_advice(
 def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(
     tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ptm_studio.core.engine import trainer as trainer_module
+    from ptm_studio.core.engine import tasks as trainer_module
 
     real_evaluate = trainer_module.evaluate
     scripted_accuracy = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9])

@@ -16,6 +16,7 @@ from ptm_studio.core.engine.events import (
     EpochFinished,
     Event,
     PredictionsReady,
+    PretrainSamplesReady,
     TrainingFinished,
     TrainingStarted,
     hook_name,
@@ -32,6 +33,8 @@ class Callback:
     def on_epoch_finished(self, event: EpochFinished) -> None: ...
 
     def on_predictions_ready(self, event: PredictionsReady) -> None: ...
+
+    def on_pretrain_samples_ready(self, event: PretrainSamplesReady) -> None: ...
 
     def on_checkpoint_saved(self, event: CheckpointSaved) -> None: ...
 
@@ -61,6 +64,7 @@ class EventRecorder(Callback):
 
     on_training_started = on_batch_finished = on_epoch_finished = _record
     on_predictions_ready = on_checkpoint_saved = on_training_finished = _record
+    on_pretrain_samples_ready = _record
 
     def of_type(self, event_type: type) -> list[Event]:
         return [event for event in self.events if isinstance(event, event_type)]

@@ -67,6 +67,9 @@ class EpochFinished:
     is_best: bool
     per_class: tuple[dict[str, float | str | int], ...] = ()
     confusion_matrix: np.ndarray | None = field(default=None, compare=False)
+    # Pretraining only: ~1 when embeddings are well spread, towards 0 when they collapse.
+    # (For pretraining, val_accuracy is the k-nearest-neighbour accuracy on frozen features.)
+    embedding_spread: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,27 @@ class PredictionsReady:
 
 
 @dataclass(frozen=True)
+class PretrainSamplesReady:
+    """Fires after each pretraining epoch with a few pictures as the objective sees them.
+
+    ``kind`` is "reconstruction" (inputs and their reconstructions) or "pair" (the two random
+    views of each picture a contrastive objective compares). Images are uint8 ``[N, H, W, 3]``.
+    """
+
+    epoch: int
+    kind: str
+    first_images: np.ndarray = field(compare=False)
+    second_images: np.ndarray = field(compare=False)
+
+
+@dataclass(frozen=True)
 class CheckpointSaved:
     """Fires after a checkpoint has been written completely (atomically)."""
 
     epoch: int
     global_step: int
     path: Path
-    reason: str  # "epoch", "best", "stopped", "final"
+    reason: str  # "epoch", "best", "stopped", "periodic"
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,7 @@ Event = (
     | BatchFinished
     | EpochFinished
     | PredictionsReady
+    | PretrainSamplesReady
     | CheckpointSaved
     | TrainingFinished
 )

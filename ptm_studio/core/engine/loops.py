@@ -24,17 +24,13 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class StepContext:
-    """Everything one optimisation step needs besides the batch."""
+    """Everything one optimisation step needs besides the loss."""
 
-    model: nn.Module
-    loss_function: nn.Module
+    trained_module: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    device: torch.device
-    autocast_dtype: torch.dtype | None
     gradient_clip_norm: float
-    channels_last: bool
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -52,29 +48,24 @@ def move_batch(
     return images, targets.to(device, non_blocking=True)
 
 
-def train_step(
-    context: StepContext, images: torch.Tensor, targets: torch.Tensor
-) -> tuple[float, int]:
-    """One optimiser step; returns (loss, number of correct predictions)."""
-    images, targets = move_batch(images, targets, context.device, context.channels_last)
-    with autocast(context.device, context.autocast_dtype):
-        logits = context.model(images)
-        loss = context.loss_function(logits.float(), targets)
+def optimization_step(context: StepContext, loss: torch.Tensor) -> float:
+    """Back-propagate ``loss`` and update the weights; return the loss value.
+
+    A NaN or infinite loss skips the update (the trainer counts these and stops a run that
+    keeps diverging), so one bad batch never poisons the weights.
+    """
     loss_value = float(loss.detach())
     context.optimizer.zero_grad(set_to_none=True)
     if not math.isfinite(loss_value):
-        return float(
-            "nan"
-        ), 0  # skip the update; the trainer counts these and stops a diverging run
+        return float("nan")
     context.scaler.scale(loss).backward()
     if context.gradient_clip_norm > 0:
         context.scaler.unscale_(context.optimizer)
-        nn.utils.clip_grad_norm_(context.model.parameters(), context.gradient_clip_norm)
+        nn.utils.clip_grad_norm_(context.trained_module.parameters(), context.gradient_clip_norm)
     context.scaler.step(context.optimizer)
     context.scaler.update()
     context.scheduler.step()
-    correct = int((logits.detach().argmax(dim=1) == targets).sum())
-    return loss_value, correct
+    return loss_value
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ class RunProgress:
         self._epoch_started = time.perf_counter()
         self._samples_this_epoch = 0
 
-    def add_batch(self, loss: float, correct: int, batch_size: int) -> None:
+    def add_batch(self, loss: float, correct: int | None, batch_size: int) -> None:
+        """``correct`` is None for objectives without an accuracy (most pretraining losses)."""
         self.batch_index += 1
         self.global_step += 1
         self._steps_this_session += 1
@@ -46,8 +47,9 @@ class RunProgress:
         if math.isfinite(loss):
             self.loss_sum += loss
             self.finite_batches += 1
-        self.correct += correct
-        self.seen += batch_size
+        if correct is not None:
+            self.correct += correct
+            self.seen += batch_size
 
     def log_batch(self, epoch_index: int, loss: float, learning_rate: float) -> None:
         self._batch_log.append(

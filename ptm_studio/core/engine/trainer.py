@@ -36,29 +36,20 @@ from ptm_studio.core.engine.events import (
     BatchFinished,
     CheckpointSaved,
     EpochFinished,
-    PredictionsReady,
     TrainingFinished,
     TrainingStarted,
 )
-from ptm_studio.core.engine.loops import (
-    EvaluationResult,
-    StepContext,
-    TrainingDiverged,
-    evaluate,
-    train_step,
-)
+from ptm_studio.core.engine.loops import StepContext, TrainingDiverged, optimization_step
+from ptm_studio.core.engine.pretrain_task import PretrainTask
 from ptm_studio.core.engine.progress import RunProgress
 from ptm_studio.core.engine.setup import (
-    build_data_loaders,
-    build_model,
-    class_counts,
     prepare_split,
     resolve_data_dir,
     seed_everything,
 )
+from ptm_studio.core.engine.tasks import EpochOutcome, SupervisedTask, TrainingTask
 from ptm_studio.core.models import ModelError, WeightsError
-from ptm_studio.core.objectives import build_optimizer, build_scheduler, build_supervised_loss
-from ptm_studio.core.objectives.freezing import is_backbone_frozen, set_backbone_trainable
+from ptm_studio.core.objectives import build_optimizer, build_scheduler
 from ptm_studio.core.runs import RunDirectory, default_runs_root
 
 LOGGER = logging.getLogger(__name__)
@@ -97,7 +88,7 @@ class Trainer:
         self.run_dir: RunDirectory | None = None
         self.progress = RunProgress()
         self.download_progress = download_progress
-        self.last_result: EvaluationResult | None = None
+        self.last_outcome: EpochOutcome | None = None
         self.non_finite_in_a_row = 0
         self.pending_rng_state: dict[str, Any] | None = None
         self.last_checkpoint_time = time.monotonic()
@@ -132,10 +123,6 @@ class Trainer:
     # ----------------------------------------------------------------- setting up
     def _set_up(self) -> None:
         config = self.config
-        if config.objective.task != "finetune":
-            raise NotImplementedError(
-                "Self-supervised pretraining is not available yet in this version; choose finetune."
-            )
         seed_everything(config.seed)
         self.device = select_device(config.device.device)
         self.device_info = describe_device(config.device.device)
@@ -145,40 +132,37 @@ class Trainer:
         # channels_last speeds convolutions up on CUDA and on the CPU (~17 % for the small CNN
         # here); Apple's MPS backend handles it poorly.
         self.channels_last = self.device.type in ("cuda", "cpu")
-        self.split = prepare_split(config)
-        self.model, self.spec, self.weights_note = build_model(
-            config, len(self.split.class_names), self.download_progress
+        task_type = PretrainTask if config.objective.task == "pretrain" else SupervisedTask
+        self.task: TrainingTask = task_type(
+            config,
+            prepare_split(config),
+            self.device,
+            self.channels_last,
+            self.autocast_dtype,
+            self.download_progress,
         )
-        self.model.to(self.device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.loaders = build_data_loaders(config, self.split, self.spec, self.device)
-        self.steps_per_epoch = len(self.loaders.train)
+        self.steps_per_epoch = len(self.task.train_loader)
+        if self.steps_per_epoch == 0:
+            raise DatasetError(
+                "There are fewer training pictures than one batch needs.",
+                advice="Lower the batch size or add pictures.",
+            )
         self.context = self._build_step_context()
         self._open_run_dir()
 
     def _build_step_context(self) -> StepContext:
-        config = self.config
-        loss_function = build_supervised_loss(config.objective, class_counts(self.split)).to(
-            self.device
-        )
-        optimizer = build_optimizer(
-            self.model.head, self.model.backbone, config.optim, config.model
-        )
-        scheduler = build_scheduler(optimizer, config.optim, self.steps_per_epoch)
+        optim = self.config.optim
+        head, backbone = self.task.optimizer_parts()
+        optimizer = build_optimizer(head, backbone, optim, self.config.model)
         scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.autocast_dtype == torch.float16
         )
         return StepContext(
-            model=self.model,
-            loss_function=loss_function,
+            trained_module=self.task.trained_module(),
             optimizer=optimizer,
-            scheduler=scheduler,
+            scheduler=build_scheduler(optimizer, optim, self.steps_per_epoch),
             scaler=scaler,
-            device=self.device,
-            autocast_dtype=self.autocast_dtype,
-            gradient_clip_norm=config.optim.gradient_clip_norm,
-            channels_last=self.channels_last,
+            gradient_clip_norm=optim.gradient_clip_norm,
         )
 
     def _open_run_dir(self) -> None:
@@ -193,9 +177,9 @@ class Trainer:
             self.run_dir.write_config(self.config)
         self.run_dir.write_status(
             status="running",
-            class_names=list(self.split.class_names),
+            class_names=list(self.task.class_names),
             data_dir=str(resolve_data_dir(self.config)),
-            weights=self.weights_note,
+            weights=self.task.weights_note,
         )
 
     # ----------------------------------------------------------------- the loop
@@ -205,30 +189,27 @@ class Trainer:
             if not self.train_one_epoch(epoch_index):
                 self.save_checkpoint(reason="stopped")
                 return STATUS_STOPPED
-            self.evaluate_epoch(epoch_index)
+            self.end_epoch(epoch_index)
             if self.stop_request.is_requested:
                 return STATUS_STOPPED  # the epoch's checkpoint was just saved
             if self.progress.should_stop_early(self.config.optim.early_stopping_patience):
                 LOGGER.info("early stopping after epoch %d", epoch_index + 1)
                 break
-        self._write_predictions(self.last_result)
+        if self.last_outcome is not None and self.last_outcome.prediction_rows:
+            assert self.run_dir is not None
+            self.run_dir.write_predictions(self.last_outcome.prediction_rows)
         return STATUS_COMPLETED
 
     def train_one_epoch(self, epoch_index: int) -> bool:
         """Train until the epoch ends (True) or a stop is requested (False)."""
-        frozen = is_backbone_frozen(self.config.model, epoch_index)
-        set_backbone_trainable(self.model.backbone, not frozen)
-        self.model.train()
-        if frozen:
-            self.model.backbone.eval()  # frozen means frozen batch-norm statistics too
+        self.task.prepare_epoch(epoch_index)
         start_batch = self.progress.batch_index
-        self.loaders.train_sampler.set_epoch(epoch_index, start_batch * self.config.data.batch_size)
+        self.task.train_sampler.set_epoch(epoch_index, start_batch * self.config.data.batch_size)
         self.progress.start_epoch(epoch_index, self.steps_per_epoch)
-        for batch_index, (images, targets) in enumerate(
-            self._epoch_batches(start_batch), start=start_batch
-        ):
-            loss, correct = train_step(self.context, images, targets)
-            self.progress.add_batch(loss, correct, len(targets))
+        for batch_index, batch in enumerate(self._epoch_batches(start_batch), start=start_batch):
+            result = self.task.compute_loss(batch)
+            loss = optimization_step(self.context, result.loss)
+            self.progress.add_batch(loss, result.correct, result.count)
             self.callbacks.emit(self._batch_event(epoch_index, batch_index, loss))
             self._count_non_finite(loss)
             if self.stop_request.is_requested:
@@ -249,7 +230,7 @@ class Trainer:
         minutes = (time.monotonic() - self.last_checkpoint_time) / 60
         return 0 < saving.checkpoint_every_minutes <= minutes
 
-    def _epoch_batches(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _epoch_batches(self, start_batch: int) -> Iterator[Any]:
         """The epoch's batch iterator, with a resumed run's RNG state restored at the right moment.
 
         Creating a DataLoader iterator draws from the global RNG. A checkpoint taken mid-epoch
@@ -258,7 +239,7 @@ class Trainer:
         """
         if start_batch == 0:
             self._restore_pending_rng_state()
-        batches = iter(self.loaders.train)
+        batches = iter(self.task.train_loader)
         self._restore_pending_rng_state()
         return batches
 
@@ -267,28 +248,24 @@ class Trainer:
             checkpoints.restore_rng_state(self.pending_rng_state)
             self.pending_rng_state = None
 
-    def evaluate_epoch(self, epoch_index: int) -> EvaluationResult:
-        result = evaluate(
-            self.model,
-            iter(self.loaders.val),
-            self.loaders.val_paths,
-            self.split.class_names,
-            self.device,
-            self.autocast_dtype,
-            self.channels_last,
-        )
-        self.last_result = result
-        is_best = self.progress.finish_epoch(result.accuracy, result.loss)
-        event = self._epoch_event(epoch_index, result, is_best)
+    def end_epoch(self, epoch_index: int) -> EpochOutcome:
+        """Validate (or measure pretraining health), report, and save the epoch's checkpoints."""
+        train_loss = self.progress.epoch_train_loss()
+        outcome = self.task.end_epoch(epoch_index, train_loss)
+        self.last_outcome = outcome
+        # Pretraining has no validation loss: the best epoch is the best k-NN accuracy, or
+        # without labels to measure with, the lowest training loss.
+        ranking_loss = outcome.val_loss if math.isfinite(outcome.val_loss) else train_loss
+        is_best = self.progress.finish_epoch(outcome.val_accuracy, ranking_loss)
+        event = self._epoch_event(epoch_index, outcome, is_best)
         self._log_epoch(event)
         self.callbacks.emit(event)
-        self.callbacks.emit(
-            PredictionsReady(epoch_index + 1, self.split.class_names, result.records)
-        )
+        for extra_event in outcome.events:
+            self.callbacks.emit(extra_event)
         self.save_checkpoint(reason="epoch")
         if is_best:
             self.save_checkpoint(reason="best")
-        return result
+        return outcome
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self, reason: str) -> None:
@@ -301,7 +278,7 @@ class Trainer:
         )
         trainer_state = None if reason == "best" else self._trainer_state()
         checkpoints.save_checkpoint(
-            folder, self.model.state_dict(), self._checkpoint_meta(), trainer_state
+            folder, self.task.shareable_weights(), self._checkpoint_meta(), trainer_state
         )
         self.last_checkpoint_time = time.monotonic()
         self.callbacks.emit(
@@ -317,6 +294,7 @@ class Trainer:
             "scheduler": self.context.scheduler.state_dict(),
             "scaler": self.context.scaler.state_dict(),
             "rng": checkpoints.capture_rng_state(),
+            "task": self.task.extra_state(),
         }
 
     def _restore(self, loaded: checkpoints.LoadedCheckpoint) -> None:
@@ -325,7 +303,7 @@ class Trainer:
             raise checkpoints.CheckpointError(
                 f"{loaded.folder}: has no trainer state to resume from"
             )
-        self.model.load_state_dict(loaded.model_state)
+        self.task.load_state(loaded.model_state, state.get("task", {}))
         self.context.optimizer.load_state_dict(state["optimizer"])
         self.context.scheduler.load_state_dict(state["scheduler"])
         self.context.scaler.load_state_dict(state["scaler"])
@@ -336,16 +314,16 @@ class Trainer:
 
     def _checkpoint_meta(self) -> dict[str, Any]:
         return {
-            "backbone": self.spec.name,
-            "num_classes": len(self.split.class_names),
-            "class_names": list(self.split.class_names),
+            "backbone": self.task.spec.name,
+            "class_names": list(self.task.class_names),
             "task": self.config.objective.task,
             "image_size": self.config.data.image_size,
-            "mean": list(self.spec.mean),
-            "std": list(self.spec.std),
+            "mean": list(self.task.spec.mean),
+            "std": list(self.task.spec.std),
             "epoch": self.progress.epochs_completed,
             "global_step": self.progress.global_step,
             "val_accuracy": _finite_or_none(self.progress.final_val_accuracy),
+            **self.task.meta(),
         }
 
     # ----------------------------------------------------------------- events and logs
@@ -354,15 +332,15 @@ class Trainer:
         return TrainingStarted(
             run_dir=self.run_dir.path,
             task=self.config.objective.task,
-            class_names=self.split.class_names,
+            class_names=self.task.class_names,
             num_epochs=self.config.optim.num_epochs,
             start_epoch=self.progress.epoch_index + 1,
             steps_per_epoch=self.steps_per_epoch,
-            num_train_images=len(self.split.train),
-            num_val_images=len(self.split.val),
+            num_train_images=self.task.num_train_images,
+            num_val_images=self.task.num_val_images,
             device_name=self.device_info.name,
             device_note=self.device_info.note,
-            parameter_count=sum(parameter.numel() for parameter in self.model.parameters()),
+            parameter_count=sum(p.numel() for p in self.task.trained_module().parameters()),
         )
 
     def _batch_event(self, epoch_index: int, batch_index: int, loss: float) -> BatchFinished:
@@ -382,22 +360,21 @@ class Trainer:
             eta_seconds=self.progress.eta_seconds(total_steps),
         )
 
-    def _epoch_event(
-        self, epoch_index: int, result: EvaluationResult, is_best: bool
-    ) -> EpochFinished:
+    def _epoch_event(self, epoch_index: int, outcome: EpochOutcome, is_best: bool) -> EpochFinished:
         return EpochFinished(
             epoch=epoch_index + 1,
             num_epochs=self.config.optim.num_epochs,
             train_loss=self.progress.epoch_train_loss(),
             train_accuracy=self.progress.epoch_train_accuracy(),
-            val_loss=result.loss,
-            val_accuracy=result.accuracy,
-            val_top5_accuracy=result.top5_accuracy,
+            val_loss=outcome.val_loss,
+            val_accuracy=outcome.val_accuracy,
+            val_top5_accuracy=outcome.val_top5_accuracy,
             learning_rate=self.context.optimizer.param_groups[0]["lr"],
             epoch_seconds=self.progress.epoch_seconds(),
             is_best=is_best,
-            per_class=result.per_class,
-            confusion_matrix=result.confusion,
+            per_class=outcome.per_class,
+            confusion_matrix=outcome.confusion,
+            embedding_spread=outcome.embedding_spread,
         )
 
     def _log_epoch(self, event: EpochFinished) -> None:
@@ -423,23 +400,6 @@ class Trainer:
         assert self.run_dir is not None
         self.run_dir.append_metrics(self.progress.take_batch_log())
 
-    def _write_predictions(self, result_or_none: EvaluationResult | None) -> None:
-        if result_or_none is None or self.run_dir is None:
-            return
-        names = self.split.class_names
-        rows = [
-            {
-                "path": record.path,
-                "true_class": names[record.true_index],
-                "predicted_class": names[record.predicted_index],
-                "confidence": f"{record.confidence:.6f}",
-                "loss": f"{record.loss:.6f}",
-                "is_correct": record.is_correct,
-            }
-            for record in result_or_none.records
-        ]
-        self.run_dir.write_predictions(rows)
-
     def _count_non_finite(self, loss: float) -> None:
         if math.isfinite(loss):
             self.non_finite_in_a_row = 0
@@ -462,7 +422,7 @@ class Trainer:
     def _release_device(self) -> None:
         device = getattr(self, "device", None)
         if device is not None and device.type == "cuda":
-            self.__dict__.pop("model", None)
+            self.__dict__.pop("task", None)
             self.__dict__.pop("context", None)
             torch.cuda.empty_cache()
 
@@ -477,6 +437,7 @@ _EPOCH_LOG_FIELDS = (
     "learning_rate",
     "epoch_seconds",
     "is_best",
+    "embedding_spread",
 )
 
 

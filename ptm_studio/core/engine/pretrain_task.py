@@ -1,0 +1,242 @@
+"""Self-supervised pretraining as a training task: unlabelled views in, a reusable backbone out.
+
+Each epoch ends with label-free health (embedding spread, which falls towards 0 when the
+backbone collapses to one output for every picture), a k-nearest-neighbour accuracy on frozen
+features when a labelled folder is available to measure with, and a few sample pictures as the
+objective sees them (inputs beside reconstructions, or the two views of a contrastive pair).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ptm_studio.core.config import RunConfig
+from ptm_studio.core.data import (
+    DataSplit,
+    ImageDataset,
+    build_transform,
+    make_split,
+    scan_folder,
+)
+from ptm_studio.core.data.pretrain_views import MultiViewDataset, build_pretrain_transform
+from ptm_studio.core.engine.events import PretrainSamplesReady
+from ptm_studio.core.engine.loops import autocast
+from ptm_studio.core.engine.sampling import ResumableShuffleSampler
+from ptm_studio.core.engine.setup import build_model
+from ptm_studio.core.engine.tasks import BatchResult, EpochOutcome, TrainingTask
+from ptm_studio.core.objectives.pretrain_health import (
+    embedding_spread,
+    extract_features,
+    knn_accuracy,
+)
+from ptm_studio.core.objectives.self_supervised import (
+    PretrainObjective,
+    build_pretrain_objective,
+)
+
+SAMPLE_COUNT = 8
+SPREAD_SAMPLE_LIMIT = 4096
+
+
+class PretrainModel(nn.Module):
+    """The backbone and the objective's heads, trained together."""
+
+    def __init__(self, backbone: nn.Module, objective: PretrainObjective) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.objective = objective
+
+
+class PretrainTask(TrainingTask):
+    def __init__(
+        self,
+        config: RunConfig,
+        split: DataSplit,
+        device: torch.device,
+        channels_last: bool,
+        autocast_dtype: torch.dtype | None,
+        download_progress: Any = None,
+    ) -> None:
+        self.config, self.device = config, device
+        self.channels_last, self.autocast_dtype = channels_last, autocast_dtype
+        self.class_names = ()
+        classifier, self.spec, self.weights_note = build_model(config, 1, download_progress)
+        objective_settings = config.objective
+        self.objective = build_pretrain_objective(
+            objective_settings.loss,
+            classifier.feature_dim,
+            config.data.image_size,
+            margin=objective_settings.margin,
+            temperature=objective_settings.temperature,
+            projection_dim=objective_settings.projection_dim,
+        )
+        self.model = PretrainModel(classifier.backbone, self.objective).to(device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.train_set = self._views_dataset(split)
+        self.train_sampler = ResumableShuffleSampler(len(self.train_set), config.seed)
+        self.train_loader = self._loader(self.train_set, self.train_sampler)
+        self.num_train_images, self.num_val_images = len(self.train_set), 0
+        self.monitor = self._monitor_loaders(split)
+        self.epoch_embeddings: list[torch.Tensor] = []
+
+    # ------------------------------------------------------------------ data
+    def _views_dataset(self, split: DataSplit) -> MultiViewDataset:
+        image_size = self.config.data.image_size
+        transform = build_pretrain_transform(
+            image_size,
+            mean=self.spec.mean,
+            std=self.spec.std,
+            strength=self.objective.transform_strength,
+        )
+        # Labels are ignored: every readable picture of the training part is used.
+        return MultiViewDataset(split.train, transform, self.objective.views_per_image)
+
+    def _loader(self, dataset: Any, sampler: Any = None) -> DataLoader:
+        batch_size = self.config.data.batch_size
+        # Contrastive losses need at least two pictures in a batch; drop a last batch of one.
+        drop_last = (
+            sampler is not None and len(dataset) > batch_size and len(dataset) % batch_size == 1
+        )
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.config.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=self.config.data.num_workers > 0,
+        )
+
+    def _monitor_loaders(self, split: DataSplit) -> tuple[DataLoader, DataLoader] | None:
+        """Labelled (reference, query) loaders for k-NN accuracy, or None when nothing is labelled."""
+        monitor_split = split
+        if self.config.data.monitor_dir:
+            scan = scan_folder(Path(self.config.data.monitor_dir).expanduser(), verify_images=True)
+            monitor_split = make_split(scan, self.config.data.validation_fraction, self.config.seed)
+        if len(monitor_split.class_names) < 2 or not monitor_split.val:
+            return None
+        transform = build_transform(
+            self.config.data.image_size, mean=self.spec.mean, std=self.spec.std, train=False
+        )
+        names = monitor_split.class_names
+        reference = ImageDataset(monitor_split.train, names, transform)
+        query = ImageDataset(monitor_split.val, names, transform)
+        self.num_val_images = len(query)
+        return self._loader(reference), self._loader(query)
+
+    # ------------------------------------------------------------------ training
+    def trained_module(self) -> nn.Module:
+        return self.model
+
+    def optimizer_parts(self) -> tuple[nn.Module, nn.Module]:
+        return self.objective, self.model.backbone
+
+    def prepare_epoch(self, epoch_index: int) -> None:
+        self.model.train()
+        self.epoch_embeddings = []
+
+    def compute_loss(self, batch: tuple[list[torch.Tensor], torch.Tensor]) -> BatchResult:
+        views = [self._to_device(view) for view in batch[0]]
+        with autocast(self.device, self.autocast_dtype):
+            output = self.objective(self.model.backbone, views)
+        self._keep_embeddings(output.embeddings)
+        correct = None
+        if "rotation_accuracy" in output.extras:
+            correct = round(float(output.extras["rotation_accuracy"]) * len(views[0]))
+        return BatchResult(output.loss.float(), correct, len(views[0]))
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return (
+            images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+        )
+
+    def _keep_embeddings(self, embeddings: torch.Tensor) -> None:
+        if sum(len(chunk) for chunk in self.epoch_embeddings) < SPREAD_SAMPLE_LIMIT:
+            self.epoch_embeddings.append(embeddings.detach().float().cpu())
+
+    # ------------------------------------------------------------------ epoch end
+    def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
+        spread = (
+            embedding_spread(torch.cat(self.epoch_embeddings))
+            if self.epoch_embeddings
+            else float("nan")
+        )
+        outcome = EpochOutcome(val_accuracy=self._knn_accuracy(), embedding_spread=spread)
+        samples = self._sample_views(epoch_index)
+        if samples is not None:
+            outcome.events.append(samples)
+        return outcome
+
+    def _knn_accuracy(self) -> float:
+        if self.monitor is None:
+            return float("nan")
+        reference_loader, query_loader = self.monitor
+        reference, reference_labels = extract_features(
+            self.model.backbone, reference_loader, self.device
+        )
+        query, query_labels = extract_features(self.model.backbone, query_loader, self.device)
+        return knn_accuracy(reference, reference_labels, query, query_labels)
+
+    def _sample_views(self, epoch_index: int) -> PretrainSamplesReady | None:
+        """A few fixed pictures as the objective sees them, for the live strip in the app."""
+        count = min(SAMPLE_COUNT, len(self.train_set))
+        if count == 0:
+            return None
+        # Drawing views uses the RNG: fork it so showing samples never changes the training run.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(epoch_index)
+            views = [
+                torch.stack(view)
+                for view in zip(*(self.train_set[i][0] for i in range(count)), strict=True)
+            ]
+            self.model.eval()
+            with torch.inference_mode():
+                output = self.objective(
+                    self.model.backbone, [self._to_device(view) for view in views]
+                )
+            self.model.train()
+        if "reconstruction" in output.extras:
+            kind, second = "reconstruction", output.extras["reconstruction"]
+        elif len(views) == 2:
+            kind, second = "pair", views[1]
+        else:
+            return None
+        return PretrainSamplesReady(
+            epoch=epoch_index + 1,
+            kind=kind,
+            first_images=self._to_uint8(views[0]),
+            second_images=self._to_uint8(second),
+        )
+
+    def _to_uint8(self, images: torch.Tensor) -> np.ndarray:
+        mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
+        pixels = (images.detach().float().cpu() * std + mean).clamp(0, 1) * 255
+        return pixels.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+    # ------------------------------------------------------------------ saving
+    def shareable_weights(self) -> dict[str, torch.Tensor]:
+        # Only the backbone is worth reusing; the heads stay in the trainer state for resuming.
+        return {
+            f"backbone.{name}": tensor for name, tensor in self.model.backbone.state_dict().items()
+        }
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"objective": self.objective.state_dict()}
+
+    def load_state(self, weights: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        prefix = "backbone."
+        self.model.backbone.load_state_dict({k[len(prefix) :]: v for k, v in weights.items()})
+        if "objective" in extra:
+            self.objective.load_state_dict(extra["objective"])
+
+    def meta(self) -> dict[str, Any]:
+        return {"objective": self.config.objective.loss, "num_classes": 0}

@@ -1,0 +1,179 @@
+"""What differs between finetuning and pretraining, behind one interface the Trainer drives.
+
+A task owns its data loaders and the modules it trains, computes the loss of a batch, and says
+what an epoch's end means (validation and predictions for finetuning; health signals, k-NN
+accuracy and sample views for pretraining). The Trainer owns the loop, optimiser, schedule,
+checkpoints and events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ptm_studio.core.config import RunConfig
+from ptm_studio.core.data import DataSplit
+from ptm_studio.core.engine.events import Event, PredictionsReady
+from ptm_studio.core.engine.loops import autocast, evaluate, move_batch
+from ptm_studio.core.engine.sampling import ResumableShuffleSampler
+from ptm_studio.core.engine.setup import build_data_loaders, build_model, class_counts
+from ptm_studio.core.models import BackboneSpec, ImageClassifier
+from ptm_studio.core.objectives import build_supervised_loss
+from ptm_studio.core.objectives.freezing import is_backbone_frozen, set_backbone_trainable
+
+
+@dataclass
+class BatchResult:
+    loss: torch.Tensor
+    correct: int | None  # None when the objective has no notion of a right answer
+    count: int
+
+
+@dataclass
+class EpochOutcome:
+    """What an epoch's end measured. NaN where a number does not apply to the task."""
+
+    val_loss: float = float("nan")
+    val_accuracy: float = float("nan")
+    val_top5_accuracy: float = float("nan")
+    per_class: tuple[dict[str, float | str | int], ...] = ()
+    confusion: np.ndarray | None = None
+    embedding_spread: float = float("nan")
+    events: list[Event] = field(default_factory=list)
+    prediction_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TrainingTask:
+    """Interface; see SupervisedTask and PretrainTask."""
+
+    class_names: tuple[str, ...]
+    spec: BackboneSpec
+    weights_note: str
+    train_loader: DataLoader
+    train_sampler: ResumableShuffleSampler
+    num_train_images: int
+    num_val_images: int
+
+    def trained_module(self) -> nn.Module:
+        """Everything the optimiser updates (saved whole in the resumable checkpoint)."""
+        raise NotImplementedError
+
+    def optimizer_parts(self) -> tuple[nn.Module, nn.Module]:
+        """(head-like part, backbone): the backbone may learn more slowly or be frozen."""
+        raise NotImplementedError
+
+    def prepare_epoch(self, epoch_index: int) -> None:
+        raise NotImplementedError
+
+    def compute_loss(self, batch: Any) -> BatchResult:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
+        raise NotImplementedError
+
+    def shareable_weights(self) -> dict[str, torch.Tensor]:
+        """What model.safetensors holds: what later runs and predictions start from."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, weights: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, Any]:
+        return {}
+
+
+class SupervisedTask(TrainingTask):
+    """Finetuning a classifier on labelled class folders."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        split: DataSplit,
+        device: torch.device,
+        channels_last: bool,
+        autocast_dtype: torch.dtype | None,
+        download_progress: Any = None,
+    ) -> None:
+        self.config, self.split, self.device = config, split, device
+        self.channels_last, self.autocast_dtype = channels_last, autocast_dtype
+        self.class_names = split.class_names
+        self.model, self.spec, self.weights_note = build_model(
+            config, len(split.class_names), download_progress
+        )
+        self.model.to(device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.loaders = build_data_loaders(config, split, self.spec, device)
+        self.train_loader, self.train_sampler = self.loaders.train, self.loaders.train_sampler
+        self.num_train_images, self.num_val_images = len(split.train), len(split.val)
+        self.loss_function = build_supervised_loss(config.objective, class_counts(split)).to(device)
+
+    def trained_module(self) -> ImageClassifier:
+        return self.model
+
+    def optimizer_parts(self) -> tuple[nn.Module, nn.Module]:
+        return self.model.head, self.model.backbone
+
+    def prepare_epoch(self, epoch_index: int) -> None:
+        frozen = is_backbone_frozen(self.config.model, epoch_index)
+        set_backbone_trainable(self.model.backbone, not frozen)
+        self.model.train()
+        if frozen:
+            self.model.backbone.eval()  # frozen means frozen batch-norm statistics too
+
+    def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> BatchResult:
+        images, targets = move_batch(*batch, self.device, self.channels_last)
+        with autocast(self.device, self.autocast_dtype):
+            logits = self.model(images)
+            loss = self.loss_function(logits.float(), targets)
+        correct = int((logits.detach().argmax(dim=1) == targets).sum())
+        return BatchResult(loss, correct, len(targets))
+
+    def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
+        result = evaluate(
+            self.model,
+            iter(self.loaders.val),
+            self.loaders.val_paths,
+            self.class_names,
+            self.device,
+            self.autocast_dtype,
+            self.channels_last,
+        )
+        names = self.class_names
+        rows = [
+            {
+                "path": record.path,
+                "true_class": names[record.true_index],
+                "predicted_class": names[record.predicted_index],
+                "confidence": f"{record.confidence:.6f}",
+                "loss": f"{record.loss:.6f}",
+                "is_correct": record.is_correct,
+            }
+            for record in result.records
+        ]
+        return EpochOutcome(
+            val_loss=result.loss,
+            val_accuracy=result.accuracy,
+            val_top5_accuracy=result.top5_accuracy,
+            per_class=result.per_class,
+            confusion=result.confusion,
+            events=[PredictionsReady(epoch_index + 1, names, result.records)],
+            prediction_rows=rows,
+        )
+
+    def shareable_weights(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def load_state(self, weights: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        self.model.load_state_dict(weights)
+
+    def meta(self) -> dict[str, Any]:
+        return {"num_classes": len(self.class_names)}

@@ -1,0 +1,133 @@
+"""Pretraining runs through the same Trainer: events, health signals, backbone reuse, resume."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.engine.callbacks import Callback, EventRecorder
+from ptm_studio.core.engine.checkpoints import CheckpointError, load_checkpoint
+from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.events import (
+    BatchFinished,
+    EpochFinished,
+    PredictionsReady,
+    PretrainSamplesReady,
+    TrainingFinished,
+    TrainingStarted,
+)
+from ptm_studio.core.engine.trainer import Trainer
+from ptm_studio.core.inference import Predictor
+from ptm_studio.core.runs import RunDirectory
+
+ConfigFactory = Callable[..., RunConfig]
+
+
+def pretrain_config(tiny_config: ConfigFactory, loss: str, **optim: object) -> RunConfig:
+    config = replace_field(tiny_config(**optim), "objective.task", "pretrain")
+    return replace_field(config, "objective.loss", loss).validate()
+
+
+def train(
+    config: RunConfig, runs_root: Path, *callbacks: Callback, **kwargs: object
+) -> tuple[TrainingFinished, EventRecorder]:
+    recorder = EventRecorder()
+    finished = Trainer(
+        config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs
+    ).run()  # type: ignore[arg-type]
+    assert finished.status in ("completed", "stopped"), finished.error_details
+    return finished, recorder
+
+
+@pytest.mark.parametrize("loss", ["nt_xent", "contrastive_margin", "reconstruction", "rotation"])
+def test_each_objective_pretrains_and_saves_a_reusable_backbone(
+    tiny_config: ConfigFactory, tmp_path: Path, loss: str
+) -> None:
+    finished, recorder = train(pretrain_config(tiny_config, loss), tmp_path)
+    started = recorder.of_type(TrainingStarted)[0]
+    assert started.task == "pretrain" and started.class_names == ()
+    epochs = recorder.of_type(EpochFinished)
+    assert len(epochs) == 2
+    for epoch in epochs:
+        assert math.isfinite(epoch.train_loss) and math.isfinite(epoch.embedding_spread)
+        assert 0.0 <= epoch.val_accuracy <= 1.0  # k-NN accuracy on the folder's own classes
+        assert math.isnan(epoch.val_loss)
+    assert math.isfinite(epochs[-1].train_accuracy) == (loss == "rotation")
+    assert not recorder.of_type(PredictionsReady)
+    weights = load_checkpoint(RunDirectory(finished.run_dir).best_checkpoint_dir).model_state  # type: ignore[arg-type]
+    assert weights and all(name.startswith("backbone.") for name in weights)
+
+
+def test_sample_views_show_what_the_objective_sees(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    _, contrastive = train(pretrain_config(tiny_config, "nt_xent", num_epochs=1), tmp_path)
+    pairs = contrastive.of_type(PretrainSamplesReady)
+    assert [event.kind for event in pairs] == ["pair"]
+    assert pairs[0].first_images.shape == (8, 16, 16, 3) and pairs[0].first_images.dtype == np.uint8
+    assert not np.array_equal(pairs[0].first_images, pairs[0].second_images)  # two random views
+
+    _, reconstruction = train(
+        pretrain_config(tiny_config, "reconstruction", num_epochs=1), tmp_path
+    )
+    samples = reconstruction.of_type(PretrainSamplesReady)[0]
+    assert samples.kind == "reconstruction" and samples.second_images.shape == (8, 16, 16, 3)
+
+
+def test_showing_samples_does_not_change_the_training_run(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = pretrain_config(tiny_config, "nt_xent", num_epochs=2)
+    _, first = train(config, tmp_path)
+    _, second = train(config, tmp_path)
+    losses = [[event.loss for event in run.of_type(BatchFinished)] for run in (first, second)]
+    assert losses[0] == losses[1]
+
+
+def test_finetuning_starts_from_the_pretrained_backbone(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    pretrained, _ = train(pretrain_config(tiny_config, "rotation"), tmp_path)
+    config = replace_field(tiny_config(), "model.weights", "run")
+    config = replace_field(config, "model.weights_path", str(pretrained.run_dir)).validate()
+    finished, recorder = train(config, tmp_path)
+    assert finished.status == "completed"
+    assert recorder.of_type(PredictionsReady)
+    status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
+    assert "head" in status["weights"].lower()  # the load report says the head is new
+
+
+def test_a_pretraining_run_resumed_mid_epoch_matches_an_uninterrupted_one(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = pretrain_config(tiny_config, "nt_xent", num_epochs=2)
+    straight, straight_events = train(config, tmp_path / "straight")
+
+    class StopAtStep(Callback):
+        def on_batch_finished(self, event: BatchFinished) -> None:
+            if event.global_step == 2:
+                stop.request()
+
+    stop = StopRequest()
+    stopped, _ = train(config, tmp_path / "resumed", StopAtStep(), stop_request=stop)
+    assert stopped.status == "stopped"
+    _, resumed_events = train(config, tmp_path / "resumed", resume_from=stopped.run_dir)
+    straight_losses = [event.loss for event in straight_events.of_type(BatchFinished)]
+    resumed_losses = [event.loss for event in resumed_events.of_type(BatchFinished)]
+    assert np.allclose(straight_losses[2:], resumed_losses, rtol=1e-5), (
+        straight_losses,
+        resumed_losses,
+    )
+
+
+def test_predict_refuses_a_pretraining_run_with_advice(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    finished, _ = train(pretrain_config(tiny_config, "rotation", num_epochs=1), tmp_path)
+    with pytest.raises(CheckpointError, match="Finetune it"):
+        Predictor.from_run(finished.run_dir)  # type: ignore[arg-type]
