@@ -106,7 +106,7 @@ def test_a_pretraining_run_resumed_mid_epoch_matches_an_uninterrupted_one(
     tiny_config: ConfigFactory, tmp_path: Path
 ) -> None:
     config = pretrain_config(tiny_config, "nt_xent", num_epochs=2)
-    straight, straight_events = train(config, tmp_path / "straight")
+    _straight, straight_events = train(config, tmp_path / "straight")
 
     class StopAtStep(Callback):
         def on_batch_finished(self, event: BatchFinished) -> None:
