@@ -60,7 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"PTM Studio {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _add_train_command(commands)
+    _add_train_command(
+        commands,
+        "train",
+        help_text="Train a classifier on a folder of images (one subfolder per class).",
+        description="Train a classifier. With no --data the built-in demo flowers are used.",
+    )
+    _add_train_command(
+        commands,
+        "finetune",
+        help_text="Like train; --init-from RUN starts from an earlier (e.g. pretraining) run.",
+        description="Finetune a classifier, typically from a pretrained backbone (--init-from).",
+    )
+    _add_train_command(
+        commands,
+        "pretrain",
+        help_text="Pretrain a backbone on unlabelled pictures (self-supervised).",
+        description="Learn features from pictures without labels; later runs start from them "
+        "with `finetune --init-from RUN`. Default loss: nt_xent (SimCLR).",
+    )
     _add_predict_command(commands)
     _add_scan_command(commands)
     listing = commands.add_parser("models", help="List the available backbones.")
@@ -73,13 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_train_command(commands: Any) -> None:
+def _add_train_command(commands: Any, name: str, *, help_text: str, description: str) -> None:
     train = commands.add_parser(
-        "train",
-        help="Train a classifier on a folder of images (one subfolder per class).",
-        description="Train a classifier. With no --data the built-in demo flowers are used. "
-        "Settings come from --config, then from the flags given.",
+        name,
+        help=help_text,
+        description=f"{description} Settings come from --config, then from the flags given.",
     )
+    train.set_defaults(command=name)
+    if name == "finetune":
+        train.add_argument(
+            "--init-from",
+            type=Path,
+            metavar="RUN_DIR",
+            help="Start from the backbone an earlier run learnt (same as --weights run "
+            "--weights-path RUN_DIR).",
+        )
     train.add_argument(
         "--config", type=Path, help="A config.json (e.g. from an earlier run) to start from."
     )
@@ -164,6 +190,14 @@ def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
             if isinstance(value, list):
                 value = tuple(value)
             config = replace_field(config, name, value)
+    if arguments.command == "pretrain":
+        if "objective.task" not in vars(arguments):
+            config = replace_field(config, "objective.task", "pretrain")
+        if config.objective.loss == "cross_entropy" and "objective.loss" not in vars(arguments):
+            config = replace_field(config, "objective.loss", "nt_xent")
+    if getattr(arguments, "init_from", None):
+        config = replace_field(config, "model.weights", "run")
+        config = replace_field(config, "model.weights_path", str(arguments.init_from))
     if arguments.demo:
         config = replace_field(config, "data.data_dir", None)
     if arguments.output:

@@ -81,9 +81,19 @@ class ProgressPrinter(Callback):
             return
         prefix = "\r" + " " * 100 + "\r" if self.is_terminal else ""
         best = " ★ best" if event.is_best else ""
+        if is_pretraining(event):
+            measured = (
+                f"k-NN accuracy {format_percent(event.val_accuracy)}, "
+                f"embedding spread {format_number(event.embedding_spread, 2)}"
+            )
+        else:
+            measured = (
+                f"val loss {format_number(event.val_loss)}, "
+                f"val accuracy {format_percent(event.val_accuracy)}"
+            )
         print(
-            f"{prefix}epoch {event.epoch}/{event.num_epochs}: train loss {format_number(event.train_loss)}, "
-            f"val loss {format_number(event.val_loss)}, val accuracy {format_percent(event.val_accuracy)} "
+            f"{prefix}epoch {event.epoch}/{event.num_epochs}: train loss "
+            f"{format_number(event.train_loss)}, {measured} "
             f"({format_duration(event.epoch_seconds)}){best}",
             file=self.stream,
         )
@@ -105,6 +115,10 @@ class ProgressPrinter(Callback):
             sys.stderr.flush()
 
 
+def is_pretraining(event: EpochFinished) -> bool:
+    return math.isfinite(event.embedding_spread)
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(cell) for cell in row] for row in rows]
     widths = [max(len(headers[i]), *(len(row[i]) for row in cells)) for i in range(len(headers))]
@@ -116,7 +130,22 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -> None:
     print()
-    if epochs:
+    pretraining = bool(epochs) and is_pretraining(epochs[0])
+    if pretraining:
+        print_table(
+            ["epoch", "train loss", "k-NN acc", "spread", "time"],
+            [
+                [
+                    f"{e.epoch}{' *' if e.is_best else ''}",
+                    format_number(e.train_loss),
+                    format_percent(e.val_accuracy),
+                    format_number(e.embedding_spread, 2),
+                    format_duration(e.epoch_seconds),
+                ]
+                for e in epochs
+            ],
+        )
+    elif epochs:
         print_table(
             ["epoch", "train loss", "train acc", "val loss", "val acc", "top-5", "time"],
             [
@@ -132,16 +161,27 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
                 for e in epochs
             ],
         )
-        print()
-    print(f"Status:                   {finished.status}")
-    print(f"Epochs completed:         {finished.epochs_completed}")
-    print(f"Final validation accuracy: {format_percent(finished.final_val_accuracy)}")
-    print(f"Best validation accuracy:  {format_percent(finished.best_val_accuracy)}")
-    print(f"Time:                     {format_duration(finished.elapsed_seconds)}")
+    measure = "k-NN accuracy (frozen features)" if pretraining else "validation accuracy"
+    rows = [
+        ("Status", finished.status),
+        ("Epochs completed", str(finished.epochs_completed)),
+        (f"Final {measure}", format_percent(finished.final_val_accuracy)),
+        (f"Best {measure}", format_percent(finished.best_val_accuracy)),
+        ("Time", format_duration(finished.elapsed_seconds)),
+    ]
     if finished.run_dir:
-        print(f"Run folder:               {finished.run_dir}")
+        rows.append(("Run folder", str(finished.run_dir)))
         if finished.status == "stopped":
-            print(f"Continue it with:         ptm-studio train --resume '{finished.run_dir}'")
+            rows.append(("Continue it with", f"ptm-studio train --resume '{finished.run_dir}'"))
+        if pretraining and finished.status == "completed":
+            rows.append(
+                ("Finetune from it", f"ptm-studio finetune --init-from '{finished.run_dir}'")
+            )
+    width = max(len(label) for label, _ in rows) + 2
+    if epochs:
+        print()
+    for label, value in rows:
+        print(f"{label + ':':<{width}}{value}")
 
 
 def print_predictions(predictions: Sequence[Any]) -> None:

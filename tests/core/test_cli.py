@@ -163,3 +163,33 @@ def test_imagenet_weights_missing_offline_fail_with_advice(
     assert code == 1
     error = capsys.readouterr().err
     assert "not on this computer" in error and "random" in error
+
+
+def test_pretrain_then_finetune_from_it(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pretrained = tmp_path / "runs" / "pretrained"
+    code = main(
+        ["pretrain", "--data", str(tiny_dataset), "--output", str(pretrained), *TINY_TRAINING]
+    )
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    assert "k-NN accuracy" in out and "finetune --init-from" in out
+    assert json.loads((pretrained / "config.json").read_text())["objective"]["loss"] == "nt_xent"
+
+    code = main(
+        [
+            "finetune",
+            "--data",
+            str(tiny_dataset),
+            "--init-from",
+            str(pretrained),
+            "--runs-root",
+            str(tmp_path / "runs"),
+            "--label-fraction",
+            "0.5",
+            *TINY_TRAINING,
+        ]
+    )
+    assert code == EXIT_OK
+    assert "Best validation accuracy" in capsys.readouterr().out
