@@ -20,6 +20,7 @@ from typing import Any
 from ptm_studio import __version__
 from ptm_studio.cli_output import (
     ProgressPrinter,
+    print_comparison,
     print_models,
     print_predictions,
     print_runs,
@@ -79,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learn features from pictures without labels; later runs start from them "
         "with `finetune --init-from RUN`. Default loss: nt_xent (SimCLR).",
     )
+    _add_train_command(
+        commands,
+        "compare",
+        help_text="Did pretraining help? Finetune from a pretrained run and from random weights.",
+        description="Finetunes the same data twice per seed — from the pretrained backbone "
+        "(--init-from) and from --against — with the same split, seed and budget, then prints "
+        "both accuracies side by side.",
+    )
     _add_predict_command(commands)
     _add_scan_command(commands)
     listing = commands.add_parser("models", help="List the available backbones.")
@@ -98,7 +107,21 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
         description=f"{description} Settings come from --config, then from the flags given.",
     )
     train.set_defaults(command=name)
-    if name == "finetune":
+    if name == "compare":
+        train.add_argument(
+            "--against",
+            choices=("random", "imagenet"),
+            default="random",
+            help="The other starting point (default: random).",
+        )
+        train.add_argument(
+            "--seeds",
+            type=int,
+            nargs="+",
+            default=[0],
+            help="Repeat with these seeds (default: 0).",
+        )
+    if name in ("finetune", "compare"):
         train.add_argument(
             "--init-from",
             type=Path,
@@ -141,7 +164,7 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
                 RunConfig,
                 getattr(defaults, config_field.name),
             )
-    train.set_defaults(handler=_run_train)
+    train.set_defaults(handler=_run_compare if name == "compare" else _run_train)
 
 
 def _add_config_flag(
@@ -242,6 +265,44 @@ def _run_train(arguments: argparse.Namespace) -> int:
         print(f"error: {finished.error_message}", file=sys.stderr)
         return EXIT_DATA if finished.error_type == "DatasetError" else EXIT_FAILED
     return EXIT_INTERRUPTED if finished.status == "stopped" else EXIT_OK
+
+
+def _run_compare(arguments: argparse.Namespace) -> int:
+    from ptm_studio.core.compare import compare_initialisations
+    from ptm_studio.core.engine.control import StopRequest
+
+    if not arguments.init_from:
+        print("error: compare needs --init-from PRETRAINED_RUN", file=sys.stderr)
+        return EXIT_USAGE
+    config = config_from_arguments(arguments)
+    stop_request = StopRequest()
+
+    def callbacks_for(start: str, seed: int) -> list[ProgressPrinter]:
+        print(f"\n— Finetuning from {start} (seed {seed}) —", file=sys.stderr)
+        return [ProgressPrinter(quiet=arguments.quiet)]
+
+    previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
+    try:
+        result = compare_initialisations(
+            config,
+            arguments.init_from,
+            alternative=arguments.against,
+            seeds=arguments.seeds,
+            runs_root=arguments.runs_root,
+            callbacks_for=callbacks_for,
+            stop_request=stop_request,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    print_comparison(result, arguments.against)
+    failed = [arm for arm in result.arms if arm.finished.status == "failed"]
+    for arm in failed:
+        print(
+            f"error ({arm.label}, seed {arm.seed}): {arm.finished.error_message}", file=sys.stderr
+        )
+    if failed:
+        return EXIT_FAILED
+    return EXIT_INTERRUPTED if stop_request.is_requested else EXIT_OK
 
 
 def _stop_on_first_interrupt(stop_request: Any) -> Any:

@@ -284,3 +284,41 @@ def print_runs(runs: Sequence[Any]) -> None:
         for run in runs
     ]
     print_table(["run", "status", "task", "backbone", "epochs", "best val acc", "folder"], rows)
+
+
+def print_comparison(result: Any, alternative: str) -> None:
+    """Seed by seed: final validation accuracy from the pretrained backbone and from the alternative."""
+    seeds = sorted({arm.seed for arm in result.arms})
+    rows = []
+    for seed in seeds:
+        by_label = {arm.label: arm.final_val_accuracy for arm in result.arms if arm.seed == seed}
+        pretrained = by_label.get("pretrained", float("nan"))
+        other = by_label.get(alternative, float("nan"))
+        rows.append(
+            [
+                seed,
+                format_percent(pretrained),
+                format_percent(other),
+                f"{100 * (pretrained - other):+.1f}" if math.isfinite(pretrained - other) else "—",
+            ]
+        )
+    mean_pretrained, mean_other = (
+        result.mean_accuracy("pretrained"),
+        result.mean_accuracy(alternative),
+    )
+    difference = mean_pretrained - mean_other
+    rows.append(
+        [
+            "mean",
+            format_percent(mean_pretrained),
+            format_percent(mean_other),
+            f"{100 * difference:+.1f}" if math.isfinite(difference) else "—",
+        ]
+    )
+    print()
+    print_table(["seed", "from pretrained", f"from {alternative}", "difference (points)"], rows)
+    print()
+    print(result.verdict(alternative))
+    for arm in result.arms:
+        if arm.finished.run_dir:
+            print(f"  {arm.label:<11} seed {arm.seed}: {arm.finished.run_dir}")

@@ -193,3 +193,46 @@ def test_pretrain_then_finetune_from_it(
     )
     assert code == EXIT_OK
     assert "Best validation accuracy" in capsys.readouterr().out
+
+
+def test_compare_finetunes_from_pretrained_and_from_random(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pretrained = tmp_path / "runs" / "pretrained"
+    assert (
+        main(
+            [
+                "pretrain",
+                "--data",
+                str(tiny_dataset),
+                "--output",
+                str(pretrained),
+                "--loss",
+                "rotation",
+                *TINY_TRAINING,
+            ]
+        )
+        == EXIT_OK
+    )
+    capsys.readouterr()
+    code = main(
+        [
+            "compare",
+            "--data",
+            str(tiny_dataset),
+            "--init-from",
+            str(pretrained),
+            "--seeds",
+            "0",
+            "1",
+            "--runs-root",
+            str(tmp_path / "runs"),
+            "--quiet",
+            *TINY_TRAINING,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    assert "from pretrained" in out and "from random" in out and "mean" in out
+    assert out.count("seed 0:") == 2 and out.count("seed 1:") == 2
+    assert "Pretraining" in out  # the verdict sentence

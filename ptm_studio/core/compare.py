@@ -1,0 +1,116 @@
+""" "Did pretraining help?": finetune the same data twice, from a pretrained backbone and from an
+alternative start (random weights, or ImageNet), with the same split, seed and budget.
+
+Both arms use one config that differs only in ``model.weights``; each arm is an ordinary run
+folder, so its curves and predictions can be opened like any other run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.engine.callbacks import Callback, EventRecorder
+from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.events import EpochFinished, TrainingFinished
+from ptm_studio.core.engine.trainer import Trainer
+
+ALTERNATIVES = ("random", "imagenet")
+
+
+@dataclass(frozen=True)
+class ComparisonArm:
+    """One finetuning run of the comparison."""
+
+    label: str  # "pretrained", "random" or "imagenet"
+    seed: int
+    finished: TrainingFinished
+    val_accuracy_per_epoch: tuple[float, ...]
+    val_loss_per_epoch: tuple[float, ...]
+
+    @property
+    def final_val_accuracy(self) -> float:
+        return self.finished.final_val_accuracy
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    arms: tuple[ComparisonArm, ...]
+
+    def accuracies(self, label: str) -> list[float]:
+        return [arm.final_val_accuracy for arm in self.arms if arm.label == label]
+
+    def mean_accuracy(self, label: str) -> float:
+        values = [value for value in self.accuracies(label) if math.isfinite(value)]
+        return statistics.fmean(values) if values else float("nan")
+
+    def verdict(self, alternative: str) -> str:
+        """One plain sentence for the user."""
+        pretrained, other = self.mean_accuracy("pretrained"), self.mean_accuracy(alternative)
+        if not (math.isfinite(pretrained) and math.isfinite(other)):
+            return "The comparison did not finish, so there is no verdict yet."
+        difference = 100 * (pretrained - other)
+        if abs(difference) < 1:
+            return f"Pretraining made no clear difference ({difference:+.1f} points)."
+        better = "helped" if difference > 0 else "did not help"
+        return f"Pretraining {better}: {difference:+.1f} points of validation accuracy against {alternative}."
+
+
+def comparison_config(base: RunConfig, start: str, pretrained_run: Path, seed: int) -> RunConfig:
+    """The finetuning config of one arm: same everything, only the starting weights differ."""
+    config = dataclasses.replace(base, seed=seed)
+    config = replace_field(config, "objective.task", "finetune")
+    if start == "pretrained":
+        config = replace_field(config, "model.weights", "run")
+        config = replace_field(config, "model.weights_path", str(pretrained_run))
+    else:
+        config = replace_field(config, "model.weights", start)
+        config = replace_field(config, "model.weights_path", None)
+    name = base.run_name or "comparison"
+    return replace_field(config, "run_name", f"{name} - from {start} - seed {seed}").validate()
+
+
+def compare_initialisations(
+    base: RunConfig,
+    pretrained_run: Path,
+    *,
+    alternative: str = "random",
+    seeds: Sequence[int] = (0,),
+    runs_root: Path | None = None,
+    callbacks_for: Callable[[str, int], Iterable[Callback]] | None = None,
+    stop_request: StopRequest | None = None,
+) -> ComparisonResult:
+    """Finetune from ``pretrained_run`` and from ``alternative`` for every seed, one after another."""
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, not {alternative!r}")
+    stop_request = stop_request or StopRequest()
+    arms: list[ComparisonArm] = []
+    for seed in seeds:
+        for start in ("pretrained", alternative):
+            if stop_request.is_requested:
+                return ComparisonResult(tuple(arms))
+            recorder = EventRecorder()
+            extra = list(callbacks_for(start, seed)) if callbacks_for else []
+            trainer = Trainer(
+                comparison_config(base, start, pretrained_run, seed),
+                callbacks=[recorder, *extra],
+                stop_request=stop_request,
+                runs_root=runs_root,
+            )
+            finished = trainer.run()
+            epochs = [event for event in recorder.events if isinstance(event, EpochFinished)]
+            arms.append(
+                ComparisonArm(
+                    label=start,
+                    seed=seed,
+                    finished=finished,
+                    val_accuracy_per_epoch=tuple(event.val_accuracy for event in epochs),
+                    val_loss_per_epoch=tuple(event.val_loss for event in epochs),
+                )
+            )
+    return ComparisonResult(tuple(arms))

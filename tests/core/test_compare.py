@@ -1,0 +1,74 @@
+"""The "did pretraining help?" comparison in core."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ptm_studio.core.compare import (
+    ComparisonArm,
+    ComparisonResult,
+    compare_initialisations,
+    comparison_config,
+)
+from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.engine.events import TrainingFinished
+from ptm_studio.core.engine.trainer import Trainer
+from ptm_studio.core.runs import RunDirectory
+
+
+def test_both_arms_share_everything_but_the_starting_weights(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    base = tiny_config()
+    pretrained = comparison_config(base, "pretrained", tmp_path / "pre", seed=3)
+    random_start = comparison_config(base, "random", tmp_path / "pre", seed=3)
+    assert pretrained.model.weights == "run" and pretrained.model.weights_path == str(
+        tmp_path / "pre"
+    )
+    assert random_start.model.weights == "random" and random_start.model.weights_path is None
+    assert pretrained.data == random_start.data and pretrained.optim == random_start.optim
+    assert pretrained.seed == random_start.seed == 3
+
+
+def test_comparison_runs_both_arms_per_seed(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    pretrain = replace_field(
+        replace_field(tiny_config(num_epochs=1), "objective.task", "pretrain"),
+        "objective.loss",
+        "rotation",
+    )
+    pretrained = Trainer(pretrain, runs_root=tmp_path).run()
+    assert pretrained.run_dir is not None
+    result = compare_initialisations(
+        tiny_config(), pretrained.run_dir, seeds=(0, 1), runs_root=tmp_path
+    )
+    assert [(arm.label, arm.seed) for arm in result.arms] == [
+        ("pretrained", 0),
+        ("random", 0),
+        ("pretrained", 1),
+        ("random", 1),
+    ]
+    for arm in result.arms:
+        assert arm.finished.status == "completed" and len(arm.val_accuracy_per_epoch) == 2
+        config = RunDirectory(arm.finished.run_dir).read_config()  # type: ignore[arg-type]
+        assert config.seed == arm.seed
+    assert result.verdict("random").startswith("Pretraining")
+
+
+def _arm(label: str, accuracy: float) -> ComparisonArm:
+    finished = TrainingFinished("completed", None, 1, accuracy, accuracy, 1.0)
+    return ComparisonArm(label, 0, finished, (accuracy,), (1.0,))
+
+
+def test_verdict_in_plain_words() -> None:
+    assert ComparisonResult((_arm("pretrained", 0.8), _arm("random", 0.6))).verdict("random") == (
+        "Pretraining helped: +20.0 points of validation accuracy against random."
+    )
+    assert "did not help" in ComparisonResult(
+        (_arm("pretrained", 0.5), _arm("random", 0.6))
+    ).verdict("random")
+    assert "no clear difference" in ComparisonResult(
+        (_arm("pretrained", 0.6), _arm("random", 0.605))
+    ).verdict("random")
