@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ptm_studio.core.data import IMAGE_EXTENSIONS, ImageLoadError, build_transform, load_image
-from ptm_studio.core.devices import select_device
+from ptm_studio.core.devices import configure_cpu_threads, select_device
 from ptm_studio.core.engine.checkpoints import CheckpointError, load_checkpoint
 from ptm_studio.core.models import ImageClassifier, build_classifier
 from ptm_studio.core.runs import RunDirectory
@@ -63,13 +63,16 @@ class Predictor:
             )
         model = build_classifier(meta["backbone"], int(meta["num_classes"]))
         model.load_state_dict(loaded.model_state)
+        target = select_device(device)
+        if target.type == "cpu":
+            configure_cpu_threads()  # all cores but one, as in training
         return cls(
             model,
             meta["class_names"],
             int(meta["image_size"]),
             meta["mean"],
             meta["std"],
-            select_device(device),
+            target,
         )
 
     def predict_paths(
