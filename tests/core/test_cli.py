@@ -236,3 +236,13 @@ def test_compare_finetunes_from_pretrained_and_from_random(
     assert "from pretrained" in out and "from random" in out and "mean" in out
     assert out.count("seed 0:") == 2 and out.count("seed 1:") == 2
     assert "Pretraining" in out  # the verdict sentence
+
+
+def test_python_dash_m_dispatches_every_command_to_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from ptm_studio.__main__ import main as module_main
+    from ptm_studio.cli import COMMANDS
+
+    assert module_main(["models"]) == EXIT_OK
+    assert "small_cnn" in capsys.readouterr().out
+    help_text = build_parser().format_help()
+    assert all(command in help_text for command in COMMANDS)

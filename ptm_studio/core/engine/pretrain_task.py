@@ -54,6 +54,11 @@ class PretrainModel(nn.Module):
 
 
 class PretrainTask(TrainingTask):
+    # The backbone to reuse is the last one, as in SimCLR and its kin: the k-NN accuracy only
+    # monitors, and it can peak in the first epochs (random features already separate colours)
+    # while finetuning profits from the longer-trained features.
+    keeps_best_checkpoint = False
+
     def __init__(
         self,
         config: RunConfig,

@@ -58,6 +58,8 @@ class TrainingTask:
     train_sampler: ResumableShuffleSampler
     num_train_images: int
     num_val_images: int
+    # Whether the best epoch's weights are kept apart (checkpoints/best) for later use.
+    keeps_best_checkpoint = True
 
     def trained_module(self) -> nn.Module:
         """Everything the optimiser updates (saved whole in the resumable checkpoint)."""

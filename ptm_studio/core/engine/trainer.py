@@ -263,7 +263,7 @@ class Trainer:
         for extra_event in outcome.events:
             self.callbacks.emit(extra_event)
         self.save_checkpoint(reason="epoch")
-        if is_best:
+        if is_best and self.task.keeps_best_checkpoint:
             self.save_checkpoint(reason="best")
         return outcome
 

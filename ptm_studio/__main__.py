@@ -1,0 +1,25 @@
+"""``python -m ptm_studio`` opens the app; ``python -m ptm_studio train …`` (and predict, scan,
+pretrain, models) runs headless through :mod:`ptm_studio.cli`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+# Asking for help or the version goes to the command-line interface too.
+CLI_FLAGS = frozenset({"-h", "--help", "--version"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    from ptm_studio import cli
+
+    if arguments and (arguments[0] in cli.COMMANDS or arguments[0] in CLI_FLAGS):
+        return int(cli.main(arguments) or 0)
+    from ptm_studio.gui.app import main as gui_main
+
+    return gui_main(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
