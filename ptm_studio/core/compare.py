@@ -49,16 +49,35 @@ class ComparisonResult:
         values = [value for value in self.accuracies(label) if math.isfinite(value)]
         return statistics.fmean(values) if values else float("nan")
 
+    def differences(self, alternative: str) -> list[float]:
+        """Per seed: pretrained minus alternative final validation accuracy, in points."""
+        by_seed: dict[int, dict[str, float]] = {}
+        for arm in self.arms:
+            by_seed.setdefault(arm.seed, {})[arm.label] = arm.final_val_accuracy
+        return [
+            100 * (pair["pretrained"] - pair[alternative])
+            for pair in by_seed.values()
+            if "pretrained" in pair
+            and alternative in pair
+            and math.isfinite(pair["pretrained"] - pair[alternative])
+        ]
+
     def verdict(self, alternative: str) -> str:
-        """One plain sentence for the user."""
-        pretrained, other = self.mean_accuracy("pretrained"), self.mean_accuracy(alternative)
-        if not (math.isfinite(pretrained) and math.isfinite(other)):
+        """One plain sentence for the user; a win must hold for every seed to count."""
+        differences = self.differences(alternative)
+        if not differences:
             return "The comparison did not finish, so there is no verdict yet."
-        difference = 100 * (pretrained - other)
-        if abs(difference) < 1:
-            return f"Pretraining made no clear difference ({difference:+.1f} points)."
-        better = "helped" if difference > 0 else "did not help"
-        return f"Pretraining {better}: {difference:+.1f} points of validation accuracy against {alternative}."
+        mean = statistics.fmean(differences)
+        consistent = all(d > 0 for d in differences) or all(d < 0 for d in differences)
+        if abs(mean) < 1 or not consistent:
+            spread = (
+                f", seeds ranged {min(differences):+.1f} to {max(differences):+.1f}"
+                if len(differences) > 1
+                else ""
+            )
+            return f"Pretraining made no clear difference ({mean:+.1f} points on average{spread})."
+        better = "helped" if mean > 0 else "did not help"
+        return f"Pretraining {better}: {mean:+.1f} points of validation accuracy against {alternative}."
 
 
 def comparison_config(base: RunConfig, start: str, pretrained_run: Path, seed: int) -> RunConfig:

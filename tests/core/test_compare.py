@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from ptm_studio.core.compare import (
     ComparisonArm,
     ComparisonResult,
@@ -57,9 +59,9 @@ def test_comparison_runs_both_arms_per_seed(
     assert result.verdict("random").startswith("Pretraining")
 
 
-def _arm(label: str, accuracy: float) -> ComparisonArm:
+def _arm(label: str, accuracy: float, seed: int = 0) -> ComparisonArm:
     finished = TrainingFinished("completed", None, 1, accuracy, accuracy, 1.0)
-    return ComparisonArm(label, 0, finished, (accuracy,), (1.0,))
+    return ComparisonArm(label, seed, finished, (accuracy,), (1.0,))
 
 
 def test_verdict_in_plain_words() -> None:
@@ -72,3 +74,19 @@ def test_verdict_in_plain_words() -> None:
     assert "no clear difference" in ComparisonResult(
         (_arm("pretrained", 0.6), _arm("random", 0.605))
     ).verdict("random")
+
+
+def test_a_win_must_hold_for_every_seed() -> None:
+    mixed = ComparisonResult(
+        (
+            _arm("pretrained", 0.63, 0),
+            _arm("random", 0.60, 0),
+            _arm("pretrained", 0.58, 1),
+            _arm("random", 0.59, 1),
+        )
+    )
+    assert mixed.differences("random") == pytest.approx([3.0, -1.0])
+    assert (
+        mixed.verdict("random")
+        == "Pretraining made no clear difference (+1.0 points on average, seeds ranged -1.0 to +3.0)."
+    )
