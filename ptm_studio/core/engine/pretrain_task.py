@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import (
     DataSplit,
     ImageDataset,
@@ -29,7 +28,7 @@ from ptm_studio.core.engine.events import PretrainSamplesReady
 from ptm_studio.core.engine.loops import autocast
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.engine.setup import build_model
-from ptm_studio.core.engine.tasks import BatchResult, EpochOutcome, TrainingTask
+from ptm_studio.core.engine.tasks import BatchResult, EpochOutcome, TaskEnvironment, TrainingTask
 from ptm_studio.core.objectives.pretrain_health import (
     embedding_spread,
     extract_features,
@@ -59,19 +58,17 @@ class PretrainTask(TrainingTask):
     # while finetuning profits from the longer-trained features.
     keeps_best_checkpoint = False
 
-    def __init__(
-        self,
-        config: RunConfig,
-        split: DataSplit,
-        device: torch.device,
-        channels_last: bool,
-        autocast_dtype: torch.dtype | None,
-        download_progress: Any = None,
-    ) -> None:
-        self.config, self.device = config, device
-        self.channels_last, self.autocast_dtype = channels_last, autocast_dtype
+    def __init__(self, environment: TaskEnvironment, split: DataSplit) -> None:
+        config = environment.config
+        self.config, self.device = config, environment.device
+        self.channels_last, self.autocast_dtype = (
+            environment.channels_last,
+            environment.autocast_dtype,
+        )
         self.class_names = ()
-        classifier, self.spec, self.weights_note = build_model(config, 1, download_progress)
+        classifier, self.spec, self.weights_note = build_model(
+            config, 1, environment.download_progress
+        )
         objective_settings = config.objective
         self.objective = build_pretrain_objective(
             objective_settings.loss,
@@ -81,8 +78,8 @@ class PretrainTask(TrainingTask):
             temperature=objective_settings.temperature,
             projection_dim=objective_settings.projection_dim,
         )
-        self.model = PretrainModel(classifier.backbone, self.objective).to(device)
-        if channels_last:
+        self.model = PretrainModel(classifier.backbone, self.objective).to(self.device)
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.train_set = self._views_dataset(split)
         self.train_sampler = ResumableShuffleSampler(len(self.train_set), config.seed)

@@ -8,6 +8,7 @@ checkpoints and events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,17 @@ from ptm_studio.core.engine.setup import build_data_loaders, build_model, class_
 from ptm_studio.core.models import BackboneSpec, ImageClassifier
 from ptm_studio.core.objectives import build_supervised_loss
 from ptm_studio.core.objectives.freezing import is_backbone_frozen, set_backbone_trainable
+
+
+@dataclass(frozen=True)
+class TaskEnvironment:
+    """What every task needs from the Trainer besides the data split."""
+
+    config: RunConfig
+    device: torch.device
+    channels_last: bool
+    autocast_dtype: torch.dtype | None
+    download_progress: Callable[[int, int], None] | None = None
 
 
 @dataclass
@@ -95,23 +107,19 @@ class TrainingTask:
 class SupervisedTask(TrainingTask):
     """Finetuning a classifier on labelled class folders."""
 
-    def __init__(
-        self,
-        config: RunConfig,
-        split: DataSplit,
-        device: torch.device,
-        channels_last: bool,
-        autocast_dtype: torch.dtype | None,
-        download_progress: Any = None,
-    ) -> None:
+    def __init__(self, environment: TaskEnvironment, split: DataSplit) -> None:
+        config, device = environment.config, environment.device
         self.config, self.split, self.device = config, split, device
-        self.channels_last, self.autocast_dtype = channels_last, autocast_dtype
+        self.channels_last, self.autocast_dtype = (
+            environment.channels_last,
+            environment.autocast_dtype,
+        )
         self.class_names = split.class_names
         self.model, self.spec, self.weights_note = build_model(
-            config, len(split.class_names), download_progress
+            config, len(split.class_names), environment.download_progress
         )
         self.model.to(device)
-        if channels_last:
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.loaders = build_data_loaders(config, split, self.spec, device)
         self.train_loader, self.train_sampler = self.loaders.train, self.loaders.train_sampler

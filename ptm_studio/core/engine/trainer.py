@@ -47,7 +47,12 @@ from ptm_studio.core.engine.setup import (
     resolve_data_dir,
     seed_everything,
 )
-from ptm_studio.core.engine.tasks import EpochOutcome, SupervisedTask, TrainingTask
+from ptm_studio.core.engine.tasks import (
+    EpochOutcome,
+    SupervisedTask,
+    TaskEnvironment,
+    TrainingTask,
+)
 from ptm_studio.core.models import ModelError, WeightsError
 from ptm_studio.core.objectives import build_optimizer, build_scheduler
 from ptm_studio.core.runs import RunDirectory, default_runs_root
@@ -133,14 +138,10 @@ class Trainer:
         # here); Apple's MPS backend handles it poorly.
         self.channels_last = self.device.type in ("cuda", "cpu")
         task_type = PretrainTask if config.objective.task == "pretrain" else SupervisedTask
-        self.task: TrainingTask = task_type(
-            config,
-            prepare_split(config),
-            self.device,
-            self.channels_last,
-            self.autocast_dtype,
-            self.download_progress,
+        environment = TaskEnvironment(
+            config, self.device, self.channels_last, self.autocast_dtype, self.download_progress
         )
+        self.task: TrainingTask = task_type(environment, prepare_split(config))
         self.steps_per_epoch = len(self.task.train_loader)
         if self.steps_per_epoch == 0:
             raise DatasetError(
