@@ -177,6 +177,13 @@ class ObjectiveConfig:
     projection_dim: int = field(
         default=128, metadata=_describe("Contrastive losses: size of the projection head's output.")
     )
+    keep_colours: bool = field(
+        default=False,
+        metadata=_describe(
+            "Contrastive losses: never change hue or turn pictures grey, for data where colour "
+            "tells the classes apart (flowers, stained tissue)."
+        ),
+    )
 
     def validate(self) -> None:
         _check_choice("objective.task", self.task, TASKS)

@@ -15,7 +15,7 @@ from ptm_studio.core.data.manifest import ImageRecord
 from ptm_studio.core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ptm_studio.core.objectives.self_supervised import get_objective_class
 
-TRANSFORM_STRENGTHS = ("contrastive", "light")
+TRANSFORM_STRENGTHS = ("contrastive", "contrastive_keep_colours", "light")
 
 MultiViewSample = tuple[list[torch.Tensor], int]
 
@@ -34,12 +34,21 @@ def build_pretrain_transform(
     probability 0.2. Strong changes force two views of one picture to agree on content, not on
     colour or framing. "light": resize the shorter side to S, centre crop, horizontal flip; for
     reconstruction and rotation, which need the picture itself rather than a disguised copy.
+    "contrastive_keep_colours": the contrastive views without hue, saturation or grayscale
+    changes, so the features may keep colour when colour tells classes apart.
     Randomness comes from torch's global generator, which the trainer seeds.
     """
     if image_size < 1:
         raise ValueError(f"image_size must be a positive number of pixels, not {image_size}")
-    if strength == "contrastive":
+    if strength == "contrastive_keep_colours":
+        # For pictures whose colour is the clue (flowers, stains): vary light, never hue.
         steps: list[v2.Transform] = [
+            v2.RandomResizedCrop(image_size, scale=(0.3, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4)], p=0.8),
+        ]
+    elif strength == "contrastive":
+        steps = [
             v2.RandomResizedCrop(image_size, scale=(0.3, 1.0), antialias=True),
             v2.RandomHorizontalFlip(),
             v2.RandomApply(

@@ -95,10 +95,16 @@ class PretrainTask(TrainingTask):
             image_size,
             mean=self.spec.mean,
             std=self.spec.std,
-            strength=self.objective.transform_strength,
+            strength=self._view_strength(),
         )
         # Labels are ignored: every readable picture of the training part is used.
         return MultiViewDataset(split.train, transform, self.objective.views_per_image)
+
+    def _view_strength(self) -> str:
+        strength = self.objective.transform_strength
+        if strength == "contrastive" and self.config.objective.keep_colours:
+            return "contrastive_keep_colours"
+        return strength
 
     def _loader(self, dataset: Any, sampler: Any = None) -> DataLoader:
         batch_size = self.config.data.batch_size

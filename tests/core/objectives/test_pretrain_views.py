@@ -101,3 +101,21 @@ def test_views_for_objective_follows_what_each_objective_declares() -> None:
     assert views_for_objective("rotation") == (1, "light")
     with pytest.raises(ValueError, match="Known objectives"):
         views_for_objective("jigsaw")
+
+
+def test_keep_colours_views_never_change_hue() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from ptm_studio.core.data.pretrain_views import build_pretrain_transform
+
+    red = Image.new("RGB", (32, 32), (200, 30, 30))
+    transform = build_pretrain_transform(
+        16, mean=(0, 0, 0), std=(1, 1, 1), strength="contrastive_keep_colours"
+    )
+    torch.manual_seed(0)
+    for _ in range(20):
+        view = transform(red).numpy()
+        assert np.all(view[0] >= view[1]) and np.all(
+            view[0] >= view[2]
+        )  # still red, never grey or shifted
