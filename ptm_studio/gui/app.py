@@ -1,0 +1,77 @@
+"""Entry point of the desktop app: environment for the Qt binding, QApplication, the main window."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from types import TracebackType
+
+APP_NAME = "PTM Studio"
+ORGANIZATION = "PTM Studio"
+
+
+def _prepare_environment() -> None:
+    # pyqtgraph must pick PySide6 even if another binding is installed.
+    os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+    os.environ.setdefault("QT_API", "pyside6")
+    # Qt 6 scales for HiDPI by itself; keep fractional factors (1.25, 1.5) instead of rounding.
+    os.environ.setdefault("QT_SCALE_FACTOR_ROUNDING_POLICY", "PassThrough")
+
+
+def _install_excepthook() -> None:
+    """An exception in a GUI slot is logged and shown; the app keeps running (RELIABILITY Q2)."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            previous(kind, error, trace)
+            return
+        details = "".join(traceback.format_exception(kind, error, trace))
+        logging.getLogger("ptm_studio.gui").error("Unhandled error in the app:\n%s", details)
+        from ptm_studio.gui import dialogs
+
+        try:
+            dialogs.show_error(None, "Something went wrong", f"{kind.__name__}: {error}", details)
+        except Exception:
+            previous(kind, error, trace)
+
+    sys.excepthook = hook
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ptm-studio", description="Train image classifiers on your own pictures."
+    )
+    parser.add_argument("--demo", action="store_true", help="open on the demo images")
+    args, qt_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    _prepare_environment()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication
+
+    from ptm_studio.gui import theme
+
+    QCoreApplication.setOrganizationName(ORGANIZATION)
+    QCoreApplication.setApplicationName(APP_NAME)
+    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    app.setApplicationDisplayName(APP_NAME)
+    theme.apply_style(app)
+    _install_excepthook()
+
+    from ptm_studio.gui.main_window import MainWindow
+
+    window = MainWindow(use_demo=args.demo)
+    app.aboutToQuit.connect(window.session.shutdown)
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""DatasetPanel: choose a folder (dialog or drag-and-drop), scan it in the background, show what is in it.
+
+Shows classes with counts (and a bar per class), example thumbnails of the selected class, the
+split that will be used, and the problems found with what to do about each. A folder with no
+class subfolders is accepted for pretraining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ptm_studio.gui import dialogs, theme
+from ptm_studio.gui.dataset_summary import DatasetSummary
+from ptm_studio.gui.widgets.thumbnail_grid import PathListModel, ThumbnailCache, ThumbnailGrid
+from ptm_studio.gui.workers.scan_worker import ScanFunction, ScanJob
+
+SEVERITY_TEXT = {"error": "Must fix", "warning": "Check", "info": "Note"}
+
+
+def _plain_label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    return label
+
+
+class DatasetPanel(QGroupBox):
+    """``dataset_changed(DatasetSummary | None)`` fires when a scan finishes (None when cleared)."""
+
+    dataset_changed = Signal(object)
+    folder_chosen = Signal(str)
+    demo_requested = Signal()
+
+    def __init__(
+        self, parent: QWidget | None = None, *, scan_function: ScanFunction | None = None
+    ) -> None:
+        super().__init__("1. Images", parent)
+        self.setAcceptDrops(True)
+        self.summary: DatasetSummary | None = None
+        self.scan_job = ScanJob(self, scan_function=scan_function)
+        self.scan_job.progress.connect(self._on_scan_progress)
+        self.scan_job.scan_finished.connect(self.show_summary)
+        self.scan_job.scan_failed.connect(self._on_scan_failed)
+        self.scan_job.scan_cancelled.connect(self._on_scan_cancelled)
+        self.scan_job.running_changed.connect(self._on_scan_running)
+
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setReadOnly(True)
+        self.folder_edit.setPlaceholderText("No folder chosen: choose one or drop it here")
+        self.folder_edit.setToolTip("The folder of images. Put each class in its own subfolder.")
+        self.choose_button = QPushButton(theme.icon("folder"), "Choose folder…")
+        self.choose_button.setToolTip("Choose the folder with your images (Ctrl+O).")
+        self.choose_button.clicked.connect(self.choose_folder)
+        self.demo_button = QPushButton(theme.icon("demo"), "Demo images")
+        self.demo_button.setToolTip("Use the small example dataset that comes with PTM Studio.")
+        self.demo_button.clicked.connect(self.demo_requested)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setToolTip("Looking at every file in the folder.")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop looking at the folder.")
+        self.cancel_button.clicked.connect(self.cancel_scan)
+        self.summary_label = _plain_label(
+            "Choose a folder of images to start. Tip: try the demo images."
+        )
+        self.class_table = QTableWidget(0, 3)
+        self.class_table.setHorizontalHeaderLabels(["Class", "Images", ""])
+        self.class_table.setToolTip(
+            "The classes found (one per subfolder) and how many images each has."
+        )
+        self.class_table.verticalHeader().setVisible(False)
+        self.class_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.class_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.class_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.class_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.class_table.setMinimumHeight(110)
+        self.class_table.itemSelectionChanged.connect(self._on_class_selected)
+        self.thumbnail_cache = ThumbnailCache(64, self)
+        self.thumbnail_model = PathListModel(self.thumbnail_cache, self)
+        self.thumbnail_strip = ThumbnailGrid(QSize(76, 76), single_row=True)
+        self.thumbnail_strip.setIconSize(QSize(64, 64))
+        self.thumbnail_strip.setModel(self.thumbnail_model)
+        self.thumbnail_strip.setToolTip("Examples from the selected class.")
+        self.problem_tree = QTreeWidget()
+        self.problem_tree.setHeaderLabels(["Found", "What to do"])
+        self.problem_tree.setToolTip("Problems found in the folder, and what to do about each.")
+        self.problem_tree.setWordWrap(True)
+        self.problem_tree.setMinimumHeight(90)
+        self.problem_tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.problem_tree.header().resizeSection(0, 220)
+
+        top = QHBoxLayout()
+        top.addWidget(self.folder_edit, 1)
+        top.addWidget(self.choose_button)
+        top.addWidget(self.demo_button)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress_bar, 1)
+        progress_row.addWidget(self.cancel_button)
+        self.progress_row = QWidget()
+        self.progress_row.setLayout(progress_row)
+        progress_row.setContentsMargins(0, 0, 0, 0)
+        self.progress_row.setVisible(False)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.progress_row)
+        layout.addWidget(self.summary_label)
+        layout.addWidget(self.class_table, 2)
+        layout.addWidget(self.thumbnail_strip)
+        layout.addWidget(_plain_label("Problems:"))
+        layout.addWidget(self.problem_tree, 1)
+
+    @property
+    def folder(self) -> str:
+        return self.folder_edit.text()
+
+    @Slot()
+    def choose_folder(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(
+            self, "Choose the folder with your images", self.folder
+        )
+        if chosen:
+            self.set_folder(chosen)
+
+    def set_folder(self, folder: str | Path) -> None:
+        folder = str(folder)
+        self.folder_edit.setText(folder)
+        self.folder_chosen.emit(folder)
+        self.summary_label.setText(f"Looking at {folder} …")
+        self.scan_job.start(Path(folder))
+
+    @Slot()
+    def cancel_scan(self) -> None:
+        self.scan_job.cancel()
+
+    def set_locked(self, is_locked: bool) -> None:
+        """Frozen while training: the run keeps the dataset it started with."""
+        for widget in (self.choose_button, self.demo_button):
+            widget.setEnabled(not is_locked)
+        self.setAcceptDrops(not is_locked)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._dropped_folder(event) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        folder = self._dropped_folder(event)
+        if folder is not None:
+            event.acceptProposedAction()
+            self.set_folder(folder)
+
+    @staticmethod
+    def _dropped_folder(event: Any) -> str | None:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        for url in urls:
+            path = Path(url.toLocalFile())
+            if url.isLocalFile() and path.is_dir():
+                return str(path)
+        return None
+
+    @Slot(bool)
+    def _on_scan_running(self, is_running: bool) -> None:
+        self.progress_row.setVisible(is_running)
+        self.progress_bar.setRange(0, 0)  # busy until the first count arrives
+
+    @Slot(int, int)
+    def _on_scan_progress(self, done: int, total: int) -> None:
+        if total > 0:
+            self.progress_bar.setRange(0, total)
+            self.progress_bar.setValue(done)
+        self.progress_bar.setFormat(f"{done} files looked at")
+
+    @Slot(str, str)
+    def _on_scan_failed(self, message: str, details: str) -> None:
+        self.summary_label.setText(message)
+        self.summary = None
+        self.dataset_changed.emit(None)
+        dialogs.show_error(self, "Could not read the folder", message, details)
+
+    @Slot()
+    def _on_scan_cancelled(self) -> None:
+        self.summary_label.setText("Looking at the folder was cancelled. Choose it again to retry.")
+
+    @Slot(object)
+    def show_summary(self, summary: DatasetSummary) -> None:
+        self.summary = summary
+        if summary.is_labeled:
+            self.summary_label.setText(
+                f"{len(summary.classes)} classes, {summary.num_images} images. {summary.split_description}"
+            )
+        else:
+            self.summary_label.setText(
+                f"No class subfolders: {summary.unlabeled_count} images without labels. They can be used "
+                "to pretrain (choose “Learn from unlabelled images” in step 3). To learn classes, put each "
+                "class in its own subfolder."
+            )
+        self._fill_classes(summary)
+        self._fill_problems(summary)
+        self.dataset_changed.emit(summary)
+
+    def _fill_classes(self, summary: DatasetSummary) -> None:
+        self.class_table.setRowCount(len(summary.classes))
+        largest = max((item.total for item in summary.classes), default=1) or 1
+        for row, item in enumerate(summary.classes):
+            name_item = QTableWidgetItem(item.name)  # table items are always plain text
+            name_item.setToolTip(item.name)
+            count_item = QTableWidgetItem(f"{item.total}")
+            count_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            count_item.setToolTip(
+                f"{item.train_count} for training, {item.val_count} for validation"
+            )
+            self.class_table.setItem(row, 0, name_item)
+            self.class_table.setItem(row, 1, count_item)
+            bar = QProgressBar()
+            bar.setRange(0, largest)
+            bar.setValue(item.total)
+            bar.setTextVisible(False)
+            bar.setMaximumHeight(14)
+            bar.setToolTip(count_item.toolTip())
+            self.class_table.setCellWidget(row, 2, bar)
+        if summary.classes:
+            self.class_table.selectRow(0)
+        else:
+            self.thumbnail_model.set_paths([])
+
+    def _fill_problems(self, summary: DatasetSummary) -> None:
+        self.problem_tree.clear()
+        if not summary.problems:
+            QTreeWidgetItem(self.problem_tree, ["No problems found.", ""])
+            return
+        for problem in summary.problems:
+            top = QTreeWidgetItem(
+                self.problem_tree,
+                [
+                    f"{SEVERITY_TEXT.get(problem.severity, problem.severity)}: {problem.title}",
+                    problem.advice,
+                ],
+            )
+            top.setToolTip(0, problem.detail or problem.title)
+            top.setToolTip(1, problem.advice)
+            if problem.detail:
+                QTreeWidgetItem(top, [problem.detail, ""])
+            for path in problem.paths[:200]:
+                child = QTreeWidgetItem(top, [path, ""])
+                child.setToolTip(0, path)
+            if len(problem.paths) > 200:
+                QTreeWidgetItem(top, [f"… and {len(problem.paths) - 200} more", ""])
+
+    @Slot()
+    def _on_class_selected(self) -> None:
+        if self.summary is None:
+            return
+        rows = {index.row() for index in self.class_table.selectedIndexes()}
+        if not rows:
+            return
+        item = self.summary.classes[min(rows)]
+        self.thumbnail_model.set_paths(list(item.example_paths))
+
+    def shutdown(self) -> None:
+        self.scan_job.cancel()
+        self.scan_job.wait()
+        self.thumbnail_cache.clear()
+        self.thumbnail_cache.wait_for_done()
+
+
+def _preview() -> None:  # pragma: no cover - manual preview
+    import tempfile
+
+    from ptm_studio.gui.panels._preview import make_sample_images, run_preview
+
+    def build() -> DatasetPanel:
+        panel = DatasetPanel()
+        folder = Path(tempfile.mkdtemp(prefix="ptm-preview-"))
+        make_sample_images(folder, size=48)
+        panel.set_folder(folder)
+        return panel
+
+    run_preview(build, size=(520, 640))
+
+
+if __name__ == "__main__":
+    _preview()

@@ -1,0 +1,267 @@
+"""ModelPanel: which network, where its starting weights come from, and which layers learn."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from ptm_studio.core.config import RunConfig
+
+WEIGHT_SOURCE_TEXT = {
+    "random": (
+        "Start from scratch (random)",
+        "The network starts knowing nothing. Needs more images and epochs.",
+    ),
+    "imagenet": (
+        "Start from ImageNet",
+        "Start from a network already trained on 1.2 million everyday photos. Usually the best start.",
+    ),
+    "file": (
+        "Start from a weights file…",
+        "Start from a .safetensors or .pt weights file you have.",
+    ),
+    "run": (
+        "Continue from an earlier run…",
+        "Start from the model of one of your earlier training runs.",
+    ),
+}
+TRAINING_MODE_TEXT = {
+    "full_finetune": ("Train all layers", "Every layer learns. Best with many images or a GPU."),
+    "feature_extraction": (
+        "Train only the last layer (fast)",
+        "Keep the pretrained layers fixed and train only the final classifier. Fast, works with few images.",
+    ),
+    "freeze_then_unfreeze": (
+        "Last layer first, then all",
+        "Train only the classifier for the first epochs, then let all layers learn, more gently.",
+    ),
+}
+IMAGENET_STATUS_TEXT = {
+    "available_offline": "available offline",
+    "needs_download": "needs download",
+    "not_available": "not available",
+}
+
+
+def _plain_label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    return label
+
+
+def load_backbones() -> list[Any]:
+    """The backbone registry of the core; an empty list (never a crash) when it cannot load."""
+    try:
+        from ptm_studio.core.models import list_backbones
+
+        return list(list_backbones())
+    except Exception:  # the panel must still open; the error shows in the description
+        return []
+
+
+def imagenet_status(name: str) -> str:
+    try:
+        from ptm_studio.core.models import imagenet_status as core_status
+
+        return str(core_status(name))
+    except Exception:
+        return "not_available"
+
+
+def describe_backbone(spec: Any) -> str:
+    parameters = getattr(spec, "parameter_count", 0) or 0
+    size = (
+        f"{parameters / 1e6:.1f} million parameters"
+        if parameters >= 1e5
+        else f"{parameters:,} parameters"
+    )
+    parts = [
+        getattr(spec, "description", ""),
+        f"Size: {size}. Speed: {getattr(spec, 'speed_hint', '?')}. "
+        f"Default image size: {getattr(spec, 'default_image_size', '?')} px.",
+    ]
+    return "\n".join(part for part in parts if part)
+
+
+class ModelPanel(QGroupBox):
+    """Emits ``settings_changed`` on any change; ``apply_to`` writes the choices into a RunConfig."""
+
+    settings_changed = Signal()
+    backbone_changed = Signal(object)
+    """The chosen BackboneSpec (or None) — the objective panel uses its default image size."""
+
+    def __init__(
+        self, parent: QWidget | None = None, *, backbones: list[Any] | None = None
+    ) -> None:
+        super().__init__("2. Model", parent)
+        self._specs = {
+            spec.name: spec for spec in (backbones if backbones is not None else load_backbones())
+        }
+        self.backbone_combo = QComboBox()
+        self.backbone_combo.setToolTip("The network architecture. Small ones train fast on a CPU.")
+        for spec in self._specs.values():
+            self.backbone_combo.addItem(getattr(spec, "display_name", spec.name), spec.name)
+        if not self._specs:
+            self.backbone_combo.addItem("small_cnn", "small_cnn")
+        self.backbone_info = _plain_label()
+        self.backbone_info.setObjectName("hint")
+
+        self.weights_combo = QComboBox()
+        self.weights_combo.setToolTip("Where the network's starting knowledge comes from.")
+        self.weights_path_edit = QLineEdit()
+        self.weights_path_edit.setPlaceholderText("Choose a weights file or an earlier run folder")
+        self.weights_path_edit.setToolTip("The file or run folder to start from.")
+        self.weights_browse = QPushButton("Browse…")
+        self.weights_browse.setToolTip("Pick the weights file or run folder.")
+        self.weights_browse.clicked.connect(self._browse_weights)
+        path_row = QHBoxLayout()
+        path_row.setContentsMargins(0, 0, 0, 0)
+        path_row.addWidget(self.weights_path_edit, 1)
+        path_row.addWidget(self.weights_browse)
+        self.weights_path_row = QWidget()
+        self.weights_path_row.setLayout(path_row)
+
+        self.mode_combo = QComboBox()
+        for key, (text, tip) in TRAINING_MODE_TEXT.items():
+            self.mode_combo.addItem(text, key)
+            self.mode_combo.setItemData(
+                self.mode_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
+            )
+        self.mode_combo.setToolTip("Which layers of the network learn from your images.")
+        self.unfreeze_spin = QSpinBox()
+        self.unfreeze_spin.setRange(0, 1000)
+        self.unfreeze_spin.setValue(1)
+        self.unfreeze_spin.setSuffix(" epoch(s)")
+        self.unfreeze_spin.setToolTip(
+            "How many epochs only the last layer learns before all layers do."
+        )
+        self.mode_info = _plain_label()
+        self.mode_info.setObjectName("hint")
+
+        form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Network:", self.backbone_combo)
+        form.addRow("", self.backbone_info)
+        form.addRow("Starting weights:", self.weights_combo)
+        form.addRow("", self.weights_path_row)
+        form.addRow("Which layers learn:", self.mode_combo)
+        form.addRow("Last layer only for:", self.unfreeze_spin)
+        form.addRow("", self.mode_info)
+
+        self.backbone_combo.currentIndexChanged.connect(self._on_backbone_changed)
+        self.weights_combo.currentIndexChanged.connect(self._on_weights_changed)
+        self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
+        self.unfreeze_spin.valueChanged.connect(self.settings_changed)
+        self.weights_path_edit.textChanged.connect(self.settings_changed)
+        self._on_backbone_changed()
+        self._on_mode_changed()
+
+    @property
+    def current_spec(self) -> Any:
+        return self._specs.get(self.backbone_combo.currentData())
+
+    def _fill_weight_sources(self) -> None:
+        previous = self.weights_combo.currentData() or "random"
+        spec = self.current_spec
+        self.weights_combo.blockSignals(True)
+        self.weights_combo.clear()
+        for key, (text, tip) in WEIGHT_SOURCE_TEXT.items():
+            if key == "imagenet":
+                if spec is None or not getattr(spec, "has_imagenet_weights", False):
+                    continue
+                status = imagenet_status(spec.name)
+                text = f"{text} ({IMAGENET_STATUS_TEXT.get(status, status)})"
+            self.weights_combo.addItem(text, key)
+            self.weights_combo.setItemData(
+                self.weights_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
+            )
+        index = self.weights_combo.findData(previous)
+        self.weights_combo.setCurrentIndex(max(0, index))
+        self.weights_combo.blockSignals(False)
+        self._on_weights_changed()
+
+    @Slot()
+    def _on_backbone_changed(self) -> None:
+        spec = self.current_spec
+        self.backbone_info.setText(describe_backbone(spec) if spec else "Model list unavailable.")
+        self._fill_weight_sources()
+        self.backbone_changed.emit(spec)
+        self.settings_changed.emit()
+
+    @Slot()
+    def _on_weights_changed(self) -> None:
+        source = self.weights_combo.currentData()
+        self.weights_path_row.setVisible(source in ("file", "run"))
+        self.settings_changed.emit()
+
+    @Slot()
+    def _on_mode_changed(self) -> None:
+        mode = self.mode_combo.currentData()
+        self.mode_info.setText(TRAINING_MODE_TEXT[mode][1])
+        self.unfreeze_spin.setEnabled(mode == "freeze_then_unfreeze")
+        self.settings_changed.emit()
+
+    @Slot()
+    def _browse_weights(self) -> None:
+        if self.weights_combo.currentData() == "run":
+            chosen = QFileDialog.getExistingDirectory(self, "Choose an earlier run folder")
+        else:
+            chosen, _ = QFileDialog.getOpenFileName(
+                self,
+                "Choose a weights file",
+                "",
+                "Weights (*.safetensors *.pt *.pth);;All files (*)",
+            )
+        if chosen:
+            self.weights_path_edit.setText(chosen)
+
+    def apply_to(self, config: RunConfig) -> RunConfig:
+        source = self.weights_combo.currentData() or "random"
+        path = self.weights_path_edit.text().strip() or None
+        model = dataclasses.replace(
+            config.model,
+            backbone=self.backbone_combo.currentData(),
+            weights=source,
+            weights_path=path if source in ("file", "run") else None,
+            training_mode=self.mode_combo.currentData(),
+            unfreeze_after_epochs=self.unfreeze_spin.value(),
+        )
+        return dataclasses.replace(config, model=model)
+
+    def load_from(self, config: RunConfig) -> None:
+        _select(self.backbone_combo, config.model.backbone)
+        _select(self.weights_combo, config.model.weights)
+        _select(self.mode_combo, config.model.training_mode)
+        self.unfreeze_spin.setValue(config.model.unfreeze_after_epochs)
+        self.weights_path_edit.setText(config.model.weights_path or "")
+
+
+def _select(combo: QComboBox, value: object) -> None:
+    index = combo.findData(value)
+    if index >= 0:
+        combo.setCurrentIndex(index)
+
+
+def _preview() -> None:  # pragma: no cover - manual preview
+    from ptm_studio.gui.panels._preview import run_preview
+
+    run_preview(ModelPanel, size=(480, 320))
+
+
+if __name__ == "__main__":
+    _preview()

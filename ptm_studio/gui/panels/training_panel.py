@@ -1,0 +1,239 @@
+"""TrainingPanel: Start / Stop / Resume, progress with epoch, step, speed and time left, the device."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_FAILED, STATUS_STOPPED
+from ptm_studio.gui import theme
+
+REFRESH_INTERVAL_MS = 100
+
+
+def format_duration(seconds: float) -> str:
+    """12 → "12 s", 125 → "2 min 05 s", 7300 → "2 h 01 min"; unknown → "–"."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _plain_label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
+
+
+class TrainingPanel(QGroupBox):
+    """Buttons emit requests; the main window decides. Progress is repainted at 10 Hz."""
+
+    start_requested = Signal()
+    stop_requested = Signal()
+    resume_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("4. Train", parent)
+        self.start_button = QPushButton(theme.icon("start"), "Start training")
+        self.start_button.setObjectName("startButton")
+        self.start_button.setToolTip(
+            "Start a new training run with the settings above (Ctrl+Return)."
+        )
+        self.stop_button = QPushButton(theme.icon("stop"), "Stop")
+        self.stop_button.setObjectName("stopButton")
+        self.stop_button.setToolTip(
+            "Stop after the current batch. The model so far is saved and the run can be resumed (Esc)."
+        )
+        self.resume_button = QPushButton(theme.icon("resume"), "Resume")
+        self.resume_button.setObjectName("resumeButton")
+        self.resume_button.setToolTip("Continue the stopped run from its last saved checkpoint.")
+        self.start_button.clicked.connect(self.start_requested)
+        self.stop_button.clicked.connect(self.stop_requested)
+        self.resume_button.clicked.connect(self.resume_requested)
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("Ready")
+        self.progress_bar.setToolTip("Progress of the whole run.")
+        self.status_label = _plain_label("Ready. Choose a folder of images, then press Start.")
+        self.status_label.setWordWrap(True)
+        self.status_label.setFixedHeight(2 * self.status_label.fontMetrics().lineSpacing() + 4)
+        self.epoch_label = _plain_label("–")
+        self.step_label = _plain_label("–")
+        self.speed_label = _plain_label("–")
+        self.eta_label = _plain_label("–")
+        self.device_label = _plain_label("Checking…")
+        self.device_label.setWordWrap(True)
+        self.device_label.setMinimumHeight(2 * self.device_label.fontMetrics().lineSpacing())
+        self.device_label.setToolTip("Where the computation runs. A GPU is usually 10–50× faster.")
+        self.frozen_banner = _plain_label(
+            "Settings are locked while training; changes apply to the next run."
+        )
+        self.frozen_banner.setObjectName("frozenBanner")
+        self.frozen_banner.setWordWrap(True)
+        policy = self.frozen_banner.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # showing it must not resize (and repaint) the plots
+        self.frozen_banner.setSizePolicy(policy)
+        self.frozen_banner.setVisible(False)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button, 1)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.resume_button)
+        details = QGridLayout()
+        for row, (name, label, tip) in enumerate(
+            (
+                ("Epoch", self.epoch_label, "One epoch is one pass over all training images."),
+                ("Step", self.step_label, "One step is one batch of images."),
+                ("Speed", self.speed_label, "Images processed per second."),
+                ("Time left", self.eta_label, "Estimated time until the run ends."),
+                ("Device", self.device_label, self.device_label.toolTip()),
+            )
+        ):
+            caption = _plain_label(f"{name}:")
+            caption.setToolTip(tip)
+            label.setToolTip(tip)
+            details.addWidget(caption, row, 0, Qt.AlignmentFlag.AlignTop)
+            details.addWidget(label, row, 1)
+        details.setColumnStretch(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
+        layout.addLayout(details)
+        layout.addWidget(self.frozen_banner)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+
+        self._pending_batch: Any = None
+        self.last_speed = float("nan")
+        self._can_resume = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_INTERVAL_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        self.set_running(False)
+
+    def show_ready(self, text: str) -> None:
+        """The idle message (what is loaded, what to do next); kept until a run starts."""
+        if self.start_button.isEnabled():
+            self.status_label.setText(text)
+
+    def set_device(self, name: str, note: str = "") -> None:
+        self.device_label.setText(f"{name} — {note}" if note else name)
+
+    def set_running(self, is_running: bool, *, is_stopping: bool = False) -> None:
+        self.start_button.setEnabled(not is_running)
+        self.stop_button.setEnabled(is_running and not is_stopping)
+        self.resume_button.setEnabled(not is_running and self._can_resume)
+        self.frozen_banner.setVisible(is_running)
+
+    def set_can_resume(self, can_resume: bool) -> None:
+        self._can_resume = can_resume
+        self.resume_button.setEnabled(can_resume and self.start_button.isEnabled())
+
+    def show_stopping(self) -> None:
+        self.status_label.setText("Stopping after the current batch and saving the model…")
+        self.stop_button.setEnabled(False)
+
+    @Slot(object)
+    def start_run(self, event: Any) -> None:
+        self._pending_batch = None
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("Starting…")
+        self.epoch_label.setText(f"{event.start_epoch} of {event.num_epochs}")
+        self.step_label.setText(f"0 of {event.steps_per_epoch} in this epoch")
+        self.set_device(event.device_name, event.device_note)
+        self.status_label.setText(
+            f"Training on {event.num_train_images} images, checking on {event.num_val_images}. "
+            f"The model has {event.parameter_count:,} parameters."
+        )
+
+    @Slot(object)
+    def add_batch(self, event: Any) -> None:
+        self.last_speed = event.samples_per_second
+        self._pending_batch = event  # only the latest matters; painted by the timer
+
+    @Slot(object)
+    def add_epoch(self, event: Any) -> None:
+        accuracy = event.val_accuracy if math.isfinite(event.val_accuracy) else event.train_accuracy
+        which = "validation" if math.isfinite(event.val_accuracy) else "training"
+        self.status_label.setText(
+            f"Epoch {event.epoch} done in {format_duration(event.epoch_seconds)}: "
+            f"{which} accuracy {100 * accuracy:.1f} %" + (" (best so far)" if event.is_best else "")
+        )
+
+    @Slot()
+    def refresh(self) -> None:
+        event, self._pending_batch = self._pending_batch, None
+        if event is None:
+            return
+        total = max(1, event.total_steps)
+        self.progress_bar.setValue(int(1000 * min(1.0, event.global_step / total)))
+        self.progress_bar.setFormat(
+            f"{100 * event.global_step / total:.0f} %  (step {event.global_step} of {total})"
+        )
+        self.epoch_label.setText(f"{event.epoch} of {math.ceil(total / max(1, event.num_batches))}")
+        self.step_label.setText(f"{event.batch_index + 1} of {event.num_batches} in this epoch")
+        self.speed_label.setText(f"{event.samples_per_second:.0f} images/s")
+        self.eta_label.setText(format_duration(event.eta_seconds))
+
+    @Slot(object)
+    def finish_run(self, event: Any) -> None:
+        self.refresh()
+        where = f" Saved in {event.run_dir}." if event.run_dir else ""
+        if event.status == STATUS_COMPLETED:
+            self.progress_bar.setValue(1000)
+            self.progress_bar.setFormat("Finished")
+            best = event.best_val_accuracy
+            score = f" Best validation accuracy {100 * best:.1f} %." if math.isfinite(best) else ""
+            self.status_label.setText(
+                f"Finished in {format_duration(event.elapsed_seconds)}.{score}{where}"
+            )
+        elif event.status == STATUS_STOPPED:
+            self.progress_bar.setFormat("Stopped")
+            self.status_label.setText(
+                f"Stopped after {event.epochs_completed} epoch(s).{where} Press Resume to continue."
+            )
+        elif event.status == STATUS_FAILED:
+            self.progress_bar.setFormat("Failed")
+            self.status_label.setText(f"Training failed: {event.error_message}")
+        self.eta_label.setText("–")
+
+
+def _preview() -> None:  # pragma: no cover - manual preview
+    from ptm_studio.gui.panels._preview import fake_batch, fake_epoch, fake_started, run_preview
+
+    def build() -> TrainingPanel:
+        panel = TrainingPanel()
+        panel.set_device("CPU (4 cores)", "No graphics card found: training runs on the processor.")
+        panel.set_running(True)
+        panel.start_run(fake_started())
+        panel.add_batch(fake_batch(321))
+        panel.add_epoch(fake_epoch(1))
+        return panel
+
+    run_preview(build, size=(520, 320))
+
+
+if __name__ == "__main__":
+    _preview()

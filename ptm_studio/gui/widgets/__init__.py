@@ -1,0 +1,1 @@
+"""Reusable widgets: live curves, the thumbnail grid, the large image viewer."""

@@ -1,0 +1,223 @@
+"""LivePlot: a pyqtgraph plot whose curves are created once and refreshed from growable buffers.
+
+Data arrive at any rate through :meth:`LivePlot.append`; nothing is drawn until :meth:`refresh`,
+which the owning panel calls from a 10–20 Hz timer. Curves use auto downsampling and
+clip-to-view so 100k points stay smooth. Non-finite points are kept in the buffer (so step
+numbers stay honest) but never reach pyqtgraph. Hovering shows the nearest values as plain text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Slot
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+
+class PointBuffer:
+    """Amortised O(1) append of (x, y) float pairs into numpy arrays."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._x = np.empty(capacity, dtype=np.float64)
+        self._y = np.empty(capacity, dtype=np.float64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, x: float, y: float) -> None:
+        if self._size == len(self._x):
+            self._x = np.resize(self._x, 2 * len(self._x))
+            self._y = np.resize(self._y, 2 * len(self._y))
+        self._x[self._size] = _as_float(x)
+        self._y[self._size] = _as_float(y)
+        self._size += 1
+
+    def clear(self) -> None:
+        self._size = 0
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self._size]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self._size]
+
+    def finite(self, *, positive_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.x, self.y
+        mask = np.isfinite(x) & np.isfinite(y)
+        if positive_only:
+            mask &= y > 0
+        return x[mask], y[mask]
+
+
+def _as_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+@dataclass
+class _Curve:
+    name: str
+    item: pg.PlotDataItem
+    buffer: PointBuffer = field(default_factory=PointBuffer)
+    is_dirty: bool = False
+
+
+class IntegerAxis(pg.AxisItem):
+    """An axis that only labels whole numbers (epochs): no "1.5" between epoch 1 and 2."""
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:
+        levels = []
+        for spacing, values in super().tickValues(minVal, maxVal, size):
+            if spacing < 1:
+                continue
+            levels.append((spacing, [value for value in values if float(value).is_integer()]))
+        if not levels:
+            first, last = int(np.ceil(minVal)), int(np.floor(maxVal))
+            levels.append((1.0, [float(value) for value in range(first, last + 1)]))
+        return levels
+
+
+class LivePlot(QWidget):
+    """A titled plot with named curves and a plain-text hover read-out underneath."""
+
+    def __init__(
+        self,
+        title: str,
+        x_label: str,
+        y_label: str,
+        *,
+        log_y: bool = False,
+        integer_x: bool = False,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._curves: dict[str, _Curve] = {}
+        self._log_y = log_y
+        self._x_label = x_label
+        axes = {"bottom": IntegerAxis("bottom")} if integer_x else None
+        self.plot_widget = pg.PlotWidget(axisItems=axes)
+        self.plot_widget.setTitle(title)
+        self.plot_widget.setLabel("bottom", x_label)
+        self.plot_widget.setLabel("left", y_label)
+        self.plot_widget.showGrid(x=True, y=True, alpha=0.2)
+        for side in ("bottom", "left"):
+            # The automatic "(x0.001)" prefix re-lays out the axis label as HTML on every range
+            # change (5 ms each): the single biggest cost while curves grow. Plain ticks instead.
+            self.plot_widget.getAxis(side).enableAutoSIPrefix(False)
+            # Major ticks only: each tick line and label is a Python → Qt call per paint, and
+            # while training runs each such call may wait for the interpreter lock.
+            self.plot_widget.getAxis(side).setStyle(maxTickLevel=0)
+        self.plot_widget.setMenuEnabled(True)
+        self.plot_widget.setMinimumHeight(150)
+        backdrop = QGuiApplication.palette().color(QPalette.ColorRole.Base)
+        backdrop.setAlpha(200)  # curves stay visible through the legend
+        self.legend = self.plot_widget.addLegend(offset=(-10, 10), brush=pg.mkBrush(backdrop))
+        if log_y:
+            self.plot_widget.setLogMode(y=True)
+        self.hover_label = QLabel(" ")
+        self.hover_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.hover_label.setObjectName("hint")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.plot_widget, 1)
+        layout.addWidget(self.hover_label)
+        self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+    def add_curve(
+        self,
+        key: str,
+        name: str,
+        colour: QColor,
+        *,
+        width: float = 1.5,
+        dashed: bool = False,
+        with_symbols: bool = False,
+    ) -> None:
+        pen = pg.mkPen(
+            colour, width=width, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine
+        )
+        item = self.plot_widget.plot(
+            [],
+            [],
+            name=name,
+            pen=pen,
+            symbol="o" if with_symbols else None,
+            symbolSize=6,
+            symbolBrush=colour,
+            symbolPen=None,
+        )
+        item.setDownsampling(auto=True, method="peak")
+        item.setClipToView(True)
+        self._curves[key] = _Curve(name=name, item=item)
+
+    def append(self, key: str, x: float, y: float) -> None:
+        curve = self._curves[key]
+        curve.buffer.append(x, y)
+        curve.is_dirty = True
+
+    def point_count(self, key: str) -> int:
+        """Points held (finite or not) for one curve."""
+        return len(self._curves[key].buffer)
+
+    def drawn_point_count(self, key: str) -> int:
+        """Points actually handed to pyqtgraph (the finite ones) at the last refresh."""
+        data = self._curves[key].item.getOriginalDataset()
+        return 0 if data[0] is None else len(data[0])
+
+    @property
+    def is_dirty(self) -> bool:
+        return any(curve.is_dirty for curve in self._curves.values())
+
+    def refresh(self) -> bool:
+        """Push new data to the curves that changed; False (and no repaint) when nothing did."""
+        changed = False
+        for curve in self._curves.values():
+            if not curve.is_dirty:
+                continue
+            x, y = curve.buffer.finite(positive_only=self._log_y)
+            curve.item.setData(x, y)
+            curve.is_dirty = False
+            changed = True
+        return changed
+
+    def clear_data(self) -> None:
+        """Empty every curve; the plot itself is repainted at the next refresh."""
+        for curve in self._curves.values():
+            curve.buffer.clear()
+            curve.is_dirty = True
+        self.hover_label.setText(" ")
+
+    @Slot(object)
+    def _on_mouse_moved(self, position: QPointF) -> None:
+        view_box = self.plot_widget.getPlotItem().getViewBox()
+        if not self.plot_widget.sceneBoundingRect().contains(position):
+            return
+        x_value = view_box.mapSceneToView(position).x()
+        parts = []
+        for curve in self._curves.values():
+            x, y = curve.buffer.finite()
+            if len(x) == 0:
+                continue
+            index = int(np.clip(np.searchsorted(x, x_value), 0, len(x) - 1))
+            if index > 0 and abs(x[index - 1] - x_value) < abs(x[index] - x_value):
+                index -= 1
+            parts.append(
+                f"{curve.name}: {_format_value(y[index])} ({self._x_label.lower()} {_format_value(x[index])})"
+            )
+        self.hover_label.setText("   ".join(parts) if parts else " ")
+
+
+def _format_value(value: float) -> str:
+    if value == int(value) and abs(value) < 1e9:
+        return str(int(value))
+    return f"{value:.4g}"

@@ -1,0 +1,214 @@
+"""Fixtures for the GUI tests: offscreen Qt, isolated settings, no blocking dialogs, no leaked threads."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths, QThread
+
+import ptm_studio.core.data  # noqa: F401 - import torch once on the main thread (slow in a thread)
+from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.engine.events import (
+    STATUS_COMPLETED,
+    STATUS_STOPPED,
+    CheckpointSaved,
+    TrainingFinished,
+)
+from ptm_studio.gui import dialogs
+from ptm_studio.gui.panels._preview import (
+    fake_batch,
+    fake_epoch,
+    fake_predictions,
+    fake_started,
+    make_sample_images,
+)
+
+pytestmark = pytest.mark.gui
+TINY_CLASSES = ("cat", "dog", "bird")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """QSettings and QStandardPaths point at a temporary place: tests never touch the user's."""
+    QStandardPaths.setTestModeEnabled(True)
+    QCoreApplication.setOrganizationName("PTM Studio Tests")
+    QCoreApplication.setApplicationName("PTM Studio Tests")
+    folder = tmp_path_factory.mktemp("settings")
+    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+        QSettings.setPath(QSettings.Format.NativeFormat, scope, str(folder))
+        QSettings.setPath(QSettings.Format.IniFormat, scope, str(folder))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def dialog_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """Message boxes would block offscreen: record them instead (ask_yes_no answers Yes)."""
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def record(name: str, answer: Any = None) -> Any:
+        def fake(*args: Any) -> Any:
+            calls.append((name, args))
+            return answer
+
+        return fake
+
+    monkeypatch.setattr(dialogs, "show_error", record("show_error"))
+    monkeypatch.setattr(dialogs, "show_info", record("show_info"))
+    monkeypatch.setattr(dialogs, "ask_yes_no", record("ask_yes_no", True))
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_qthreads(monkeypatch: pytest.MonkeyPatch, qapp: Any) -> Iterator[None]:
+    """Fail a test that leaves a QThread running (napari style)."""
+    started: list[QThread] = []
+    original_start = QThread.start
+
+    def tracking_start(self: QThread, *args: Any) -> None:
+        started.append(self)
+        original_start(self, *args)
+
+    monkeypatch.setattr(QThread, "start", tracking_start)
+    yield
+    deadline = time.monotonic() + 10
+    running = started
+    while time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        running = [thread for thread in started if _is_running(thread)]
+        if not running:
+            break
+        time.sleep(0.01)
+    assert not running, (
+        f"QThreads still running after the test: {[t.objectName() for t in running]}"
+    )
+
+
+def _is_running(thread: QThread) -> bool:
+    try:
+        return thread.isRunning()
+    except RuntimeError:  # already deleted by deleteLater: it ended
+        return False
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    make_sample_images(root, classes=TINY_CLASSES, per_class=6, size=16)
+    return root
+
+
+@pytest.fixture
+def tiny_config(tiny_dataset: Path) -> RunConfig:
+    config = RunConfig()
+    for field_path, value in (
+        ("data.data_dir", str(tiny_dataset)),
+        ("data.image_size", 32),
+        ("data.batch_size", 4),
+        ("optim.num_epochs", 2),
+        ("model.backbone", "small_cnn"),
+    ):
+        config = replace_field(config, field_path, value)
+    return config
+
+
+class FakeTrainer:
+    """Speaks the Trainer's API and event order without torch: fast, deterministic, controllable."""
+
+    num_batches = 3
+    delay_s = 0.0
+    error: BaseException | None = None
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        callbacks: Any = (),
+        stop_request: Any = None,
+        runs_root: Path | None = None,
+        resume_from: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.stop_request = stop_request
+        self.run_dir = (runs_root or Path(".")) / "fake-run"
+
+    def _emit(self, hook: str, event: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(event)
+
+    def run(self) -> TrainingFinished:
+        epochs = self.config.optim.num_epochs
+        steps = self.num_batches
+        self._emit(
+            "on_training_started", fake_started(self.run_dir, num_epochs=epochs, steps=steps)
+        )
+        status, step = STATUS_COMPLETED, 0
+        for epoch in range(1, epochs + 1):
+            for _ in range(steps):
+                if self.error is not None:
+                    raise self.error
+                step += 1
+                time.sleep(self.delay_s)
+                self._emit(
+                    "on_batch_finished", fake_batch(step, steps_per_epoch=steps, num_epochs=epochs)
+                )
+                if self.stop_request is not None and self.stop_request.is_requested:
+                    status = STATUS_STOPPED
+                    break
+            if status == STATUS_STOPPED:
+                self._emit(
+                    "on_checkpoint_saved", CheckpointSaved(epoch, step, self.run_dir, "stopped")
+                )
+                break
+            self._emit("on_epoch_finished", fake_epoch(epoch, num_epochs=epochs))
+            self._emit(
+                "on_predictions_ready",
+                fake_predictions({name: [] for name in TINY_CLASSES}, epoch=epoch),
+            )
+            self._emit("on_checkpoint_saved", CheckpointSaved(epoch, step, self.run_dir, "epoch"))
+        finished = TrainingFinished(status, self.run_dir, epoch, 0.5, 0.5, 1.0)
+        self._emit("on_training_finished", finished)
+        return finished
+
+
+@pytest.fixture
+def fake_trainer() -> Iterator[type[FakeTrainer]]:
+    class Trainer(FakeTrainer):
+        pass
+
+    yield Trainer
+
+
+@pytest.fixture
+def make_window(qtbot: Any, tmp_path: Path, tiny_dataset: Path) -> Iterator[Any]:
+    """Build a MainWindow on the tiny dataset with a temporary runs folder; always shut down cleanly."""
+    from ptm_studio.gui.main_window import MainWindow
+
+    windows: list[Any] = []
+
+    def build(**kwargs: Any) -> Any:
+        kwargs.setdefault("runs_root", tmp_path / "runs")
+        kwargs.setdefault("initial_folder", tiny_dataset)
+        window = MainWindow(**kwargs)
+        qtbot.addWidget(window)
+        windows.append(window)
+        qtbot.waitUntil(lambda: window.dataset_panel.summary is not None, timeout=20_000)
+        return window
+
+    yield build
+    for window in windows:
+        try:
+            window.session.shutdown()
+            window.dataset_panel.shutdown()
+            window.predictions_panel.shutdown()
+        except RuntimeError:
+            pass

@@ -1,0 +1,186 @@
+"""End to end with the real core Trainer: the Start button trains a tiny CNN on CPU.
+
+Marked slow: a few seconds each on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QObject, QTimer, Slot
+
+from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_STOPPED
+from ptm_studio.gui.warmup import warm_up
+
+pytestmark = pytest.mark.slow
+
+
+class GapProbe:
+    """A 10 ms timer that records the longest gap between its ticks: how long the GUI was blocked."""
+
+    def __init__(self) -> None:
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.max_gap = 0.0
+        self._last = 0.0
+        self.started_at = 0.0
+        self.long_gaps: list[tuple[float, float]] = []  # (when, how long), for the failure message
+
+    def start(self) -> None:
+        self._last = self.started_at = time.perf_counter()
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        gap = now - self._last
+        self.max_gap = max(self.max_gap, gap)
+        if gap > 0.05:
+            self.long_gaps.append((round(self._last - self.started_at, 3), round(gap, 3)))
+        self._last = now
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return self.max_gap
+
+
+class _MomentRecorder(QObject):
+    def __init__(self, probe: GapProbe, moments: list[tuple[float, str]]) -> None:
+        super().__init__()
+        self.probe, self.moments = probe, moments
+
+    def _note(self, what: str) -> None:
+        self.moments.append((round(time.perf_counter() - self.probe.started_at, 3), what))
+
+    @Slot(object)
+    def started(self, event: Any) -> None:
+        self._note("started")
+
+    @Slot(object)
+    def epoch(self, event: Any) -> None:
+        self._note(f"epoch {event.epoch}")
+
+    @Slot(object)
+    def finished(self, event: Any) -> None:
+        self._note("finished")
+
+
+def _prepare(window: Any) -> None:
+    window.model_panel.backbone_combo.setCurrentIndex(
+        window.model_panel.backbone_combo.findData("small_cnn")
+    )
+    objective = window.objective_panel
+    objective.image_size_spin.setValue(32)
+    objective.batch_spin.setValue(4)
+    objective.epochs_spin.setValue(2)
+
+
+def test_start_button_trains_for_real_and_fills_plots_and_predictions(
+    qtbot: Any, make_window: Any
+) -> None:
+    window = make_window()
+    _prepare(window)
+    session = window.session
+    with qtbot.waitSignals(
+        [
+            session.training_started,
+            session.batch_finished,
+            session.epoch_finished,
+            session.training_finished,
+        ],
+        order="simple",
+        timeout=120_000,
+    ):
+        window.training_panel.start_button.click()
+    qtbot.waitUntil(lambda: not session.is_running, timeout=30_000)
+    assert session.last_finished.status == STATUS_COMPLETED, session.last_finished.error_details
+    assert session.last_finished.run_dir is not None
+    assert str(session.last_finished.run_dir).startswith(str(window.session.runs_root))
+    metrics = window.metrics_panel
+    metrics.refresh_all()
+    steps = metrics.step_loss_plot.point_count("raw")
+    assert steps >= 2
+    assert metrics.step_loss_plot.drawn_point_count("raw") == steps
+    assert metrics.accuracy_plot.point_count("val") == 2
+    assert metrics.epoch_loss_plot.drawn_point_count("train") == 2
+    assert window.predictions_panel.model.rowCount() > 0
+    assert "After epoch 2" in window.predictions_panel.summary_label.text()
+    assert window.training_panel.start_button.isEnabled()
+
+
+def test_event_order_is_strict_for_a_one_epoch_run(qtbot: Any, make_window: Any) -> None:
+    window = make_window()
+    _prepare(window)
+    window.objective_panel.epochs_spin.setValue(1)
+    session = window.session
+    # 18 images, 20 % validation → 12–15 training images → 3–4 batches of 4.
+    with qtbot.waitSignals(
+        [
+            session.training_started,
+            session.batch_finished,
+            session.batch_finished,
+            session.batch_finished,
+        ],
+        order="strict",
+        timeout=120_000,
+    ):
+        window.start_training()
+    with qtbot.waitSignals(
+        [session.epoch_finished, session.predictions_ready, session.training_finished],
+        order="simple",
+        timeout=120_000,
+    ):
+        pass
+    qtbot.waitUntil(lambda: not session.is_running, timeout=30_000)
+    assert session.last_finished.status == STATUS_COMPLETED
+
+
+def test_gui_is_never_blocked_over_100_ms_during_a_tiny_run(qtbot: Any, make_window: Any) -> None:
+    warm_up()  # the app does this at launch; see gui/warmup.py
+    window = make_window()
+    window.show()
+    _prepare(window)
+    qtbot.wait(300)  # let the launch-time device probe finish
+    probe = GapProbe()
+    moments: list[tuple[float, str]] = []
+    recorder = _MomentRecorder(probe, moments)
+    window.session.training_started.connect(recorder.started)
+    window.session.epoch_finished.connect(recorder.epoch)
+    window.session.training_finished.connect(recorder.finished)
+    probe.start()
+    qtbot.wait(50)
+    moments.append((round(time.perf_counter() - probe.started_at, 3), "click"))
+    window.training_panel.start_button.click()  # the click itself is measured too
+    qtbot.waitUntil(
+        lambda: window.session.last_finished is not None and not window.session.is_running,
+        timeout=120_000,
+    )
+    qtbot.wait(200)
+    max_gap = probe.stop()
+    assert window.session.last_finished.status == STATUS_COMPLETED, (
+        window.session.last_finished.error_details
+    )
+    assert max_gap < 0.100, (
+        f"the GUI event loop was blocked for {1000 * max_gap:.0f} ms; long gaps {probe.long_gaps}, "
+        f"events {moments}"
+    )
+
+
+def test_stop_then_resume_continues_the_run(qtbot: Any, make_window: Any) -> None:
+    window = make_window()
+    _prepare(window)
+    window.objective_panel.epochs_spin.setValue(3)
+    session = window.session
+    with qtbot.waitSignal(session.batch_finished, timeout=120_000):
+        window.start_training()
+    with qtbot.waitSignal(session.training_finished, timeout=60_000) as blocker:
+        window.stop_training()
+    assert blocker.args[0].status == STATUS_STOPPED, blocker.args[0].error_details
+    qtbot.waitUntil(lambda: not session.is_running, timeout=30_000)
+    assert window.training_panel.resume_button.isEnabled()
+    with qtbot.waitSignal(session.training_finished, timeout=120_000) as blocker:
+        window.training_panel.resume_button.click()
+    assert blocker.args[0].status == STATUS_COMPLETED, blocker.args[0].error_details
+    qtbot.waitUntil(lambda: not session.is_running, timeout=30_000)
