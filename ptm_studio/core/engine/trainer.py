@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ptm_studio.core.atomic_io import remove_stray_temp_files
-from ptm_studio.core.config import ConfigError, RunConfig
+from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DatasetError
 from ptm_studio.core.devices import (
     autocast_dtype,
@@ -39,7 +39,8 @@ from ptm_studio.core.engine.events import (
     TrainingFinished,
     TrainingStarted,
 )
-from ptm_studio.core.engine.loops import StepContext, TrainingDiverged, optimization_step
+from ptm_studio.core.engine.failures import DivergenceGuard, plain_message
+from ptm_studio.core.engine.loops import StepContext, optimization_step
 from ptm_studio.core.engine.pretrain_task import PretrainTask
 from ptm_studio.core.engine.progress import RunProgress
 from ptm_studio.core.engine.setup import (
@@ -53,22 +54,10 @@ from ptm_studio.core.engine.tasks import (
     TaskEnvironment,
     TrainingTask,
 )
-from ptm_studio.core.models import ModelError, WeightsError
 from ptm_studio.core.objectives import build_optimizer, build_scheduler
 from ptm_studio.core.runs import RunDirectory, default_runs_root
 
 LOGGER = logging.getLogger(__name__)
-USER_FACING_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    DatasetError,
-    ModelError,
-    WeightsError,
-    checkpoints.CheckpointError,
-    TrainingDiverged,
-    NotImplementedError,
-    OSError,
-)
-MAX_NON_FINITE_STEPS_IN_A_ROW = 5
 
 
 class Trainer:
@@ -94,7 +83,7 @@ class Trainer:
         self.progress = RunProgress()
         self.download_progress = download_progress
         self.last_outcome: EpochOutcome | None = None
-        self.non_finite_in_a_row = 0
+        self.divergence_guard = DivergenceGuard()
         self.pending_rng_state: dict[str, Any] | None = None
         self.last_checkpoint_time = time.monotonic()
 
@@ -107,7 +96,7 @@ class Trainer:
             status = self._fit()
         except Exception as error:  # every failure becomes a readable TrainingFinished
             LOGGER.exception("training failed")
-            message, details = _plain_message(error), traceback.format_exc()
+            message, details = plain_message(error), traceback.format_exc()
             error_type = type(error).__name__
         finished = TrainingFinished(
             status=status,
@@ -212,7 +201,7 @@ class Trainer:
             loss = optimization_step(self.context, result.loss)
             self.progress.add_batch(loss, result.correct, result.count)
             self.callbacks.emit(self._batch_event(epoch_index, batch_index, loss))
-            self._count_non_finite(loss)
+            self.divergence_guard.check(loss, self.progress.global_step)
             if self.stop_request.is_requested:
                 return False
             if self._periodic_checkpoint_due(batch_index):
@@ -401,17 +390,6 @@ class Trainer:
         assert self.run_dir is not None
         self.run_dir.append_metrics(self.progress.take_batch_log())
 
-    def _count_non_finite(self, loss: float) -> None:
-        if math.isfinite(loss):
-            self.non_finite_in_a_row = 0
-            return
-        self.non_finite_in_a_row += 1
-        if self.non_finite_in_a_row >= MAX_NON_FINITE_STEPS_IN_A_ROW:
-            raise TrainingDiverged(
-                f"The loss diverged at step {self.progress.global_step} (it became NaN or infinite"
-                f" {self.non_finite_in_a_row} steps in a row). Try a lower learning rate."
-            )
-
     def _record_final_status(self, finished: TrainingFinished) -> None:
         if self.run_dir is None:
             return
@@ -444,11 +422,3 @@ _EPOCH_LOG_FIELDS = (
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _plain_message(error: BaseException) -> str:
-    """Errors written for users speak for themselves; anything else is named as unexpected."""
-    text = str(error) or type(error).__name__
-    if isinstance(error, USER_FACING_ERRORS):
-        return text
-    return f"Unexpected error ({type(error).__name__}): {text}"
