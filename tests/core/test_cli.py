@@ -238,7 +238,9 @@ def test_compare_finetunes_from_pretrained_and_from_random(
     assert "Pretraining" in out  # the verdict sentence
 
 
-def test_python_dash_m_dispatches_every_command_to_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+def test_python_dash_m_dispatches_every_command_to_the_cli(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from ptm_studio.__main__ import main as module_main
     from ptm_studio.cli import COMMANDS
 

@@ -243,7 +243,7 @@ def test_huge_safetensors_header_length_is_refused_without_allocating(tmp_path: 
     started = time.perf_counter()
     with pytest.raises(WeightsError, match="not a valid safetensors file"):
         load_state_dict_file(path)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 10.0  # "no hang", not a speed target
     assert _peak_memory_kilobytes() - peak_before < 50 * 1024
 
 
