@@ -21,14 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.config import ConfigError, RunConfig
+from ptm_studio.core.config import ConfigError, RunConfig, replace_field
 from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_FAILED, STATUS_STOPPED
 from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.actions import install_actions
 from ptm_studio.gui.device_probe import DeviceProbe, demo_folder
 from ptm_studio.gui.panels.dataset_panel import DatasetPanel
 from ptm_studio.gui.panels.metrics_panel import MetricsPanel
-from ptm_studio.gui.panels.model_panel import ModelPanel
+from ptm_studio.gui.panels.model_panel import ModelPanel, imagenet_status
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
@@ -163,7 +163,25 @@ class MainWindow(QMainWindow):
                 self, "A setting needs a look", f"{error.field_path}: {error.message}"
             )
             return
+        config = self._with_download_consent(config)
+        if config is None:
+            return
         self._start(config, resume_from=None)
+
+    def _with_download_consent(self, config: RunConfig) -> RunConfig | None:
+        """ImageNet weights not on this computer yet: ask before anything is downloaded."""
+        if config.model.weights != "imagenet" or config.model.allow_download:
+            return config
+        if imagenet_status(config.model.backbone) != "needs_download":
+            return config
+        if not dialogs.ask_yes_no(
+            self,
+            "Download the ImageNet weights?",
+            f"The ImageNet weights for {config.model.backbone} are not on this computer yet. "
+            "Download them now (needs internet, once)? Choose No to pick other starting weights.",
+        ):
+            return None
+        return replace_field(config, "model.allow_download", True)
 
     @Slot()
     def resume_training(self) -> None:

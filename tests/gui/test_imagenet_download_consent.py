@@ -1,0 +1,42 @@
+"""ImageNet weights not on this computer: Start asks before downloading, never fails silently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ptm_studio.gui import dialogs
+from ptm_studio.gui import main_window as main_window_module
+
+
+@pytest.mark.parametrize("user_agrees", [True, False])
+def test_start_asks_before_downloading_imagenet_weights(
+    make_window: Any, monkeypatch: pytest.MonkeyPatch, user_agrees: bool
+) -> None:
+    window = make_window()
+    panel = window.model_panel
+    panel.backbone_combo.setCurrentIndex(panel.backbone_combo.findData("mobilenet_v3_small"))
+    monkeypatch.setattr(main_window_module, "imagenet_status", lambda name: "needs_download")
+    questions: list[str] = []
+    monkeypatch.setattr(
+        dialogs,
+        "ask_yes_no",
+        lambda parent, title, question: questions.append(question) or user_agrees,
+    )
+    started: list[Any] = []
+    monkeypatch.setattr(window, "_start", lambda config, resume_from: started.append(config))
+    base = window.current_config()
+    monkeypatch.setattr(
+        window,
+        "current_config",
+        lambda: main_window_module.replace_field(base, "model.weights", "imagenet"),
+    )
+
+    window.start_training()
+
+    assert len(questions) == 1 and "mobilenet_v3_small" in questions[0]
+    if user_agrees:
+        assert len(started) == 1 and started[0].model.allow_download is True
+    else:
+        assert started == []
