@@ -21,6 +21,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "resources" / "screenshot
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--tab", choices=("charts", "predictions"), default="charts")
     parser.add_argument(
         "--after-seconds", type=float, default=25.0, help="grab this long after Start"
     )
@@ -47,6 +48,9 @@ def main() -> int:
     window.resize(1400, 900)
     window.show()
 
+    def show_tab() -> None:
+        window.tabs.setCurrentIndex(1 if arguments.tab == "predictions" else 0)
+
     def grab_and_quit() -> None:
         window.grab().save(str(arguments.output))
         print(f"saved {arguments.output}")
@@ -54,7 +58,9 @@ def main() -> int:
         app.quit()
 
     QTimer.singleShot(1500, window.training_panel.start_button.click)
-    QTimer.singleShot(int(1500 + 1000 * arguments.after_seconds), grab_and_quit)
+    grab_at = int(1500 + 1000 * arguments.after_seconds)
+    QTimer.singleShot(grab_at - 2000, show_tab)  # thumbnails load lazily once the grid is shown
+    QTimer.singleShot(grab_at, grab_and_quit)
     return app.exec()
 
 
