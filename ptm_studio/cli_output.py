@@ -177,6 +177,16 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
             rows.append(
                 ("Finetune from it", f"ptm-studio finetune --init-from '{finished.run_dir}'")
             )
+    if finished.status == "stopped" and finished.error_message:
+        rows.append(("Why it stopped", finished.error_message))
+    if finished.skipped_files:
+        shown = ", ".join(finished.skipped_files[:3])
+        more = (
+            f" and {len(finished.skipped_files) - 3} more"
+            if len(finished.skipped_files) > 3
+            else ""
+        )
+        rows.append(("Skipped (unreadable)", f"{len(finished.skipped_files)}: {shown}{more}"))
     width = max(len(label) for label, _ in rows) + 2
     if epochs:
         print()

@@ -135,6 +135,8 @@ class TrainingFinished:
     error_message: str = ""
     error_details: str = ""
     error_type: str = ""  # the exception's class name, e.g. "DatasetError"
+    # Training pictures that could not be read during the run and were skipped.
+    skipped_files: tuple[str, ...] = ()
 
 
 Event = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ptm_studio.core.config import ConfigError
-from ptm_studio.core.data import DatasetError
+from ptm_studio.core.data import DatasetError, ImageLoadError
 from ptm_studio.core.engine.checkpoints import CheckpointError
 from ptm_studio.core.engine.loops import TrainingDiverged
 from ptm_studio.core.models import ModelError, WeightsError
@@ -16,6 +16,7 @@ MAX_NON_FINITE_STEPS_IN_A_ROW = 5
 USER_FACING_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     DatasetError,
+    ImageLoadError,
     ModelError,
     WeightsError,
     CheckpointError,

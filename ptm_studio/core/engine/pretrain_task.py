@@ -24,10 +24,11 @@ from ptm_studio.core.data import (
     scan_folder,
 )
 from ptm_studio.core.data.pretrain_views import MultiViewDataset, build_pretrain_transform
+from ptm_studio.core.data.skipping import SkipUnreadable
 from ptm_studio.core.engine.events import PretrainSamplesReady
 from ptm_studio.core.engine.loops import autocast
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
-from ptm_studio.core.engine.setup import build_model
+from ptm_studio.core.engine.setup import build_model, resolve_data_dir
 from ptm_studio.core.engine.tasks import BatchResult, EpochOutcome, TaskEnvironment, TrainingTask
 from ptm_studio.core.objectives.pretrain_health import (
     embedding_spread,
@@ -89,7 +90,7 @@ class PretrainTask(TrainingTask):
         self.epoch_embeddings: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ data
-    def _views_dataset(self, split: DataSplit) -> MultiViewDataset:
+    def _views_dataset(self, split: DataSplit) -> SkipUnreadable:
         image_size = self.config.data.image_size
         transform = build_pretrain_transform(
             image_size,
@@ -98,7 +99,8 @@ class PretrainTask(TrainingTask):
             strength=self._view_strength(),
         )
         # Labels are ignored: every readable picture of the training part is used.
-        return MultiViewDataset(split.train, transform, self.objective.views_per_image)
+        views = MultiViewDataset(split.train, transform, self.objective.views_per_image)
+        return SkipUnreadable(views, resolve_data_dir(self.config))
 
     def _view_strength(self) -> str:
         strength = self.objective.transform_strength
@@ -171,6 +173,9 @@ class PretrainTask(TrainingTask):
             self.epoch_embeddings.append(embeddings.detach().float().cpu())
 
     # ------------------------------------------------------------------ epoch end
+    def skipped_files(self) -> dict[str, str]:
+        return dict(self.train_set.skipped)
+
     def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
         spread = (
             embedding_spread(torch.cat(self.epoch_embeddings))

@@ -24,6 +24,7 @@ from ptm_studio.core.data import (
     preflight,
     scan_folder,
 )
+from ptm_studio.core.data.skipping import SkipUnreadable
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.models import (
     BackboneSpec,
@@ -67,6 +68,7 @@ class DataLoaders:
     val: DataLoader
     train_sampler: ResumableShuffleSampler
     val_paths: tuple[str, ...]
+    train_set: SkipUnreadable
 
 
 def build_data_loaders(
@@ -77,7 +79,9 @@ def build_data_loaders(
         data.image_size, mean=spec.mean, std=spec.std, train=True, augmentations=data.augmentations
     )
     eval_transform = build_transform(data.image_size, mean=spec.mean, std=spec.std, train=False)
-    train_set = ImageDataset(split.train, split.class_names, train_transform)
+    train_set = SkipUnreadable(
+        ImageDataset(split.train, split.class_names, train_transform), resolve_data_dir(config)
+    )
     val_set = ImageDataset(split.val, split.class_names, eval_transform)
     sampler = ResumableShuffleSampler(len(train_set), config.seed)
     common: dict[str, Any] = {
@@ -91,7 +95,7 @@ def build_data_loaders(
         train_set, batch_size=data.batch_size, sampler=sampler, drop_last=drop_last, **common
     )
     val_loader = DataLoader(val_set, batch_size=data.batch_size, shuffle=False, **common)
-    return DataLoaders(train_loader, val_loader, sampler, val_set.paths)
+    return DataLoaders(train_loader, val_loader, sampler, val_set.paths, train_set)
 
 
 def build_model(

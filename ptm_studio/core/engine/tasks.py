@@ -97,6 +97,10 @@ class TrainingTask:
     def extra_state(self) -> dict[str, Any]:
         return {}
 
+    def skipped_files(self) -> dict[str, str]:
+        """Training pictures that could not be read during the run, with the reason."""
+        return {}
+
     def load_state(self, weights: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -181,6 +185,9 @@ class SupervisedTask(TrainingTask):
 
     def shareable_weights(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
+
+    def skipped_files(self) -> dict[str, str]:
+        return dict(self.loaders.train_set.skipped)
 
     def load_state(self, weights: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         self.model.load_state_dict(weights)

@@ -19,7 +19,8 @@ import torch
 
 from ptm_studio.core.atomic_io import remove_stray_temp_files
 from ptm_studio.core.config import RunConfig
-from ptm_studio.core.data import DatasetError
+from ptm_studio.core.data import DatasetError, ImageLoadError
+from ptm_studio.core.data.skipping import DatasetVanished
 from ptm_studio.core.devices import (
     autocast_dtype,
     configure_cpu_threads,
@@ -84,6 +85,7 @@ class Trainer:
         self.download_progress = download_progress
         self.last_outcome: EpochOutcome | None = None
         self.divergence_guard = DivergenceGuard()
+        self.stop_message = ""
         self.pending_rng_state: dict[str, Any] | None = None
         self.last_checkpoint_time = time.monotonic()
 
@@ -105,9 +107,10 @@ class Trainer:
             best_val_accuracy=self.progress.best_val_accuracy,
             final_val_accuracy=self.progress.final_val_accuracy,
             elapsed_seconds=time.perf_counter() - started,
-            error_message=message,
+            error_message=message or self.stop_message,
             error_details=details,
             error_type=error_type,
+            skipped_files=tuple(self._skipped_files()),
         )
         self._record_final_status(finished)
         self._release_device()
@@ -174,6 +177,20 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def _fit(self) -> str:
+        try:
+            return self._fit_epochs()
+        except (DatasetVanished, ImageLoadError) as error:
+            root = resolve_data_dir(self.config)
+            if root.exists():
+                raise  # a single unreadable validation picture: fail, naming the file
+            # The folder is gone (an unplugged drive): keep the work done so far and pause.
+            self.save_checkpoint(reason="stopped")
+            self.stop_message = str(
+                error if isinstance(error, DatasetVanished) else DatasetVanished(root)
+            )
+            return STATUS_STOPPED
+
+    def _fit_epochs(self) -> str:
         self.callbacks.emit(self._started_event())
         for epoch_index in range(self.progress.epoch_index, self.config.optim.num_epochs):
             if not self.train_one_epoch(epoch_index):
@@ -249,6 +266,11 @@ class Trainer:
         is_best = self.progress.finish_epoch(outcome.val_accuracy, ranking_loss)
         event = self._epoch_event(epoch_index, outcome, is_best)
         self._log_epoch(event)
+        skipped = self._skipped_files()
+        if skipped:
+            LOGGER.warning("skipped %d unreadable pictures: %s", len(skipped), list(skipped)[:5])
+            assert self.run_dir is not None
+            self.run_dir.write_status(skipped_files=skipped)
         self.callbacks.emit(event)
         for extra_event in outcome.events:
             self.callbacks.emit(extra_event)
@@ -390,11 +412,19 @@ class Trainer:
         assert self.run_dir is not None
         self.run_dir.append_metrics(self.progress.take_batch_log())
 
+    def _skipped_files(self) -> dict[str, str]:
+        task = getattr(self, "task", None)
+        return task.skipped_files() if task is not None else {}
+
     def _record_final_status(self, finished: TrainingFinished) -> None:
         if self.run_dir is None:
             return
         try:
-            self.run_dir.write_status(status=finished.status, error_message=finished.error_message)
+            self.run_dir.write_status(
+                status=finished.status,
+                error_message=finished.error_message,
+                skipped_files=self._skipped_files(),
+            )
         except OSError:
             LOGGER.exception("could not record the final status of %s", self.run_dir.path)
 
