@@ -15,6 +15,7 @@ kill at any moment leaves either a complete old or a complete new checkpoint, wh
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import platform
@@ -35,10 +36,33 @@ MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
 TRAINER_STATE_FILE = "trainer_state.pt"
 CHECKPOINT_FORMAT_VERSION = 1
+FREE_SPACE_MARGIN = 50 * 1024 * 1024
 
 
 class CheckpointError(Exception):
     """A checkpoint is missing, incomplete or damaged; the message names the folder."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, read-only folder); the previous one is kept."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        super().__init__(
+            f"Could not save a checkpoint in {folder}: {reason}. The previous checkpoint is kept; "
+            "free some space (or choose a writable folder), then press Resume."
+        )
+        self.folder = folder
+
+    @classmethod
+    def from_os_error(cls, folder: Path, error: OSError) -> CheckpointWriteError:
+        reasons = {
+            errno.ENOSPC: "the disk is full",
+            errno.EDQUOT: "the disk quota is used up",
+            errno.EROFS: "the folder is on a read-only disk",
+            errno.EACCES: "PTM Studio may not write there",
+            errno.EPERM: "PTM Studio may not write there",
+        }
+        return cls(folder, reasons.get(error.errno or 0, error.strerror or str(error)))
 
 
 @dataclass(frozen=True)
@@ -59,19 +83,37 @@ def save_checkpoint(
     folder = Path(folder)
     partial = _sibling(folder, "partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     plain_state = {
         name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model_state.items()
     }
-    write_bytes_atomic(partial / MODEL_FILE, safetensors.torch.save(plain_state))
-    if trainer_state is not None:
-        write_with_atomic(
-            partial / TRAINER_STATE_FILE, lambda handle: torch.save(trainer_state, handle)
-        )
-    full_meta = {**_environment_meta(), **meta, "complete": True, "files": _hash_files(partial)}
-    write_json_atomic(partial / META_FILE, full_meta)
+    model_bytes = safetensors.torch.save(plain_state)
+    # Adam's state is about twice the weights: refuse early when that clearly will not fit.
+    _check_free_space(folder, needed=3 * len(model_bytes) + FREE_SPACE_MARGIN)
+    try:
+        partial.mkdir(parents=True)
+        write_bytes_atomic(partial / MODEL_FILE, model_bytes)
+        if trainer_state is not None:
+            write_with_atomic(
+                partial / TRAINER_STATE_FILE, lambda handle: torch.save(trainer_state, handle)
+            )
+        files = _hash_files(partial)
+        full_meta = {**_environment_meta(), **meta, "complete": True, "files": files}
+        write_json_atomic(partial / META_FILE, full_meta)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)  # never leave half a checkpoint behind
+        raise CheckpointWriteError.from_os_error(folder, error) from error
     _swap_into_place(partial, folder)
     return folder
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    existing = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
+    if existing is None:
+        return
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        reason = f"the disk is nearly full ({free / 1e6:.0f} MB free, about {needed / 1e6:.0f} MB needed)"
+        raise CheckpointWriteError(folder, reason)
 
 
 def load_checkpoint(folder: str | Path, *, with_trainer_state: bool = True) -> LoadedCheckpoint:

@@ -179,6 +179,10 @@ class Trainer:
     def _fit(self) -> str:
         try:
             return self._fit_epochs()
+        except checkpoints.CheckpointWriteError as error:
+            # Disk full or read-only: the last good checkpoint is intact; pause, do not fail.
+            self.stop_message = str(error)
+            return STATUS_STOPPED
         except (DatasetVanished, ImageLoadError) as error:
             root = resolve_data_dir(self.config)
             if root.exists():
@@ -282,13 +286,16 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self, reason: str) -> None:
         assert self.run_dir is not None
-        self._flush_batch_log()
         folder = (
             self.run_dir.best_checkpoint_dir
             if reason == "best"
             else self.run_dir.last_checkpoint_dir
         )
         trainer_state = None if reason == "best" else self._trainer_state()
+        try:
+            self._flush_batch_log()
+        except OSError as error:  # the metrics log could not be appended to
+            raise checkpoints.CheckpointWriteError.from_os_error(folder, error) from error
         checkpoints.save_checkpoint(
             folder, self.task.shareable_weights(), self._checkpoint_meta(), trainer_state
         )
