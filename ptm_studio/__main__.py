@@ -13,7 +13,9 @@ CLI_FLAGS = frozenset({"-h", "--help", "--version"})
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     from ptm_studio import cli
+    from ptm_studio.core.app_logging import configure_logging
 
+    configure_logging()  # a log file in the user's data folder, and faulthandler
     if arguments and (arguments[0] in cli.COMMANDS or arguments[0] in CLI_FLAGS):
         return int(cli.main(arguments) or 0)
     from ptm_studio.gui.app import main as gui_main

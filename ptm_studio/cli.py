@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def train_entry_point() -> None:
     """``ptm-studio-train …`` is ``ptm-studio train …``."""
+    from ptm_studio.core.app_logging import configure_logging
+
+    configure_logging()
     sys.exit(main(["train", *sys.argv[1:]]))
 
 

@@ -174,6 +174,21 @@ def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
     return sorted(runs, key=lambda run: (run.created, run.name), reverse=True)
 
 
+def find_interrupted_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
+    """Runs that were still "running" when the app or computer stopped (a crash, a kill, a power
+    cut) and have a complete checkpoint to resume from, newest first."""
+    from ptm_studio.core.engine.checkpoints import is_complete_checkpoint, recover_checkpoint
+
+    interrupted = []
+    for run in list_runs(runs_root):
+        if run.status != "running":
+            continue
+        last = recover_checkpoint(RunDirectory(run.path).last_checkpoint_dir)
+        if is_complete_checkpoint(last):
+            interrupted.append(run)
+    return interrupted
+
+
 def load_run(path: str | Path) -> RunDirectory:
     run = RunDirectory(path)
     if not run.config_path.is_file():

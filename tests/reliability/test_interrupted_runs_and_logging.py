@@ -1,0 +1,48 @@
+"""T5: a run killed mid-way is found at the next start (to offer Resume); the log file and
+faulthandler are set up for the app and the CLI."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ptm_studio.core.app_logging import configure_logging
+from ptm_studio.core.config import RunConfig
+from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.trainer import Trainer
+from ptm_studio.core.runs import RunDirectory, find_interrupted_runs
+
+
+def test_runs_left_running_with_a_checkpoint_are_offered_for_resume(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    completed = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path).run()
+    stop = StopRequest()
+    stop.request()
+    stopped = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path, stop_request=stop).run()
+    crashed = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path).run()
+    # As if the process died mid-run: run.json still says "running".
+    RunDirectory(crashed.run_dir).write_status(status="running")  # type: ignore[arg-type]
+    never_saved = RunDirectory.create(tmp_path, "died before its first checkpoint")
+    never_saved.write_config(tiny_config())
+    never_saved.write_status(status="running")
+
+    found = [run.path for run in find_interrupted_runs(tmp_path)]
+    assert found == [crashed.run_dir]
+    assert completed.status == "completed" and stopped.status == "stopped"
+
+
+def test_log_file_and_faulthandler(tmp_path: Path) -> None:
+    log_file = configure_logging(tmp_path / "logs")
+    logging.getLogger("ptm_studio.test").warning("something to look at later")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    assert log_file.parent == tmp_path / "logs"
+    assert "something to look at later" in log_file.read_text(encoding="utf-8")
+    assert faulthandler.is_enabled()
+    for handler in list(logging.getLogger().handlers):
+        if getattr(handler, "baseFilename", None) == str(log_file):
+            logging.getLogger().removeHandler(handler)
+            handler.close()
