@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Slot
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 
@@ -118,9 +118,11 @@ class LivePlot(QWidget):
             self.plot_widget.getAxis(side).setStyle(maxTickLevel=0)
         self.plot_widget.setMenuEnabled(True)
         self.plot_widget.setMinimumHeight(150)
-        backdrop = QGuiApplication.palette().color(QPalette.ColorRole.Base)
-        backdrop.setAlpha(200)  # curves stay visible through the legend
-        self.legend = self.plot_widget.addLegend(offset=(-10, 10), brush=pg.mkBrush(backdrop))
+        # The legend sits in one row at the bottom right, beside the axis label, never over the
+        # curves or the title.
+        self.legend = self.plot_widget.addLegend(colCount=4)
+        self.legend.setParentItem(self.plot_widget.getPlotItem())
+        self.legend.anchor(itemPos=(1, 1), parentPos=(1, 1), offset=(-4, 4))
         if log_y:
             self.plot_widget.setLogMode(y=True)
         self.hover_label = QLabel(" ")
