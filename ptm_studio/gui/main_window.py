@@ -31,6 +31,7 @@ from ptm_studio.gui.panels.metrics_panel import MetricsPanel
 from ptm_studio.gui.panels.model_panel import ModelPanel, imagenet_status
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
+from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
 from ptm_studio.gui.session import TrainingSession
 from ptm_studio.gui.workers.training_worker import TrainerFactory
@@ -55,6 +56,7 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel()
         self.metrics_panel = MetricsPanel()
         self.predictions_panel = PredictionsPanel()
+        self.pretraining_panel = PretrainingPanel()
         self._resume_dir: Path | None = None
         self._is_closing_after_stop = False
         self._build_layout()
@@ -82,6 +84,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.predictions_panel, "Predictions")
         self.tabs.setTabToolTip(0, "Live curves of the training (Ctrl+1).")
         self.tabs.setTabToolTip(1, "The validation images with the model's answers (Ctrl+2).")
+        self.tabs.addTab(self.pretraining_panel, "Pretraining")
+        self.tabs.setTabToolTip(2, "How pretraining on unlabelled images is going.")
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -121,6 +125,9 @@ class MainWindow(QMainWindow):
         session.epoch_finished.connect(training.add_epoch)
         session.epoch_finished.connect(self.metrics_panel.add_epoch)
         session.predictions_ready.connect(self.predictions_panel.show_predictions)
+        session.training_started.connect(self.pretraining_panel.start_run)
+        session.epoch_finished.connect(self.pretraining_panel.add_epoch)
+        session.pretrain_samples_ready.connect(self.pretraining_panel.show_samples)
         session.training_finished.connect(training.finish_run)
         session.training_finished.connect(self._on_training_finished)
         session.training_started.connect(self._on_training_started)
@@ -224,6 +231,8 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_training_started(self, event: Any) -> None:
+        if event.task == "pretrain":
+            self.tabs.setCurrentWidget(self.pretraining_panel)
         self.statusBar().showMessage(
             f"Training on {event.device_name}… Results go to {event.run_dir}"
         )

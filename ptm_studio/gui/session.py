@@ -32,6 +32,7 @@ class TrainingSession(QObject):
     batch_finished = Signal(object)
     epoch_finished = Signal(object)
     predictions_ready = Signal(object)
+    pretrain_samples_ready = Signal(object)
     checkpoint_saved = Signal(object)
     training_finished = Signal(object)
     running_changed = Signal(bool)
@@ -78,6 +79,7 @@ class TrainingSession(QObject):
         worker.batch_finished.connect(self._on_batch_finished)
         worker.epoch_finished.connect(self._on_epoch_finished)
         worker.predictions_ready.connect(self._on_predictions_ready)
+        worker.pretrain_samples_ready.connect(self._on_pretrain_samples_ready)
         worker.checkpoint_saved.connect(self._on_checkpoint_saved)
         worker.training_finished.connect(self._on_training_finished)
         thread.started.connect(worker.run)
@@ -135,6 +137,10 @@ class TrainingSession(QObject):
     @Slot(object)
     def _on_predictions_ready(self, event: Any) -> None:
         self.predictions_ready.emit(event)
+
+    @Slot(object)
+    def _on_pretrain_samples_ready(self, event: Any) -> None:
+        self.pretrain_samples_ready.emit(event)
 
     @Slot(object)
     def _on_checkpoint_saved(self, event: Any) -> None:

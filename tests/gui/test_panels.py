@@ -28,6 +28,7 @@ from ptm_studio.gui.panels.metrics_panel import MetricsPanel
 from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel, RecordRole
+from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel, format_duration
 
 PANELS = [
@@ -37,6 +38,7 @@ PANELS = [
     "training_panel",
     "metrics_panel",
     "predictions_panel",
+    "pretraining_panel",
 ]
 HTML_NAME = "<b>x</b>"
 # A folder name cannot hold "/", so the on-disk class uses an unclosed tag (still HTML to Qt).
@@ -45,7 +47,15 @@ FOLDER_HTML_NAME = "<b>x<i>"
 
 @pytest.mark.parametrize(
     "panel_class",
-    [DatasetPanel, ModelPanel, ObjectivePanel, TrainingPanel, MetricsPanel, PredictionsPanel],
+    [
+        DatasetPanel,
+        ModelPanel,
+        ObjectivePanel,
+        TrainingPanel,
+        MetricsPanel,
+        PredictionsPanel,
+        PretrainingPanel,
+    ],
 )
 def test_each_panel_builds_on_its_own(qtbot: Any, panel_class: type) -> None:
     panel = panel_class()

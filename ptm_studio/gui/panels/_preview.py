@@ -17,6 +17,7 @@ from ptm_studio.core.engine.events import (
     EpochFinished,
     PredictionRecord,
     PredictionsReady,
+    PretrainSamplesReady,
     TrainingFinished,
     TrainingStarted,
 )
@@ -75,6 +76,45 @@ def fake_epoch(epoch: int, *, num_epochs: int = 5) -> EpochFinished:
         learning_rate=1e-3,
         epoch_seconds=12.0,
         is_best=True,
+    )
+
+
+def fake_pretrain_epoch(epoch: int, *, num_epochs: int = 5) -> EpochFinished:
+    """A pretraining epoch: the spread recovers from a dip; k-NN accuracy climbs."""
+    return EpochFinished(
+        epoch=epoch,
+        num_epochs=num_epochs,
+        train_loss=4.0 / epoch,
+        train_accuracy=math.nan,
+        val_loss=math.nan,
+        val_accuracy=min(0.9, 0.3 + 0.1 * epoch),
+        val_top5_accuracy=math.nan,
+        learning_rate=1e-3,
+        epoch_seconds=12.0,
+        is_best=False,
+        embedding_spread=(0.05, 0.2, 0.5, 0.8, 0.9)[(epoch - 1) % 5],
+    )
+
+
+def fake_pretrain_samples(
+    epoch: int = 1, *, kind: str = "pair", count: int = 8, size: int = 16
+) -> PretrainSamplesReady:
+    """Coloured gradient pictures and a noisy (or shifted) second row."""
+    rng = np.random.default_rng(epoch)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    first = np.zeros((count, size, size, 3), dtype=np.float32)
+    for index in range(count):
+        first[index, ..., index % 3] = ramp[None, :]
+        first[index, ..., (index + 1) % 3] = ramp[:, None]
+    if kind == "pair":
+        second = np.roll(first, size // 4, axis=2)
+    else:
+        second = first + rng.normal(0, 40 / epoch, size=first.shape)
+    return PretrainSamplesReady(
+        epoch=epoch,
+        kind=kind,
+        first_images=first.clip(0, 255).astype(np.uint8),
+        second_images=second.clip(0, 255).astype(np.uint8),
     )
 
 

@@ -50,6 +50,9 @@ class _SignalForwarder(Callback):
     def on_predictions_ready(self, event: Any) -> None:
         self._worker.predictions_ready.emit(event)
 
+    def on_pretrain_samples_ready(self, event: Any) -> None:
+        self._worker.pretrain_samples_ready.emit(event)
+
     def on_checkpoint_saved(self, event: Any) -> None:
         self._worker.checkpoint_saved.emit(event)
 
@@ -65,6 +68,7 @@ class TrainingWorker(QObject):
     batch_finished = Signal(object)
     epoch_finished = Signal(object)
     predictions_ready = Signal(object)
+    pretrain_samples_ready = Signal(object)
     checkpoint_saved = Signal(object)
     training_finished = Signal(object)
     finished = Signal()
