@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QObject, QThread, Signal, Slot
 
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.gui.workers.threads import move_to_new_thread
 from ptm_studio.gui.workers.training_worker import TrainerFactory, TrainingWorker
 
 # While training runs, its thread and the GUI thread share the interpreter lock. Python hands the
@@ -72,9 +73,7 @@ class TrainingSession(QObject):
             resume_from=resume_from,
             trainer_factory=self.trainer_factory,
         )
-        thread = QThread()
-        thread.setObjectName("ptm-training")
-        worker.moveToThread(thread)
+        thread = move_to_new_thread(worker, "ptm-training", self._on_thread_finished)
         worker.training_started.connect(self._on_training_started)
         worker.batch_finished.connect(self._on_batch_finished)
         worker.epoch_finished.connect(self._on_epoch_finished)
@@ -82,11 +81,6 @@ class TrainingSession(QObject):
         worker.pretrain_samples_ready.connect(self._on_pretrain_samples_ready)
         worker.checkpoint_saved.connect(self._on_checkpoint_saved)
         worker.training_finished.connect(self._on_training_finished)
-        thread.started.connect(worker.run)
-        # Direct: quit from the worker thread itself, so a GUI thread blocked in wait() cannot deadlock.
-        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(worker.deleteLater)
-        thread.finished.connect(self._on_thread_finished)
         self._thread, self._worker, self._stop_request = thread, worker, worker.stop_request
         self.last_config = config
         # A full (generation 2) garbage collection scans every object of torch, Qt and

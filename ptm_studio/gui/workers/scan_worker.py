@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from ptm_studio.gui.dataset_summary import DatasetSummary, scan_dataset
+from ptm_studio.gui.workers.threads import move_to_new_thread
 
 PROGRESS_INTERVAL_S = 0.05  # at most ~20 progress signals per second, whatever the file rate
 
@@ -101,18 +102,11 @@ class ScanJob(QObject):
         self.wait()
         self._job += 1
         worker = ScanWorker(root, self.scan_function, self._job)
-        thread = QThread()
-        thread.setObjectName("ptm-scan")
-        worker.moveToThread(thread)
+        thread = move_to_new_thread(worker, "ptm-scan", self._on_thread_finished)
         worker.progress.connect(self._on_progress)
         worker.scan_finished.connect(self._on_finished)
         worker.scan_failed.connect(self._on_failed)
         worker.scan_cancelled.connect(self._on_cancelled)
-        thread.started.connect(worker.run)
-        # Direct: quit from the worker thread itself, so a GUI thread blocked in wait() cannot deadlock.
-        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(worker.deleteLater)
-        thread.finished.connect(self._on_thread_finished)
         self._thread, self._worker = thread, worker
         self.running_changed.emit(True)
         thread.start()
