@@ -75,6 +75,10 @@ def install_actions(window: MainWindow) -> MainActions:
     charts = make_action(window, "Charts", window.show_charts, "Ctrl+1")
     predictions = make_action(window, "Predictions", window.show_predictions_tab, "Ctrl+2")
     about = make_action(window, "About PTM Studio", window.show_about)
+    compare = make_action(
+        window, "Did pretraining help?…", window.compare_with_pretraining, None, None,
+        "Finetune from a pretrained run and from random weights, and compare",
+    )  # fmt: skip
     toolbar = window.addToolBar("Main")
     toolbar.setObjectName("mainToolbar")
     toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -90,7 +94,7 @@ def install_actions(window: MainWindow) -> MainActions:
             toolbar.addAction(action)
     menus = {
         "&File": ((actions.open_folder, actions.use_demo), (quit_action,)),
-        "&Training": ((actions.start, actions.stop, actions.resume), (actions.auto,)),
+        "&Training": ((actions.start, actions.stop, actions.resume), (actions.auto,), (compare,)),
         "&View": ((charts, predictions),),
         "&Help": ((about,),),
     }

@@ -191,6 +191,37 @@ class MainWindow(QMainWindow):
         return replace_field(config, "model.allow_download", True)
 
     @Slot()
+    def compare_with_pretraining(self) -> None:
+        """Ask for a pretraining run, then finetune from it and from random weights side by side."""
+        if self.session.is_running:
+            dialogs.show_info(self, "A run is active", "Wait for the current run to end first.")
+            return
+        from PySide6.QtWidgets import QFileDialog
+
+        from ptm_studio.core.runs import default_runs_root
+        from ptm_studio.gui.comparison_dialog import ComparisonDialog
+
+        start_in = str(self.session.runs_root or default_runs_root())
+        folder = QFileDialog.getExistingDirectory(self, "Choose a pretraining run", start_in)
+        if not folder:
+            return
+        try:
+            config = self.current_config().validate()
+        except ConfigError as error:
+            dialogs.show_error(
+                self, "A setting needs a look", f"{error.field_path}: {error.message}"
+            )
+            return
+        self.comparison_dialog = ComparisonDialog(
+            replace_field(config, "objective.task", "finetune"),
+            Path(folder),
+            runs_root=self.session.runs_root,
+            parent=self,
+        )
+        self.comparison_dialog.show()
+        self.comparison_dialog.start()
+
+    @Slot()
     def resume_training(self) -> None:
         if self.session.is_running or self._resume_dir is None or self.session.last_config is None:
             return

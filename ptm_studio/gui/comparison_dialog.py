@@ -1,0 +1,180 @@
+""" "Did pretraining help?": finetune from a pretrained run and from random weights, side by side.
+
+The comparison runs in the same worker/QThread machinery as a training run (the worker's
+trainer factory runs both arms one after the other), so Stop, closing and errors behave alike.
+Each arm is an ordinary run folder; the dialog plots validation accuracy per epoch for both.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent, QColor
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ptm_studio.core.config import RunConfig
+from ptm_studio.gui.session import TrainingSession
+from ptm_studio.gui.widgets.live_curve import LivePlot
+
+ARM_COLOURS = {"pretrained": QColor("#0072b2"), "random": QColor("#d55e00")}
+REFRESH_MS = 100
+
+
+class ComparisonRunner:
+    """Looks like a Trainer to the worker; runs every arm of the comparison when run."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        pretrained_run: Path,
+        seeds: tuple[int, ...],
+        **trainer_kwargs: Any,
+    ) -> None:
+        self.config, self.pretrained_run, self.seeds = config, pretrained_run, seeds
+        self.callbacks = trainer_kwargs["callbacks"]
+        self.stop_request = trainer_kwargs["stop_request"]
+        self.runs_root = trainer_kwargs.get("runs_root")
+
+    def run(self) -> Any:
+        from ptm_studio.core.compare import compare_initialisations
+
+        result = compare_initialisations(
+            self.config,
+            self.pretrained_run,
+            seeds=self.seeds,
+            runs_root=self.runs_root,
+            callbacks_for=lambda _start, _seed: self.callbacks,
+            stop_request=self.stop_request,
+        )
+        return result.arms[-1].finished if result.arms else None
+
+
+class ComparisonDialog(QDialog):
+    """Runs the comparison and shows both arms' validation accuracy per epoch and at the end."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        pretrained_run: Path,
+        *,
+        runs_root: Path | None = None,
+        seeds: tuple[int, ...] = (0,),
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Did pretraining help?")
+        self.arms = [(start, seed) for seed in seeds for start in ("pretrained", "random")]
+        self.finals: list[tuple[str, int, Any]] = []
+        self._arm_index = -1
+        self.session = TrainingSession(
+            self,
+            runs_root=runs_root,
+            trainer_factory=lambda run_config, **kwargs: ComparisonRunner(
+                run_config, pretrained_run=pretrained_run, seeds=seeds, **kwargs
+            ),
+        )
+        self.session.training_started.connect(self._on_arm_started)
+        self.session.epoch_finished.connect(self._on_epoch_finished)
+        self.session.training_finished.connect(self._on_arm_finished)
+        self.session.running_changed.connect(self._on_running_changed)
+        self._build(pretrained_run)
+        self.config = config
+        self._timer = QTimer(self, interval=REFRESH_MS)
+        self._timer.timeout.connect(self.plot.refresh)
+
+    def _build(self, pretrained_run: Path) -> None:
+        self.status_label = QLabel(
+            f"Finetuning from {pretrained_run.name} and from random weights…"
+        )
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.status_label.setWordWrap(True)
+        self.plot = LivePlot("Validation accuracy", "Epoch", "Accuracy (%)", integer_x=True)
+        for start, seed in self.arms:
+            name = f"from {start}" + (f" (seed {seed})" if len(self.arms) > 2 else "")
+            self.plot.add_curve(f"{start}-{seed}", name, ARM_COLOURS[start], with_symbols=True)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Start", "Seed", "Final validation accuracy"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.verdict_label = QLabel(" ")
+        self.verdict_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.verdict_label.setWordWrap(True)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current batch; finished runs are kept.")
+        self.stop_button.clicked.connect(self.session.stop)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.addButton(self.stop_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.rejected.connect(self.close)
+        layout = QVBoxLayout(self)
+        for widget in (self.status_label, self.plot, self.table, self.verdict_label, buttons):
+            layout.addWidget(widget)
+        self.resize(720, 620)
+
+    def start(self) -> None:
+        self._timer.start()
+        self.session.start(self.config)
+
+    @Slot(object)
+    def _on_arm_started(self, event: Any) -> None:
+        self._arm_index += 1
+        start, seed = self.arms[min(self._arm_index, len(self.arms) - 1)]
+        self.status_label.setText(f"Finetuning from {start} weights (seed {seed})…")
+
+    @Slot(object)
+    def _on_epoch_finished(self, event: Any) -> None:
+        start, seed = self.arms[min(self._arm_index, len(self.arms) - 1)]
+        if math.isfinite(event.val_accuracy):
+            self.plot.append(f"{start}-{seed}", event.epoch, 100 * event.val_accuracy)
+
+    @Slot(object)
+    def _on_arm_finished(self, event: Any) -> None:
+        start, seed = self.arms[min(max(self._arm_index, 0), len(self.arms) - 1)]
+        self.finals.append((start, seed, event))
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        accuracy = event.final_val_accuracy
+        text = f"{100 * accuracy:.1f} %" if math.isfinite(accuracy) else event.status
+        for column, value in enumerate((f"from {start}", str(seed), text)):
+            self.table.setItem(row, column, QTableWidgetItem(value))
+        self.table.resizeColumnsToContents()
+
+    @Slot(bool)
+    def _on_running_changed(self, is_running: bool) -> None:
+        self.stop_button.setEnabled(is_running)
+        if not is_running:
+            self._timer.stop()
+            self.plot.refresh()
+            verdict = self.verdict()
+            if len({seed for _start, seed in self.arms}) == 1:
+                verdict += (
+                    " With one seed, a difference of a few points can be chance; "
+                    "`ptm-studio compare --seeds 0 1 2` repeats it."
+                )
+            self.verdict_label.setText(verdict)
+            self.status_label.setText("Done. Each run is kept in your runs folder.")
+
+    def verdict(self) -> str:
+        from ptm_studio.core.compare import ComparisonArm, ComparisonResult
+
+        arms = tuple(
+            ComparisonArm(start, seed, event, (), ()) for start, seed, event in self.finals
+        )
+        return ComparisonResult(arms).verdict("random")
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.session.is_running:
+            self.session.stop()
+            self.session.wait()
+        event.accept()

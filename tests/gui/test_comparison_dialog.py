@@ -1,0 +1,81 @@
+"""The "Did pretraining help?" dialog runs both arms for real and shows them side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ptm_studio.core.config import DataConfig, DeviceConfig, OptimConfig, RunConfig
+from ptm_studio.core.engine.trainer import Trainer
+from ptm_studio.gui.comparison_dialog import ComparisonDialog
+
+
+def tiny_config(data_dir: Path, task: str = "finetune", loss: str = "cross_entropy") -> RunConfig:
+    from ptm_studio.core.config import ObjectiveConfig
+
+    return RunConfig(
+        data=DataConfig(
+            data_dir=str(data_dir), image_size=16, batch_size=4, validation_fraction=0.25
+        ),
+        objective=ObjectiveConfig(task=task, loss=loss),
+        optim=OptimConfig(num_epochs=2),
+        device=DeviceConfig(device="cpu", cpu_threads=1),
+    ).validate()
+
+
+def test_comparison_dialog_shows_both_arms(qtbot: Any, tiny_dataset: Path, tmp_path: Path) -> None:
+    pretrained = Trainer(
+        tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
+    ).run()
+    assert pretrained.run_dir is not None
+    dialog = ComparisonDialog(tiny_config(tiny_dataset), pretrained.run_dir, runs_root=tmp_path)
+    qtbot.addWidget(dialog)
+    dialog.start()
+    qtbot.waitUntil(
+        lambda: len(dialog.finals) == 2 and not dialog.session.is_running, timeout=120_000
+    )
+    assert [(start, seed) for start, seed, _event in dialog.finals] == [
+        ("pretrained", 0),
+        ("random", 0),
+    ]
+    assert all(event.status == "completed" for _start, _seed, event in dialog.finals)
+    assert dialog.plot.point_count("pretrained-0") == 2 and dialog.plot.point_count("random-0") == 2
+    assert dialog.table.rowCount() == 2 and dialog.table.item(1, 0).text() == "from random"
+    assert dialog.verdict_label.text().startswith("Pretraining")
+    dialog.close()
+    assert not dialog.session.is_running
+
+
+def test_closing_mid_comparison_stops_and_leaves_no_thread(
+    qtbot: Any, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    pretrained = Trainer(
+        tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
+    ).run()
+    dialog = ComparisonDialog(tiny_config(tiny_dataset), pretrained.run_dir, runs_root=tmp_path)  # type: ignore[arg-type]
+    qtbot.addWidget(dialog)
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog._arm_index >= 0, timeout=60_000)
+    dialog.close()
+    assert not dialog.session.is_running
+    assert len(dialog.finals) <= 2
+
+
+def test_the_training_menu_opens_the_comparison(
+    qtbot: Any, make_window: Any, tiny_dataset: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    pretrained = Trainer(
+        tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
+    ).run()
+    window = make_window()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_args: str(pretrained.run_dir))
+    actions = next(a for a in window.menuBar().actions() if a.text() == "&Training").menu().actions()
+    next(a for a in actions if a.text().startswith("Did pretraining help")).trigger()
+    dialog = window.comparison_dialog
+    assert dialog.config.model.weights == "random" and dialog.config.objective.task == "finetune"
+    qtbot.waitUntil(
+        lambda: not dialog.session.is_running and len(dialog.finals) == 2, timeout=120_000
+    )
+    dialog.close()
