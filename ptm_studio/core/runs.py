@@ -189,6 +189,17 @@ def find_interrupted_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
     return interrupted
 
 
+def resolve_run_folder(name_or_path: str, runs_root: str | Path | None = None) -> Path:
+    """A run given by its folder, or by its name in the runs folder (``--init-from pre_flowers``)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    candidate = (Path(runs_root) if runs_root else default_runs_root()) / name_or_path
+    if candidate.is_dir():
+        return candidate
+    return path  # missing either way; the loader names it in its message
+
+
 def load_run(path: str | Path) -> RunDirectory:
     run = RunDirectory(path)
     if not run.config_path.is_file():

@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.session = TrainingSession(self, runs_root=runs_root, trainer_factory=trainer_factory)
         self.dataset_panel = DatasetPanel()
         self.model_panel = ModelPanel()
+        self.model_panel.runs_root = runs_root
         self.objective_panel = ObjectivePanel()
         self.training_panel = TrainingPanel()
         self.metrics_panel = MetricsPanel()

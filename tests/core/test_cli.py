@@ -248,3 +248,41 @@ def test_python_dash_m_dispatches_every_command_to_the_cli(
     assert "small_cnn" in capsys.readouterr().out
     help_text = build_parser().format_help()
     assert all(command in help_text for command in COMMANDS)
+
+
+def test_init_from_accepts_a_run_name(
+    tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ptm_studio.core.runs import default_runs_root
+
+    assert (
+        main(
+            [
+                "pretrain",
+                "--data",
+                str(tiny_dataset),
+                "--run-name",
+                "my pretraining",
+                "--loss",
+                "rotation",
+                *TINY_TRAINING,
+            ]
+        )
+        == EXIT_OK
+    )
+    assert (default_runs_root() / "my pretraining").is_dir()
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "finetune",
+                "--data",
+                str(tiny_dataset),
+                "--init-from",
+                "my pretraining",
+                *TINY_TRAINING,
+            ]
+        )
+        == EXIT_OK
+    )
+    assert "Best validation accuracy" in capsys.readouterr().out

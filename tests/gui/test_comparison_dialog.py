@@ -71,7 +71,9 @@ def test_the_training_menu_opens_the_comparison(
     ).run()
     window = make_window()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_args: str(pretrained.run_dir))
-    actions = next(a for a in window.menuBar().actions() if a.text() == "&Training").menu().actions()
+    actions = (
+        next(a for a in window.menuBar().actions() if a.text() == "&Training").menu().actions()
+    )
     next(a for a in actions if a.text().startswith("Did pretraining help")).trigger()
     dialog = window.comparison_dialog
     assert dialog.config.model.weights == "random" and dialog.config.objective.task == "finetune"
@@ -79,3 +81,27 @@ def test_the_training_menu_opens_the_comparison(
         lambda: not dialog.session.is_running and len(dialog.finals) == 2, timeout=120_000
     )
     dialog.close()
+
+
+def test_model_panel_lists_earlier_runs_by_name_pretraining_first(
+    qtbot: Any, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    from ptm_studio.core.config import RunConfig
+    from ptm_studio.gui.panels.model_panel import ModelPanel
+
+    finetuned = Trainer(tiny_config(tiny_dataset), runs_root=tmp_path).run()
+    pretrained = Trainer(
+        tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
+    ).run()
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    panel.runs_root = tmp_path
+    panel.weights_combo.setCurrentIndex(panel.weights_combo.findData("run"))
+    labels = [panel.runs_combo.itemText(i) for i in range(panel.runs_combo.count())]
+    assert labels[0] == "Choose a run…"
+    assert labels[1].startswith(pretrained.run_dir.name) and "pretraining" in labels[1]  # type: ignore[union-attr]
+    assert labels[2].startswith(finetuned.run_dir.name)  # type: ignore[union-attr]
+    panel.runs_combo.setCurrentIndex(1)
+    panel.runs_combo.activated.emit(1)
+    config = panel.apply_to(RunConfig())
+    assert config.model.weights == "run" and config.model.weights_path == str(pretrained.run_dir)

@@ -23,6 +23,7 @@ from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError, WeightsError
 from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
 from ptm_studio.core.models.safe_load import LoadReport, apply_state_dict, load_state_dict_file
+from ptm_studio.core.runs import resolve_run_folder
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -135,7 +136,7 @@ def load_initial_weights(
             )
         path = Path(model_config.weights_path).expanduser()
         if source == "run":
-            return load_run_weights(model, path)
+            return load_run_weights(model, resolve_run_folder(str(model_config.weights_path)))
         return apply_state_dict(model, load_state_dict_file(path), source=f"'{path.name}'")
     raise ModelError(f"Unknown weights source {source!r}: expected random, imagenet, file or run.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -135,6 +136,13 @@ class ModelPanel(QGroupBox):
         path_row.addWidget(self.weights_browse)
         self.weights_path_row = QWidget()
         self.weights_path_row.setLayout(path_row)
+        self.runs_root: Path | None = None  # None: the user's data folder
+        self.runs_combo = QComboBox()
+        self.runs_combo.setToolTip(
+            "Earlier runs on this computer, newest first. Pretraining runs give a backbone that "
+            "learnt from your unlabelled pictures."
+        )
+        self.runs_combo.activated.connect(self._on_run_chosen)
 
         self.mode_combo = QComboBox()
         for key, (text, tip) in TRAINING_MODE_TEXT.items():
@@ -158,6 +166,8 @@ class ModelPanel(QGroupBox):
         form.addRow("Network:", self.backbone_combo)
         form.addRow("", self.backbone_info)
         form.addRow("Starting weights:", self.weights_combo)
+        self.runs_label = QLabel("Earlier run:")
+        form.addRow(self.runs_label, self.runs_combo)
         form.addRow("", self.weights_path_row)
         form.addRow("Which layers learn:", self.mode_combo)
         form.addRow("Last layer only for:", self.unfreeze_spin)
@@ -207,7 +217,28 @@ class ModelPanel(QGroupBox):
     def _on_weights_changed(self) -> None:
         source = self.weights_combo.currentData()
         self.weights_path_row.setVisible(source in ("file", "run"))
+        self.runs_combo.setVisible(source == "run")
+        self.runs_label.setVisible(source == "run")
+        if source == "run":
+            self.refresh_runs()
         self.settings_changed.emit()
+
+    def refresh_runs(self) -> None:
+        """List earlier runs by name (pretraining runs first), newest first within each kind."""
+        from ptm_studio.core.runs import list_runs
+
+        runs = sorted(list_runs(self.runs_root), key=lambda run: run.task != "pretrain")
+        self.runs_combo.clear()
+        self.runs_combo.addItem("Choose a run…", None)
+        for run in runs:
+            kind = "pretraining" if run.task == "pretrain" else f"{run.task}, {run.backbone}"
+            self.runs_combo.addItem(f"{run.name}  ({kind}, {run.status})", str(run.path))
+
+    @Slot(int)
+    def _on_run_chosen(self, index: int) -> None:
+        path = self.runs_combo.itemData(index)
+        if path:
+            self.weights_path_edit.setText(path)
 
     @Slot()
     def _on_mode_changed(self) -> None:
