@@ -164,17 +164,23 @@ class MainWindow(QMainWindow):
                 self, "Choose images first", "Choose a folder of images (step 1) before starting."
             )
             return
-        try:
-            config = self.current_config().validate()
-        except ConfigError as error:
-            dialogs.show_error(
-                self, "A setting needs a look", f"{error.field_path}: {error.message}"
-            )
+        config = self._validated_config()
+        if config is None:
             return
         config = self._with_download_consent(config)
         if config is None:
             return
         self._start(config, resume_from=None)
+
+    def _validated_config(self) -> RunConfig | None:
+        """The settings as chosen, or None after telling the user which one needs a look."""
+        try:
+            return self.current_config().validate()
+        except ConfigError as error:
+            dialogs.show_error(
+                self, "A setting needs a look", f"{error.field_path}: {error.message}"
+            )
+            return None
 
     def _with_download_consent(self, config: RunConfig) -> RunConfig | None:
         """ImageNet weights not on this computer yet: ask before anything is downloaded."""
@@ -206,12 +212,8 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Choose a pretraining run", start_in)
         if not folder:
             return
-        try:
-            config = self.current_config().validate()
-        except ConfigError as error:
-            dialogs.show_error(
-                self, "A setting needs a look", f"{error.field_path}: {error.message}"
-            )
+        config = self._validated_config()
+        if config is None:
             return
         self.comparison_dialog = ComparisonDialog(
             replace_field(config, "objective.task", "finetune"),
