@@ -55,6 +55,12 @@ def private_runs_home(
     return home
 
 
+@pytest.fixture(scope="session")
+def image_folder_maker() -> Callable[..., Path]:
+    """``make_image_folder`` for fixtures in other folders (test folders are not packages)."""
+    return make_image_folder
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "tiny_dataset")

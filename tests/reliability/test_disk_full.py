@@ -16,7 +16,7 @@ from ptm_studio.core.engine.checkpoints import load_checkpoint
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
 
-from .test_kill_during_training import folder_digest
+from .conftest import folder_digest
 
 
 def failing_after(calls_allowed: int, error_number: int) -> Callable[..., None]:

@@ -7,7 +7,6 @@ run resumes from the saved step. CI kills 5 times; `PTM_STUDIO_KILL_REPEATS=30` 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
@@ -29,17 +28,10 @@ from ptm_studio.core.engine.events import BatchFinished, TrainingStarted
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
 
+from .conftest import folder_digest
+
 KILL_REPEATS = int(os.environ.get("PTM_STUDIO_KILL_REPEATS", "5"))
 TARGET = Path(__file__).with_name("kill_target.py")
-
-
-def folder_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def wait_for_first_checkpoint(process: subprocess.Popen[bytes], run_dir: Path) -> None:

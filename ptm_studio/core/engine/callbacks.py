@@ -17,6 +17,7 @@ from ptm_studio.core.engine.events import (
     Event,
     PredictionsReady,
     PretrainSamplesReady,
+    TrainingAdjusted,
     TrainingFinished,
     TrainingStarted,
     hook_name,
@@ -37,6 +38,8 @@ class Callback:
     def on_pretrain_samples_ready(self, event: PretrainSamplesReady) -> None: ...
 
     def on_checkpoint_saved(self, event: CheckpointSaved) -> None: ...
+
+    def on_training_adjusted(self, event: TrainingAdjusted) -> None: ...
 
     def on_training_finished(self, event: TrainingFinished) -> None: ...
 
@@ -64,7 +67,7 @@ class EventRecorder(Callback):
 
     on_training_started = on_batch_finished = on_epoch_finished = _record
     on_predictions_ready = on_checkpoint_saved = on_training_finished = _record
-    on_pretrain_samples_ready = _record
+    on_pretrain_samples_ready = on_training_adjusted = _record
 
     def of_type(self, event_type: type) -> list[Event]:
         return [event for event in self.events if isinstance(event, event_type)]

@@ -123,6 +123,19 @@ class CheckpointSaved:
 
 
 @dataclass(frozen=True)
+class TrainingAdjusted:
+    """Fires when the run changed how it works to keep going, e.g. after running out of memory.
+
+    ``kind`` is "out_of_memory" (the batch is now processed in smaller pieces) or "data_loader"
+    (pictures are now loaded without background processes). ``message`` is for the user.
+    """
+
+    kind: str
+    message: str
+    global_step: int
+
+
+@dataclass(frozen=True)
 class TrainingFinished:
     """Fires exactly once at the end, whatever happened. ``status`` is completed, stopped or failed."""
 
@@ -146,6 +159,7 @@ Event = (
     | PredictionsReady
     | PretrainSamplesReady
     | CheckpointSaved
+    | TrainingAdjusted
     | TrainingFinished
 )
 

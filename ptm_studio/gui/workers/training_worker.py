@@ -56,6 +56,9 @@ class _SignalForwarder(Callback):
     def on_checkpoint_saved(self, event: Any) -> None:
         self._worker.checkpoint_saved.emit(event)
 
+    def on_training_adjusted(self, event: Any) -> None:
+        self._worker.training_adjusted.emit(event)
+
     def on_training_finished(self, event: Any) -> None:
         self._worker.has_emitted_finished = True
         self._worker.training_finished.emit(event)
@@ -70,6 +73,7 @@ class TrainingWorker(QObject):
     predictions_ready = Signal(object)
     pretrain_samples_ready = Signal(object)
     checkpoint_saved = Signal(object)
+    training_adjusted = Signal(object)
     training_finished = Signal(object)
     finished = Signal()
 
