@@ -31,7 +31,9 @@ from ptm_studio.cli_output import (
 from ptm_studio.core.config import SECTIONS, ConfigError, RunConfig, replace_field
 
 # Every headless command; `python -m ptm_studio COMMAND` dispatches here, anything else opens the app.
-COMMANDS = frozenset({"train", "finetune", "pretrain", "compare", "predict", "scan", "models", "runs"})
+COMMANDS = frozenset(
+    {"train", "finetune", "pretrain", "compare", "predict", "scan", "models", "runs"}
+)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SHORT_ALIASES = {"data_dir": ["--data"], "num_epochs": ["--epochs"]}
 

@@ -107,4 +107,3 @@ def nothing_lost(_trained_run_template: tuple[Path, Path], tmp_path: Path) -> No
     run_dir.write_config(config)
     step = int(load_checkpoint(run_dir.last_checkpoint_dir).meta["global_step"])
     return NothingLost(pictures, run_dir, config, folder_digest(pictures), step)
-
