@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as functional
 from torch import nn
 
 from ptm_studio.core.engine.events import PredictionRecord
+from ptm_studio.core.engine.memory import MicroBatching, batch_length
 from ptm_studio.core.metrics import accuracy, confusion_matrix, per_class_report, top_k_accuracy
 
 TOP_K = 5
@@ -48,24 +50,58 @@ def move_batch(
     return images, targets.to(device, non_blocking=True)
 
 
-def optimization_step(context: StepContext, loss: torch.Tensor) -> float:
-    """Back-propagate ``loss`` and update the weights; return the loss value.
+@dataclass
+class BatchResult:
+    """The loss of a batch (or of a piece of one) and how many of its pictures were right."""
 
+    loss: torch.Tensor
+    correct: int | None  # None when the objective has no notion of a right answer
+    count: int
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float
+    correct: int | None
+    count: int
+
+
+def optimization_step(
+    context: StepContext, pieces: list[Any], compute_loss: Callable[[Any], BatchResult]
+) -> StepResult:
+    """Back-propagate the loss of a batch given in ``pieces`` and update the weights once.
+
+    Each piece's loss is weighted by its share of the pictures, so the summed gradients equal
+    those of the whole batch (a batch cut in pieces after running out of memory trains the same).
     A NaN or infinite loss skips the update (the trainer counts these and stops a run that
     keeps diverging), so one bad batch never poisons the weights.
     """
-    loss_value = float(loss.detach())
     context.optimizer.zero_grad(set_to_none=True)
-    if not math.isfinite(loss_value):
-        return float("nan")
-    context.scaler.scale(loss).backward()
+    total = sum(batch_length(piece) for piece in pieces)
+    results = []
+    for piece in pieces:
+        result = compute_loss(piece)
+        if not math.isfinite(float(result.loss.detach())):
+            context.optimizer.zero_grad(set_to_none=True)
+            return StepResult(float("nan"), None, total)
+        # One piece (the usual case) is not rescaled, so its numbers stay bit-for-bit the same.
+        loss = result.loss if len(pieces) == 1 else result.loss * (result.count / total)
+        context.scaler.scale(loss).backward()
+        results.append(result)
     if context.gradient_clip_norm > 0:
         context.scaler.unscale_(context.optimizer)
         nn.utils.clip_grad_norm_(context.trained_module.parameters(), context.gradient_clip_norm)
     context.scaler.step(context.optimizer)
     context.scaler.update()
     context.scheduler.step()
-    return loss_value
+    return _combine(results, total)
+
+
+def _combine(results: list[BatchResult], total: int) -> StepResult:
+    loss = sum(float(result.loss.detach()) * result.count for result in results) / total
+    corrects = [result.correct for result in results]
+    correct = None if None in corrects else sum(c for c in corrects if c is not None)
+    return StepResult(loss if len(results) > 1 else float(results[0].loss.detach()), correct, total)
 
 
 @dataclass(frozen=True)
@@ -86,15 +122,25 @@ def evaluate(
     device: torch.device,
     autocast_dtype: torch.dtype | None,
     channels_last: bool,
+    micro_batching: MicroBatching | None = None,
 ) -> EvaluationResult:
     """Run the model over the validation set and keep a record per image."""
     model.eval()
+    micro_batching = micro_batching or MicroBatching(device)
+
+    def predict(pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        logits = []
+        for images, targets in pieces:
+            images, targets = move_batch(images, targets, device, channels_last)
+            with autocast(device, autocast_dtype):
+                logits.append(model(images).float())
+        return logits
+
     probability_chunks, loss_chunks, target_chunks = [], [], []
     with torch.inference_mode():
         for images, targets in batches:
-            images, targets = move_batch(images, targets, device, channels_last)
-            with autocast(device, autocast_dtype):
-                logits = model(images).float()
+            logits = torch.cat(micro_batching.run((images, targets), predict, "validation"))
+            targets = targets.to(logits.device)
             loss_chunks.append(functional.cross_entropy(logits, targets, reduction="none").cpu())
             probability_chunks.append(torch.softmax(logits, dim=1).cpu())
             target_chunks.append(targets.cpu())

@@ -26,6 +26,7 @@ from ptm_studio.core.data import (
 from ptm_studio.core.data.pretrain_views import MultiViewDataset, build_pretrain_transform
 from ptm_studio.core.data.skipping import SkipUnreadable
 from ptm_studio.core.engine.events import PretrainSamplesReady
+from ptm_studio.core.engine.loading import loader_options, without_workers
 from ptm_studio.core.engine.loops import autocast
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.engine.setup import build_model, resolve_data_dir
@@ -119,9 +120,7 @@ class PretrainTask(TrainingTask):
             batch_size=batch_size,
             sampler=sampler,
             drop_last=drop_last,
-            num_workers=self.config.data.num_workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=self.config.data.num_workers > 0,
+            **loader_options(self.config, self.device),
         )
 
     def _monitor_loaders(self, split: DataSplit) -> tuple[DataLoader, DataLoader] | None:
@@ -140,6 +139,11 @@ class PretrainTask(TrainingTask):
         query = ImageDataset(monitor_split.val, names, transform)
         self.num_val_images = len(query)
         return self._loader(reference), self._loader(query)
+
+    def load_without_workers(self) -> None:
+        self.train_loader = without_workers(self.train_loader)
+        if self.monitor is not None:
+            self.monitor = (without_workers(self.monitor[0]), without_workers(self.monitor[1]))
 
     # ------------------------------------------------------------------ training
     def trained_module(self) -> nn.Module:

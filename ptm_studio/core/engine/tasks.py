@@ -20,7 +20,9 @@ from torch.utils.data import DataLoader
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DataSplit
 from ptm_studio.core.engine.events import Event, PredictionsReady
-from ptm_studio.core.engine.loops import autocast, evaluate, move_batch
+from ptm_studio.core.engine.loading import without_workers
+from ptm_studio.core.engine.loops import BatchResult, autocast, evaluate, move_batch
+from ptm_studio.core.engine.memory import MicroBatching
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.engine.setup import build_data_loaders, build_model, class_counts
 from ptm_studio.core.models import BackboneSpec, ImageClassifier
@@ -36,14 +38,8 @@ class TaskEnvironment:
     device: torch.device
     channels_last: bool
     autocast_dtype: torch.dtype | None
+    micro_batching: MicroBatching
     download_progress: Callable[[int, int], None] | None = None
-
-
-@dataclass
-class BatchResult:
-    loss: torch.Tensor
-    correct: int | None  # None when the objective has no notion of a right answer
-    count: int
 
 
 @dataclass
@@ -87,6 +83,10 @@ class TrainingTask:
     def compute_loss(self, batch: Any) -> BatchResult:
         raise NotImplementedError
 
+    def load_without_workers(self) -> None:
+        """Replace the loaders by ones that load in the training thread (after a worker failed)."""
+        raise NotImplementedError
+
     def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
         raise NotImplementedError
 
@@ -114,6 +114,7 @@ class SupervisedTask(TrainingTask):
     def __init__(self, environment: TaskEnvironment, split: DataSplit) -> None:
         config, device = environment.config, environment.device
         self.config, self.split, self.device = config, split, device
+        self.micro_batching = environment.micro_batching
         self.channels_last, self.autocast_dtype = (
             environment.channels_last,
             environment.autocast_dtype,
@@ -151,6 +152,10 @@ class SupervisedTask(TrainingTask):
         correct = int((logits.detach().argmax(dim=1) == targets).sum())
         return BatchResult(loss, correct, len(targets))
 
+    def load_without_workers(self) -> None:
+        self.loaders.train = self.train_loader = without_workers(self.loaders.train)
+        self.loaders.val = without_workers(self.loaders.val)
+
     def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
         result = evaluate(
             self.model,
@@ -160,6 +165,7 @@ class SupervisedTask(TrainingTask):
             self.device,
             self.autocast_dtype,
             self.channels_last,
+            self.micro_batching,
         )
         names = self.class_names
         rows = [

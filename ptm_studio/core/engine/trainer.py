@@ -37,11 +37,18 @@ from ptm_studio.core.engine.events import (
     BatchFinished,
     CheckpointSaved,
     EpochFinished,
+    TrainingAdjusted,
     TrainingFinished,
     TrainingStarted,
 )
-from ptm_studio.core.engine.failures import DivergenceGuard, plain_message
-from ptm_studio.core.engine.loops import StepContext, optimization_step
+from ptm_studio.core.engine.failures import DivergenceGuard, check_same_classes, plain_message
+from ptm_studio.core.engine.loading import (
+    is_loader_failure,
+    loader_failure_message,
+    shut_down,
+)
+from ptm_studio.core.engine.loops import StepContext, StepResult, optimization_step
+from ptm_studio.core.engine.memory import MicroBatching, reset_scaler_step
 from ptm_studio.core.engine.pretrain_task import PretrainTask
 from ptm_studio.core.engine.progress import RunProgress
 from ptm_studio.core.engine.setup import (
@@ -88,6 +95,8 @@ class Trainer:
         self.stop_message = ""
         self.pending_rng_state: dict[str, Any] | None = None
         self.last_checkpoint_time = time.monotonic()
+        self.loads_in_main_thread = self.config.data.num_workers == 0
+        self.adjustments: list[str] = []  # what the run changed to keep going, for the user
 
     # ----------------------------------------------------------------- public API
     def run(self) -> TrainingFinished:
@@ -130,8 +139,14 @@ class Trainer:
         # here); Apple's MPS backend handles it poorly.
         self.channels_last = self.device.type in ("cuda", "cpu")
         task_type = PretrainTask if config.objective.task == "pretrain" else SupervisedTask
+        self.micro_batching = MicroBatching(self.device, self._on_out_of_memory)
         environment = TaskEnvironment(
-            config, self.device, self.channels_last, self.autocast_dtype, self.download_progress
+            config,
+            self.device,
+            self.channels_last,
+            self.autocast_dtype,
+            self.micro_batching,
+            self.download_progress,
         )
         self.task: TrainingTask = task_type(environment, prepare_split(config))
         self.steps_per_epoch = len(self.task.train_loader)
@@ -162,7 +177,13 @@ class Trainer:
         if self.resume_from:
             self.run_dir = RunDirectory(self.resume_from)
             remove_stray_temp_files(self.run_dir.path)  # left by a write that was killed
-            self._restore(checkpoints.load_checkpoint(self.run_dir.last_checkpoint_dir))
+            loaded = checkpoints.load_checkpoint(self.run_dir.last_checkpoint_dir)
+            check_same_classes(
+                tuple(loaded.meta.get("class_names", ())),
+                self.task.class_names,
+                resolve_data_dir(self.config),
+            )
+            self._restore(loaded)
         else:
             self.run_dir = RunDirectory.create(
                 self.runs_root or default_runs_root(), self.config.run_name
@@ -215,20 +236,31 @@ class Trainer:
         """Train until the epoch ends (True) or a stop is requested (False)."""
         self.task.prepare_epoch(epoch_index)
         start_batch = self.progress.batch_index
-        self.task.train_sampler.set_epoch(epoch_index, start_batch * self.config.data.batch_size)
         self.progress.start_epoch(epoch_index, self.steps_per_epoch)
-        for batch_index, batch in enumerate(self._epoch_batches(start_batch), start=start_batch):
-            result = self.task.compute_loss(batch)
-            loss = optimization_step(self.context, result.loss)
-            self.progress.add_batch(loss, result.correct, result.count)
-            self.callbacks.emit(self._batch_event(epoch_index, batch_index, loss))
-            self.divergence_guard.check(loss, self.progress.global_step)
+        batches = self._watched_batches(epoch_index, start_batch)
+        for batch_index, batch in enumerate(batches, start=start_batch):
+            step = self.micro_batching.run(batch, self._optimization_step, "training")
+            self.progress.add_batch(step.loss, step.correct, step.count)
+            self.callbacks.emit(self._batch_event(epoch_index, batch_index, step.loss))
+            self.divergence_guard.check(step.loss, self.progress.global_step)
             if self.stop_request.is_requested:
                 return False
             if self._periodic_checkpoint_due(batch_index):
                 self.save_checkpoint(reason="periodic")
         self.progress.finish_training_part()
         return True
+
+    def _optimization_step(self, pieces: list[Any]) -> StepResult:
+        return optimization_step(self.context, pieces, self.task.compute_loss)
+
+    def _on_out_of_memory(self, message: str) -> None:
+        """The batch is retried in smaller pieces: forget the half-done step's scaler bookkeeping."""
+        reset_scaler_step(self.context.scaler)
+        self._report_adjustment("out_of_memory", message)
+
+    def _report_adjustment(self, kind: str, message: str) -> None:
+        self.adjustments.append(message)
+        self.callbacks.emit(TrainingAdjusted(kind, message, self.progress.global_step))
 
     def _periodic_checkpoint_due(self, batch_index: int) -> bool:
         """Every N steps or T minutes, but not on an epoch's last batch (the epoch end saves)."""
@@ -241,13 +273,43 @@ class Trainer:
         minutes = (time.monotonic() - self.last_checkpoint_time) / 60
         return 0 < saving.checkpoint_every_minutes <= minutes
 
-    def _epoch_batches(self, start_batch: int) -> Iterator[Any]:
+    def _watched_batches(self, epoch_index: int, start_batch: int) -> Iterator[Any]:
+        """The epoch's batches; if a loading process hangs or dies, load in this thread instead
+        and go on from the same batch (the sampler can start an epoch at any batch)."""
+        batch_index = start_batch
+        batches = self._epoch_batches(epoch_index, batch_index)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as error:
+                if not is_loader_failure(error):
+                    raise
+                message = loader_failure_message(error, f"epoch {epoch_index + 1}")
+            else:
+                batch_index += 1
+                yield batch
+                continue
+            shut_down(batches)
+            self._load_without_workers(message)
+            batches = self._epoch_batches(epoch_index, batch_index)
+
+    def _load_without_workers(self, message: str) -> None:
+        if self.loads_in_main_thread:
+            raise RuntimeError(message)  # it failed without workers too: not a worker problem
+        self.loads_in_main_thread = True
+        self.task.load_without_workers()
+        self._report_adjustment("data_loader", message)
+
+    def _epoch_batches(self, epoch_index: int, start_batch: int) -> Iterator[Any]:
         """The epoch's batch iterator, with a resumed run's RNG state restored at the right moment.
 
         Creating a DataLoader iterator draws from the global RNG. A checkpoint taken mid-epoch
         already includes that draw, so its state is restored after the iterator exists; one taken
         at an epoch boundary precedes it, so it is restored first.
         """
+        self.task.train_sampler.set_epoch(epoch_index, start_batch * self.config.data.batch_size)
         if start_batch == 0:
             self._restore_pending_rng_state()
         batches = iter(self.task.train_loader)
@@ -262,7 +324,7 @@ class Trainer:
     def end_epoch(self, epoch_index: int) -> EpochOutcome:
         """Validate (or measure pretraining health), report, and save the epoch's checkpoints."""
         train_loss = self.progress.epoch_train_loss()
-        outcome = self.task.end_epoch(epoch_index, train_loss)
+        outcome = self._measure_epoch(epoch_index, train_loss)
         self.last_outcome = outcome
         # Pretraining has no validation loss: the best epoch is the best k-NN accuracy, or
         # without labels to measure with, the lowest training loss.
@@ -283,6 +345,19 @@ class Trainer:
             self.save_checkpoint(reason="best")
         return outcome
 
+    def _measure_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
+        """The task's epoch end, retried once without loading processes if one failed."""
+        try:
+            return self.task.end_epoch(epoch_index, train_loss)
+        except RuntimeError as error:
+            if not is_loader_failure(error):
+                raise
+            message = loader_failure_message(
+                error, f"the check at the end of epoch {epoch_index + 1}"
+            )
+        self._load_without_workers(message)
+        return self.task.end_epoch(epoch_index, train_loss)
+
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self, reason: str) -> None:
         assert self.run_dir is not None
@@ -297,7 +372,11 @@ class Trainer:
         except OSError as error:  # the metrics log could not be appended to
             raise checkpoints.CheckpointWriteError.from_os_error(folder, error) from error
         checkpoints.save_checkpoint(
-            folder, self.task.shareable_weights(), self._checkpoint_meta(), trainer_state
+            folder,
+            self.task.shareable_weights(),
+            self._checkpoint_meta(),
+            trainer_state,
+            keep_previous=reason != "best",  # a fallback if "last" is ever damaged
         )
         self.last_checkpoint_time = time.monotonic()
         self.callbacks.emit(
