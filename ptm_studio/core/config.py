@@ -70,6 +70,13 @@ class DataConfig:
             "Background processes that load images (0 = load in the training thread)."
         ),
     )
+    loader_timeout_seconds: float = field(
+        default=120.0,
+        metadata=_describe(
+            "With background loading processes: seconds to wait for a batch before giving up on "
+            "them and loading in the training thread instead."
+        ),
+    )
     max_bad_file_fraction: float = field(
         default=0.05,
         metadata=_describe(
@@ -96,6 +103,9 @@ class DataConfig:
         _check_range("data.batch_size", self.batch_size, 1, 65536)
         _check_range("data.validation_fraction", self.validation_fraction, 0.0, 0.9)
         _check_range("data.num_workers", self.num_workers, 0, 64)
+        _check_range(
+            "data.loader_timeout_seconds", self.loader_timeout_seconds, 0, 86400, low_open=True
+        )
         _check_range("data.max_bad_file_fraction", self.max_bad_file_fraction, 0.0, 1.0)
         _check_range("data.label_fraction", self.label_fraction, 0.001, 1.0)
         for name in self.augmentations:

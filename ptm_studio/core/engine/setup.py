@@ -7,7 +7,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from ptm_studio.core.data import (
     scan_folder,
 )
 from ptm_studio.core.data.skipping import SkipUnreadable
+from ptm_studio.core.engine.loading import loader_options
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.models import (
     BackboneSpec,
@@ -84,11 +84,7 @@ def build_data_loaders(
     )
     val_set = ImageDataset(split.val, split.class_names, eval_transform)
     sampler = ResumableShuffleSampler(len(train_set), config.seed)
-    common: dict[str, Any] = {
-        "num_workers": data.num_workers,
-        "pin_memory": device.type == "cuda",
-        "persistent_workers": data.num_workers > 0,
-    }
+    common = loader_options(config, device)
     # A last batch of one image breaks batch norm in training mode, so drop it (only then).
     drop_last = len(train_set) > data.batch_size and len(train_set) % data.batch_size == 1
     train_loader = DataLoader(
