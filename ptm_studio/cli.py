@@ -151,6 +151,12 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
         metavar="RUN_DIR",
         help="Continue a stopped run from its last checkpoint.",
     )
+    train.add_argument(
+        "--use-previous-checkpoint",
+        action="store_true",
+        help="With --resume, when the last checkpoint is damaged: go on from the one saved "
+        "before it (the damaged one is kept aside).",
+    )
     train.add_argument("--demo", action="store_true", help="Train on the built-in demo flowers.")
     train.add_argument("--quiet", action="store_true", help="No progress bar, only the summary.")
     defaults = RunConfig()
@@ -252,6 +258,13 @@ def _run_train(arguments: argparse.Namespace) -> int:
             return EXIT_USAGE
         arguments.output.rmdir() if arguments.output.exists() else None
         runs_root = arguments.output.parent
+    if arguments.use_previous_checkpoint:
+        if not arguments.resume:
+            print("error: --use-previous-checkpoint goes with --resume RUN_DIR", file=sys.stderr)
+            return EXIT_USAGE
+        exit_code = _put_previous_checkpoint_in_place(arguments.resume)
+        if exit_code != EXIT_OK:
+            return exit_code
     stop_request = StopRequest()
     progress = ProgressPrinter(quiet=arguments.quiet)
     trainer = Trainer(
@@ -269,9 +282,25 @@ def _run_train(arguments: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous_handler)
     print_summary(finished, progress.epochs)
     if finished.status == "failed":
-        print(f"error: {finished.error_message}", file=sys.stderr)
+        message = finished.error_message
+        if finished.error_type == "DamagedCheckpointError" and "is intact" in message:
+            message += " (add --use-previous-checkpoint)"
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_DATA if finished.error_type == "DatasetError" else EXIT_FAILED
     return EXIT_INTERRUPTED if finished.status == "stopped" else EXIT_OK
+
+
+def _put_previous_checkpoint_in_place(run: Path) -> int:
+    from ptm_studio.core.engine.checkpoints import CheckpointError, use_previous_checkpoint
+    from ptm_studio.core.runs import RunDirectory
+
+    try:
+        folder = use_previous_checkpoint(RunDirectory(run).last_checkpoint_dir)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Going on from the previous checkpoint, now in {folder}.", file=sys.stderr)
+    return EXIT_OK
 
 
 def _run_compare(arguments: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from ptm_studio.core.engine.callbacks import Callback
 from ptm_studio.core.engine.events import (
     BatchFinished,
     EpochFinished,
+    TrainingAdjusted,
     TrainingFinished,
     TrainingStarted,
 )
@@ -97,6 +98,11 @@ class ProgressPrinter(Callback):
             f"({format_duration(event.epoch_seconds)}){best}",
             file=self.stream,
         )
+
+    def on_training_adjusted(self, event: TrainingAdjusted) -> None:
+        # Shown even with --quiet: the run works differently from what the user asked for.
+        prefix = "\r" + " " * 100 + "\r" if self.is_terminal else ""
+        print(f"{prefix}note (step {event.global_step}): {event.message}", file=self.stream)
 
     def download_progress(self, done: int, total: int) -> None:
         if self.quiet:

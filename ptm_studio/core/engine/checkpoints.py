@@ -43,6 +43,24 @@ class CheckpointError(Exception):
     """A checkpoint is missing, incomplete or damaged; the message names the folder."""
 
 
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint's files are incomplete or corrupt; ``previous`` is an intact earlier one."""
+
+    def __init__(self, folder: Path, problem: str, previous: Path | None) -> None:
+        text = f"{folder}: {problem}."
+        if previous is not None:
+            meta = read_meta(previous)
+            text += (
+                f" The checkpoint saved before it (epoch {meta.get('epoch', '?')}, step"
+                f" {meta.get('global_step', '?')}) is intact: choose 'Use the previous checkpoint'"
+                " to go on from there (the damaged one is kept aside, not deleted)."
+            )
+        else:
+            text += " No earlier checkpoint of this run is intact; start a new run."
+        super().__init__(text)
+        self.folder, self.previous = folder, previous
+
+
 class CheckpointWriteError(CheckpointError):
     """A checkpoint could not be written (disk full, read-only folder); the previous one is kept."""
 
@@ -78,8 +96,14 @@ def save_checkpoint(
     model_state: dict[str, torch.Tensor],
     meta: dict[str, Any],
     trainer_state: dict[str, Any] | None = None,
+    *,
+    keep_previous: bool = False,
 ) -> Path:
-    """Write a complete checkpoint to ``folder`` atomically and return ``folder``."""
+    """Write a complete checkpoint to ``folder`` atomically and return ``folder``.
+
+    With ``keep_previous`` the checkpoint it replaces is kept as :func:`previous_checkpoint_dir`,
+    so a checkpoint damaged later (a failing disk, a copy cut short) still has a fallback.
+    """
     folder = Path(folder)
     partial = _sibling(folder, "partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -102,7 +126,7 @@ def save_checkpoint(
     except OSError as error:
         shutil.rmtree(partial, ignore_errors=True)  # never leave half a checkpoint behind
         raise CheckpointWriteError.from_os_error(folder, error) from error
-    _swap_into_place(partial, folder)
+    _swap_into_place(partial, folder, keep_previous)
     return folder
 
 
@@ -117,10 +141,21 @@ def _check_free_space(folder: Path, needed: int) -> None:
 
 
 def load_checkpoint(folder: str | Path, *, with_trainer_state: bool = True) -> LoadedCheckpoint:
-    """Load a checkpoint after checking it is complete and its files match their recorded hashes."""
+    """Load a checkpoint after checking it is complete and its files match their recorded hashes.
+
+    Raises DamagedCheckpointError (naming an intact previous checkpoint, if any) when it is not.
+    """
     folder = recover_checkpoint(folder)
-    meta = read_meta(folder)
-    _verify_hashes(folder, meta)
+    try:
+        meta = read_meta(folder)
+        _verify_hashes(folder, meta)
+    except DamagedCheckpointError:
+        raise
+    except CheckpointError as error:
+        if not folder.exists() or "newer PTM Studio" in str(error):
+            raise
+        problem = str(error).removeprefix(f"{folder}: ")
+        raise DamagedCheckpointError(folder, problem, intact_previous(folder)) from error
     model_state = safetensors.torch.load_file(str(folder / MODEL_FILE), device="cpu")
     trainer_state = None
     state_path = folder / TRAINER_STATE_FILE
@@ -130,6 +165,36 @@ def load_checkpoint(folder: str | Path, *, with_trainer_state: bool = True) -> L
     return LoadedCheckpoint(folder, model_state, meta, trainer_state)
 
 
+def previous_checkpoint_dir(folder: str | Path) -> Path:
+    """Where ``save_checkpoint(keep_previous=True)`` keeps the checkpoint it replaced."""
+    folder = Path(folder)
+    return folder.with_name(f"{folder.name}-previous")
+
+
+def intact_previous(folder: str | Path) -> Path | None:
+    previous = previous_checkpoint_dir(folder)
+    return previous if is_complete_checkpoint(previous) else None
+
+
+def use_previous_checkpoint(folder: str | Path) -> Path:
+    """Put the intact previous checkpoint in place of a damaged ``folder``.
+
+    The damaged folder is renamed aside (``last-damaged-<time>``), never deleted: nothing is lost.
+    """
+    folder = Path(folder)
+    previous = intact_previous(folder)
+    if previous is None:
+        raise CheckpointError(f"{folder}: there is no intact previous checkpoint to use")
+    partial = _sibling(folder, "partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(previous, partial)
+    if folder.exists():
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder.rename(folder.with_name(f"{folder.name}-damaged-{stamp}"))
+    partial.rename(folder)
+    return folder
+
+
 def read_meta(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     try:
@@ -137,9 +202,11 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     except FileNotFoundError as error:
         raise CheckpointError(f"{folder}: no checkpoint here (meta.json is missing)") from error
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"{folder}: the checkpoint's meta.json is damaged") from error
+        raise CheckpointError(
+            f"{folder}: the checkpoint is incomplete or corrupt (meta.json cannot be read)"
+        ) from error
     if not meta.get("complete"):
-        raise CheckpointError(f"{folder}: the checkpoint is incomplete")
+        raise CheckpointError(f"{folder}: the checkpoint is incomplete or corrupt")
     if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(
             f"{folder}: made with a newer PTM Studio; please update the app to open it"
@@ -166,12 +233,16 @@ def recover_checkpoint(folder: str | Path) -> Path:
     return folder
 
 
-def _swap_into_place(partial: Path, folder: Path) -> None:
+def _swap_into_place(partial: Path, folder: Path, keep_previous: bool = False) -> None:
     old = _sibling(folder, "old")
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
     partial.rename(folder)
+    if keep_previous and old.exists():
+        previous = previous_checkpoint_dir(folder)
+        shutil.rmtree(previous, ignore_errors=True)
+        old.rename(previous)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -192,7 +263,9 @@ def _verify_hashes(folder: Path, meta: dict[str, Any]) -> None:
         if not path.exists():
             raise CheckpointError(f"{folder}: {name} is missing")
         if _sha256(path) != expected:
-            raise CheckpointError(f"{folder}: {name} is damaged (its checksum does not match)")
+            raise CheckpointError(
+                f"{folder}: {name} is incomplete or corrupt (it does not match its checksum)"
+            )
 
 
 def _sha256(path: Path) -> str:

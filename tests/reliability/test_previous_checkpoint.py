@@ -1,0 +1,87 @@
+"""M3: a damaged last checkpoint names the problem and offers the intact one saved before it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ptm_studio.cli import main
+from ptm_studio.core.config import replace_field
+from ptm_studio.core.engine.checkpoints import (
+    MODEL_FILE,
+    DamagedCheckpointError,
+    load_checkpoint,
+    previous_checkpoint_dir,
+)
+from ptm_studio.core.engine.trainer import Trainer
+
+from .conftest import NothingLost, assert_checkpoint_loads, folder_digest
+
+
+def train_two_epochs(nothing_lost: NothingLost) -> Path:
+    """Resume the fixture's run for a second epoch, so that an epoch-1 checkpoint is 'previous'."""
+    config = replace_field(nothing_lost.config, "optim.num_epochs", 2)
+    nothing_lost.run_dir.write_config(config)
+    finished = Trainer(config, resume_from=nothing_lost.run_dir.path).run()
+    assert finished.status == "completed", finished.error_details
+    return nothing_lost.run_dir.last_checkpoint_dir
+
+
+def cut(path: Path, keep: str) -> None:
+    """Cut a file to nothing, to its first 7 bytes, or to half its length."""
+    data = path.read_bytes()
+    length = {"zero": 0, "seven_bytes": 7, "half": len(data) // 2}[keep]
+    path.write_bytes(data[:length])
+
+
+@pytest.mark.parametrize("keep", ["zero", "seven_bytes", "half"])
+def test_m3_a_cut_last_checkpoint_is_reported_and_the_previous_one_is_offered(
+    nothing_lost: NothingLost, keep: str
+) -> None:
+    last = train_two_epochs(nothing_lost)
+    previous = previous_checkpoint_dir(last)
+    assert load_checkpoint(previous).meta["epoch"] == 1
+    cut(last / MODEL_FILE, keep)
+
+    with pytest.raises(DamagedCheckpointError) as caught:
+        load_checkpoint(last)
+    message = str(caught.value)
+    assert "model.safetensors is incomplete or corrupt" in message
+    assert "(epoch 1, step" in message and "Use the previous checkpoint" in message
+    assert caught.value.previous == previous
+    assert folder_digest(nothing_lost.pictures) == nothing_lost.pictures_digest
+    assert_checkpoint_loads(previous)
+
+
+def test_m3_the_cli_offers_the_previous_checkpoint_and_goes_on_from_it(
+    nothing_lost: NothingLost, capsys: pytest.CaptureFixture[str]
+) -> None:
+    last = train_two_epochs(nothing_lost)
+    damaged_bytes = (last / MODEL_FILE).read_bytes()[:100]
+    (last / MODEL_FILE).write_bytes(damaged_bytes)
+    config = replace_field(nothing_lost.config, "optim.num_epochs", 3)
+    nothing_lost.run_dir.write_config(config)
+    run = str(nothing_lost.run_dir.path)
+
+    assert main(["train", "--resume", run, "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "incomplete or corrupt" in error and "--use-previous-checkpoint" in error
+
+    assert main(["train", "--resume", run, "--quiet", "--use-previous-checkpoint"]) == 0
+    epochs = [record["epoch"] for record in nothing_lost.run_dir.read_metrics("epoch")]
+    assert epochs == [1, 2, 3]  # epoch 2 was trained again from the epoch-1 checkpoint
+    kept_aside = list(last.parent.glob("last-damaged-*"))
+    assert len(kept_aside) == 1 and (kept_aside[0] / MODEL_FILE).read_bytes() == damaged_bytes
+    assert nothing_lost.check().meta["epoch"] == 3
+
+
+def test_m3_without_an_intact_previous_checkpoint_the_message_says_so(
+    nothing_lost: NothingLost,
+) -> None:
+    last = nothing_lost.run_dir.last_checkpoint_dir  # the first checkpoint: nothing before it
+    cut(last / MODEL_FILE, "half")
+    with pytest.raises(DamagedCheckpointError, match="No earlier checkpoint of this run is intact"):
+        load_checkpoint(last)
+    assert_checkpoint_loads(nothing_lost.run_dir.best_checkpoint_dir)
+    assert folder_digest(nothing_lost.pictures) == nothing_lost.pictures_digest
