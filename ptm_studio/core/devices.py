@@ -35,7 +35,10 @@ def describe_device(setting: str = "auto") -> DeviceInfo:
         return DeviceInfo("mps", "Apple GPU (MPS)", "Training on the Apple graphics chip.")
     note = "No graphics card found: training runs on the processor, which is much slower."
     if setting not in ("auto", "cpu"):
-        note = f"{setting.upper()} was asked for but is not available here; using the processor instead."
+        note = (
+            f"{setting.upper()} was asked for but is not available here: training runs on the"
+            " processor instead, which is much slower (use a smaller image size or model)."
+        )
     return DeviceInfo("cpu", f"CPU ({available_cpu_count()} cores)", note)
 
 

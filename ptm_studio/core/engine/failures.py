@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from ptm_studio.core.config import ConfigError
 from ptm_studio.core.data import DatasetError, ImageLoadError
@@ -43,6 +44,29 @@ class DivergenceGuard:
                 f"The loss diverged at step {global_step} (it became NaN or infinite"
                 f" {self.in_a_row} steps in a row). Try a lower learning rate."
             )
+
+
+def check_same_classes(
+    trained_on: tuple[str, ...], found: tuple[str, ...], data_dir: Path
+) -> None:
+    """Resuming needs the classes the run started with: the model's outputs are tied to them."""
+    if trained_on == found:
+        return
+    missing = [name for name in trained_on if name not in found]
+    added = [name for name in found if name not in trained_on]
+    changes = []
+    if missing:
+        changes.append("missing now: " + ", ".join(missing))
+    if added:
+        changes.append("new: " + ", ".join(added))
+    if not changes:
+        changes.append("the same names in another order")
+    raise DatasetError(
+        f"The classes in {data_dir} are not the ones this run was trained on"
+        f" ({'; '.join(changes)}).",
+        advice="Put the folder back as it was to resume, or start a new run"
+        " (it can start from this run's weights).",
+    )
 
 
 def plain_message(error: BaseException) -> str:
