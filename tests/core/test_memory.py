@@ -124,3 +124,17 @@ def test_a_half_done_scaled_step_can_be_retried_after_the_reset() -> None:
     scaler.unscale_(context.optimizer)  # without the reset: "unscale_() has already been called"
     scaler.step(context.optimizer)
     scaler.update()
+
+
+def test_contrastive_pieces_keep_at_least_two_pictures() -> None:
+    seen_sizes: list[list[int]] = []
+
+    def fits_two(pieces: list[torch.Tensor]) -> None:
+        seen_sizes.append([len(piece) for piece in pieces])
+        raise torch.OutOfMemoryError(CUDA_OOM)
+
+    micro = MicroBatching(torch.device("cpu"))
+    micro.smallest_piece = 2
+    with pytest.raises(OutOfMemoryError, match="even with 2 pictures at a time"):
+        micro.run(torch.arange(5), fits_two, "training")
+    assert seen_sizes == [[5], [3, 2]]

@@ -73,6 +73,8 @@ class MicroBatching:
         self.device = device
         self.pieces = 1
         self.on_shrunk = on_shrunk
+        # Contrastive losses compare the pictures of a piece with each other: they need two.
+        self.smallest_piece = 1
 
     def run(self, batch: Any, work: Callable[[list[Any]], Result], what: str) -> Result:
         """``work(pieces)`` processes the batch; out of memory means retrying with more pieces.
@@ -82,7 +84,7 @@ class MicroBatching:
         size = batch_length(batch)
         while True:
             try:
-                return work(split_batch(batch, min(self.pieces, size)))
+                return work(split_batch(batch, min(self.pieces, self._most_pieces(size))))
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
@@ -90,14 +92,20 @@ class MicroBatching:
             free_device_memory(self.device)
             self._shrink(size, what)
 
+    def _most_pieces(self, size: int) -> int:
+        return max(1, size // self.smallest_piece)
+
     def _shrink(self, size: int, what: str) -> None:
-        if self.pieces >= size:
+        if self.pieces >= self._most_pieces(size):
+            at_a_time = (
+                "one picture" if self.smallest_piece == 1 else f"{self.smallest_piece} pictures"
+            )
             raise OutOfMemoryError(
                 f"The {self.device.type.upper()} device ran out of memory during {what}, even with"
-                " one picture at a time. Choose a smaller image size or a smaller model, close other"
-                " programs that use the graphics card, or train on the processor (CPU)."
+                f" {at_a_time} at a time. Choose a smaller image size or a smaller model, close"
+                " other programs that use the graphics card, or train on the processor (CPU)."
             )
-        self.pieces = min(self.pieces * 2, size)
+        self.pieces = min(self.pieces * 2, self._most_pieces(size))
         piece_size = -(-size // self.pieces)
         message = (
             f"The graphics card ran out of memory during {what}. Each batch of {size} pictures is"

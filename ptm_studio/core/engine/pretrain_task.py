@@ -80,6 +80,8 @@ class PretrainTask(TrainingTask):
             temperature=objective_settings.temperature,
             projection_dim=objective_settings.projection_dim,
         )
+        if self.objective.views_per_image > 1:  # pairs are compared within a batch
+            environment.micro_batching.smallest_piece = 2
         self.model = PretrainModel(classifier.backbone, self.objective).to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
