@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +28,30 @@ from ptm_studio.core.devices import (
     select_device,
 )
 from ptm_studio.core.engine import checkpoints
+from ptm_studio.core.engine.batches import BatchSource
 from ptm_studio.core.engine.callbacks import Callback, CallbackList
 from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_STOPPED,
-    BatchFinished,
     CheckpointSaved,
     EpochFinished,
     TrainingAdjusted,
     TrainingFinished,
-    TrainingStarted,
 )
 from ptm_studio.core.engine.failures import DivergenceGuard, check_same_classes, plain_message
-from ptm_studio.core.engine.loading import (
-    is_loader_failure,
-    loader_failure_message,
-    shut_down,
-)
 from ptm_studio.core.engine.loops import StepContext, StepResult, optimization_step
 from ptm_studio.core.engine.memory import MicroBatching, reset_scaler_step
 from ptm_studio.core.engine.pretrain_task import PretrainTask
 from ptm_studio.core.engine.progress import RunProgress
+from ptm_studio.core.engine.reporting import (
+    batch_event,
+    checkpoint_meta,
+    epoch_event,
+    epoch_log_record,
+    started_event,
+)
 from ptm_studio.core.engine.setup import (
     prepare_split,
     resolve_data_dir,
@@ -93,9 +94,7 @@ class Trainer:
         self.last_outcome: EpochOutcome | None = None
         self.divergence_guard = DivergenceGuard()
         self.stop_message = ""
-        self.pending_rng_state: dict[str, Any] | None = None
         self.last_checkpoint_time = time.monotonic()
-        self.loads_in_main_thread = self.config.data.num_workers == 0
         self.adjustments: list[str] = []  # what the run changed to keep going, for the user
 
     # ----------------------------------------------------------------- public API
@@ -156,6 +155,9 @@ class Trainer:
                 advice="Lower the batch size or add pictures.",
             )
         self.context = self._build_step_context()
+        self.batch_source = BatchSource(
+            self.task, config.data.batch_size, config.data.num_workers, self._report_adjustment
+        )
         self._open_run_dir()
 
     def _build_step_context(self) -> StepContext:
@@ -177,6 +179,7 @@ class Trainer:
         if self.resume_from:
             self.run_dir = RunDirectory(self.resume_from)
             remove_stray_temp_files(self.run_dir.path)  # left by a write that was killed
+            checkpoints.recover_checkpoint(self.run_dir.best_checkpoint_dir)
             loaded = checkpoints.load_checkpoint(self.run_dir.last_checkpoint_dir)
             check_same_classes(
                 tuple(loaded.meta.get("class_names", ())),
@@ -216,7 +219,17 @@ class Trainer:
             return STATUS_STOPPED
 
     def _fit_epochs(self) -> str:
-        self.callbacks.emit(self._started_event())
+        assert self.run_dir is not None
+        self.callbacks.emit(
+            started_event(
+                self.run_dir.path,
+                self.config,
+                self.task,
+                self.progress,
+                self.steps_per_epoch,
+                self.device_info,
+            )
+        )
         for epoch_index in range(self.progress.epoch_index, self.config.optim.num_epochs):
             if not self.train_one_epoch(epoch_index):
                 self.save_checkpoint(reason="stopped")
@@ -237,11 +250,11 @@ class Trainer:
         self.task.prepare_epoch(epoch_index)
         start_batch = self.progress.batch_index
         self.progress.start_epoch(epoch_index, self.steps_per_epoch)
-        batches = self._watched_batches(epoch_index, start_batch)
+        batches = self.batch_source.epoch(epoch_index, start_batch)
         for batch_index, batch in enumerate(batches, start=start_batch):
             step = self.micro_batching.run(batch, self._optimization_step, "training")
             self.progress.add_batch(step.loss, step.correct, step.count)
-            self.callbacks.emit(self._batch_event(epoch_index, batch_index, step.loss))
+            self._report_batch(epoch_index, batch_index, step.loss)
             self.divergence_guard.check(step.loss, self.progress.global_step)
             if self.stop_request.is_requested:
                 return False
@@ -249,6 +262,16 @@ class Trainer:
                 self.save_checkpoint(reason="periodic")
         self.progress.finish_training_part()
         return True
+
+    def _report_batch(self, epoch_index: int, batch_index: int, loss: float) -> None:
+        learning_rate = self.context.optimizer.param_groups[0]["lr"]
+        self.progress.log_batch(epoch_index, loss, learning_rate)
+        num_epochs = self.config.optim.num_epochs
+        self.callbacks.emit(
+            batch_event(
+                self.progress, num_epochs, self.steps_per_epoch, batch_index, loss, learning_rate
+            )
+        )
 
     def _optimization_step(self, pieces: list[Any]) -> StepResult:
         return optimization_step(self.context, pieces, self.task.compute_loss)
@@ -273,64 +296,21 @@ class Trainer:
         minutes = (time.monotonic() - self.last_checkpoint_time) / 60
         return 0 < saving.checkpoint_every_minutes <= minutes
 
-    def _watched_batches(self, epoch_index: int, start_batch: int) -> Iterator[Any]:
-        """The epoch's batches; if a loading process hangs or dies, load in this thread instead
-        and go on from the same batch (the sampler can start an epoch at any batch)."""
-        batch_index = start_batch
-        batches = self._epoch_batches(epoch_index, batch_index)
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except RuntimeError as error:
-                if not is_loader_failure(error):
-                    raise
-                message = loader_failure_message(error, f"epoch {epoch_index + 1}")
-            else:
-                batch_index += 1
-                yield batch
-                continue
-            shut_down(batches)
-            self._load_without_workers(message)
-            batches = self._epoch_batches(epoch_index, batch_index)
-
-    def _load_without_workers(self, message: str) -> None:
-        if self.loads_in_main_thread:
-            raise RuntimeError(message)  # it failed without workers too: not a worker problem
-        self.loads_in_main_thread = True
-        self.task.load_without_workers()
-        self._report_adjustment("data_loader", message)
-
-    def _epoch_batches(self, epoch_index: int, start_batch: int) -> Iterator[Any]:
-        """The epoch's batch iterator, with a resumed run's RNG state restored at the right moment.
-
-        Creating a DataLoader iterator draws from the global RNG. A checkpoint taken mid-epoch
-        already includes that draw, so its state is restored after the iterator exists; one taken
-        at an epoch boundary precedes it, so it is restored first.
-        """
-        self.task.train_sampler.set_epoch(epoch_index, start_batch * self.config.data.batch_size)
-        if start_batch == 0:
-            self._restore_pending_rng_state()
-        batches = iter(self.task.train_loader)
-        self._restore_pending_rng_state()
-        return batches
-
-    def _restore_pending_rng_state(self) -> None:
-        if self.pending_rng_state is not None:
-            checkpoints.restore_rng_state(self.pending_rng_state)
-            self.pending_rng_state = None
-
     def end_epoch(self, epoch_index: int) -> EpochOutcome:
         """Validate (or measure pretraining health), report, and save the epoch's checkpoints."""
         train_loss = self.progress.epoch_train_loss()
-        outcome = self._measure_epoch(epoch_index, train_loss)
+        outcome = self.batch_source.with_loader_retry(
+            lambda: self.task.end_epoch(epoch_index, train_loss),
+            f"the check at the end of epoch {epoch_index + 1}",
+        )
         self.last_outcome = outcome
         # Pretraining has no validation loss: the best epoch is the best k-NN accuracy, or
         # without labels to measure with, the lowest training loss.
         ranking_loss = outcome.val_loss if math.isfinite(outcome.val_loss) else train_loss
         is_best = self.progress.finish_epoch(outcome.val_accuracy, ranking_loss)
-        event = self._epoch_event(epoch_index, outcome, is_best)
+        learning_rate = self.context.optimizer.param_groups[0]["lr"]
+        num_epochs = self.config.optim.num_epochs
+        event = epoch_event(self.progress, num_epochs, epoch_index, outcome, is_best, learning_rate)
         self._log_epoch(event)
         skipped = self._skipped_files()
         if skipped:
@@ -344,19 +324,6 @@ class Trainer:
         if is_best and self.task.keeps_best_checkpoint:
             self.save_checkpoint(reason="best")
         return outcome
-
-    def _measure_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
-        """The task's epoch end, retried once without loading processes if one failed."""
-        try:
-            return self.task.end_epoch(epoch_index, train_loss)
-        except RuntimeError as error:
-            if not is_loader_failure(error):
-                raise
-            message = loader_failure_message(
-                error, f"the check at the end of epoch {epoch_index + 1}"
-            )
-        self._load_without_workers(message)
-        return self.task.end_epoch(epoch_index, train_loss)
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self, reason: str) -> None:
@@ -374,7 +341,7 @@ class Trainer:
         checkpoints.save_checkpoint(
             folder,
             self.task.shareable_weights(),
-            self._checkpoint_meta(),
+            checkpoint_meta(self.config, self.task, self.progress),
             trainer_state,
             keep_previous=reason != "best",  # a fallback if "last" is ever damaged
         )
@@ -406,88 +373,15 @@ class Trainer:
         self.context.scheduler.load_state_dict(state["scheduler"])
         self.context.scaler.load_state_dict(state["scaler"])
         self.progress.load_state_dict(state["progress"])
-        self.pending_rng_state = state["rng"]  # restored when the next epoch's batches start
+        self.batch_source.pending_rng_state = state["rng"]  # restored when the batches start
         assert self.run_dir is not None
         self.run_dir.truncate_metrics_after(self.progress.global_step)
 
-    def _checkpoint_meta(self) -> dict[str, Any]:
-        return {
-            "backbone": self.task.spec.name,
-            "class_names": list(self.task.class_names),
-            "task": self.config.objective.task,
-            "image_size": self.config.data.image_size,
-            "mean": list(self.task.spec.mean),
-            "std": list(self.task.spec.std),
-            "epoch": self.progress.epochs_completed,
-            "global_step": self.progress.global_step,
-            "val_accuracy": _finite_or_none(self.progress.final_val_accuracy),
-            **self.task.meta(),
-        }
-
-    # ----------------------------------------------------------------- events and logs
-    def _started_event(self) -> TrainingStarted:
-        assert self.run_dir is not None
-        return TrainingStarted(
-            run_dir=self.run_dir.path,
-            task=self.config.objective.task,
-            class_names=self.task.class_names,
-            num_epochs=self.config.optim.num_epochs,
-            start_epoch=self.progress.epoch_index + 1,
-            steps_per_epoch=self.steps_per_epoch,
-            num_train_images=self.task.num_train_images,
-            num_val_images=self.task.num_val_images,
-            device_name=self.device_info.name,
-            device_note=self.device_info.note,
-            parameter_count=sum(p.numel() for p in self.task.trained_module().parameters()),
-        )
-
-    def _batch_event(self, epoch_index: int, batch_index: int, loss: float) -> BatchFinished:
-        total_steps = self.config.optim.num_epochs * self.steps_per_epoch
-        learning_rate = self.context.optimizer.param_groups[0]["lr"]
-        self.progress.log_batch(epoch_index, loss, learning_rate)
-        return BatchFinished(
-            epoch=epoch_index + 1,
-            batch_index=batch_index,
-            num_batches=self.steps_per_epoch,
-            global_step=self.progress.global_step,
-            total_steps=total_steps,
-            loss=loss,
-            learning_rate=learning_rate,
-            samples_per_second=self.progress.samples_per_second(),
-            elapsed_seconds=self.progress.elapsed_seconds(),
-            eta_seconds=self.progress.eta_seconds(total_steps),
-        )
-
-    def _epoch_event(self, epoch_index: int, outcome: EpochOutcome, is_best: bool) -> EpochFinished:
-        return EpochFinished(
-            epoch=epoch_index + 1,
-            num_epochs=self.config.optim.num_epochs,
-            train_loss=self.progress.epoch_train_loss(),
-            train_accuracy=self.progress.epoch_train_accuracy(),
-            val_loss=outcome.val_loss,
-            val_accuracy=outcome.val_accuracy,
-            val_top5_accuracy=outcome.val_top5_accuracy,
-            learning_rate=self.context.optimizer.param_groups[0]["lr"],
-            epoch_seconds=self.progress.epoch_seconds(),
-            is_best=is_best,
-            per_class=outcome.per_class,
-            confusion_matrix=outcome.confusion,
-            embedding_spread=outcome.embedding_spread,
-        )
-
+    # ----------------------------------------------------------------- logs
     def _log_epoch(self, event: EpochFinished) -> None:
         assert self.run_dir is not None
         self._flush_batch_log()
-        record = {
-            "type": "epoch",
-            "global_step": self.progress.global_step,
-            **{name: getattr(event, name) for name in _EPOCH_LOG_FIELDS},
-            "confusion_matrix": event.confusion_matrix.tolist()
-            if event.confusion_matrix is not None
-            else None,
-            "per_class": list(event.per_class),
-        }
-        self.run_dir.append_metrics([record])
+        self.run_dir.append_metrics([epoch_log_record(event, self.progress.global_step)])
         self.run_dir.write_status(
             epochs_completed=self.progress.epochs_completed,
             best_val_accuracy=self.progress.best_val_accuracy,
@@ -520,21 +414,3 @@ class Trainer:
             self.__dict__.pop("task", None)
             self.__dict__.pop("context", None)
             torch.cuda.empty_cache()
-
-
-_EPOCH_LOG_FIELDS = (
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "val_top5_accuracy",
-    "learning_rate",
-    "epoch_seconds",
-    "is_best",
-    "embedding_spread",
-)
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
