@@ -1,7 +1,8 @@
 """Training goes on when pictures vanish or break after the scan (RELIABILITY I14).
 
-A picture that can no longer be read is skipped (the next one takes its place in the batch) and
-remembered, so the run can report it. If the whole folder is gone (an unplugged drive), the run
+A training picture that can no longer be read is skipped (the next one takes its place in the
+batch) and remembered, so the run can report it. A validation picture cannot be replaced (each
+result belongs to one file), so it is marked and left out of that epoch's measurements. If the whole folder is gone (an unplugged drive), the run
 must pause instead: ``DatasetVanished`` tells the trainer to save and stop.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 
 from ptm_studio.core.data.loader import ImageLoadError
@@ -61,6 +63,38 @@ class SkipUnreadable(Dataset[Any]):
 
     def __getattr__(self, name: str) -> Any:
         # paths, labels, records… of the wrapped dataset stay reachable.
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+class MarkUnreadable(Dataset[tuple[torch.Tensor, int, int]]):
+    """Wraps a validation dataset: items are (image, label, position), with ``-(position + 1)``
+    and a blank image for a picture that can no longer be read.
+
+    The marker travels back from background loader processes too, so the main process always
+    knows which files were left out (see ``unreadable_positions``).
+    """
+
+    def __init__(self, dataset: Any, root: Path, image_size: int) -> None:
+        self.dataset = dataset
+        self.root = Path(root)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int, int]:
+        try:
+            image, label = self.dataset[position]
+        except ImageLoadError as error:
+            if not self.root.exists():
+                raise DatasetVanished(self.root) from error
+            blank = torch.zeros(3, self.image_size, self.image_size)
+            return blank, self.dataset.labels[position], -(position + 1)
+        return image, label, position
+
+    def __getattr__(self, name: str) -> Any:
         if name == "dataset":
             raise AttributeError(name)
         return getattr(self.dataset, name)

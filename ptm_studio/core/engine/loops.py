@@ -112,11 +112,12 @@ class EvaluationResult:
     confusion: np.ndarray
     per_class: tuple[dict[str, float | str | int], ...]
     records: tuple[PredictionRecord, ...]
+    unreadable: tuple[str, ...] = ()  # validation pictures that could not be read any more
 
 
 def evaluate(
     model: nn.Module,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     paths: tuple[str, ...],
     class_names: tuple[str, ...],
     device: torch.device,
@@ -124,7 +125,11 @@ def evaluate(
     channels_last: bool,
     micro_batching: MicroBatching | None = None,
 ) -> EvaluationResult:
-    """Run the model over the validation set and keep a record per image."""
+    """Run the model over the validation set and keep a record per image.
+
+    Batches are (images, targets, positions); a negative position ``-(p + 1)`` marks picture
+    ``p`` as unreadable (see MarkUnreadable): it is left out and listed in ``unreadable``.
+    """
     model.eval()
     micro_batching = micro_batching or MicroBatching(device)
 
@@ -136,20 +141,34 @@ def evaluate(
                 logits.append(model(images).float())
         return logits
 
-    probability_chunks, loss_chunks, target_chunks = [], [], []
+    probability_chunks, loss_chunks, target_chunks, position_chunks = [], [], [], []
+    unreadable: list[str] = []
     with torch.inference_mode():
-        for images, targets in batches:
+        for images, targets, positions in batches:
+            readable = positions >= 0
+            if not bool(readable.all()):
+                unreadable.extend(paths[-int(p) - 1] for p in positions[~readable])
+                images, targets, positions = (
+                    images[readable],
+                    targets[readable],
+                    positions[readable],
+                )
+                if len(targets) == 0:
+                    continue
             logits = torch.cat(micro_batching.run((images, targets), predict, "validation"))
             targets = targets.to(logits.device)
             loss_chunks.append(functional.cross_entropy(logits, targets, reduction="none").cpu())
             probability_chunks.append(torch.softmax(logits, dim=1).cpu())
             target_chunks.append(targets.cpu())
+            position_chunks.append(positions)
     if not target_chunks:
         empty = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
-        return EvaluationResult(float("nan"), float("nan"), float("nan"), empty, (), ())
+        nan = float("nan")
+        return EvaluationResult(nan, nan, nan, empty, (), (), tuple(unreadable))
     probabilities = torch.cat(probability_chunks).numpy()
     losses = torch.cat(loss_chunks).numpy()
     targets_array = torch.cat(target_chunks).numpy()
+    kept_paths = tuple(paths[int(p)] for p in torch.cat(position_chunks))
     predictions = probabilities.argmax(axis=1)
     matrix = confusion_matrix(targets_array, predictions, len(class_names))
     return EvaluationResult(
@@ -158,7 +177,8 @@ def evaluate(
         top5_accuracy=top_k_accuracy(probabilities, targets_array, TOP_K),
         confusion=matrix,
         per_class=per_class_report(matrix, class_names),
-        records=_prediction_records(paths, targets_array, probabilities, losses),
+        records=_prediction_records(kept_paths, targets_array, probabilities, losses),
+        unreadable=tuple(unreadable),
     )
 
 

@@ -23,7 +23,7 @@ from ptm_studio.core.data import (
     preflight,
     scan_folder,
 )
-from ptm_studio.core.data.skipping import SkipUnreadable
+from ptm_studio.core.data.skipping import MarkUnreadable, SkipUnreadable
 from ptm_studio.core.engine.loading import loader_options
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.models import (
@@ -82,7 +82,11 @@ def build_data_loaders(
     train_set = SkipUnreadable(
         ImageDataset(split.train, split.class_names, train_transform), resolve_data_dir(config)
     )
-    val_set = ImageDataset(split.val, split.class_names, eval_transform)
+    val_set = MarkUnreadable(
+        ImageDataset(split.val, split.class_names, eval_transform),
+        resolve_data_dir(config),
+        data.image_size,
+    )
     sampler = ResumableShuffleSampler(len(train_set), config.seed)
     common = loader_options(config, device)
     # A last batch of one image breaks batch norm in training mode, so drop it (only then).

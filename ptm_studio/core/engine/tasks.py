@@ -129,6 +129,7 @@ class SupervisedTask(TrainingTask):
         self.loaders = build_data_loaders(config, split, self.spec, device)
         self.train_loader, self.train_sampler = self.loaders.train, self.loaders.train_sampler
         self.num_train_images, self.num_val_images = len(split.train), len(split.val)
+        self.unreadable_for_validation: dict[str, str] = {}
         self.loss_function = build_supervised_loss(config.objective, class_counts(split)).to(device)
 
     def trained_module(self) -> ImageClassifier:
@@ -167,6 +168,10 @@ class SupervisedTask(TrainingTask):
             self.channels_last,
             self.micro_batching,
         )
+        for path in result.unreadable:
+            self.unreadable_for_validation[path] = (
+                "could not be read any more (left out of validation)"
+            )
         names = self.class_names
         rows = [
             {
@@ -193,7 +198,9 @@ class SupervisedTask(TrainingTask):
         return self.model.state_dict()
 
     def skipped_files(self) -> dict[str, str]:
-        return dict(self.loaders.train_set.skipped)
+        skipped = dict(self.unreadable_for_validation)
+        skipped.update(self.loaders.train_set.skipped)
+        return skipped
 
     def load_state(self, weights: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         self.model.load_state_dict(weights)
