@@ -46,9 +46,7 @@ class DivergenceGuard:
             )
 
 
-def check_same_classes(
-    trained_on: tuple[str, ...], found: tuple[str, ...], data_dir: Path
-) -> None:
+def check_same_classes(trained_on: tuple[str, ...], found: tuple[str, ...], data_dir: Path) -> None:
     """Resuming needs the classes the run started with: the model's outputs are tied to them."""
     if trained_on == found:
         return
