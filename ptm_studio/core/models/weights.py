@@ -18,7 +18,12 @@ from torchvision.models import get_model_weights
 
 from ptm_studio.core.atomic_io import atomic_writer
 from ptm_studio.core.config import ModelConfig
-from ptm_studio.core.engine.checkpoints import is_complete_checkpoint, recover_checkpoint
+from ptm_studio.core.engine.checkpoints import (
+    CheckpointError,
+    is_complete_checkpoint,
+    read_meta,
+    recover_checkpoint,
+)
 from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError, WeightsError
 from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
@@ -96,14 +101,26 @@ def load_imagenet_weights(
 def load_run_weights(model: ImageClassifier, run_dir: Path) -> LoadReport:
     """Load the model an earlier run saved (its best checkpoint, else its last one)."""
     run_folder = Path(run_dir)
+    unusable: list[str] = []
     for relative in RUN_CHECKPOINT_CANDIDATES:
         candidate = run_folder / relative
         # Finish a checkpoint swap a crash cut short, and skip a half-written checkpoint.
         recover_checkpoint(candidate.parent)
-        if candidate.is_file() and is_complete_checkpoint(candidate.parent):
+        if not candidate.is_file():
+            continue
+        if is_complete_checkpoint(candidate.parent):
             state_dict = load_state_dict_file(candidate)
             source = f"run '{run_folder.name}' ({relative.parent.name} checkpoint)"
             return apply_state_dict(model, state_dict, source=source)
+        unusable.append(_why_unusable(candidate.parent))
+    if unusable:
+        # Say why (made with a newer PTM Studio, damaged…) rather than "no saved model".
+        raise WeightsError(
+            f"No usable saved model was found in the run folder '{run_folder}': "
+            f"{'; '.join(unusable)}.",
+            advice="Choose another run, or start from other weights.",
+            path=run_folder,
+        )
     raise WeightsError(
         f"No saved model was found in the run folder '{run_folder}'.",
         advice=(
@@ -112,6 +129,14 @@ def load_run_weights(model: ImageClassifier, run_dir: Path) -> LoadReport:
         ),
         path=run_folder,
     )
+
+
+def _why_unusable(checkpoint_folder: Path) -> str:
+    try:
+        read_meta(checkpoint_folder)
+    except CheckpointError as error:
+        return str(error)
+    return f"{checkpoint_folder}: its files are incomplete or corrupt (checksums do not match)"
 
 
 def load_initial_weights(
