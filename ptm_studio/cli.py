@@ -373,10 +373,11 @@ def _add_predict_command(commands: Any) -> None:
 def _run_predict(arguments: argparse.Namespace) -> int:
     from ptm_studio.core.engine.checkpoints import CheckpointError
     from ptm_studio.core.inference import Predictor, collect_image_paths
+    from ptm_studio.core.models import ModelError
 
     try:
         predictor = Predictor.from_run(arguments.run, device=arguments.device)
-    except (CheckpointError, FileNotFoundError) as error:
+    except (CheckpointError, ModelError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     paths = collect_image_paths(arguments.paths)

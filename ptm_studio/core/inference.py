@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ptm_studio.core.data import IMAGE_EXTENSIONS, ImageLoadError, build_transform, load_image
+from ptm_studio.core.data import (
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    build_transform,
+    decode_side_for,
+    load_image,
+)
 from ptm_studio.core.devices import configure_cpu_threads, select_device
-from ptm_studio.core.engine.checkpoints import CheckpointError, load_checkpoint
+from ptm_studio.core.engine.checkpoints import (
+    META_FILE,
+    MODEL_FILE,
+    CheckpointError,
+    DamagedCheckpointError,
+    LoadedCheckpoint,
+    load_checkpoint,
+)
 from ptm_studio.core.models import ImageClassifier, build_classifier
+from ptm_studio.core.models.state_dicts import check_finite
 from ptm_studio.core.runs import RunDirectory
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,19 +65,20 @@ class Predictor:
         self.model = model.to(device).eval()
         self.class_names = tuple(class_names)
         self.transform = build_transform(image_size, mean=tuple(mean), std=tuple(std), train=False)
+        self.decode_side = decode_side_for(image_size)  # as in training: the same pixels
         self.device = device
 
     @classmethod
     def from_run(cls, run_or_checkpoint: str | Path, device: str = "auto") -> Predictor:
         """Load the best checkpoint of a run folder (or the last, or a checkpoint folder itself)."""
-        folder = _checkpoint_folder(Path(run_or_checkpoint))
-        loaded = load_checkpoint(folder, with_trainer_state=False)
-        meta = loaded.meta
+        loaded = _load_usable_checkpoint(Path(run_or_checkpoint))
+        folder, meta = loaded.folder, loaded.meta
         if meta.get("task") == "pretrain":
             raise CheckpointError(
                 f"{folder}: this is a pretraining run; it has learnt features but no classes yet. "
                 "Finetune it on labelled pictures first (weights: an earlier run)."
             )
+        check_finite(loaded.model_state, source=str(folder / MODEL_FILE))
         model = build_classifier(meta["backbone"], int(meta["num_classes"]))
         model.load_state_dict(loaded.model_state)
         target = select_device(device)
@@ -95,7 +113,7 @@ class Predictor:
         tensors, readable, failed = [], [], {}
         for path in paths:
             try:
-                tensors.append(self.transform(load_image(path)))
+                tensors.append(self.transform(load_image(path, max_side=self.decode_side)))
                 readable.append(path)
             except ImageLoadError as error:
                 failed[path] = error.reason
@@ -130,11 +148,25 @@ def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
     return collected
 
 
-def _checkpoint_folder(path: Path) -> Path:
-    if (path / "meta.json").exists():
-        return path
+def _load_usable_checkpoint(path: Path) -> LoadedCheckpoint:
+    """A checkpoint folder itself, or a run's best checkpoint, else its last one if best is damaged."""
+    if (path / META_FILE).exists():
+        return load_checkpoint(path, with_trainer_state=False)
     run = RunDirectory(path)
-    for folder in (run.best_checkpoint_dir, run.last_checkpoint_dir):
-        if (folder / "meta.json").exists():
-            return folder
-    raise CheckpointError(f"{path}: no trained model found here (expected a PTM Studio run folder)")
+    candidates = [
+        folder
+        for folder in (run.best_checkpoint_dir, run.last_checkpoint_dir)
+        if (folder / META_FILE).exists()
+    ]
+    if not candidates:
+        raise CheckpointError(
+            f"{path}: no trained model found here (expected a PTM Studio run folder)"
+        )
+    for folder in candidates[:-1]:
+        try:
+            return load_checkpoint(folder, with_trainer_state=False)
+        except DamagedCheckpointError:
+            LOGGER.warning(
+                "%s is damaged; using the run's %s checkpoint", folder, candidates[-1].name
+            )
+    return load_checkpoint(candidates[-1], with_trainer_state=False)
