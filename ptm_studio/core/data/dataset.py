@@ -26,8 +26,10 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         records: Sequence[ImageRecord],
         class_names: Sequence[str],
         transform: Callable[[Image.Image], torch.Tensor],
+        decode_side: int | None = None,
     ) -> None:
         self.records = tuple(records)
+        self.decode_side = decode_side  # see decode_side_for
         self.class_names = tuple(class_names)
         self.transform = transform
         index = {name: position for position, name in enumerate(self.class_names)}
@@ -45,7 +47,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         return len(self.records)
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        picture = load_image(self.records[position].path)
+        picture = load_image(self.records[position].path, max_side=self.decode_side)
         return self.transform(picture), self._labels[position]
 
     @property

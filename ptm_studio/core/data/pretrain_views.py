@@ -93,11 +93,13 @@ class MultiViewDataset(Dataset[MultiViewSample]):
         transform: Callable[[Image.Image], torch.Tensor],
         views_per_image: int,
         class_names: Sequence[str] | None = None,
+        decode_side: int | None = None,
     ) -> None:
         if views_per_image < 1:
             raise ValueError(f"views_per_image must be at least 1, got {views_per_image}.")
         self.records = tuple(records)
         self.transform = transform
+        self.decode_side = decode_side  # see decode_side_for
         self.views_per_image = views_per_image
         self.class_names = tuple(class_names) if class_names is not None else ()
         self._labels = self._label_indices()
@@ -120,7 +122,7 @@ class MultiViewDataset(Dataset[MultiViewSample]):
 
     def __getitem__(self, position: int) -> MultiViewSample:
         # Decode once, transform n times: the views differ only by the random transform.
-        picture = load_image(self.records[position].path)
+        picture = load_image(self.records[position].path, max_side=self.decode_side)
         views = [self.transform(picture) for _ in range(self.views_per_image)]
         return views, self._labels[position]
 

@@ -6,6 +6,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ptm_studio.core.data.manifest import DatasetScan, ImageRecord
 
@@ -22,6 +23,8 @@ class DataSplit:
     train: tuple[ImageRecord, ...]
     val: tuple[ImageRecord, ...]
     test: tuple[ImageRecord, ...] = ()
+    # Files found but not usable (unreadable, disguised, too large), with the reason.
+    left_out: tuple[tuple[Path, str], ...] = ()
 
     @property
     def class_to_index(self) -> dict[str, int]:

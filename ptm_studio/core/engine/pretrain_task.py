@@ -20,6 +20,7 @@ from ptm_studio.core.data import (
     DataSplit,
     ImageDataset,
     build_transform,
+    decode_side_for,
     make_split,
     scan_folder,
 )
@@ -102,7 +103,12 @@ class PretrainTask(TrainingTask):
             strength=self._view_strength(),
         )
         # Labels are ignored: every readable picture of the training part is used.
-        views = MultiViewDataset(split.train, transform, self.objective.views_per_image)
+        views = MultiViewDataset(
+            split.train,
+            transform,
+            self.objective.views_per_image,
+            decode_side=decode_side_for(image_size),
+        )
         return SkipUnreadable(views, resolve_data_dir(self.config))
 
     def _view_strength(self) -> str:
@@ -137,8 +143,9 @@ class PretrainTask(TrainingTask):
             self.config.data.image_size, mean=self.spec.mean, std=self.spec.std, train=False
         )
         names = monitor_split.class_names
-        reference = ImageDataset(monitor_split.train, names, transform)
-        query = ImageDataset(monitor_split.val, names, transform)
+        decode_side = decode_side_for(self.config.data.image_size)
+        reference = ImageDataset(monitor_split.train, names, transform, decode_side)
+        query = ImageDataset(monitor_split.val, names, transform, decode_side)
         self.num_val_images = len(query)
         return self._loader(reference), self._loader(query)
 

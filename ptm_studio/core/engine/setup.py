@@ -17,6 +17,7 @@ from ptm_studio.core.data import (
     DataSplit,
     ImageDataset,
     build_transform,
+    decode_side_for,
     demo_data_dir,
     keep_label_fraction,
     make_split,
@@ -56,6 +57,8 @@ def prepare_split(config: RunConfig) -> DataSplit:
         max_bad_file_fraction=config.data.max_bad_file_fraction,
     )
     split = make_split(scan, config.data.validation_fraction, config.seed)
+    # Files the scan could not use are reported with the run, as files skipped during it are.
+    split = dataclasses.replace(split, left_out=scan.unreadable)
     if config.data.label_fraction < 1:
         train = keep_label_fraction(split.train, config.data.label_fraction, config.seed)
         split = dataclasses.replace(split, train=train)
@@ -79,11 +82,13 @@ def build_data_loaders(
         data.image_size, mean=spec.mean, std=spec.std, train=True, augmentations=data.augmentations
     )
     eval_transform = build_transform(data.image_size, mean=spec.mean, std=spec.std, train=False)
+    decode_side = decode_side_for(data.image_size)
     train_set = SkipUnreadable(
-        ImageDataset(split.train, split.class_names, train_transform), resolve_data_dir(config)
+        ImageDataset(split.train, split.class_names, train_transform, decode_side),
+        resolve_data_dir(config),
     )
     val_set = MarkUnreadable(
-        ImageDataset(split.val, split.class_names, eval_transform),
+        ImageDataset(split.val, split.class_names, eval_transform, decode_side),
         resolve_data_dir(config),
         data.image_size,
     )

@@ -147,7 +147,9 @@ class Trainer:
             self.micro_batching,
             self.download_progress,
         )
-        self.task: TrainingTask = task_type(environment, prepare_split(config))
+        split = prepare_split(config)
+        self.left_out_by_scan = {str(path): reason for path, reason in split.left_out}
+        self.task: TrainingTask = task_type(environment, split)
         self.steps_per_epoch = len(self.task.train_loader)
         if self.steps_per_epoch == 0:
             raise DatasetError(
@@ -393,8 +395,10 @@ class Trainer:
         self.run_dir.append_metrics(self.progress.take_batch_log())
 
     def _skipped_files(self) -> dict[str, str]:
+        """Files left out: by the scan before training, and those unreadable during it."""
         task = getattr(self, "task", None)
-        return task.skipped_files() if task is not None else {}
+        during_run = task.skipped_files() if task is not None else {}
+        return {**getattr(self, "left_out_by_scan", {}), **during_run}
 
     def _record_final_status(self, finished: TrainingFinished) -> None:
         if self.run_dir is None:
