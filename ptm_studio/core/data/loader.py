@@ -128,7 +128,7 @@ def _load(path: Path, max_side: int | None) -> tuple[Image.Image, bool]:
         with _open(path) as image:
             multi_frame = _has_several_frames(image)
             if max_side is not None:
-                image.draft("RGB", (max_side, max_side))
+                image.draft("RGB", fitted_size(image.size, max_side))
             # A full decode here is what rejects truncated files: LOAD_TRUNCATED_IMAGES stays
             # off, so Pillow raises instead of filling the missing part with grey.
             image.load()
@@ -140,6 +140,17 @@ def _load(path: Path, max_side: int | None) -> tuple[Image.Image, bool]:
     if max_side is not None:
         picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return picture, multi_frame
+
+
+def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The size that fits in max_side × max_side with the aspect kept (what thumbnail makes).
+
+    Asking JPEG's draft mode for exactly this, not for a square, lets a 4:3 photo decode at
+    1/4 scale instead of 1/2 when that is still large enough.
+    """
+    width, height = size
+    scale = min(1.0, max_side / max(width, height, 1))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _check_file(path: Path) -> None:
