@@ -56,6 +56,7 @@ class ProgressPrinter(Callback):
         print(
             f"Training on {event.num_train_images} images ({len(event.class_names)} classes), "
             f"validating on {event.num_val_images} — {event.device_name}. {event.device_note}\n"
+            f"Starting from: {event.weights_note}\n"
             f"Run folder: {event.run_dir}",
             file=self.stream,
         )

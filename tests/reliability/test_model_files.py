@@ -74,6 +74,12 @@ def file_weights(path: Path) -> ModelConfig:
     return ModelConfig(backbone="small_cnn", weights="file", weights_path=str(path))
 
 
+def save_config(config: RunConfig, folder: Path) -> Path:
+    path = folder / "config.json"
+    path.write_text(config.to_json(), encoding="utf-8")
+    return path
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *arguments: object) -> tuple[int, str, str]:
     code = main([str(argument) for argument in arguments])
     captured = capsys.readouterr()
@@ -494,7 +500,7 @@ def test_m6_weights_of_another_architecture_list_the_mismatches_and_change_nothi
 
 
 def test_m6_a_head_for_another_class_count_starts_fresh_and_says_so(
-    nothing_lost: NothingLost, tmp_path: Path
+    nothing_lost: NothingLost, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     five_classes = fresh_model(num_classes=5)
     five_classes.backbone.load_state_dict(
@@ -511,6 +517,14 @@ def test_m6_a_head_for_another_class_count_starts_fresh_and_says_so(
     note = run.read_status()["weights"]
     assert "The classifier head (the last layer, which picks the class) starts fresh" in note
     assert "made for 5 classes, this model has 3" in note
+    # The user is told as the run starts, in the CLI (and the app) as well as in run.json.
+    config = replace_field(nothing_lost.config, "model.weights", "file")
+    config = replace_field(config, "model.weights_path", str(path))
+    runs = tmp_path / "cli runs"
+    code, _, err = run_cli(
+        capsys, "train", "--config", save_config(config, tmp_path), "--runs-root", runs
+    )
+    assert code == 0 and "Starting from: Loaded" in err and "starts fresh" in err
 
     model = fresh_model()
     head_before = clone_state(model.head)

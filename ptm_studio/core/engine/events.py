@@ -33,6 +33,9 @@ class TrainingStarted:
     device_name: str
     device_note: str
     parameter_count: int
+    # What the model started from, e.g. "ImageNet weights; the head was re-initialised for 5
+    # classes" (a head-only mismatch is not an error, but the user should know).
+    weights_note: str = ""
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def started_event(
         device_name=device_info.name,
         device_note=device_info.note,
         parameter_count=sum(p.numel() for p in task.trained_module().parameters()),
+        weights_note=task.weights_note,
     )
 
 
