@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.dataset_summary import DatasetSummary
+from ptm_studio.gui.plain_text import plain_tooltip
 from ptm_studio.gui.widgets.thumbnail_grid import PathListModel, ThumbnailCache, ThumbnailGrid
 from ptm_studio.gui.workers.scan_worker import ScanFunction, ScanJob
 
@@ -227,7 +228,7 @@ class DatasetPanel(QGroupBox):
         largest = max((item.total for item in summary.classes), default=1) or 1
         for row, item in enumerate(summary.classes):
             name_item = QTableWidgetItem(item.name)  # table items are always plain text
-            name_item.setToolTip(item.name)
+            name_item.setToolTip(plain_tooltip(item.name))
             count_item = QTableWidgetItem(f"{item.total}")
             count_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             count_item.setToolTip(
@@ -260,13 +261,13 @@ class DatasetPanel(QGroupBox):
                     problem.advice,
                 ],
             )
-            top.setToolTip(0, problem.detail or problem.title)
-            top.setToolTip(1, problem.advice)
+            top.setToolTip(0, plain_tooltip(problem.detail or problem.title))
+            top.setToolTip(1, plain_tooltip(problem.advice))
             if problem.detail:
                 QTreeWidgetItem(top, [problem.detail, ""])
             for path in problem.paths[:200]:
                 child = QTreeWidgetItem(top, [path, ""])
-                child.setToolTip(0, path)
+                child.setToolTip(0, plain_tooltip(path))
             if len(problem.paths) > 200:
                 QTreeWidgetItem(top, [f"… and {len(problem.paths) - 200} more", ""])
 

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.gui import theme
+from ptm_studio.gui.plain_text import plain_tooltip
 from ptm_studio.gui.widgets.image_viewer import ImageViewer
 from ptm_studio.gui.widgets.thumbnail_grid import ThumbnailCache, ThumbnailGrid
 
@@ -134,7 +135,7 @@ class PredictionsModel(QAbstractListModel):
             return self._cache.pixmap(record.path) or self._cache.placeholder
         if role == Qt.ItemDataRole.ToolTipRole:
             verdict = "correct" if record.is_correct else "MISTAKE"
-            return (
+            return plain_tooltip(
                 f"{record.path}\nPredicted: {self.name_of(record.predicted_index)} "
                 f"({100 * record.confidence:.1f} %)\nTrue label: {self.name_of(record.true_index)}\n"
                 f"Loss: {record.loss:.3f} ({verdict})"

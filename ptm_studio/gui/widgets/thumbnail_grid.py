@@ -26,6 +26,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
+from ptm_studio.gui.plain_text import plain_tooltip
+
 MAX_CACHED = 4000
 
 
@@ -148,7 +150,7 @@ class PathListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return Path(path).name
         if role == Qt.ItemDataRole.ToolTipRole:
-            return path
+            return plain_tooltip(path)
         if role == Qt.ItemDataRole.DecorationRole:
             return self._cache.pixmap(path) or self._cache.placeholder
         return None

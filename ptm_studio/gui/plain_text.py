@@ -1,0 +1,23 @@
+"""Show user-supplied text (class and file names) literally, never as HTML (RELIABILITY Q5).
+
+Labels get ``Qt.TextFormat.PlainText``; tooltips have no such switch: Qt renders a tooltip as
+HTML as soon as its first line holds something tag-like, so a class folder named ``<b>cat<i>``
+would show as bold "cat". :func:`plain_tooltip` escapes such text first.
+"""
+
+from __future__ import annotations
+
+from PySide6 import QtGui
+from PySide6.QtCore import Qt
+
+
+def plain_tooltip(text: str) -> str:
+    """``text`` as a tooltip that shows exactly these characters (line breaks kept)."""
+    if not QtGui.Qt.mightBeRichText(text):
+        return text
+    return QtGui.Qt.convertFromPlainText(text, Qt.WhiteSpaceMode.WhiteSpaceNormal)
+
+
+def is_shown_literally(text: str, user_text: str) -> bool:
+    """Whether a tooltip or AutoText label holding ``user_text`` shows it as typed (tests)."""
+    return user_text not in text or not QtGui.Qt.mightBeRichText(text)
