@@ -189,6 +189,38 @@ def find_interrupted_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
     return interrupted
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run continues: what its last checkpoint's meta.json records."""
+
+    epochs_completed: int
+    global_step: int
+    saved_at: datetime | None
+
+
+def read_resume_point(run_path: str | Path) -> ResumePoint | None:
+    """The counters of ``checkpoints/last`` (read-only, no torch; None when there is none).
+
+    It does not verify the checkpoint's files: :func:`find_interrupted_runs` and the loader do.
+    """
+    meta_path = RunDirectory(run_path).last_checkpoint_dir / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict) or not meta.get("complete"):
+        return None
+    try:
+        saved_at: datetime | None = datetime.fromisoformat(str(meta.get("saved_at", "")))
+    except ValueError:
+        saved_at = None
+    return ResumePoint(
+        epochs_completed=int(meta.get("epoch", 0) or 0),
+        global_step=int(meta.get("global_step", 0) or 0),
+        saved_at=saved_at,
+    )
+
+
 def resolve_run_folder(name_or_path: str, runs_root: str | Path | None = None) -> Path:
     """A run given by its folder, or by its name in the runs folder (``--init-from pre_flowers``)."""
     path = Path(name_or_path).expanduser()

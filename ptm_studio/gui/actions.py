@@ -63,7 +63,7 @@ def install_actions(window: MainWindow) -> MainActions:
             window, "Stop training", window.stop_training, "Esc", "stop", "Stop after the current batch and save"
         ),
         resume=make_action(
-            window, "Resume training", window.resume_training, "Ctrl+Shift+Return", "resume",
+            window, "Resume training", window.run_controller.resume_training, "Ctrl+Shift+Return", "resume",
             "Continue the stopped run",
         ),
         auto=make_action(
@@ -76,7 +76,7 @@ def install_actions(window: MainWindow) -> MainActions:
     predictions = make_action(window, "Predictions", window.show_predictions_tab, "Ctrl+2")
     about = make_action(window, "About PTM Studio", window.show_about)
     compare = make_action(
-        window, "Did pretraining help?…", window.compare_with_pretraining, None, None,
+        window, "Did pretraining help?…", window.run_controller.compare_with_pretraining, None, None,
         "Finetune from a pretrained run and from random weights, and compare",
     )  # fmt: skip
     toolbar = window.addToolBar("Main")

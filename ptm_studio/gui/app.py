@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
 APP_NAME = "PTM Studio"
@@ -35,11 +36,34 @@ def _install_excepthook() -> None:
         from ptm_studio.gui import dialogs
 
         try:
-            dialogs.show_error(None, "Something went wrong", f"{kind.__name__}: {error}", details)
+            dialogs.show_error(None, "Something went wrong", _unexpected_error_text(error), details)
         except Exception:
             previous(kind, error, trace)
 
     sys.excepthook = hook
+
+
+def _unexpected_error_text(error: BaseException) -> str:
+    where = _log_file_path()
+    log = f" The details are in the log file {where}." if where else ""
+    return (
+        f"PTM Studio ran into an unexpected problem and skipped what it was doing "
+        f"({type(error).__name__}: {error}).\n\n"
+        f"You can keep working: a training run that is going carries on, and your pictures and "
+        f"saved models are not touched.{log} If it happens again, please send that file with a "
+        "note of what you did."
+    )
+
+
+def _log_file_path() -> str:
+    """The app's log file (see ptm_studio.core.app_logging), or "" when none is set up."""
+    from ptm_studio.core.app_logging import LOG_FILE_NAME
+
+    for handler in reversed(logging.getLogger().handlers):  # the latest one set up
+        path = getattr(handler, "baseFilename", None)
+        if path and Path(path).name == LOG_FILE_NAME:
+            return str(path)
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,8 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from ptm_studio.core.app_logging import configure_logging
 
-    from PySide6.QtCore import QCoreApplication
+    configure_logging()  # the log file (idempotent: python -m ptm_studio has done it already)
+
+    from PySide6.QtCore import QCoreApplication, QTimer
     from PySide6.QtWidgets import QApplication
 
     from ptm_studio.gui import theme
@@ -70,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = MainWindow(use_demo=args.demo)
     app.aboutToQuit.connect(window.session.shutdown)
     window.show()
+    # Once the window is on screen: a run a crash interrupted is offered for resuming (T5).
+    QTimer.singleShot(0, window.run_controller.offer_to_resume_interrupted_runs)
     return app.exec()
 
 

@@ -1,15 +1,17 @@
 """MainWindow: composes the panels, the toolbar, menus and status bar; remembers choices (QSettings).
 
-No business logic here: panels hold their own state, TrainingSession owns the run.
+No business logic here: panels hold their own state, TrainingSession owns the run's thread,
+RunController checks, starts and resumes runs, window_settings remembers choices.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QLabel,
@@ -21,20 +23,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.config import ConfigError, RunConfig, replace_field
+from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_FAILED, STATUS_STOPPED
 from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.actions import install_actions
 from ptm_studio.gui.device_probe import DeviceProbe, demo_folder
 from ptm_studio.gui.panels.dataset_panel import DatasetPanel
 from ptm_studio.gui.panels.metrics_panel import MetricsPanel
-from ptm_studio.gui.panels.model_panel import ModelPanel, imagenet_status
+from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
+from ptm_studio.gui.run_controller import RunController
 from ptm_studio.gui.session import TrainingSession
+from ptm_studio.gui.window_settings import restore_window_settings, save_window_settings
 from ptm_studio.gui.workers.training_worker import TrainerFactory
+
+LOGGER = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
@@ -58,14 +64,14 @@ class MainWindow(QMainWindow):
         self.metrics_panel = MetricsPanel()
         self.predictions_panel = PredictionsPanel()
         self.pretraining_panel = PretrainingPanel()
-        self._resume_dir: Path | None = None
+        self.run_controller = RunController(self)
         self._is_closing_after_stop = False
         self._build_layout()
         self.main_actions = install_actions(self)
         self.start_action, self.stop_action = self.main_actions.start, self.main_actions.stop
         self._update_actions()
         self._connect()
-        self._restore_settings(use_demo, initial_folder)
+        restore_window_settings(self, use_demo=use_demo, initial_folder=initial_folder)
         self.device_probe = DeviceProbe(self)
         self.device_probe.device_found.connect(self._on_device_found)
         QTimer.singleShot(200, self._start_device_probe)
@@ -114,7 +120,7 @@ class MainWindow(QMainWindow):
         session, training = self.session, self.training_panel
         training.start_requested.connect(self.start_training)
         training.stop_requested.connect(self.stop_training)
-        training.resume_requested.connect(self.resume_training)
+        training.resume_requested.connect(self.run_controller.resume_training)
         self.dataset_panel.demo_requested.connect(self.use_demo_data)
         self.dataset_panel.dataset_changed.connect(self._on_dataset_changed)
         self.model_panel.backbone_changed.connect(self.objective_panel.set_backbone)
@@ -129,6 +135,8 @@ class MainWindow(QMainWindow):
         session.training_started.connect(self.pretraining_panel.start_run)
         session.epoch_finished.connect(self.pretraining_panel.add_epoch)
         session.pretrain_samples_ready.connect(self.pretraining_panel.show_samples)
+        session.training_adjusted.connect(training.show_adjustment)
+        session.training_adjusted.connect(self._on_training_adjusted)
         session.training_finished.connect(training.finish_run)
         session.training_finished.connect(self._on_training_finished)
         session.training_started.connect(self._on_training_started)
@@ -156,81 +164,11 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def start_training(self) -> None:
-        if self.session.is_running:
-            return
-        summary = self.dataset_panel.summary
-        if summary is None or not self.dataset_panel.folder:
-            dialogs.show_info(
-                self, "Choose images first", "Choose a folder of images (step 1) before starting."
-            )
-            return
-        config = self._validated_config()
-        if config is None:
-            return
-        config = self._with_download_consent(config)
-        if config is None:
-            return
-        self._start(config, resume_from=None)
+        """Start a new run with the settings shown, once they are checked."""
+        self.run_controller.start_new_run()
 
-    def _validated_config(self) -> RunConfig | None:
-        """The settings as chosen, or None after telling the user which one needs a look."""
-        try:
-            return self.current_config().validate()
-        except ConfigError as error:
-            dialogs.show_error(
-                self, "A setting needs a look", f"{error.field_path}: {error.message}"
-            )
-            return None
-
-    def _with_download_consent(self, config: RunConfig) -> RunConfig | None:
-        """ImageNet weights not on this computer yet: ask before anything is downloaded."""
-        if config.model.weights != "imagenet" or config.model.allow_download:
-            return config
-        if imagenet_status(config.model.backbone) != "needs_download":
-            return config
-        if not dialogs.ask_yes_no(
-            self,
-            "Download the ImageNet weights?",
-            f"The ImageNet weights for {config.model.backbone} are not on this computer yet. "
-            "Download them now (needs internet, once)? Choose No to pick other starting weights.",
-        ):
-            return None
-        return replace_field(config, "model.allow_download", True)
-
-    @Slot()
-    def compare_with_pretraining(self) -> None:
-        """Ask for a pretraining run, then finetune from it and from random weights side by side."""
-        if self.session.is_running:
-            dialogs.show_info(self, "A run is active", "Wait for the current run to end first.")
-            return
-        from PySide6.QtWidgets import QFileDialog
-
-        from ptm_studio.core.runs import default_runs_root
-        from ptm_studio.gui.comparison_dialog import ComparisonDialog
-
-        start_in = str(self.session.runs_root or default_runs_root())
-        folder = QFileDialog.getExistingDirectory(self, "Choose a pretraining run", start_in)
-        if not folder:
-            return
-        config = self._validated_config()
-        if config is None:
-            return
-        self.comparison_dialog = ComparisonDialog(
-            replace_field(config, "objective.task", "finetune"),
-            Path(folder),
-            runs_root=self.session.runs_root,
-            parent=self,
-        )
-        self.comparison_dialog.show()
-        self.comparison_dialog.start()
-
-    @Slot()
-    def resume_training(self) -> None:
-        if self.session.is_running or self._resume_dir is None or self.session.last_config is None:
-            return
-        self._start(self.session.last_config, resume_from=self._resume_dir)
-
-    def _start(self, config: RunConfig, *, resume_from: Path | None) -> None:
+    def start_run(self, config: RunConfig, *, resume_from: Path | None) -> None:
+        """Start a run (or continue one) with these settings; the panels follow its events."""
         if resume_from is None:
             self.predictions_panel.clear()
         self.tabs.setCurrentIndex(0)
@@ -259,7 +197,7 @@ class MainWindow(QMainWindow):
         actions = self.main_actions
         actions.start.setEnabled(not is_running)
         actions.stop.setEnabled(is_running and not self.session.is_stopping)
-        actions.resume.setEnabled(not is_running and self._resume_dir is not None)
+        actions.resume.setEnabled(not is_running and self.run_controller.resume_dir is not None)
         for action in (actions.open_folder, actions.use_demo, actions.auto):
             action.setEnabled(not is_running)
 
@@ -270,6 +208,14 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             f"Training on {event.device_name}… Results go to {event.run_dir}"
         )
+
+    @Slot(object)
+    def _on_training_adjusted(self, event: Any) -> None:
+        """Not an error, but the user should know: kept in the training panel, here and in the log."""
+        LOGGER.warning(
+            "training adjusted (%s) at step %d: %s", event.kind, event.global_step, event.message
+        )
+        self.statusBar().showMessage(f"Adjusted to keep going: {event.message}")
 
     @Slot(object)
     def _on_training_finished(self, event: Any) -> None:
@@ -284,10 +230,7 @@ class MainWindow(QMainWindow):
             STATUS_FAILED: "Training failed; see the message for what to do.",
         }
         self.statusBar().showMessage(outcome.get(event.status, event.status))
-        self._resume_dir = (
-            event.run_dir if event.status == STATUS_STOPPED and event.run_dir else None
-        )
-        self.training_panel.set_can_resume(self._resume_dir is not None)
+        self.run_controller.note_finished(event)
         self._update_actions()
         if event.status == STATUS_FAILED and not self._is_closing_after_stop:
             dialogs.show_error(
@@ -339,43 +282,8 @@ class MainWindow(QMainWindow):
             f"PTM Studio {__version__}\nTrain image classifiers on your own pictures.",
         )
 
-    def _restore_settings(self, use_demo: bool, initial_folder: Path | None) -> None:
-        settings = QSettings()
-        geometry = settings.value("window/geometry")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1400, 900)
-        for key, restore in (
-            ("window/state", self.restoreState),
-            ("window/splitter", self.splitter.restoreState),
-        ):
-            value = settings.value(key)
-            if isinstance(value, QByteArray):
-                restore(value)
-        try:
-            saved = RunConfig.from_json(str(settings.value("last/config", "")))
-            self.model_panel.load_from(saved)
-            self.objective_panel.load_from(saved)
-        except (ConfigError, TypeError):
-            pass
-        folder = str(initial_folder or settings.value("last/folder", "") or "")
-        if use_demo or not folder or not Path(folder).is_dir():
-            if demo_folder() is not None:
-                self.use_demo_data()
-                self.statusBar().showMessage(
-                    "Showing the demo images. Choose your own folder with Ctrl+O.", 15000
-                )
-        else:
-            self.dataset_panel.set_folder(folder)
-
     def save_settings(self) -> None:
-        settings = QSettings()
-        settings.setValue("window/geometry", self.saveGeometry())
-        settings.setValue("window/state", self.saveState())
-        settings.setValue("window/splitter", self.splitter.saveState())
-        settings.setValue("last/folder", self.dataset_panel.folder)
-        settings.setValue("last/config", self.current_config().to_json())
+        save_window_settings(self)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.session.is_running:

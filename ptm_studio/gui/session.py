@@ -35,6 +35,8 @@ class TrainingSession(QObject):
     predictions_ready = Signal(object)
     pretrain_samples_ready = Signal(object)
     checkpoint_saved = Signal(object)
+    training_adjusted = Signal(object)
+    """The run changed how it works to keep going (TrainingAdjusted: kind, message, step)."""
     training_finished = Signal(object)
     running_changed = Signal(bool)
     """True when a run starts, False once its thread has fully ended (safe to start again)."""
@@ -80,6 +82,7 @@ class TrainingSession(QObject):
         worker.predictions_ready.connect(self._on_predictions_ready)
         worker.pretrain_samples_ready.connect(self._on_pretrain_samples_ready)
         worker.checkpoint_saved.connect(self._on_checkpoint_saved)
+        worker.training_adjusted.connect(self._on_training_adjusted)
         worker.training_finished.connect(self._on_training_finished)
         self._thread, self._worker, self._stop_request = thread, worker, worker.stop_request
         self.last_config = config
@@ -139,6 +142,10 @@ class TrainingSession(QObject):
     @Slot(object)
     def _on_checkpoint_saved(self, event: Any) -> None:
         self.checkpoint_saved.emit(event)
+
+    @Slot(object)
+    def _on_training_adjusted(self, event: Any) -> None:
+        self.training_adjusted.emit(event)
 
     @Slot(object)
     def _on_training_finished(self, event: Any) -> None:

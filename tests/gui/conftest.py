@@ -23,7 +23,7 @@ from ptm_studio.core.engine.events import (
     CheckpointSaved,
     TrainingFinished,
 )
-from ptm_studio.gui import dialogs
+from ptm_studio.gui import dialogs, resume_offer
 from ptm_studio.gui.panels._preview import (
     fake_batch,
     fake_epoch,
@@ -51,7 +51,8 @@ def isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 
 @pytest.fixture(autouse=True)
 def dialog_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
-    """Message boxes would block offscreen: record them instead (ask_yes_no answers Yes)."""
+    """Message boxes would block offscreen: record them instead (ask_yes_no answers Yes, the
+    offer to resume an interrupted run answers "Not now")."""
     calls: list[tuple[str, tuple[Any, ...]]] = []
 
     def record(name: str, answer: Any = None) -> Any:
@@ -64,6 +65,9 @@ def dialog_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, 
     monkeypatch.setattr(dialogs, "show_error", record("show_error"))
     monkeypatch.setattr(dialogs, "show_info", record("show_info"))
     monkeypatch.setattr(dialogs, "ask_yes_no", record("ask_yes_no", True))
+    monkeypatch.setattr(
+        resume_offer, "ask_to_resume", record("ask_to_resume", resume_offer.ResumeChoice.LATER)
+    )
     return calls
 
 

@@ -75,7 +75,7 @@ def test_the_training_menu_opens_the_comparison(
         next(a for a in window.menuBar().actions() if a.text() == "&Training").menu().actions()
     )
     next(a for a in actions if a.text().startswith("Did pretraining help")).trigger()
-    dialog = window.comparison_dialog
+    dialog = window.run_controller.comparison_dialog
     assert dialog.config.model.weights == "random" and dialog.config.objective.task == "finetune"
     qtbot.waitUntil(
         lambda: not dialog.session.is_running and len(dialog.finals) == 2, timeout=120_000

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ptm_studio.gui import dialogs
-from ptm_studio.gui import main_window as main_window_module
+from ptm_studio.gui import run_controller as run_controller_module
 
 
 @pytest.mark.parametrize("user_agrees", [True, False])
@@ -17,7 +17,7 @@ def test_start_asks_before_downloading_imagenet_weights(
     window = make_window()
     panel = window.model_panel
     panel.backbone_combo.setCurrentIndex(panel.backbone_combo.findData("mobilenet_v3_small"))
-    monkeypatch.setattr(main_window_module, "imagenet_status", lambda name: "needs_download")
+    monkeypatch.setattr(run_controller_module, "imagenet_status", lambda name: "needs_download")
     questions: list[str] = []
     monkeypatch.setattr(
         dialogs,
@@ -25,12 +25,12 @@ def test_start_asks_before_downloading_imagenet_weights(
         lambda parent, title, question: questions.append(question) or user_agrees,
     )
     started: list[Any] = []
-    monkeypatch.setattr(window, "_start", lambda config, resume_from: started.append(config))
+    monkeypatch.setattr(window, "start_run", lambda config, resume_from: started.append(config))
     base = window.current_config()
     monkeypatch.setattr(
         window,
         "current_config",
-        lambda: main_window_module.replace_field(base, "model.weights", "imagenet"),
+        lambda: run_controller_module.replace_field(base, "model.weights", "imagenet"),
     )
 
     window.start_training()

@@ -188,8 +188,11 @@ def test_main_dispatches_cli_commands_and_otherwise_opens_the_app(
 ) -> None:
     from ptm_studio import cli
     from ptm_studio.__main__ import main
+    from ptm_studio.core import app_logging
     from ptm_studio.gui import app
 
+    # No log file for the rest of the test session (it would collect every later test's logs).
+    monkeypatch.setattr(app_logging, "configure_logging", lambda *_args, **_kwargs: Path())
     calls: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(cli, "main", lambda arguments: calls.append(("cli", list(arguments))) or 0)
     monkeypatch.setattr(app, "main", lambda arguments: calls.append(("gui", list(arguments))) or 0)
@@ -253,3 +256,72 @@ def test_an_error_in_a_gui_slot_is_shown_and_the_app_keeps_running(
     assert errors and "bad value in a slot" in errors[0][2]
     assert "ValueError" in errors[0][3]
     assert "bad value in a slot" in caplog.text
+
+
+OUT_OF_MEMORY_MESSAGE = (
+    "The graphics card ran out of memory: each batch is now processed in 2 parts "
+    "(the same results, a little slower)."
+)
+
+
+def test_an_adjustment_during_training_is_shown_and_stays_visible(
+    qtbot: Any,
+    make_window: Any,
+    fake_trainer: type[FakeTrainer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from PySide6.QtCore import Qt
+
+    from ptm_studio.core.engine.events import TrainingAdjusted
+
+    class AdjustingTrainer(fake_trainer):  # type: ignore[misc, valid-type]
+        adjust_at_step = 2
+
+        def _emit(self, hook: str, event: Any) -> None:
+            super()._emit(hook, event)
+            if hook == "on_batch_finished" and event.global_step == self.adjust_at_step:
+                adjusted = TrainingAdjusted("out_of_memory", OUT_OF_MEMORY_MESSAGE, 2)
+                super()._emit("on_training_adjusted", adjusted)
+
+    window = make_window(trainer_factory=AdjustingTrainer)
+    status_messages: list[str] = []
+    window.statusBar().messageChanged.connect(status_messages.append)
+    notice = window.training_panel.notice_label
+    assert not notice.isVisibleTo(window.training_panel)
+    with qtbot.waitSignal(window.session.training_adjusted, timeout=10_000) as blocker:
+        window.start_training()
+    assert blocker.args[0].kind == "out_of_memory"
+    qtbot.waitUntil(lambda: not window.session.is_running, timeout=10_000)
+    assert window.session.last_finished.status == STATUS_COMPLETED
+    assert any(OUT_OF_MEMORY_MESSAGE in message for message in status_messages)
+    # Still there after the run ended, in plain text, and in the log.
+    assert notice.isVisibleTo(window.training_panel)
+    assert OUT_OF_MEMORY_MESSAGE in notice.text()
+    assert notice.textFormat() == Qt.TextFormat.PlainText
+    assert "out_of_memory" in caplog.text and OUT_OF_MEMORY_MESSAGE in caplog.text
+    # The next run (no adjustment this time) starts without the old note.
+    AdjustingTrainer.adjust_at_step = 0
+    with qtbot.waitSignal(window.session.training_started, timeout=10_000):
+        window.start_training()
+    qtbot.waitUntil(lambda: not window.session.is_running, timeout=10_000)
+    assert not notice.isVisibleTo(window.training_panel) and notice.text() == ""
+
+
+def test_training_panel_keeps_the_latest_adjustment_of_each_kind(qtbot: Any) -> None:
+    from ptm_studio.core.engine.events import TrainingAdjusted
+    from ptm_studio.gui.panels._preview import fake_started
+    from ptm_studio.gui.panels.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.show_adjustment(TrainingAdjusted("out_of_memory", "in 2 parts", 3))
+    panel.show_adjustment(TrainingAdjusted("out_of_memory", "in 4 parts", 9))
+    panel.show_adjustment(TrainingAdjusted("data_loader", "<b>no helpers</b>", 12))
+    lines = panel.notice_label.text().splitlines()
+    assert lines == [
+        "Adjusted to keep going: in 4 parts",
+        "Adjusted to keep going: <b>no helpers</b>",
+    ]
+    assert panel.notice_label.toolTip()
+    panel.start_run(fake_started())
+    assert panel.notice_label.text() == "" and not panel.notice_label.isVisibleTo(panel)

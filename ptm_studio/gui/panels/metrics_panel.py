@@ -1,12 +1,15 @@
 """MetricsPanel: live curves of loss (per step, raw and smoothed; per epoch), accuracy and learning rate.
 
-Events are only buffered when they arrive; a 15 Hz timer pushes what changed to the curves, so
-a worker firing thousands of batches per second never floods the painter.
+Events are only buffered when they arrive; a 20 Hz timer pushes what changed to the curves, so
+a worker firing thousands of batches per second never floods the painter. A resumed run first
+gets its logged history (:meth:`MetricsPanel.show_history`), then its live events continue it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QTimer, Slot
@@ -61,6 +64,7 @@ class MetricsPanel(QWidget):
         layout.addWidget(self.learning_rate_plot, 1, 1)
         self._smoothed_loss = math.nan
         self._next_plot = 0
+        self._continued_run_dir: Path | None = None
         self._warm_up_symbols()
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_INTERVAL_MS)
@@ -90,29 +94,73 @@ class MetricsPanel(QWidget):
 
     @Slot(object)
     def start_run(self, event: Any) -> None:
-        """A new run clears the curves; a resumed one (start_epoch > 1) keeps them and continues."""
-        if getattr(event, "start_epoch", 1) <= 1:
+        """A new run clears the curves; the run whose history was just shown continues them."""
+        continued, self._continued_run_dir = self._continued_run_dir, None
+        if continued is None or Path(event.run_dir) != continued:
             self.clear()
+
+    def show_history(
+        self,
+        batches: Iterable[Mapping[str, Any]],
+        epochs: Iterable[Mapping[str, Any]],
+        run_dir: Path,
+    ) -> None:
+        """Replace the curves with a run's logged records (``metrics.jsonl``, up to the point it
+        resumes from); when that run starts again, its live events continue these curves."""
+        self.clear()
+        for record in batches:
+            self._append_batch(
+                _number(record.get("global_step")),
+                _number(record.get("loss")),
+                _number(record.get("learning_rate")),
+            )
+        for record in epochs:
+            self._append_epoch(
+                _number(record.get("epoch")),
+                _number(record.get("train_loss")),
+                _number(record.get("val_loss")),
+                _number(record.get("train_accuracy")),
+                _number(record.get("val_accuracy")),
+            )
+        self._continued_run_dir = Path(run_dir)
+        self.refresh_all()
 
     @Slot(object)
     def add_batch(self, event: Any) -> None:
-        loss = float(event.loss)
+        self._append_batch(event.global_step, float(event.loss), event.learning_rate)
+
+    @Slot(object)
+    def add_epoch(self, event: Any) -> None:
+        self._append_epoch(
+            event.epoch,
+            event.train_loss,
+            event.val_loss,
+            event.train_accuracy,
+            event.val_accuracy,
+        )
+
+    def _append_batch(self, step: float, loss: float, learning_rate: float) -> None:
         if math.isfinite(loss):
             if math.isnan(self._smoothed_loss):
                 self._smoothed_loss = loss
             else:
                 self._smoothed_loss = SMOOTHING * self._smoothed_loss + (1 - SMOOTHING) * loss
-        step = event.global_step
         self.step_loss_plot.append("raw", step, loss)
         self.step_loss_plot.append("smoothed", step, self._smoothed_loss)
-        self.learning_rate_plot.append("lr", step, event.learning_rate)
+        self.learning_rate_plot.append("lr", step, learning_rate)
 
-    @Slot(object)
-    def add_epoch(self, event: Any) -> None:
-        self.epoch_loss_plot.append("train", event.epoch, event.train_loss)
-        self.epoch_loss_plot.append("val", event.epoch, event.val_loss)
-        self.accuracy_plot.append("train", event.epoch, 100.0 * event.train_accuracy)
-        self.accuracy_plot.append("val", event.epoch, 100.0 * event.val_accuracy)
+    def _append_epoch(
+        self,
+        epoch: float,
+        train_loss: float,
+        val_loss: float,
+        train_accuracy: float,
+        val_accuracy: float,
+    ) -> None:
+        self.epoch_loss_plot.append("train", epoch, train_loss)
+        self.epoch_loss_plot.append("val", epoch, val_loss)
+        self.accuracy_plot.append("train", epoch, 100.0 * train_accuracy)
+        self.accuracy_plot.append("val", epoch, 100.0 * val_accuracy)
 
     @Slot()
     def refresh(self) -> None:
@@ -138,6 +186,14 @@ class MetricsPanel(QWidget):
         self._smoothed_loss = math.nan
         for plot in self.plots:
             plot.clear_data()
+
+
+def _number(value: Any) -> float:
+    """A logged value as a float: NaN was written as null, and a missing one is NaN too."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

@@ -8,6 +8,8 @@ contrastive objective compares. Events arrive at epoch rate, so everything updat
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +86,7 @@ class PretrainingPanel(QWidget):
         self.sample_scroll.setMinimumHeight(2 * SAMPLE_SIZE_PX + 60)
         self.image_labels: list[QLabel] = []
         self._row_labels: list[QLabel] = []
+        self._continued_run_dir: Path | None = None
         layout = QVBoxLayout(self)
         layout.addWidget(self.placeholder_label)
         layout.addWidget(self.health_label)
@@ -94,24 +97,42 @@ class PretrainingPanel(QWidget):
 
     @Slot(object)
     def start_run(self, event: Any) -> None:
-        """A new run clears the panel; a resumed one (start_epoch > 1) keeps what it has."""
-        if getattr(event, "start_epoch", 1) <= 1:
+        """A new run clears the panel; the run whose history was just shown continues it."""
+        continued, self._continued_run_dir = self._continued_run_dir, None
+        if continued is None or Path(event.run_dir) != continued:
             self.clear()
+
+    def show_history(self, epochs: Iterable[Mapping[str, Any]], run_dir: Path) -> None:
+        """Replace the plot with a run's logged epoch records (a resumed run continues it)."""
+        self.clear()
+        for record in epochs:
+            epoch = record.get("epoch")
+            if isinstance(epoch, int):
+                self._add_point(
+                    epoch,
+                    _number(record.get("embedding_spread")),
+                    _number(record.get("val_accuracy")),
+                )
+        self._continued_run_dir = Path(run_dir)
 
     @Slot(object)
     def add_epoch(self, event: Any) -> None:
         """Take one epoch's spread and k-NN accuracy; ignored when the run is not pretraining."""
-        spread = float(getattr(event, "embedding_spread", math.nan))
-        accuracy = float(event.val_accuracy)
+        self._add_point(
+            event.epoch,
+            float(getattr(event, "embedding_spread", math.nan)),
+            float(event.val_accuracy),
+        )
+
+    def _add_point(self, epoch: int, spread: float, accuracy: float) -> None:
         if math.isnan(spread):
             return  # finetuning epochs carry no spread
-        self.plot.append("spread", event.epoch, spread)
-        self.plot.append("knn", event.epoch, accuracy)
+        self.plot.append("spread", epoch, spread)
+        self.plot.append("knn", epoch, accuracy)
         self.plot.refresh()
         knn = f"{100 * accuracy:.1f} %" if math.isfinite(accuracy) else "not measured (no labels)"
         self.health_label.setText(
-            f"Epoch {event.epoch}: spread {spread:.2f} ({read_spread(spread)}) · "
-            f"k-NN accuracy {knn}"
+            f"Epoch {epoch}: spread {spread:.2f} ({read_spread(spread)}) · k-NN accuracy {knn}"
         )
         self._set_has_content(True)
 
@@ -163,6 +184,14 @@ class PretrainingPanel(QWidget):
         """Some objectives (rotation) show no pictures: no empty frame for them."""
         for widget in (self.samples_title, self.sample_scroll):
             widget.setVisible(has_samples)
+
+
+def _number(value: Any) -> float:
+    """A logged value as a float (NaN was written as null)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _plain_label(text: str) -> QLabel:

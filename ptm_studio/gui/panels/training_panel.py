@@ -1,4 +1,5 @@
-"""TrainingPanel: Start / Stop / Resume, progress with epoch, step, speed and time left, the device."""
+"""TrainingPanel: Start / Stop / Resume, progress with epoch, step, speed and time left, the device,
+and a notice when the run had to adjust itself to keep going (out of memory, a stuck loader)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,15 @@ class TrainingPanel(QGroupBox):
         policy.setRetainSizeWhenHidden(True)  # showing it must not resize (and repaint) the plots
         self.frozen_banner.setSizePolicy(policy)
         self.frozen_banner.setVisible(False)
+        self.notice_label = _plain_label("")
+        self.notice_label.setObjectName("noticeBanner")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setToolTip(
+            "PTM Studio changed how this run works so that it could keep going. "
+            "This applies to this run only and is also written to the log file."
+        )
+        self.notice_label.setVisible(False)
+        self._notices: dict[str, str] = {}
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
@@ -120,6 +130,7 @@ class TrainingPanel(QGroupBox):
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
+        layout.addWidget(self.notice_label)
         layout.addLayout(details)
         layout.addWidget(self.frozen_banner)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
@@ -127,6 +138,7 @@ class TrainingPanel(QGroupBox):
         self._pending_batch: Any = None
         self.last_speed = float("nan")
         self._can_resume = False
+        self._is_resumed = False
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_INTERVAL_MS)
         self.timer.timeout.connect(self.refresh)
@@ -156,8 +168,26 @@ class TrainingPanel(QGroupBox):
         self.stop_button.setEnabled(False)
 
     @Slot(object)
+    def show_adjustment(self, event: Any) -> None:
+        """Keep a visible note of how the run adjusted itself (the latest one of each kind)."""
+        self._notices[str(event.kind)] = str(event.message)
+        lines = [f"Adjusted to keep going: {message}" for message in self._notices.values()]
+        self.notice_label.setText("\n".join(lines))
+        self.notice_label.setVisible(True)
+
+    def mark_resumed(self) -> None:
+        """The next run continues an earlier one: its time counts from the resume."""
+        self._is_resumed = True
+
+    def clear_adjustments(self) -> None:
+        self._notices.clear()
+        self.notice_label.setText("")
+        self.notice_label.setVisible(False)
+
+    @Slot(object)
     def start_run(self, event: Any) -> None:
         self._pending_batch = None
+        self.clear_adjustments()
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting…")
         self.epoch_label.setText(f"{event.start_epoch} of {event.num_epochs}")
@@ -206,8 +236,9 @@ class TrainingPanel(QGroupBox):
             self.progress_bar.setFormat("Finished")
             best = event.best_val_accuracy
             score = f" Best validation accuracy {100 * best:.1f} %." if math.isfinite(best) else ""
+            since = " after resuming" if self._is_resumed else ""
             self.status_label.setText(
-                f"Finished in {format_duration(event.elapsed_seconds)}.{score}{where}"
+                f"Finished in {format_duration(event.elapsed_seconds)}{since}.{score}{where}"
             )
         elif event.status == STATUS_STOPPED:
             self.progress_bar.setFormat("Stopped")
@@ -218,6 +249,7 @@ class TrainingPanel(QGroupBox):
             self.progress_bar.setFormat("Failed")
             self.status_label.setText(f"Training failed: {event.error_message}")
         self.eta_label.setText("–")
+        self._is_resumed = False
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

@@ -171,6 +171,11 @@ class LivePlot(QWidget):
         """Points held (finite or not) for one curve."""
         return len(self._curves[key].buffer)
 
+    def points(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of one curve's x and y values as held (finite or not), in arrival order."""
+        buffer = self._curves[key].buffer
+        return buffer.x.copy(), buffer.y.copy()
+
     def drawn_point_count(self, key: str) -> int:
         """Points actually handed to pyqtgraph (the finite ones) at the last refresh."""
         data = self._curves[key].item.getOriginalDataset()
