@@ -177,14 +177,19 @@ def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
 def find_interrupted_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
     """Runs that were still "running" when the app or computer stopped (a crash, a kill, a power
     cut) and have a complete checkpoint to resume from, newest first."""
-    from ptm_studio.core.engine.checkpoints import is_complete_checkpoint, recover_checkpoint
+    from ptm_studio.core.engine.checkpoints import (
+        intact_previous,
+        is_complete_checkpoint,
+        recover_checkpoint,
+    )
 
     interrupted = []
     for run in list_runs(runs_root):
         if run.status != "running":
             continue
         last = recover_checkpoint(RunDirectory(run.path).last_checkpoint_dir)
-        if is_complete_checkpoint(last):
+        # A damaged last save still counts when the one before it is intact (offered then).
+        if is_complete_checkpoint(last) or intact_previous(last) is not None:
             interrupted.append(run)
     return interrupted
 

@@ -233,6 +233,8 @@ class MainWindow(QMainWindow):
         self.run_controller.note_finished(event)
         self._update_actions()
         if event.status == STATUS_FAILED and not self._is_closing_after_stop:
+            if self.run_controller.offer_previous_checkpoint(event):
+                return
             dialogs.show_error(
                 self,
                 "Training stopped with an error",

@@ -110,6 +110,8 @@ class RunController(QObject):
         self.resume_dir: Path | None = None
         """The run Resume continues: the last one, when it was stopped."""
         self.comparison_dialog: QWidget | None = None
+        self._resume_when_idle: Path | None = None
+        window.session.running_changed.connect(self._on_running_changed)
 
     def start_new_run(self) -> None:
         """Start with the settings shown, after checking the images, the settings and consent."""
@@ -252,6 +254,43 @@ class RunController(QObject):
             Path(event.run_dir) if event.status == STATUS_STOPPED and event.run_dir else None
         )
         self._window.training_panel.set_can_resume(self.resume_dir is not None)
+
+    def offer_previous_checkpoint(self, event: Any) -> bool:
+        """A resume failed because the last save is damaged (RELIABILITY M3): offer the intact
+        save before it. True when the question was asked (the caller shows no error then)."""
+        if event.error_type != "DamagedCheckpointError" or event.run_dir is None:
+            return False
+        from ptm_studio.core.engine.checkpoints import (
+            CheckpointError,
+            intact_previous,
+            use_previous_checkpoint,
+        )
+
+        last = RunDirectory(event.run_dir).last_checkpoint_dir
+        if intact_previous(last) is None:
+            return False
+        question = f"{event.error_message}\n\nGo on from the previous save now?"
+        if not dialogs.ask_yes_no(self._window, "The last save of this run is damaged", question):
+            return True
+        try:
+            use_previous_checkpoint(last)
+        except (CheckpointError, OSError) as error:
+            dialogs.show_error(
+                self._window,
+                "Could not use the previous save",
+                f"PTM Studio could not put the previous save of {event.run_dir} in place. "
+                "Nothing was deleted.",
+                str(error),
+            )
+            return True
+        self._resume_when_idle = Path(event.run_dir)  # the failed run's thread is still ending
+        return True
+
+    @Slot(bool)
+    def _on_running_changed(self, is_running: bool) -> None:
+        run_dir, self._resume_when_idle = self._resume_when_idle, None
+        if not is_running and run_dir is not None:
+            self.resume_run(run_dir)
 
     @Slot()
     def compare_with_pretraining(self) -> None:

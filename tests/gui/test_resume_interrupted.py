@@ -350,3 +350,37 @@ def test_offer_reads_a_run_folder_left_running(tmp_path: Path, tiny_config: RunC
     assert offer is not None and offer.epochs_completed == 1 and not offer.is_mid_epoch
     meta = json.loads((run_dir / "checkpoints" / "last" / "meta.json").read_text())
     assert offer.global_step == meta["global_step"]
+
+
+def test_a_damaged_last_save_offers_the_previous_one_and_goes_on_from_it(
+    qtbot: Any,
+    make_window: Any,
+    tiny_config: RunConfig,
+    tmp_path: Path,
+    answers: Any,
+    dialog_calls: list[tuple[str, tuple[Any, ...]]],
+) -> None:
+    """M3 in the app: the resume fails on the damaged save, the user is asked, and Yes resumes
+    from the save before it; the damaged one is kept aside."""
+    run_dir = make_interrupted_run(tiny_config, tmp_path / "runs", after_epoch=2)
+    last = RunDirectory(run_dir).last_checkpoint_dir
+    model_file = last / "model.safetensors"
+    model_file.write_bytes(model_file.read_bytes()[:50])
+    window = make_window()
+    answers.choices = [ResumeChoice.RESUME]
+    window.run_controller.offer_to_resume_interrupted_runs()
+    qtbot.waitUntil(
+        lambda: (
+            window.session.last_finished is not None
+            and window.session.last_finished.status == STATUS_COMPLETED
+            and not window.session.is_running
+        ),
+        timeout=120_000,
+    )
+    questions = [args for name, args in dialog_calls if name == "ask_yes_no"]
+    assert len(questions) == 1
+    assert "incomplete or corrupt" in questions[0][2] and "(epoch 1, step" in questions[0][2]
+    assert not [args for name, args in dialog_calls if name == "show_error"]
+    epochs = [record["epoch"] for record in RunDirectory(run_dir).read_metrics("epoch")]
+    assert epochs == [1, 2, 3]  # epoch 2 trained again from the epoch-1 save
+    assert len(list(last.parent.glob("last-damaged-*"))) == 1
