@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -185,13 +186,51 @@ def find_interrupted_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
 
     interrupted = []
     for run in list_runs(runs_root):
-        if run.status != "running":
+        status = RunDirectory(run.path).read_status()
+        if run.status != "running" or _is_still_running(run.path, status):
             continue
         last = recover_checkpoint(RunDirectory(run.path).last_checkpoint_dir)
         # A damaged last save still counts when the one before it is intact (offered then).
         if is_complete_checkpoint(last) or intact_previous(last) is not None:
             interrupted.append(run)
     return interrupted
+
+
+# Runs a Trainer in this process is training now (a process cannot tell from its own pid).
+RUNS_TRAINING_HERE: set[Path] = set()
+
+
+def this_process() -> dict[str, Any]:
+    """What run.json records about the process training a run, to tell a live run from a dead one."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _is_still_running(run_path: Path, status: dict[str, Any]) -> bool:
+    """Whether the process that wrote "running" is alive (another window, or the CLI, is
+    training it). A process on another computer (a shared drive) cannot be checked: it counts
+    as alive, so a run is never offered twice at once."""
+    pid, host = status.get("pid"), status.get("host")
+    if not isinstance(pid, int) or not isinstance(host, str):
+        return False  # written before processes were recorded
+    if host != socket.gethostname():
+        return True
+    if pid == os.getpid():
+        return run_path.resolve() in RUNS_TRAINING_HERE
+    return _process_exists(pid)
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name != "posix":
+        # os.kill(pid, 0) would send Ctrl+C on Windows; without a safe check there, a run left
+        # "running" is offered, as before processes were recorded.
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by another user
+    return True
 
 
 @dataclass(frozen=True)

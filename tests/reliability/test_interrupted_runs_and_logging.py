@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ptm_studio.core.app_logging import configure_logging
 from ptm_studio.core.config import RunConfig
+from ptm_studio.core.engine.callbacks import Callback
 from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory, find_interrupted_runs
@@ -46,3 +47,35 @@ def test_log_file_and_faulthandler(tmp_path: Path) -> None:
         if getattr(handler, "baseFilename", None) == str(log_file):
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def test_a_run_still_training_in_another_process_is_not_offered(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    """Two windows (or the app and the CLI): the other one's live run is not 'interrupted'."""
+    import subprocess
+    import sys
+
+    finished = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path).run()
+    run = RunDirectory(finished.run_dir)  # type: ignore[arg-type]
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run.write_status(status="running", pid=alive.pid)
+        assert find_interrupted_runs(tmp_path) == []
+    finally:
+        alive.kill()
+        alive.wait()
+    assert [info.path for info in find_interrupted_runs(tmp_path)] == [run.path]
+
+
+def test_a_run_training_in_this_process_is_not_offered_until_it_ends(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    seen_during_run: list[list[Path]] = []
+
+    class LookForInterrupted(Callback):
+        def on_epoch_finished(self, event: object) -> None:
+            seen_during_run.append([info.path for info in find_interrupted_runs(tmp_path)])
+
+    Trainer(tiny_config(num_epochs=1), runs_root=tmp_path, callbacks=[LookForInterrupted()]).run()
+    assert seen_during_run == [[]]

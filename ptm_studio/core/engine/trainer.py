@@ -64,7 +64,12 @@ from ptm_studio.core.engine.tasks import (
     TrainingTask,
 )
 from ptm_studio.core.objectives import build_optimizer, build_scheduler
-from ptm_studio.core.runs import RunDirectory, default_runs_root
+from ptm_studio.core.runs import (
+    RUNS_TRAINING_HERE,
+    RunDirectory,
+    default_runs_root,
+    this_process,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -121,6 +126,8 @@ class Trainer:
             skipped_files=tuple(self._skipped_files()),
         )
         self._record_final_status(finished)
+        if self.run_dir is not None:
+            RUNS_TRAINING_HERE.discard(self.run_dir.path.resolve())
         self._release_device()
         self.callbacks.emit(finished)
         return finished
@@ -199,7 +206,9 @@ class Trainer:
             class_names=list(self.task.class_names),
             data_dir=str(resolve_data_dir(self.config)),
             weights=self.task.weights_note,
+            **this_process(),  # so another window does not take this live run for a crashed one
         )
+        RUNS_TRAINING_HERE.add(self.run_dir.path.resolve())
 
     # ----------------------------------------------------------------- the loop
     def _fit(self) -> str:
