@@ -401,19 +401,7 @@ def test_i4_training_and_prediction_see_the_same_3_channel_uint8_pixels(
 
 @pytest.mark.parametrize(
     "mode",
-    [
-        pytest.param(
-            mode,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the GUI thumbnail (Qt's TIFF reader) cannot show 32-bit integer "
-                "samples and shows the placeholder; training and prediction scale them",
-            ),
-        )
-        if mode == "32_bit_int"
-        else mode
-        for mode in MODES
-    ],
+    MODES,
 )
 def test_i4_the_preview_shows_the_same_pixels(nothing_lost: NothingLost, mode: str) -> None:
     path, _ = plant_mode(nothing_lost, mode)
@@ -515,19 +503,7 @@ def test_i6_exif_orientation_is_applied_the_same_in_training_and_prediction(
 
 @pytest.mark.parametrize(
     "kind",
-    [
-        pytest.param(
-            kind,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=f"the GUI thumbnail (QImageReader autoTransform) ignores EXIF orientation "
-                f"in {kind.upper()} files; training and prediction apply it",
-            ),
-        )
-        if kind in ("png", "webp")
-        else kind
-        for kind in ORIENTATION_FORMATS
-    ],
+    ORIENTATION_FORMATS,
 )
 def test_i6_the_preview_is_turned_upright_the_same_way(
     nothing_lost: NothingLost, kind: str

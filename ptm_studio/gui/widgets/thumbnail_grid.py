@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
@@ -23,32 +24,29 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPixmap
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
+from ptm_studio.core.data import ImageLoadError, load_image
 from ptm_studio.gui.plain_text import plain_tooltip
 
 MAX_CACHED = 4000
 
 
 def load_thumbnail(path: str, size: int) -> QImage:
-    """Decode ``path`` scaled to fit ``size`` (EXIF orientation applied); a null QImage if unreadable."""
-    reader = QImageReader(path)
-    reader.setAutoTransform(True)
-    original = reader.size()
-    if original.isValid() and (original.width() > size or original.height() > size):
-        reader.setScaledSize(original.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio))
-    image = reader.read()
-    if image.isNull():
-        return image
-    if image.width() > size or image.height() > size:
-        image = image.scaled(
-            size,
-            size,
-            Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation,
-        )
-    return image
+    """Decode ``path`` scaled to fit ``size``; a null QImage if unreadable.
+
+    It uses the same loader as training and prediction (EXIF orientation, transparency,
+    16/32-bit and CMYK conversions, format allow-list), so the preview shows the pixels the
+    model sees: Qt's own readers differ on several of those (RELIABILITY I4, I6).
+    """
+    try:
+        picture = load_image(path, max_side=size)
+    except ImageLoadError:
+        return QImage()
+    pixels = np.ascontiguousarray(np.asarray(picture, dtype=np.uint8))
+    height, width = pixels.shape[:2]
+    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 
 
 class _Emitter(QObject):
