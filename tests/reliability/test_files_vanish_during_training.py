@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from ptm_studio.cli_output import print_summary
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
 from ptm_studio.core.engine.checkpoints import load_checkpoint
 from ptm_studio.core.engine.events import BatchFinished, CheckpointSaved, PredictionsReady
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
+
+from .conftest import assert_checkpoint_loads, folder_digest
+
+
+def summary_of(finished: object) -> str:
+    """The summary table the CLI prints at the end of a run."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        print_summary(finished, [])  # type: ignore[arg-type]
+    return buffer.getvalue()
 
 
 class AfterFirstBatch(Callback):
@@ -31,10 +44,13 @@ def test_pictures_deleted_mid_run_are_skipped_and_reported(
     victims = sorted((tiny_dataset / "square").glob("*.png"))
     deleted: list[str] = []
 
+    after_deletion: list[str] = []
+
     def delete_all_squares() -> None:  # whichever of them are training pictures get skipped
         for victim in victims:
             victim.unlink()
             deleted.append(str(victim))
+        after_deletion.append(folder_digest(tiny_dataset))
 
     recorder = EventRecorder()
     finished = Trainer(
@@ -47,6 +63,10 @@ def test_pictures_deleted_mid_run_are_skipped_and_reported(
     assert set(finished.skipped_files) == set(deleted)
     status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
     assert set(status["skipped_files"]) == set(finished.skipped_files)
+    assert "Skipped (unreadable)" in summary_of(finished)
+    # Nothing lost: the pictures that are left are untouched, the last checkpoint loads.
+    assert folder_digest(tiny_dataset) == after_deletion[0]
+    assert_checkpoint_loads(RunDirectory(finished.run_dir).last_checkpoint_dir)  # type: ignore[arg-type]
     last_predictions = recorder.of_type(PredictionsReady)[-1]
     assert not {record.path for record in last_predictions.records} & set(deleted)
     assert all(
@@ -65,22 +85,28 @@ def test_only_training_pictures_deleted_are_skipped_and_training_completes(
     from ptm_studio.core.engine.setup import prepare_split
 
     training_pictures = [record.path for record in prepare_split(config).train][:2]
-    finished = Trainer(
-        config,
-        callbacks=[AfterFirstBatch(lambda: [path.unlink() for path in training_pictures])],
-        runs_root=tmp_path,
-    ).run()
+    after_deletion: list[str] = []
+
+    def delete_two() -> None:
+        for path in training_pictures:
+            path.unlink()
+        after_deletion.append(folder_digest(tiny_dataset))
+
+    finished = Trainer(config, callbacks=[AfterFirstBatch(delete_two)], runs_root=tmp_path).run()
     assert finished.status == "completed", finished.error_details
     assert set(finished.skipped_files) == {str(path) for path in training_pictures}
     status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
     assert set(status["skipped_files"]) == {str(path) for path in training_pictures}
     assert "could not be" not in finished.error_message
+    assert folder_digest(tiny_dataset) == after_deletion[0]
+    assert_checkpoint_loads(RunDirectory(finished.run_dir).last_checkpoint_dir)  # type: ignore[arg-type]
 
 
 def test_a_vanished_folder_pauses_with_a_checkpoint_and_resumes(
     tiny_config: Callable[..., RunConfig], tiny_dataset: Path, tmp_path: Path
 ) -> None:
     config = tiny_config(num_epochs=2)
+    pictures_before = folder_digest(tiny_dataset)
     moved = tmp_path / "unplugged"
     recorder = EventRecorder()
     finished = Trainer(
@@ -94,5 +120,8 @@ def test_a_vanished_folder_pauses_with_a_checkpoint_and_resumes(
     assert saved and load_checkpoint(saved[0].path).trainer_state is not None
 
     shutil.move(str(moved), str(tiny_dataset))  # the drive is plugged back in
+    assert folder_digest(tiny_dataset) == pictures_before
     resumed = Trainer(config, resume_from=finished.run_dir).run()
     assert resumed.status == "completed", resumed.error_details
+    assert folder_digest(tiny_dataset) == pictures_before
+    assert_checkpoint_loads(RunDirectory(finished.run_dir).last_checkpoint_dir)  # type: ignore[arg-type]
