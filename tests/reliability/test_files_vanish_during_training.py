@@ -125,3 +125,19 @@ def test_a_vanished_folder_pauses_with_a_checkpoint_and_resumes(
     assert resumed.status == "completed", resumed.error_details
     assert folder_digest(tiny_dataset) == pictures_before
     assert_checkpoint_loads(RunDirectory(finished.run_dir).last_checkpoint_dir)  # type: ignore[arg-type]
+
+
+def test_pictures_skipped_in_a_background_loading_process_are_reported_too(
+    tiny_config: Callable[..., RunConfig], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Each loading process skips on its own; the skips travel back with the batches."""
+    from ptm_studio.core.config import replace_field
+    from ptm_studio.core.engine.setup import prepare_split
+
+    config = replace_field(tiny_config(num_epochs=2), "data.num_workers", 1)
+    victim = prepare_split(config).train[0].path
+    finished = Trainer(config, callbacks=[AfterFirstBatch(victim.unlink)], runs_root=tmp_path).run()
+    assert finished.status == "completed", finished.error_details
+    assert finished.skipped_files == (str(victim),)
+    status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
+    assert list(status["skipped_files"]) == [str(victim)]

@@ -12,12 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ptm_studio.core.data.loader import ImageLoadError
 from ptm_studio.core.data.manifest import DatasetError
 
 MAX_UNREADABLE_IN_A_ROW = 20
+
+# Files skipped in this process (the trainer's, or a background loading process) since the
+# last batch was put together; ``collate_reporting_skipped`` hands them over with the batch, so
+# the trainer learns of skips that happened in another process.
+_skipped_since_last_batch: list[tuple[str, str]] = []
+
+
+def collate_reporting_skipped(items: list[Any]) -> tuple[Any, tuple[tuple[str, str], ...]]:
+    """The DataLoader collate of a training set: (the batch, files skipped to make it)."""
+    skipped = tuple(_skipped_since_last_batch)
+    _skipped_since_last_batch.clear()
+    return default_collate(items), skipped
 
 
 class DatasetVanished(DatasetError):
@@ -34,8 +46,8 @@ class DatasetVanished(DatasetError):
 class SkipUnreadable(Dataset[Any]):
     """Wraps a training dataset; ``skipped`` maps each unreadable file to the reason.
 
-    With background loader processes each process keeps its own ``skipped``; training still goes
-    on, only the report is then incomplete.
+    With background loading processes each keeps its own ``skipped``; loaders built with
+    ``collate_reporting_skipped`` carry every skip back to the trainer with the batch.
     """
 
     def __init__(self, dataset: Any, root: Path) -> None:
@@ -55,6 +67,7 @@ class SkipUnreadable(Dataset[Any]):
                 if not self.root.exists():
                     raise DatasetVanished(self.root) from error
                 self.skipped[str(error.path)] = error.reason
+                _skipped_since_last_batch.append((str(error.path), error.reason))
         raise DatasetError(
             f"{MAX_UNREADABLE_IN_A_ROW} pictures in a row could not be read, e.g. "
             f"{next(iter(self.skipped), '?')}.",

@@ -34,6 +34,7 @@ class BatchSource:
         self.loads_in_main_thread = num_workers == 0
         self.report_adjustment = report_adjustment
         self.pending_rng_state: dict[str, Any] | None = None  # set when resuming
+        self.skipped: dict[str, str] = {}  # training pictures skipped, wherever they were loaded
 
     def epoch(self, epoch_index: int, start_batch: int) -> Iterator[Any]:
         """The epoch's batches from ``start_batch``; if a loading process hangs or dies, load in
@@ -51,6 +52,8 @@ class BatchSource:
                 message = loader_failure_message(error, f"epoch {epoch_index + 1}")
             else:
                 batch_index += 1
+                batch, skipped = batch  # see collate_reporting_skipped
+                self.skipped.update(skipped)
                 yield batch
                 continue
             shut_down(batches)

@@ -25,7 +25,7 @@ from ptm_studio.core.data import (
     scan_folder,
 )
 from ptm_studio.core.data.pretrain_views import MultiViewDataset, build_pretrain_transform
-from ptm_studio.core.data.skipping import SkipUnreadable
+from ptm_studio.core.data.skipping import SkipUnreadable, collate_reporting_skipped
 from ptm_studio.core.engine.events import PretrainSamplesReady
 from ptm_studio.core.engine.loading import loader_options, without_workers
 from ptm_studio.core.engine.loops import autocast
@@ -128,6 +128,8 @@ class PretrainTask(TrainingTask):
             batch_size=batch_size,
             sampler=sampler,
             drop_last=drop_last,
+            # The training loader (the one with a sampler) reports skipped files with each batch.
+            collate_fn=collate_reporting_skipped if sampler is not None else None,
             **loader_options(self.config, self.device),
         )
 

@@ -24,7 +24,11 @@ from ptm_studio.core.data import (
     preflight,
     scan_folder,
 )
-from ptm_studio.core.data.skipping import MarkUnreadable, SkipUnreadable
+from ptm_studio.core.data.skipping import (
+    MarkUnreadable,
+    SkipUnreadable,
+    collate_reporting_skipped,
+)
 from ptm_studio.core.engine.loading import loader_options
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.models import (
@@ -97,7 +101,12 @@ def build_data_loaders(
     # A last batch of one image breaks batch norm in training mode, so drop it (only then).
     drop_last = len(train_set) > data.batch_size and len(train_set) % data.batch_size == 1
     train_loader = DataLoader(
-        train_set, batch_size=data.batch_size, sampler=sampler, drop_last=drop_last, **common
+        train_set,
+        batch_size=data.batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        collate_fn=collate_reporting_skipped,
+        **common,
     )
     val_loader = DataLoader(val_set, batch_size=data.batch_size, shuffle=False, **common)
     return DataLoaders(train_loader, val_loader, sampler, val_set.paths, train_set)

@@ -407,6 +407,9 @@ class Trainer:
         """Files left out: by the scan before training, and those unreadable during it."""
         task = getattr(self, "task", None)
         during_run = task.skipped_files() if task is not None else {}
+        batch_source = getattr(self, "batch_source", None)
+        if batch_source is not None:
+            during_run.update(batch_source.skipped)
         return {**getattr(self, "left_out_by_scan", {}), **during_run}
 
     def _record_final_status(self, finished: TrainingFinished) -> None:
