@@ -20,3 +20,7 @@ class StopRequest:
 
     def clear(self) -> None:
         self._event.clear()
+
+
+class StoppedBeforeTraining(Exception):
+    """Stop was pressed while the run was still being prepared (e.g. downloading weights)."""

@@ -30,7 +30,7 @@ from ptm_studio.core.devices import (
 from ptm_studio.core.engine import checkpoints
 from ptm_studio.core.engine.batches import BatchSource
 from ptm_studio.core.engine.callbacks import Callback, CallbackList
-from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.control import StoppedBeforeTraining, StopRequest
 from ptm_studio.core.engine.events import (
     STATUS_COMPLETED,
     STATUS_FAILED,
@@ -109,6 +109,9 @@ class Trainer:
         try:
             self._set_up()
             status = self._fit()
+        except StoppedBeforeTraining:
+            status = STATUS_STOPPED
+            self.stop_message = "Stopped before training began; nothing was downloaded or saved."
         except Exception as error:  # every failure becomes a readable TrainingFinished
             LOGGER.exception("training failed")
             message, details = plain_message(error), traceback.format_exc()
@@ -132,6 +135,14 @@ class Trainer:
         self.callbacks.emit(finished)
         return finished
 
+    def _download_progress(self, done_bytes: int, total_bytes: int) -> None:
+        """Passes download progress on, and lets Stop cancel a download (the partial file is
+        removed by the downloader's atomic writer)."""
+        if self.stop_request.is_requested:
+            raise StoppedBeforeTraining
+        if self.download_progress is not None:
+            self.download_progress(done_bytes, total_bytes)
+
     # ----------------------------------------------------------------- setting up
     def _set_up(self) -> None:
         config = self.config
@@ -152,7 +163,7 @@ class Trainer:
             self.channels_last,
             self.autocast_dtype,
             self.micro_batching,
-            self.download_progress,
+            self._download_progress,
         )
         split = prepare_split(config)
         self.left_out_by_scan = {str(path): reason for path, reason in split.left_out}

@@ -324,3 +324,44 @@ def test_initial_weights_from_a_file_without_a_path_is_refused() -> None:
     config = ModelConfig(backbone="small_cnn", weights="file", weights_path=None)
     with pytest.raises(WeightsError, match="need a path"):
         load_initial_weights(small(3), config)
+
+
+def test_stop_during_the_download_cancels_it_and_leaves_nothing(
+    torch_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_imagenet_file: tuple[bytes, dict[str, torch.Tensor], str],
+    tiny_dataset: Path,
+) -> None:
+    from ptm_studio.core.config import DataConfig, DeviceConfig, RunConfig
+    from ptm_studio.core.engine.control import StopRequest
+    from ptm_studio.core.engine.trainer import Trainer
+
+    data, _, sha256 = fake_imagenet_file
+    serve_from_folder(tmp_path, monkeypatch, data, sha256[:8])
+    monkeypatch.setattr("ptm_studio.core.models.weights._DOWNLOAD_CHUNK_BYTES", 1024)
+    stop = StopRequest()
+    seen: list[int] = []
+
+    def press_stop_after_the_first_chunk(done: int, _total: int) -> None:
+        seen.append(done)
+        if done > 0:
+            stop.request()
+
+    config = RunConfig(
+        data=DataConfig(data_dir=str(tiny_dataset), image_size=32, batch_size=4),
+        model=ModelConfig(backbone=BACKBONE, weights="imagenet", allow_download=True),
+        device=DeviceConfig(device="cpu", cpu_threads=1),
+    ).validate()
+    finished = Trainer(
+        config,
+        stop_request=stop,
+        runs_root=tmp_path / "runs",
+        download_progress=press_stop_after_the_first_chunk,
+    ).run()
+    assert finished.status == "stopped", finished.error_details
+    assert "Stopped before training began" in finished.error_message
+    assert max(seen) < len(data)  # cancelled mid-way
+    assert not imagenet_weights_path(BACKBONE).exists()
+    assert list(imagenet_weights_path(BACKBONE).parent.glob("*")) == []  # no temp file left
+    assert finished.run_dir is None
