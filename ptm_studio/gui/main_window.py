@@ -136,6 +136,7 @@ class MainWindow(QMainWindow):
         session.epoch_finished.connect(self.pretraining_panel.add_epoch)
         session.pretrain_samples_ready.connect(self.pretraining_panel.show_samples)
         session.training_adjusted.connect(training.show_adjustment)
+        session.download_progressed.connect(training.show_download)
         session.training_adjusted.connect(self._on_training_adjusted)
         session.training_finished.connect(training.finish_run)
         session.training_finished.connect(self._on_training_finished)

@@ -32,12 +32,35 @@ from ptm_studio.core.runs import (
 from ptm_studio.gui import dialogs, resume_offer
 from ptm_studio.gui.device_probe import demo_folder
 from ptm_studio.gui.panels.model_panel import imagenet_status
+from ptm_studio.gui.panels.pretrain_settings import check_folders
 from ptm_studio.gui.resume_offer import ResumeChoice, ResumeOffer
 
 if TYPE_CHECKING:
     from ptm_studio.gui.main_window import MainWindow
 
 LOGGER = logging.getLogger(__name__)
+
+SETTING_NAMES = {
+    "data.image_size": "Image size",
+    "data.batch_size": "Batch size",
+    "data.monitor_dir": "Check progress on",
+    "model.weights_path": "Starting weights",
+    "objective.label_smoothing": "Label smoothing",
+    "objective.temperature": "Temperature",
+    "objective.margin": "Margin",
+    "objective.projection_dim": "Projection size",
+    "optim.learning_rate": "Learning rate",
+    "optim.weight_decay": "Weight decay",
+    "optim.num_epochs": "Epochs",
+    "seed": "Seed",
+}
+"""The panels' names for settings, so an error names the box the user sees."""
+
+
+def describe_config_error(error: ConfigError) -> str:
+    """The error with the setting named as the panels show it (Temperature, not
+    objective.temperature)."""
+    return f"{SETTING_NAMES.get(error.field_path, error.field_path)}: {error.message}"
 
 
 @dataclass(frozen=True)
@@ -132,12 +155,12 @@ class RunController(QObject):
     def validated_config(self) -> RunConfig | None:
         """The settings as chosen, or None after telling the user which one needs a look."""
         try:
-            return self._window.current_config().validate()
+            config = self._window.current_config().validate()
+            check_folders(config)
         except ConfigError as error:
-            dialogs.show_error(
-                self._window, "A setting needs a look", f"{error.field_path}: {error.message}"
-            )
+            dialogs.show_error(self._window, "A setting needs a look", describe_config_error(error))
             return None
+        return config
 
     def _with_download_consent(self, config: RunConfig) -> RunConfig | None:
         """ImageNet weights not on this computer yet: ask before anything is downloaded."""

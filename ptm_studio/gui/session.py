@@ -38,6 +38,8 @@ class TrainingSession(QObject):
     training_adjusted = Signal(object)
     """The run changed how it works to keep going (TrainingAdjusted: kind, message, step)."""
     training_finished = Signal(object)
+    download_progressed = Signal("qint64", "qint64")
+    """ImageNet weights downloading: (done_bytes, total_bytes; 0 when unknown)."""
     running_changed = Signal(bool)
     """True when a run starts, False once its thread has fully ended (safe to start again)."""
 
@@ -84,6 +86,7 @@ class TrainingSession(QObject):
         worker.checkpoint_saved.connect(self._on_checkpoint_saved)
         worker.training_adjusted.connect(self._on_training_adjusted)
         worker.training_finished.connect(self._on_training_finished)
+        worker.download_progressed.connect(self._on_download_progressed)
         self._thread, self._worker, self._stop_request = thread, worker, worker.stop_request
         self.last_config = config
         # A full (generation 2) garbage collection scans every object of torch, Qt and
@@ -146,6 +149,10 @@ class TrainingSession(QObject):
     @Slot(object)
     def _on_training_adjusted(self, event: Any) -> None:
         self.training_adjusted.emit(event)
+
+    @Slot("qint64", "qint64")
+    def _on_download_progressed(self, done_bytes: int, total_bytes: int) -> None:
+        self.download_progressed.emit(done_bytes, total_bytes)
 
     @Slot(object)
     def _on_training_finished(self, event: Any) -> None:

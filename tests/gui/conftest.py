@@ -139,10 +139,12 @@ class FakeTrainer:
         stop_request: Any = None,
         runs_root: Path | None = None,
         resume_from: Path | None = None,
+        download_progress: Any = None,
     ) -> None:
         self.config = config
         self.callbacks = list(callbacks)
         self.stop_request = stop_request
+        self.download_progress = download_progress
         self.run_dir = (runs_root or Path(".")) / "fake-run"
 
     def _emit(self, hook: str, event: Any) -> None:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from ptm_studio.core.config import PRETRAIN_LOSSES, SUPERVISED_LOSSES, RunConfig
 from ptm_studio.gui import theme
+from ptm_studio.gui.panels.pretrain_settings import PretrainSettings
 from ptm_studio.gui.panels.training_panel import format_duration
 
 TASK_TEXT = {
@@ -120,6 +121,7 @@ class ObjectivePanel(QGroupBox):
             "For contrastive pretraining: never change hue or turn pictures grey. Use it when colour "
             "tells your classes apart (flowers, stained tissue)."
         )
+        self.pretrain_settings = PretrainSettings(self)
         self.smoothing_spin = self._double(
             0.0,
             0.5,
@@ -173,12 +175,13 @@ class ObjectivePanel(QGroupBox):
         self.estimate_label = _plain_label("")
         self.estimate_label.setObjectName("hint")
 
-        form = QFormLayout(self)
+        form = self._form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Task:", self.task_combo)
         form.addRow("Loss:", self.loss_combo)
         form.addRow("", self.loss_info)
         form.addRow("", self.keep_colours_check)
+        self.pretrain_settings.add_rows(form)
         form.addRow("Label smoothing:", self.smoothing_spin)
         form.addRow("", self.class_weights_check)
         form.addRow("Optimiser:", self.optimizer_combo)
@@ -199,6 +202,7 @@ class ObjectivePanel(QGroupBox):
             widget.valueChanged.connect(self.settings_changed)
         self.class_weights_check.toggled.connect(self.settings_changed)
         self.keep_colours_check.toggled.connect(self.settings_changed)
+        self.pretrain_settings.settings_changed.connect(self.settings_changed)
         self.loss_combo.currentIndexChanged.connect(self._on_loss_changed)
         self.task_combo.currentIndexChanged.connect(self._on_task_changed)
         self.settings_changed.connect(self.update_estimate)
@@ -234,6 +238,7 @@ class ObjectivePanel(QGroupBox):
         is_finetune = task == "finetune"
         for widget in self._supervised_rows:
             widget.setEnabled(is_finetune)
+            self._form.setRowVisible(widget, is_finetune)  # hidden: a shorter pretraining form
         previous = self.loss_combo.currentData()
         self.loss_combo.blockSignals(True)
         self.loss_combo.clear()
@@ -252,6 +257,7 @@ class ObjectivePanel(QGroupBox):
         loss = self.loss_combo.currentData()
         self.loss_info.setText(LOSS_TEXT.get(loss, ("", ""))[1])
         self.keep_colours_check.setVisible(loss in ("nt_xent", "contrastive_margin"))
+        self.pretrain_settings.show_for(self.task_combo.currentData(), loss)
         self.settings_changed.emit()
 
     def set_dataset(
@@ -355,9 +361,10 @@ class ObjectivePanel(QGroupBox):
             weight_decay=self.weight_decay_spin.value(),
             num_epochs=self.epochs_spin.value(),
         )
-        return dataclasses.replace(
+        config = dataclasses.replace(
             config, data=data, objective=objective, optim=optim, seed=self.seed_spin.value()
         )
+        return self.pretrain_settings.apply_to(config)
 
     def load_from(self, config: RunConfig) -> None:
         for combo, value in (
@@ -379,6 +386,7 @@ class ObjectivePanel(QGroupBox):
         self.seed_spin.setValue(config.seed)
         for key, check in self.augmentation_checks.items():
             check.setChecked(key in config.data.augmentations)
+        self.pretrain_settings.load_from(config)
         self._on_task_changed()
 
 

@@ -39,6 +39,12 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def format_megabytes(num_bytes: int) -> str:
+    """4_500_000 → "4.5", 45_200_000 → "45" (megabytes, as download sizes are quoted)."""
+    megabytes = max(0, num_bytes) / 1e6
+    return f"{megabytes:.1f}" if megabytes < 10 else f"{megabytes:.0f}"
+
+
 def _plain_label(text: str = "") -> QLabel:
     label = QLabel(text)
     label.setTextFormat(Qt.TextFormat.PlainText)
@@ -196,6 +202,28 @@ class TrainingPanel(QGroupBox):
         self.status_label.setText(
             f"Training on {event.num_train_images} images, checking on {event.num_val_images}. "
             f"The model has {event.parameter_count:,} parameters."
+        )
+
+    @Slot("qint64", "qint64")
+    def show_download(self, done_bytes: int, total_bytes: int) -> None:
+        """ImageNet weights downloading before the run starts: "… 45 of 98 MB" (total 0 = unknown)."""
+        is_known = total_bytes > 0
+        if is_known and done_bytes >= total_bytes:
+            self.progress_bar.setValue(1000)
+            self.progress_bar.setFormat(
+                f"ImageNet weights downloaded ({format_megabytes(total_bytes)} MB)"
+            )
+            self.status_label.setText(
+                "Downloaded the ImageNet starting weights. Preparing the run…"
+            )
+            return
+        size = format_megabytes(done_bytes)
+        if is_known:
+            size = f"{size} of {format_megabytes(total_bytes)}"
+        self.progress_bar.setValue(int(1000 * done_bytes / total_bytes) if is_known else 0)
+        self.progress_bar.setFormat(f"Downloading ImageNet weights… {size} MB")
+        self.status_label.setText(
+            "Downloading the ImageNet starting weights (once: later runs use the saved copy)."
         )
 
     @Slot(object)

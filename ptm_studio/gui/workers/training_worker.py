@@ -1,10 +1,12 @@
 """TrainingWorker: runs the core Trainer on a QThread and re-emits its events as Qt signals.
 
 Signal names are the event names in snake case (``BatchFinished`` → ``batch_finished``); the
-payload is the immutable event object. Signals are emitted on the training thread; connect them
-to ``@Slot`` methods of QObjects living in the GUI thread so Qt queues them (a lambda or a free
-function would run on the training thread). Stop is :meth:`request_stop`, a plain thread-safe call
-made directly from the GUI thread: the worker's own event loop is busy inside ``Trainer.run``.
+payload is the immutable event object; ``download_progressed(done_bytes, total_bytes)`` reports
+an ImageNet weights download (at most 10 times a second, plus the final report). Signals are
+emitted on the training thread; connect them to ``@Slot`` methods of QObjects living in the GUI
+thread so Qt queues them (a lambda or a free function would run on the training thread). Stop is
+:meth:`request_stop`, a plain thread-safe call made directly from the GUI thread: the worker's
+own event loop is busy inside ``Trainer.run``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import STATUS_FAILED, TrainingFinished
 
 TrainerFactory = Callable[..., Any]
+DOWNLOAD_REPORT_INTERVAL_S = 0.1
 
 
 def default_trainer_factory(config: RunConfig, **kwargs: Any) -> Any:
@@ -64,6 +67,30 @@ class _SignalForwarder(Callback):
         self._worker.training_finished.emit(event)
 
 
+class ProgressThrottle:
+    """Passes ``(done, total)`` reports on at most once per ``interval_s``; the first and the final
+    one (``done >= total`` with a known total) always. Called on the training thread."""
+
+    def __init__(
+        self,
+        report: Callable[[int, int], None],
+        interval_s: float = DOWNLOAD_REPORT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._report = report
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last_report_at: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        is_final = total > 0 and done >= total
+        is_due = self._last_report_at is None or now - self._last_report_at >= self._interval_s
+        if is_final or is_due:
+            self._last_report_at = now
+            self._report(int(done), int(total))
+
+
 class TrainingWorker(QObject):
     """Runs one training run. Always ends with exactly one ``training_finished`` then ``finished``."""
 
@@ -75,6 +102,8 @@ class TrainingWorker(QObject):
     checkpoint_saved = Signal(object)
     training_adjusted = Signal(object)
     training_finished = Signal(object)
+    download_progressed = Signal("qint64", "qint64")
+    """(done_bytes, total_bytes; 0 when unknown) while ImageNet weights download."""
     finished = Signal()
 
     def __init__(
@@ -107,6 +136,7 @@ class TrainingWorker(QObject):
                 stop_request=self.stop_request,
                 runs_root=self.runs_root,
                 resume_from=self.resume_from,
+                download_progress=ProgressThrottle(self.download_progressed.emit),
             )
             trainer.run()
         except BaseException as error:  # the GUI must always get an ending, whatever broke
