@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from gui import conftest as gui_fixtures
+from gui.test_training_e2e import GapProbe
 from PySide6.QtCore import QCoreApplication, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTreeWidget, QWidget
@@ -265,7 +266,7 @@ def test_q4_thousands_of_events_per_second_leave_the_window_responsive(
     window = open_window(trainer_factory=FloodingTrainer)
     window.show()
     qtbot.waitExposed(window)
-    probe = _GapProbe()
+    probe = GapProbe()
     probe.start()
     started = time.perf_counter()
     window.training_panel.start_button.click()
@@ -285,30 +286,6 @@ def test_q4_thousands_of_events_per_second_leave_the_window_responsive(
     assert "Finished" in window.training_panel.progress_bar.format()
     assert window.training_panel.status_label.text().startswith("Finished in")
     nothing_lost.check()
-
-
-class _GapProbe:
-    """A 10 ms timer that records the longest gap between its ticks: how long the GUI was blocked."""
-
-    def __init__(self) -> None:
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self._tick)
-        self.max_gap = 0.0
-        self._last = 0.0
-
-    def start(self) -> None:
-        self._last = time.perf_counter()
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.max_gap = max(self.max_gap, now - self._last)
-        self._last = now
-
-    def stop(self) -> float:
-        self.timer.stop()
-        return self.max_gap
 
 
 # ----------------------------------------------------------------- Q5
