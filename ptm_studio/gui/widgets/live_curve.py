@@ -15,7 +15,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 
 class PointBuffer:
@@ -118,11 +118,12 @@ class LivePlot(QWidget):
             self.plot_widget.getAxis(side).setStyle(maxTickLevel=0)
         self.plot_widget.setMenuEnabled(True)
         self.plot_widget.setMinimumHeight(150)
-        # The legend sits in one row at the bottom right, beside the axis label, never over the
-        # curves or the title.
-        self.legend = self.plot_widget.addLegend(colCount=4)
-        self.legend.setParentItem(self.plot_widget.getPlotItem())
-        self.legend.anchor(itemPos=(1, 1), parentPos=(1, 1), offset=(-4, 4))
+        # The legend is a line of text under the plot, right of the hover read-out: inside the
+        # plot it covered curves, the title or (in narrow plots) the axis label.
+        self.legend = QWidget()
+        self._legend_layout = QHBoxLayout(self.legend)
+        self._legend_layout.setContentsMargins(0, 0, 0, 0)
+        self._legend_layout.setSpacing(4)
         if log_y:
             self.plot_widget.setLogMode(y=True)
         self.hover_label = QLabel(" ")
@@ -132,7 +133,11 @@ class LivePlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.plot_widget, 1)
-        layout.addWidget(self.hover_label)
+        under_plot = QHBoxLayout()
+        under_plot.setContentsMargins(4, 0, 4, 0)
+        under_plot.addWidget(self.hover_label, 1)
+        under_plot.addWidget(self.legend)
+        layout.addLayout(under_plot)
         self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     def add_curve(
@@ -151,7 +156,6 @@ class LivePlot(QWidget):
         item = self.plot_widget.plot(
             [],
             [],
-            name=name,
             pen=pen,
             symbol="o" if with_symbols else None,
             symbolSize=6,
@@ -161,6 +165,20 @@ class LivePlot(QWidget):
         item.setDownsampling(auto=True, method="peak")
         item.setClipToView(True)
         self._curves[key] = _Curve(name=name, item=item)
+        self._add_legend_entry(name, colour, dashed=dashed, with_symbols=with_symbols)
+
+    def _add_legend_entry(
+        self, name: str, colour: QColor, *, dashed: bool, with_symbols: bool
+    ) -> None:
+        """A coloured line sample and the curve's name, both plain text."""
+        if self._legend_layout.count():
+            self._legend_layout.addSpacing(8)
+        sample = QLabel("╍╍" if dashed else "━●━" if with_symbols else "━━")
+        sample.setStyleSheet(f"color: {colour.name()};")
+        label = QLabel(name)
+        for widget in (sample, label):
+            widget.setTextFormat(Qt.TextFormat.PlainText)
+            self._legend_layout.addWidget(widget)
 
     def append(self, key: str, x: float, y: float) -> None:
         curve = self._curves[key]
