@@ -45,9 +45,24 @@ def tiny_step_context(seed: int) -> tuple[nn.Module, StepContext]:
     return model, StepContext(model, optimizer, scheduler, scaler, gradient_clip_norm=1.0)
 
 
-def test_a_batch_in_pieces_updates_the_weights_as_the_whole_batch_does() -> None:
+@pytest.mark.parametrize(
+    "loss_function",
+    [
+        nn.CrossEntropyLoss(),
+        nn.CrossEntropyLoss(weight=torch.tensor([0.5, 2.0, 1.0]), label_smoothing=0.1),
+    ],
+    ids=["plain", "class_weights_and_smoothing"],
+)
+def test_a_batch_in_pieces_updates_the_weights_as_the_whole_batch_does(
+    loss_function: nn.CrossEntropyLoss,
+) -> None:
     generator = torch.Generator().manual_seed(0)
     batch = (torch.randn(7, 6, generator=generator), torch.randint(0, 3, (7,), generator=generator))
+
+    def loss_share(piece: tuple[torch.Tensor, torch.Tensor]) -> float:
+        weight = loss_function.weight
+        return float(len(piece[1]) if weight is None else weight[piece[1]].sum())
+
     weights_after = []
     for pieces in (1, 3):
         model, context = tiny_step_context(seed=1)
@@ -57,11 +72,9 @@ def test_a_batch_in_pieces_updates_the_weights_as_the_whole_batch_does() -> None
         ) -> BatchResult:
             logits = model(piece[0])
             correct = int((logits.argmax(dim=1) == piece[1]).sum())
-            return BatchResult(
-                nn.functional.cross_entropy(logits, piece[1]), correct, len(piece[1])
-            )
+            return BatchResult(loss_function(logits, piece[1]), correct, len(piece[1]))
 
-        step = optimization_step(context, split_batch(batch, pieces), compute_loss)
+        step = optimization_step(context, split_batch(batch, pieces), compute_loss, loss_share)
         assert step.count == 7
         weights_after.append((step, [p.detach().clone() for p in model.parameters()]))
     (whole, whole_weights), (cut, cut_weights) = weights_after

@@ -67,25 +67,32 @@ class StepResult:
 
 
 def optimization_step(
-    context: StepContext, pieces: list[Any], compute_loss: Callable[[Any], BatchResult]
+    context: StepContext,
+    pieces: list[Any],
+    compute_loss: Callable[[Any], BatchResult],
+    loss_share: Callable[[Any], float] = batch_length,
 ) -> StepResult:
     """Back-propagate the loss of a batch given in ``pieces`` and update the weights once.
 
-    Each piece's loss is weighted by its share of the pictures, so the summed gradients equal
-    those of the whole batch (a batch cut in pieces after running out of memory trains the same).
+    Each piece's mean loss is weighted by its share of the batch's loss denominator
+    (``loss_share``: the number of pictures, or the summed class weights of a class-weighted
+    loss), so the summed gradients equal those of the whole batch: a batch cut in pieces after
+    running out of memory trains the same.
     A NaN or infinite loss skips the update (the trainer counts these and stops a run that
     keeps diverging), so one bad batch never poisons the weights.
     """
     context.optimizer.zero_grad(set_to_none=True)
     total = sum(batch_length(piece) for piece in pieces)
+    shares = [loss_share(piece) for piece in pieces] if len(pieces) > 1 else [1.0]
+    total_share = sum(shares)
     results = []
-    for piece in pieces:
+    for piece, share in zip(pieces, shares, strict=True):
         result = compute_loss(piece)
         if not math.isfinite(float(result.loss.detach())):
             context.optimizer.zero_grad(set_to_none=True)
             return StepResult(float("nan"), None, total)
         # One piece (the usual case) is not rescaled, so its numbers stay bit-for-bit the same.
-        loss = result.loss if len(pieces) == 1 else result.loss * (result.count / total)
+        loss = result.loss if len(pieces) == 1 else result.loss * (share / total_share)
         context.scaler.scale(loss).backward()
         results.append(result)
     if context.gradient_clip_norm > 0:
@@ -94,14 +101,20 @@ def optimization_step(
     context.scaler.step(context.optimizer)
     context.scaler.update()
     context.scheduler.step()
-    return _combine(results, total)
+    return _combine(results, shares, total)
 
 
-def _combine(results: list[BatchResult], total: int) -> StepResult:
-    loss = sum(float(result.loss.detach()) * result.count for result in results) / total
+def _combine(results: list[BatchResult], shares: list[float], total: int) -> StepResult:
+    """The whole batch's loss and right answers from its pieces'."""
+    loss = float(results[0].loss.detach())
+    if len(results) > 1:
+        weighted = sum(
+            float(r.loss.detach()) * share for r, share in zip(results, shares, strict=True)
+        )
+        loss = weighted / sum(shares)
     corrects = [result.correct for result in results]
     correct = None if None in corrects else sum(c for c in corrects if c is not None)
-    return StepResult(loss if len(results) > 1 else float(results[0].loss.detach()), correct, total)
+    return StepResult(loss, correct, total)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ptm_studio.core.data import DataSplit
 from ptm_studio.core.engine.events import Event, PredictionsReady
 from ptm_studio.core.engine.loading import without_workers
 from ptm_studio.core.engine.loops import BatchResult, autocast, evaluate, move_batch
-from ptm_studio.core.engine.memory import MicroBatching
+from ptm_studio.core.engine.memory import MicroBatching, batch_length
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.engine.setup import build_data_loaders, build_model, class_counts
 from ptm_studio.core.models import BackboneSpec, ImageClassifier
@@ -82,6 +82,10 @@ class TrainingTask:
 
     def compute_loss(self, batch: Any) -> BatchResult:
         raise NotImplementedError
+
+    def loss_share(self, batch: Any) -> float:
+        """The denominator of the batch's mean loss (see optimization_step): its picture count."""
+        return float(batch_length(batch))
 
     def load_without_workers(self) -> None:
         """Replace the loaders by ones that load in the training thread (after a worker failed)."""
@@ -152,6 +156,13 @@ class SupervisedTask(TrainingTask):
             loss = self.loss_function(logits.float(), targets)
         correct = int((logits.detach().argmax(dim=1) == targets).sum())
         return BatchResult(loss, correct, len(targets))
+
+    def loss_share(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        # A class-weighted cross-entropy averages over the targets' weights, not their count.
+        weight = getattr(self.loss_function, "weight", None)
+        if weight is None:
+            return float(len(batch[1]))
+        return float(weight.cpu()[batch[1]].sum())
 
     def load_without_workers(self) -> None:
         self.loaders.train = self.train_loader = without_workers(self.loaders.train)

@@ -296,7 +296,7 @@ class Trainer:
         )
 
     def _optimization_step(self, pieces: list[Any]) -> StepResult:
-        return optimization_step(self.context, pieces, self.task.compute_loss)
+        return optimization_step(self.context, pieces, self.task.compute_loss, self.task.loss_share)
 
     def _on_out_of_memory(self, message: str) -> None:
         """The batch is retried in smaller pieces: forget the half-done step's scaler bookkeeping."""
