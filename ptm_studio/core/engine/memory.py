@@ -2,8 +2,9 @@
 
 After an out-of-memory error the batch is retried in twice as many pieces; the pieces' gradients
 are added up before the optimiser steps, so the effective batch size (and the learning-rate
-schedule) stays what the user chose. Only when a single picture does not fit does the run fail,
-with advice. The error is handled outside the ``except`` block: the exception's traceback holds
+schedule) stays what the user chose; only batch-norm layers, which average over the pictures
+they see at once, work with the smaller pieces. Only when a single picture does not fit does the
+run fail, with advice. The error is handled outside the ``except`` block: the exception's traceback holds
 the frames that hold the activations, and memory can only be freed once it is gone.
 """
 
