@@ -89,7 +89,10 @@ def test_t1_out_of_memory_halves_the_pieces_and_keeps_the_batch_size(
     adjusted = events.of_type(TrainingAdjusted)
     assert [event.kind for event in adjusted] == ["out_of_memory"]
     assert "ran out of memory" in adjusted[0].message
-    assert "batch of 4 pictures" in adjusted[0].message and "same batch size" in adjusted[0].message
+    assert (
+        "batch of 4 pictures" in adjusted[0].message
+        and "still learns from all 4" in adjusted[0].message
+    )
     assert sizes[0] == 4 and max(sizes[1:]) <= 2  # retried in pieces, never the whole batch again
     # One optimiser step per batch of 4: the effective batch (and the schedule) are unchanged.
     started = events.of_type(TrainingStarted)[0]
@@ -117,6 +120,26 @@ def test_t1_when_one_picture_does_not_fit_the_run_fails_with_advice_and_keeps_it
     assert "smaller image size" in finished.error_message
     assert finished.error_type == "OutOfMemoryError"
     assert nothing_lost.check().meta["epoch"] == 1  # the epoch-1 checkpoint is still the last
+
+
+def test_t1_out_of_memory_in_the_optimiser_step_is_not_retried_in_pieces(
+    nothing_lost: NothingLost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adam's first step allocates two copies of the weights: smaller pieces cannot help."""
+
+    def step_out_of_memory(*_args: Any, **_kwargs: Any) -> None:
+        raise torch.OutOfMemoryError(CUDA_OOM)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_out_of_memory)
+    run = extend(nothing_lost, num_epochs=2)
+    events = EventRecorder()
+    finished = Trainer(nothing_lost.config, resume_from=run, callbacks=[events]).run()
+
+    assert finished.status == "failed" and finished.error_type == "OutOfMemoryError"
+    assert "while updating the weights" in finished.error_message
+    assert "smaller model" in finished.error_message
+    assert events.of_type(TrainingAdjusted) == []
+    assert nothing_lost.check().meta["epoch"] == 1
 
 
 # --------------------------------------------------------------------------- T2 NaN loss

@@ -66,20 +66,19 @@ class StepResult:
     count: int
 
 
-def optimization_step(
+def accumulate_gradients(
     context: StepContext,
     pieces: list[Any],
     compute_loss: Callable[[Any], BatchResult],
     loss_share: Callable[[Any], float] = batch_length,
 ) -> StepResult:
-    """Back-propagate the loss of a batch given in ``pieces`` and update the weights once.
+    """Back-propagate the loss of a batch given in ``pieces``; the weights are not changed yet.
 
     Each piece's mean loss is weighted by its share of the batch's loss denominator
     (``loss_share``: the number of pictures, or the summed class weights of a class-weighted
-    loss), so the summed gradients equal those of the whole batch: a batch cut in pieces after
-    running out of memory trains the same.
-    A NaN or infinite loss skips the update (the trainer counts these and stops a run that
-    keeps diverging), so one bad batch never poisons the weights.
+    loss), so the summed gradients equal those of the whole batch (batch-norm statistics apart).
+    A NaN or infinite loss clears the gradients and returns a NaN loss: the caller skips the
+    update (and stops a run that keeps diverging), so one bad batch never poisons the weights.
     """
     context.optimizer.zero_grad(set_to_none=True)
     total = sum(batch_length(piece) for piece in pieces)
@@ -95,13 +94,30 @@ def optimization_step(
         loss = result.loss if len(pieces) == 1 else result.loss * (share / total_share)
         context.scaler.scale(loss).backward()
         results.append(result)
+    return _combine(results, shares, total)
+
+
+def apply_update(context: StepContext) -> None:
+    """Clip, step the optimiser and the schedule once, with the gradients accumulated."""
     if context.gradient_clip_norm > 0:
         context.scaler.unscale_(context.optimizer)
         nn.utils.clip_grad_norm_(context.trained_module.parameters(), context.gradient_clip_norm)
     context.scaler.step(context.optimizer)
     context.scaler.update()
     context.scheduler.step()
-    return _combine(results, shares, total)
+
+
+def optimization_step(
+    context: StepContext,
+    pieces: list[Any],
+    compute_loss: Callable[[Any], BatchResult],
+    loss_share: Callable[[Any], float] = batch_length,
+) -> StepResult:
+    """:func:`accumulate_gradients`, then :func:`apply_update` unless the loss was not finite."""
+    result = accumulate_gradients(context, pieces, compute_loss, loss_share)
+    if math.isfinite(result.loss):
+        apply_update(context)
+    return result
 
 
 def _combine(results: list[BatchResult], shares: list[float], total: int) -> StepResult:

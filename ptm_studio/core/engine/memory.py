@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -110,21 +109,10 @@ class MicroBatching:
         piece_size = -(-size // self.pieces)
         message = (
             f"The graphics card ran out of memory during {what}. Each batch of {size} pictures is"
-            f" now processed in {self.pieces} pieces of about {piece_size}, and their results"
-            " are added up, so training goes on with the same batch size, a little more slowly."
+            f" now processed in {self.pieces} pieces of about {piece_size} whose results are"
+            f" added up, so each step still learns from all {size} pictures, a little more"
+            " slowly."
         )
         LOGGER.warning(message)
         if self.on_shrunk is not None:
             self.on_shrunk(message)
-
-
-def reset_scaler_step(scaler: torch.amp.GradScaler) -> None:
-    """Forget a step that ran out of memory halfway (after ``unscale_``, before ``update``).
-
-    Otherwise retrying the step fails with "unscale_() has already been called". GradScaler has
-    no public way to do this; ``update()`` does the same reset but needs a finished step.
-    """
-    if scaler.is_enabled():
-        from torch.amp import grad_scaler
-
-        scaler._per_optimizer_states = defaultdict(grad_scaler._refresh_per_optimizer_state)

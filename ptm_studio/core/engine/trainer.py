@@ -41,8 +41,12 @@ from ptm_studio.core.engine.events import (
     TrainingFinished,
 )
 from ptm_studio.core.engine.failures import DivergenceGuard, check_same_classes, plain_message
-from ptm_studio.core.engine.loops import StepContext, StepResult, optimization_step
-from ptm_studio.core.engine.memory import MicroBatching, reset_scaler_step
+from ptm_studio.core.engine.loops import StepContext, StepResult, accumulate_gradients, apply_update
+from ptm_studio.core.engine.memory import (
+    MicroBatching,
+    OutOfMemoryError,
+    is_out_of_memory,
+)
 from ptm_studio.core.engine.pretrain_task import PretrainTask
 from ptm_studio.core.engine.progress import RunProgress
 from ptm_studio.core.engine.reporting import (
@@ -274,7 +278,9 @@ class Trainer:
         self.progress.start_epoch(epoch_index, self.steps_per_epoch)
         batches = self.batch_source.epoch(epoch_index, start_batch)
         for batch_index, batch in enumerate(batches, start=start_batch):
-            step = self.micro_batching.run(batch, self._optimization_step, "training")
+            step = self.micro_batching.run(batch, self._accumulate_gradients, "training")
+            if math.isfinite(step.loss):
+                self._apply_update()
             self.progress.add_batch(step.loss, step.correct, step.count)
             self._report_batch(epoch_index, batch_index, step.loss)
             self.divergence_guard.check(step.loss, self.progress.global_step)
@@ -295,12 +301,30 @@ class Trainer:
             )
         )
 
-    def _optimization_step(self, pieces: list[Any]) -> StepResult:
-        return optimization_step(self.context, pieces, self.task.compute_loss, self.task.loss_share)
+    def _accumulate_gradients(self, pieces: list[Any]) -> StepResult:
+        return accumulate_gradients(
+            self.context, pieces, self.task.compute_loss, self.task.loss_share
+        )
+
+    def _apply_update(self) -> None:
+        """The optimiser step. Out of memory here is not about the batch (the first step of
+        Adam allocates two copies of the weights), so smaller pieces would not help."""
+        try:
+            apply_update(self.context)
+            return
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            message = (
+                "The graphics card ran out of memory while updating the weights: the optimiser"
+                " keeps extra copies of them. Choose a smaller model, the SGD optimiser, or"
+                " train on the processor (CPU)."
+            )
+        raise OutOfMemoryError(message)
 
     def _on_out_of_memory(self, message: str) -> None:
-        """The batch is retried in smaller pieces: forget the half-done step's scaler bookkeeping."""
-        reset_scaler_step(self.context.scaler)
+        """The batch is retried in smaller pieces (only gradients were being computed: the
+        optimiser and the scaler have not been touched yet)."""
         self._report_adjustment("out_of_memory", message)
 
     def _report_adjustment(self, kind: str, message: str) -> None:
