@@ -11,11 +11,12 @@ import argparse
 import dataclasses
 import signal
 import sys
+import threading
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ptm_studio import __version__
 from ptm_studio.cli_output import (
@@ -35,6 +36,7 @@ COMMANDS = frozenset(
     {"train", "finetune", "pretrain", "compare", "predict", "scan", "models", "runs"}
 )
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+Result = TypeVar("Result")
 SHORT_ALIASES = {"data_dir": ["--data"], "num_epochs": ["--epochs"]}
 
 
@@ -277,7 +279,7 @@ def _run_train(arguments: argparse.Namespace) -> int:
     )
     previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
     try:
-        finished = trainer.run()
+        finished = on_training_thread(trainer.run)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     print_summary(finished, progress.epochs)
@@ -319,14 +321,16 @@ def _run_compare(arguments: argparse.Namespace) -> int:
 
     previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
     try:
-        result = compare_initialisations(
-            config,
-            arguments.init_from,
-            alternative=arguments.against,
-            seeds=arguments.seeds,
-            runs_root=arguments.runs_root,
-            callbacks_for=callbacks_for,
-            stop_request=stop_request,
+        result = on_training_thread(
+            lambda: compare_initialisations(
+                config,
+                arguments.init_from,
+                alternative=arguments.against,
+                seeds=arguments.seeds,
+                runs_root=arguments.runs_root,
+                callbacks_for=callbacks_for,
+                stop_request=stop_request,
+            )
         )
     finally:
         signal.signal(signal.SIGINT, previous_handler)
@@ -339,6 +343,31 @@ def _run_compare(arguments: argparse.Namespace) -> int:
     if failed:
         return EXIT_FAILED
     return EXIT_INTERRUPTED if stop_request.is_requested else EXIT_OK
+
+
+def on_training_thread(work: Callable[[], Result]) -> Result:
+    """Run ``work`` on a training thread, as the app does, while the main thread waits.
+
+    Off the main thread PyTorch reports a dead picture-loading process from inside the loader,
+    where the watchdog catches it; on the main thread its signal handler raises at whatever line
+    is running. Ctrl-C still reaches the main thread's handler (which asks the run to stop).
+    """
+    results: list[Result] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            results.append(work())
+        except BaseException as error:  # handed to the main thread, which raises it
+            errors.append(error)
+
+    thread = threading.Thread(target=target, name="ptm-training", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def _stop_on_first_interrupt(stop_request: Any) -> Any:

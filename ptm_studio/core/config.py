@@ -71,10 +71,10 @@ class DataConfig:
         ),
     )
     loader_timeout_seconds: float = field(
-        default=120.0,
+        default=60.0,
         metadata=_describe(
             "With background loading processes: seconds to wait for a batch before giving up on "
-            "them and loading in the training thread instead."
+            "them (one hung, or died) and loading in the training thread instead."
         ),
     )
     max_bad_file_fraction: float = field(

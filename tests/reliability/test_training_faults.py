@@ -8,8 +8,12 @@ of T5 and T7 in tests/gui and test_app_shell.py.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,12 +50,22 @@ def with_settings(config: RunConfig, **fields: Any) -> RunConfig:
 
 
 def train(
-    config: RunConfig, tmp_path: Path, **kwargs: Any
+    config: RunConfig, tmp_path: Path, *, in_thread: bool = False, **kwargs: Any
 ) -> tuple[TrainingFinished, EventRecorder]:
+    """A run into ``tmp_path / "runs"``; ``in_thread`` trains on another thread, as the app and
+    the CLI do (on the main thread PyTorch reports a dead loading process through a signal
+    handler, at whatever line is running)."""
     recorder = EventRecorder()
     callbacks = [recorder, *kwargs.pop("callbacks", [])]
-    finished = Trainer(config, callbacks=callbacks, runs_root=tmp_path / "runs", **kwargs).run()
-    return finished, recorder
+    trainer = Trainer(config, callbacks=callbacks, runs_root=tmp_path / "runs", **kwargs)
+    if not in_thread:
+        return trainer.run(), recorder
+    results: list[TrainingFinished] = []
+    thread = threading.Thread(target=lambda: results.append(trainer.run()))
+    thread.start()
+    thread.join(timeout=120)
+    assert results, "the run did not end"
+    return results[0], recorder
 
 
 def extend(nothing_lost: NothingLost, num_epochs: int) -> Path:
@@ -280,7 +294,7 @@ def test_t8_a_hung_or_dead_loading_process_is_replaced_and_the_run_goes_on(
         data__num_workers=1,
         data__loader_timeout_seconds=1.0,
     )
-    finished, events = train(config, tmp_path)
+    finished, events = train(config, tmp_path, in_thread=True)
 
     assert finished.status == "completed", finished.error_details
     adjusted = events.of_type(TrainingAdjusted)
@@ -289,6 +303,37 @@ def test_t8_a_hung_or_dead_loading_process_is_replaced_and_the_run_goes_on(
     started = events.of_type(TrainingStarted)[0]
     steps = [event.global_step for event in events.of_type(BatchFinished)]
     assert steps == list(range(1, 2 * started.steps_per_epoch + 1))  # no batch lost or repeated
+    nothing_lost.check()
+
+
+class KillLoadingProcessesAfterEpoch(Callback):
+    """As the system would kill a memory-hungry process: the persistent loaders die between
+    epochs, while nothing is waiting on them."""
+
+    def on_epoch_finished(self, event: Any) -> None:
+        if event.epoch == 1:
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+
+def test_t8_loading_processes_that_died_between_epochs_are_replaced_too(
+    nothing_lost: NothingLost, tmp_path: Path
+) -> None:
+    config = with_settings(
+        nothing_lost.config,
+        optim__num_epochs=2,
+        data__num_workers=1,
+        data__loader_timeout_seconds=2.0,  # off the main thread, a death shows after the timeout
+    )
+    finished, events = train(
+        config, tmp_path, in_thread=True, callbacks=[KillLoadingProcessesAfterEpoch()]
+    )
+
+    assert finished.status == "completed", finished.error_details
+    assert [event.kind for event in events.of_type(TrainingAdjusted)] == ["data_loader"]
+    started = events.of_type(TrainingStarted)[0]
+    steps = [event.global_step for event in events.of_type(BatchFinished)]
+    assert steps == list(range(1, 2 * started.steps_per_epoch + 1))
     nothing_lost.check()
 
 
@@ -351,4 +396,33 @@ def test_t10_same_seed_twice_is_identical_and_a_resumed_run_matches_exactly(
     stitched = [e.loss for e in stopped_events.of_type(BatchFinished)]
     stitched += [e.loss for e in resumed_events.of_type(BatchFinished)]
     assert stitched == losses[0]
+    nothing_lost.check()
+
+
+def test_t6_ctrl_c_in_the_command_line_stops_saves_and_says_how_to_continue(
+    nothing_lost: NothingLost, tmp_path: Path
+) -> None:
+    """The CLI trains on a thread; Ctrl-C still reaches it and stops at a batch boundary."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(with_settings(nothing_lost.config, optim__num_epochs=500).to_json())
+    runs = tmp_path / "cli runs"
+    command = ["train", "--config", str(config_path), "--runs-root", str(runs), "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ptm_studio", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/checkpoints/last/meta.json")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 130, err
+    assert "Stopping after this batch" in err and "Continue it with" in out
+    (run,) = runs.iterdir()
+    assert assert_checkpoint_loads(RunDirectory(run).last_checkpoint_dir).trainer_state
     nothing_lost.check()

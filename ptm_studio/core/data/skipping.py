@@ -25,6 +25,13 @@ MAX_UNREADABLE_IN_A_ROW = 20
 _skipped_since_last_batch: list[tuple[str, str]] = []
 
 
+def forget_skips_inherited(_worker_id: int | None = None) -> None:
+    """Empty this process's list: a new loading process inherits its parent's (fork), and the
+    trainer's may hold skips of pictures read outside a batch (previews) or of an earlier run.
+    Also usable as a DataLoader ``worker_init_fn``."""
+    _skipped_since_last_batch.clear()
+
+
 def collate_reporting_skipped(items: list[Any]) -> tuple[Any, tuple[tuple[str, str], ...]]:
     """The DataLoader collate of a training set: (the batch, files skipped to make it)."""
     skipped = tuple(_skipped_since_last_batch)

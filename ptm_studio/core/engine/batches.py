@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from ptm_studio.core.data.skipping import forget_skips_inherited
 from ptm_studio.core.engine.checkpoints import restore_rng_state
 from ptm_studio.core.engine.loading import is_loader_failure, loader_failure_message, shut_down
 from ptm_studio.core.engine.tasks import TrainingTask
@@ -40,9 +41,13 @@ class BatchSource:
         """The epoch's batches from ``start_batch``; if a loading process hangs or dies, load in
         this thread instead and go on from the same batch (the sampler can start anywhere)."""
         batch_index = start_batch
-        batches = self._iterator(epoch_index, batch_index)
+        batches: Iterator[Any] | None = None
         while True:
             try:
+                # Creating the iterator waits on persistent loading processes: one that died
+                # since the last epoch shows up here, so it is watched too.
+                if batches is None:
+                    batches = self._iterator(epoch_index, batch_index)
                 batch = next(batches)
             except StopIteration:
                 return
@@ -56,9 +61,10 @@ class BatchSource:
                 self.skipped.update(skipped)
                 yield batch
                 continue
-            shut_down(batches)
+            if batches is not None:
+                shut_down(batches)
             self._load_without_workers(message)
-            batches = self._iterator(epoch_index, batch_index)
+            batches = None
 
     def with_loader_retry(self, work: Callable[[], Result], what: str) -> Result:
         """Run ``work`` (e.g. validation), once more without loading processes if one failed."""
@@ -86,6 +92,7 @@ class BatchSource:
         at an epoch boundary precedes it, so it is restored first.
         """
         self.task.train_sampler.set_epoch(epoch_index, start_batch * self.batch_size)
+        forget_skips_inherited()  # anything left over was reported, or belongs to another run
         if start_batch == 0:
             self._restore_pending_rng_state()
         batches = iter(self.task.train_loader)

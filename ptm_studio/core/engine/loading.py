@@ -4,7 +4,9 @@ loading in the training thread, and the epoch goes on from the batch where it st
 With ``num_workers > 0`` PyTorch's DataLoader reads pictures in separate processes. One of them
 can hang (a network drive that stops answering) or die (killed for memory). The DataLoader's
 ``timeout`` turns a hang into an error; both errors are recognised here by their text, which is
-the only thing PyTorch gives to tell them apart from other RuntimeErrors.
+the only thing PyTorch gives to tell them apart from other RuntimeErrors. Off the main thread (the
+app and the CLI train on another thread) PyTorch notices a dead process only when that timeout
+runs out; on the main thread its SIGCHLD handler raises at once, at whatever line is running.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ptm_studio.core.config import RunConfig
+from ptm_studio.core.data.skipping import forget_skips_inherited
 
 LOGGER = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ def loader_options(config: RunConfig, device: torch.device) -> dict[str, Any]:
     }
     if workers > 0:  # the DataLoader refuses a timeout without worker processes
         options["timeout"] = config.data.loader_timeout_seconds
+        options["worker_init_fn"] = forget_skips_inherited
     return options
 
 
