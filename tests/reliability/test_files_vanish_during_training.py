@@ -141,3 +141,22 @@ def test_pictures_skipped_in_a_background_loading_process_are_reported_too(
     assert finished.skipped_files == (str(victim),)
     status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
     assert list(status["skipped_files"]) == [str(victim)]
+
+
+def test_a_skip_outside_a_batch_is_not_reported_by_the_next_run(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path, image_folder_maker: Callable[..., Path]
+) -> None:
+    """Pictures read outside a batch (the pretraining preview) must not leak into another run."""
+    from ptm_studio.core.data import ImageDataset, build_transform, make_split, scan_folder
+    from ptm_studio.core.data.skipping import SkipUnreadable
+
+    other = image_folder_maker(tmp_path / "other folder")
+    split = make_split(scan_folder(other), 0.25, seed=0)
+    transform = build_transform(16, mean=(0.5,) * 3, std=(0.5,) * 3, train=False)
+    previewed = SkipUnreadable(ImageDataset(split.train, split.class_names, transform), other)
+    split.train[0].path.write_bytes(b"")  # broken after the scan
+    previewed[0]  # skipped, outside any batch
+
+    finished = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path / "runs").run()
+    assert finished.status == "completed", finished.error_details
+    assert finished.skipped_files == ()
