@@ -160,3 +160,24 @@ def test_a_skip_outside_a_batch_is_not_reported_by_the_next_run(
     finished = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path / "runs").run()
     assert finished.status == "completed", finished.error_details
     assert finished.skipped_files == ()
+
+
+def test_a_labelled_picture_deleted_during_pretraining_is_left_out_of_the_measure(
+    tiny_config: Callable[..., RunConfig], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Pretraining measures k-NN accuracy on the folder's classes; a picture gone mid-run is
+    left out of that measure instead of failing the run."""
+    from ptm_studio.core.config import replace_field
+
+    config = replace_field(tiny_config(num_epochs=2), "objective.task", "pretrain")
+    config = replace_field(config, "objective.loss", "rotation")
+    victims = sorted((tiny_dataset / "circle").glob("*.png"))[:3]
+    recorder = EventRecorder()
+    finished = Trainer(
+        config,
+        callbacks=[recorder, AfterFirstBatch(lambda: [path.unlink() for path in victims])],
+        runs_root=tmp_path / "runs",
+    ).run()
+    assert finished.status == "completed", finished.error_details
+    assert set(finished.skipped_files) <= {str(path) for path in victims}
+    assert_checkpoint_loads(RunDirectory(finished.run_dir).last_checkpoint_dir)  # type: ignore[arg-type]

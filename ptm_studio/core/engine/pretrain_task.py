@@ -25,7 +25,11 @@ from ptm_studio.core.data import (
     scan_folder,
 )
 from ptm_studio.core.data.pretrain_views import MultiViewDataset, build_pretrain_transform
-from ptm_studio.core.data.skipping import SkipUnreadable, collate_reporting_skipped
+from ptm_studio.core.data.skipping import (
+    MarkUnreadable,
+    SkipUnreadable,
+    collate_reporting_skipped,
+)
 from ptm_studio.core.engine.events import PretrainSamplesReady
 from ptm_studio.core.engine.loading import loader_options, without_workers
 from ptm_studio.core.engine.loops import autocast
@@ -145,9 +149,15 @@ class PretrainTask(TrainingTask):
             self.config.data.image_size, mean=self.spec.mean, std=self.spec.std, train=False
         )
         names = monitor_split.class_names
-        decode_side = decode_side_for(self.config.data.image_size)
-        reference = ImageDataset(monitor_split.train, names, transform, decode_side)
-        query = ImageDataset(monitor_split.val, names, transform, decode_side)
+        size = self.config.data.image_size
+        root = Path(self.config.data.monitor_dir or resolve_data_dir(self.config)).expanduser()
+        # A picture deleted during the run is left out of the measurement, as in validation.
+        reference, query = (
+            MarkUnreadable(
+                ImageDataset(records, names, transform, decode_side_for(size)), root, size
+            )
+            for records in (monitor_split.train, monitor_split.val)
+        )
         self.num_val_images = len(query)
         return self._loader(reference), self._loader(query)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as functional
@@ -112,13 +113,14 @@ def _check_labelled(features: torch.Tensor, labels: torch.Tensor, role: str) -> 
 
 def extract_features(
     backbone: nn.Module,
-    loader: Iterable[tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]],
+    loader: Iterable[Sequence[Any]],
     device: torch.device | str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Backbone features ``[N, F]`` and labels ``[N]`` (both on the CPU) for every batch.
 
-    The loader yields (images, labels); when images is a list of views (MultiViewDataset) the
-    first view is used. The backbone runs in eval mode (BatchNorm uses its running statistics)
+    The loader yields (images, labels) or (images, labels, positions); when images is a list
+    of views (MultiViewDataset) the first view is used. A negative position marks a picture that
+    could no longer be read (MarkUnreadable): it is left out. The backbone runs in eval mode (BatchNorm uses its running statistics)
     under inference_mode and gets its previous train/eval mode back afterwards.
     """
     was_training = backbone.training
@@ -127,10 +129,15 @@ def extract_features(
     labels: list[torch.Tensor] = []
     try:
         with torch.inference_mode():
-            for images, batch_labels in loader:
+            for images, batch_labels, *positions in loader:
                 batch = images[0] if isinstance(images, list) else images
-                features.append(backbone(batch.to(device)).float().cpu())
-                labels.append(torch.as_tensor(batch_labels).cpu())
+                batch_labels = torch.as_tensor(batch_labels).cpu()
+                if positions:
+                    readable = torch.as_tensor(positions[0]) >= 0
+                    batch, batch_labels = batch[readable], batch_labels[readable]
+                if len(batch_labels):
+                    features.append(backbone(batch.to(device)).float().cpu())
+                    labels.append(batch_labels)
     finally:
         backbone.train(was_training)
     if not features:
