@@ -233,6 +233,14 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+def _read_complete_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("complete") else None
+
+
 @dataclass(frozen=True)
 class ResumePoint:
     """Where a resumed run continues: what its last checkpoint's meta.json records."""
@@ -245,14 +253,16 @@ class ResumePoint:
 def read_resume_point(run_path: str | Path) -> ResumePoint | None:
     """The counters of ``checkpoints/last`` (read-only, no torch; None when there is none).
 
-    It does not verify the checkpoint's files: :func:`find_interrupted_runs` and the loader do.
+    When last's meta.json is unreadable, those of the save before it (``last-previous``), which
+    a resume is then offered to go on from. It does not verify the checkpoint's files:
+    :func:`find_interrupted_runs` and the loader do.
     """
-    meta_path = RunDirectory(run_path).last_checkpoint_dir / "meta.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(meta, dict) or not meta.get("complete"):
+    last = RunDirectory(run_path).last_checkpoint_dir
+    for folder in (last, last.with_name(f"{last.name}-previous")):
+        meta = _read_complete_meta(folder)
+        if meta is not None:
+            break
+    else:
         return None
     try:
         saved_at: datetime | None = datetime.fromisoformat(str(meta.get("saved_at", "")))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QWidget
 
 from ptm_studio.core.config import ConfigError, RunConfig, replace_field
@@ -306,14 +306,23 @@ class RunController(QObject):
                 str(error),
             )
             return True
-        self._resume_when_idle = Path(event.run_dir)  # the failed run's thread is still ending
+        # The failed run's thread may still be ending (or may have ended while the question was
+        # open): resume once the session is idle, after the window has handled that change.
+        self._resume_when_idle = Path(event.run_dir)
+        QTimer.singleShot(0, self._resume_if_idle)
         return True
 
     @Slot(bool)
     def _on_running_changed(self, is_running: bool) -> None:
+        if not is_running and self._resume_when_idle is not None:
+            QTimer.singleShot(0, self._resume_if_idle)
+
+    @Slot()
+    def _resume_if_idle(self) -> None:
+        if self._resume_when_idle is None or self._window.session.is_running:
+            return
         run_dir, self._resume_when_idle = self._resume_when_idle, None
-        if not is_running and run_dir is not None:
-            self.resume_run(run_dir)
+        self.resume_run(run_dir)
 
     @Slot()
     def compare_with_pretraining(self) -> None:

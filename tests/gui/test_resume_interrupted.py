@@ -23,7 +23,7 @@ from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_STOPPED
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
-from ptm_studio.gui import resume_offer
+from ptm_studio.gui import dialogs, resume_offer
 from ptm_studio.gui.resume_offer import (
     ResumeChoice,
     ResumeOffer,
@@ -359,6 +359,7 @@ def test_a_damaged_last_save_offers_the_previous_one_and_goes_on_from_it(
     tmp_path: Path,
     answers: Any,
     dialog_calls: list[tuple[str, tuple[Any, ...]]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """M3 in the app: the resume fails on the damaged save, the user is asked, and Yes resumes
     from the save before it; the damaged one is kept aside."""
@@ -368,6 +369,18 @@ def test_a_damaged_last_save_offers_the_previous_one_and_goes_on_from_it(
     model_file.write_bytes(model_file.read_bytes()[:50])
     window = make_window()
     answers.choices = [ResumeChoice.RESUME]
+
+    def modal_yes(*args: Any) -> bool:
+        """A real message box runs its own event loop: the failed run ends meanwhile."""
+        dialog_calls.append(("ask_yes_no", args))
+        qtbot.wait(1500)
+        return True
+
+    monkeypatch.setattr(dialogs, "ask_yes_no", modal_yes)
+    locked_at_start: list[bool] = []
+    window.session.training_started.connect(
+        lambda _event: locked_at_start.append(not window.objective_panel.isEnabled())
+    )
     window.run_controller.offer_to_resume_interrupted_runs()
     qtbot.waitUntil(
         lambda: (
@@ -384,3 +397,4 @@ def test_a_damaged_last_save_offers_the_previous_one_and_goes_on_from_it(
     epochs = [record["epoch"] for record in RunDirectory(run_dir).read_metrics("epoch")]
     assert epochs == [1, 2, 3]  # epoch 2 trained again from the epoch-1 save
     assert len(list(last.parent.glob("last-damaged-*"))) == 1
+    assert locked_at_start[-1], "the settings must stay locked while the resumed run trains"

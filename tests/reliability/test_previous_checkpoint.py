@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from ptm_studio.core.engine.checkpoints import (
     DamagedCheckpointError,
     load_checkpoint,
     previous_checkpoint_dir,
+    use_previous_checkpoint,
 )
 from ptm_studio.core.engine.trainer import Trainer
+from ptm_studio.core.runs import find_interrupted_runs, read_resume_point
 
 from .conftest import NothingLost, assert_checkpoint_loads, folder_digest
 
@@ -85,3 +88,54 @@ def test_m3_without_an_intact_previous_checkpoint_the_message_says_so(
         load_checkpoint(last)
     assert_checkpoint_loads(nothing_lost.run_dir.best_checkpoint_dir)
     assert folder_digest(nothing_lost.pictures) == nothing_lost.pictures_digest
+
+
+def test_m3_an_interrupted_run_whose_last_save_is_unreadable_is_still_offered(
+    nothing_lost: NothingLost,
+) -> None:
+    last = train_two_epochs(nothing_lost)
+    (last / "meta.json").write_text("{not json", encoding="utf-8")
+    nothing_lost.run_dir.write_status(status="running")  # the app died
+
+    (interrupted,) = find_interrupted_runs(nothing_lost.run_dir.path.parent)
+    assert interrupted.path == nothing_lost.run_dir.path
+    point = read_resume_point(interrupted.path)
+    assert point is not None and point.epochs_completed == 1  # the save before it
+    with pytest.raises(DamagedCheckpointError, match=r"meta\.json cannot be read"):
+        load_checkpoint(last)
+    assert folder_digest(nothing_lost.pictures) == nothing_lost.pictures_digest
+
+
+def test_m3_a_missing_last_save_with_an_intact_previous_one_offers_it(
+    nothing_lost: NothingLost,
+) -> None:
+    last = train_two_epochs(nothing_lost)
+    shutil.rmtree(last)
+    with pytest.raises(DamagedCheckpointError, match=r"\(epoch 1, step"):
+        load_checkpoint(last)
+    use_previous_checkpoint(last)
+    assert nothing_lost.check().meta["epoch"] == 1
+
+
+def test_m3_using_the_previous_save_survives_a_kill_halfway(
+    nothing_lost: NothingLost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the damaged folder was moved aside and before the copy took its place: the
+    complete copy is put in place at the next start."""
+    last = train_two_epochs(nothing_lost)
+    cut(last / MODEL_FILE, "half")
+    real_rename = Path.rename
+
+    def killed_at_the_second_rename(self: Path, target: Path) -> Path:
+        if self.name == ".last.partial":
+            raise KeyboardInterrupt  # stands for the kill
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", killed_at_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        use_previous_checkpoint(last)
+    monkeypatch.undo()
+    assert not last.exists()
+
+    assert nothing_lost.check().meta["epoch"] == 1  # loading recovers the complete copy first
+    assert len(list(last.parent.glob("last-damaged-*"))) == 1

@@ -152,10 +152,11 @@ def load_checkpoint(folder: str | Path, *, with_trainer_state: bool = True) -> L
     except DamagedCheckpointError:
         raise
     except CheckpointError as error:
-        if not folder.exists() or "newer PTM Studio" in str(error):
+        previous = intact_previous(folder)
+        if "newer PTM Studio" in str(error) or (not folder.exists() and previous is None):
             raise
         problem = str(error).removeprefix(f"{folder}: ")
-        raise DamagedCheckpointError(folder, problem, intact_previous(folder)) from error
+        raise DamagedCheckpointError(folder, problem, previous) from error
     model_state = safetensors.torch.load_file(str(folder / MODEL_FILE), device="cpu")
     trainer_state = None
     state_path = folder / TRAINER_STATE_FILE
@@ -189,7 +190,7 @@ def use_previous_checkpoint(folder: str | Path) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(previous, partial)
     if folder.exists():
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         folder.rename(folder.with_name(f"{folder.name}-damaged-{stamp}"))
     partial.rename(folder)
     return folder
@@ -228,6 +229,8 @@ def recover_checkpoint(folder: str | Path) -> Path:
     old, partial = _sibling(folder, "old"), _sibling(folder, "partial")
     if not folder.exists() and old.exists() and is_complete_checkpoint(old):
         old.rename(folder)
+    elif not folder.exists() and partial.exists() and is_complete_checkpoint(partial):
+        partial.rename(folder)  # a copy put in place by use_previous_checkpoint, cut short
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(partial, ignore_errors=True)
     return folder
