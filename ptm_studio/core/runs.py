@@ -202,35 +202,45 @@ RUNS_TRAINING_HERE: set[Path] = set()
 
 def this_process() -> dict[str, Any]:
     """What run.json records about the process training a run, to tell a live run from a dead one."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    import psutil
+
+    return {
+        "pid": os.getpid(),
+        "process_started": psutil.Process().create_time(),
+        "host": socket.gethostname(),
+    }
+
+
+def is_being_trained(run_path: str | Path) -> bool:
+    """Whether a live process (this one or another) is training this run right now."""
+    status = RunDirectory(run_path).read_status()
+    return status.get("status") == "running" and _is_still_running(Path(run_path), status)
 
 
 def _is_still_running(run_path: Path, status: dict[str, Any]) -> bool:
-    """Whether the process that wrote "running" is alive (another window, or the CLI, is
-    training it). A process on another computer (a shared drive) cannot be checked: it counts
-    as alive, so a run is never offered twice at once."""
-    pid, host = status.get("pid"), status.get("host")
-    if not isinstance(pid, int) or not isinstance(host, str):
+    """Whether the process that wrote "running" is still alive (another window, or the CLI, is
+    training the run). The process start time rules out a new process that got the same pid
+    after a restart. A run recorded by another computer (a shared drive, or this one under an
+    earlier name) cannot be checked, and counts as not running: offering a resume too often
+    loses nothing, never offering it would hide the run."""
+    pid, started, host = status.get("pid"), status.get("process_started"), status.get("host")
+    if not isinstance(pid, int) or not isinstance(started, int | float):
         return False  # written before processes were recorded
     if host != socket.gethostname():
-        return True
+        return False
     if pid == os.getpid():
         return run_path.resolve() in RUNS_TRAINING_HERE
-    return _process_exists(pid)
+    started_now = _process_started_at(pid)
+    return started_now is not None and abs(started_now - float(started)) < 1.0
 
 
-def _process_exists(pid: int) -> bool:
-    if os.name != "posix":
-        # os.kill(pid, 0) would send Ctrl+C on Windows; without a safe check there, a run left
-        # "running" is offered, as before processes were recorded.
-        return False
+def _process_started_at(pid: int) -> float | None:
+    import psutil
+
     try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by another user
-    return True
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
 
 
 def _read_complete_meta(folder: Path) -> dict[str, Any] | None:

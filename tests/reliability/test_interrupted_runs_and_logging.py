@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from ptm_studio.core.app_logging import configure_logging
 from ptm_studio.core.config import RunConfig
@@ -59,13 +62,21 @@ def test_a_run_still_training_in_another_process_is_not_offered(
     finished = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path).run()
     run = RunDirectory(finished.run_dir)  # type: ignore[arg-type]
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = psutil.Process(alive.pid).create_time()
     try:
-        run.write_status(status="running", pid=alive.pid)
+        run.write_status(status="running", pid=alive.pid, process_started=started)
         assert find_interrupted_runs(tmp_path) == []
+        # The same pid, but a process started at another time: the pid was reused.
+        run.write_status(process_started=started - 3600)
+        assert [info.path for info in find_interrupted_runs(tmp_path)] == [run.path]
+        # Recorded under another computer name: it cannot be checked, so it is offered.
+        run.write_status(process_started=started, host="another-computer")
+        assert [info.path for info in find_interrupted_runs(tmp_path)] == [run.path]
     finally:
         alive.kill()
         alive.wait()
-    assert [info.path for info in find_interrupted_runs(tmp_path)] == [run.path]
+    run.write_status(host=socket.gethostname())
+    assert [info.path for info in find_interrupted_runs(tmp_path)] == [run.path]  # it died
 
 
 def test_a_run_training_in_this_process_is_not_offered_until_it_ends(

@@ -28,7 +28,7 @@ from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError, WeightsError
 from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
 from ptm_studio.core.models.safe_load import LoadReport, apply_state_dict, load_state_dict_file
-from ptm_studio.core.runs import resolve_run_folder
+from ptm_studio.core.runs import is_being_trained, resolve_run_folder
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -104,8 +104,10 @@ def load_run_weights(model: ImageClassifier, run_dir: Path) -> LoadReport:
     unusable: list[str] = []
     for relative in RUN_CHECKPOINT_CANDIDATES:
         candidate = run_folder / relative
-        # Finish a checkpoint swap a crash cut short, and skip a half-written checkpoint.
-        recover_checkpoint(candidate.parent)
+        # Finish a checkpoint swap a crash cut short, and skip a half-written checkpoint; not
+        # while another window trains that run (its half-written folder is work in progress).
+        if not is_being_trained(run_folder):
+            recover_checkpoint(candidate.parent)
         if not candidate.is_file():
             continue
         if is_complete_checkpoint(candidate.parent):
