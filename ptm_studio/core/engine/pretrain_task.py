@@ -229,7 +229,9 @@ class PretrainTask(TrainingTask):
         if count == 0:
             return None
         # Drawing views uses the RNG: fork it so showing samples never changes the training run.
-        with torch.random.fork_rng(devices=[]):
+        # manual_seed also seeds every CUDA generator, so those are forked too.
+        cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(epoch_index)
             views = [
                 torch.stack(view)

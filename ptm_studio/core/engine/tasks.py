@@ -118,7 +118,9 @@ class SupervisedTask(TrainingTask):
     def __init__(self, environment: TaskEnvironment, split: DataSplit) -> None:
         config, device = environment.config, environment.device
         self.config, self.split, self.device = config, split, device
-        self.micro_batching = environment.micro_batching
+        # Validation needs less memory than training (no gradients): it cuts its batches into
+        # pieces on its own, and an out-of-memory error there never slows training down.
+        self.micro_batching = MicroBatching(device, environment.micro_batching.on_shrunk)
         self.channels_last, self.autocast_dtype = (
             environment.channels_last,
             environment.autocast_dtype,
