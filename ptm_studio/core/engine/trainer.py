@@ -13,7 +13,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -41,11 +40,8 @@ from ptm_studio.core.engine.events import (
     TrainingFinished,
 )
 from ptm_studio.core.engine.failures import DivergenceGuard, check_same_classes, plain_message
-from ptm_studio.core.engine.loops import StepContext, StepResult, accumulate_gradients, apply_update
 from ptm_studio.core.engine.memory import (
     MicroBatching,
-    OutOfMemoryError,
-    is_out_of_memory,
 )
 from ptm_studio.core.engine.pretrain_task import PretrainTask
 from ptm_studio.core.engine.progress import RunProgress
@@ -61,13 +57,18 @@ from ptm_studio.core.engine.setup import (
     resolve_data_dir,
     seed_everything,
 )
+from ptm_studio.core.engine.stepping import (
+    TrainingStep,
+    build_step_context,
+    capture_trainer_state,
+    restore_trainer_state,
+)
 from ptm_studio.core.engine.tasks import (
     EpochOutcome,
     SupervisedTask,
     TaskEnvironment,
     TrainingTask,
 )
-from ptm_studio.core.objectives import build_optimizer, build_scheduler
 from ptm_studio.core.runs import (
     RUNS_TRAINING_HERE,
     RunDirectory,
@@ -178,26 +179,14 @@ class Trainer:
                 "There are fewer training pictures than one batch needs.",
                 advice="Lower the batch size or add pictures.",
             )
-        self.context = self._build_step_context()
+        self.context = build_step_context(
+            config, self.task, self.device, self.autocast_dtype, self.steps_per_epoch
+        )
+        self.training_step = TrainingStep(self.context, self.task, self.micro_batching)
         self.batch_source = BatchSource(
             self.task, config.data.batch_size, config.data.num_workers, self._report_adjustment
         )
         self._open_run_dir()
-
-    def _build_step_context(self) -> StepContext:
-        optim = self.config.optim
-        head, backbone = self.task.optimizer_parts()
-        optimizer = build_optimizer(head, backbone, optim, self.config.model)
-        scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.autocast_dtype == torch.float16
-        )
-        return StepContext(
-            trained_module=self.task.trained_module(),
-            optimizer=optimizer,
-            scheduler=build_scheduler(optimizer, optim, self.steps_per_epoch),
-            scaler=scaler,
-            gradient_clip_norm=optim.gradient_clip_norm,
-        )
 
     def _open_run_dir(self) -> None:
         if self.resume_from:
@@ -278,9 +267,7 @@ class Trainer:
         self.progress.start_epoch(epoch_index, self.steps_per_epoch)
         batches = self.batch_source.epoch(epoch_index, start_batch)
         for batch_index, batch in enumerate(batches, start=start_batch):
-            step = self.micro_batching.run(batch, self._accumulate_gradients, "training")
-            if math.isfinite(step.loss):
-                self._apply_update()
+            step = self.training_step(batch)
             self.progress.add_batch(step.loss, step.correct, step.count)
             self._report_batch(epoch_index, batch_index, step.loss)
             self.divergence_guard.check(step.loss, self.progress.global_step)
@@ -300,27 +287,6 @@ class Trainer:
                 self.progress, num_epochs, self.steps_per_epoch, batch_index, loss, learning_rate
             )
         )
-
-    def _accumulate_gradients(self, pieces: list[Any]) -> StepResult:
-        return accumulate_gradients(
-            self.context, pieces, self.task.compute_loss, self.task.loss_share
-        )
-
-    def _apply_update(self) -> None:
-        """The optimiser step. Out of memory here is not about the batch (the first step of
-        Adam allocates two copies of the weights), so smaller pieces would not help."""
-        try:
-            apply_update(self.context)
-            return
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            message = (
-                "The graphics card ran out of memory while updating the weights: the optimiser"
-                " keeps extra copies of them. Choose a smaller model, the SGD optimiser, or"
-                " train on the processor (CPU)."
-            )
-        raise OutOfMemoryError(message)
 
     def _on_out_of_memory(self, message: str) -> None:
         """The batch is retried in smaller pieces (only gradients were being computed: the
@@ -379,7 +345,11 @@ class Trainer:
             if reason == "best"
             else self.run_dir.last_checkpoint_dir
         )
-        trainer_state = None if reason == "best" else self._trainer_state()
+        trainer_state = (
+            None
+            if reason == "best"
+            else capture_trainer_state(self.context, self.progress, self.task)
+        )
         try:
             self._flush_batch_log()
         except OSError as error:  # the metrics log could not be appended to
@@ -398,28 +368,9 @@ class Trainer:
             )
         )
 
-    def _trainer_state(self) -> dict[str, Any]:
-        return {
-            "progress": self.progress.state_dict(),
-            "optimizer": self.context.optimizer.state_dict(),
-            "scheduler": self.context.scheduler.state_dict(),
-            "scaler": self.context.scaler.state_dict(),
-            "rng": checkpoints.capture_rng_state(),
-            "task": self.task.extra_state(),
-        }
-
     def _restore(self, loaded: checkpoints.LoadedCheckpoint) -> None:
-        state = loaded.trainer_state
-        if state is None:
-            raise checkpoints.CheckpointError(
-                f"{loaded.folder}: has no trainer state to resume from"
-            )
-        self.task.load_state(loaded.model_state, state.get("task", {}))
-        self.context.optimizer.load_state_dict(state["optimizer"])
-        self.context.scheduler.load_state_dict(state["scheduler"])
-        self.context.scaler.load_state_dict(state["scaler"])
-        self.progress.load_state_dict(state["progress"])
-        self.batch_source.pending_rng_state = state["rng"]  # restored when the batches start
+        rng_state = restore_trainer_state(loaded, self.context, self.progress, self.task)
+        self.batch_source.pending_rng_state = rng_state  # restored when the batches start
         assert self.run_dir is not None
         self.run_dir.truncate_metrics_after(self.progress.global_step)
 
