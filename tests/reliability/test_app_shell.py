@@ -11,7 +11,7 @@ import html
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from .conftest import NothingLost, assert_checkpoint_loads, folder_digest
 isolated_settings = gui_fixtures.isolated_settings
 dialog_calls = gui_fixtures.dialog_calls
 no_dangling_qthreads = gui_fixtures.no_dangling_qthreads
+make_window = gui_fixtures.make_window
 FakeTrainer = gui_fixtures.FakeTrainer
 
 pytestmark = pytest.mark.gui
@@ -47,31 +48,20 @@ HTML_CLASS = "<b>cat<i>"  # a folder name cannot hold "/": an unclosed tag is st
 
 
 @pytest.fixture
-def open_window(qtbot: Any, nothing_lost: NothingLost) -> Iterator[Callable[..., MainWindow]]:
+def open_window(make_window: Any, nothing_lost: NothingLost) -> Callable[..., MainWindow]:
     """The main window on the user's pictures, runs next to the trained run, tiny settings."""
-    windows: list[MainWindow] = []
 
     def build(*, epochs: int = 1, **kwargs: Any) -> MainWindow:
         kwargs.setdefault("runs_root", nothing_lost.run_dir.path.parent)
         kwargs.setdefault("initial_folder", nothing_lost.pictures)
-        window = MainWindow(**kwargs)
-        qtbot.addWidget(window)
-        windows.append(window)
-        qtbot.waitUntil(lambda: window.dataset_panel.summary is not None, timeout=20_000)
+        window: MainWindow = make_window(**kwargs)
         window.model_panel.load_from(nothing_lost.config)
         window.objective_panel.load_from(
             replace_field(nothing_lost.config, "optim.num_epochs", epochs)
         )
         return window
 
-    yield build
-    for window in windows:
-        try:
-            window.session.shutdown()
-            window.dataset_panel.shutdown()
-            window.predictions_panel.shutdown()
-        except RuntimeError:  # already deleted with its window
-            pass
+    return build
 
 
 def _errors(dialog_calls: list[Any]) -> list[tuple[Any, ...]]:
