@@ -286,7 +286,7 @@ def _run_train(arguments: argparse.Namespace) -> int:
     if finished.status == "failed":
         message = finished.error_message
         if finished.error_type == "DamagedCheckpointError" and "is intact" in message:
-            message += " (add --use-previous-checkpoint)"
+            message += " To do so, add --use-previous-checkpoint."
         print(f"error: {message}", file=sys.stderr)
         return EXIT_DATA if finished.error_type == "DatasetError" else EXIT_FAILED
     return EXIT_INTERRUPTED if finished.status == "stopped" else EXIT_OK

@@ -51,7 +51,7 @@ def test_m3_a_cut_last_checkpoint_is_reported_and_the_previous_one_is_offered(
         load_checkpoint(last)
     message = str(caught.value)
     assert "model.safetensors is incomplete or corrupt" in message
-    assert "(epoch 1, step" in message and "Use the previous checkpoint" in message
+    assert "(epoch 1, step" in message and "training can go on from there" in message
     assert caught.value.previous == previous
     assert folder_digest(nothing_lost.pictures) == nothing_lost.pictures_digest
     assert_checkpoint_loads(previous)

@@ -52,8 +52,8 @@ class DamagedCheckpointError(CheckpointError):
             meta = read_meta(previous)
             text += (
                 f" The checkpoint saved before it (epoch {meta.get('epoch', '?')}, step"
-                f" {meta.get('global_step', '?')}) is intact: choose 'Use the previous checkpoint'"
-                " to go on from there (the damaged one is kept aside, not deleted)."
+                f" {meta.get('global_step', '?')}) is intact: training can go on from there,"
+                " and the damaged one is kept aside, not deleted."
             )
         else:
             text += " No earlier checkpoint of this run is intact; start a new run."
