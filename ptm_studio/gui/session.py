@@ -26,6 +26,19 @@ from ptm_studio.gui.workers.training_worker import TrainerFactory, TrainingWorke
 TRAINING_SWITCH_INTERVAL_S = 0.0005
 
 
+# The worker's signals the session passes on as they are (training_finished is handled).
+FORWARDED_SIGNALS = (
+    "training_started",
+    "batch_finished",
+    "epoch_finished",
+    "predictions_ready",
+    "pretrain_samples_ready",
+    "checkpoint_saved",
+    "training_adjusted",
+    "download_progressed",
+)
+
+
 class TrainingSession(QObject):
     """Start, stop and wait for training runs; at most one at a time."""
 
@@ -78,15 +91,10 @@ class TrainingSession(QObject):
             trainer_factory=self.trainer_factory,
         )
         thread = move_to_new_thread(worker, "ptm-training", self._on_thread_finished)
-        worker.training_started.connect(self._on_training_started)
-        worker.batch_finished.connect(self._on_batch_finished)
-        worker.epoch_finished.connect(self._on_epoch_finished)
-        worker.predictions_ready.connect(self._on_predictions_ready)
-        worker.pretrain_samples_ready.connect(self._on_pretrain_samples_ready)
-        worker.checkpoint_saved.connect(self._on_checkpoint_saved)
-        worker.training_adjusted.connect(self._on_training_adjusted)
+        # Signal to signal: queued into this (GUI) thread, re-emitted there unchanged.
+        for name in FORWARDED_SIGNALS:
+            getattr(worker, name).connect(getattr(self, name))
         worker.training_finished.connect(self._on_training_finished)
-        worker.download_progressed.connect(self._on_download_progressed)
         self._thread, self._worker, self._stop_request = thread, worker, worker.stop_request
         self.last_config = config
         # A full (generation 2) garbage collection scans every object of torch, Qt and
@@ -121,38 +129,6 @@ class TrainingSession(QObject):
         """Stop and wait: used when the application quits while a run is active."""
         self.stop()
         return self.wait(timeout_ms)
-
-    @Slot(object)
-    def _on_training_started(self, event: Any) -> None:
-        self.training_started.emit(event)
-
-    @Slot(object)
-    def _on_batch_finished(self, event: Any) -> None:
-        self.batch_finished.emit(event)
-
-    @Slot(object)
-    def _on_epoch_finished(self, event: Any) -> None:
-        self.epoch_finished.emit(event)
-
-    @Slot(object)
-    def _on_predictions_ready(self, event: Any) -> None:
-        self.predictions_ready.emit(event)
-
-    @Slot(object)
-    def _on_pretrain_samples_ready(self, event: Any) -> None:
-        self.pretrain_samples_ready.emit(event)
-
-    @Slot(object)
-    def _on_checkpoint_saved(self, event: Any) -> None:
-        self.checkpoint_saved.emit(event)
-
-    @Slot(object)
-    def _on_training_adjusted(self, event: Any) -> None:
-        self.training_adjusted.emit(event)
-
-    @Slot("qint64", "qint64")
-    def _on_download_progressed(self, done_bytes: int, total_bytes: int) -> None:
-        self.download_progressed.emit(done_bytes, total_bytes)
 
     @Slot(object)
     def _on_training_finished(self, event: Any) -> None:
