@@ -186,8 +186,7 @@ def find_interrupted_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
 
     interrupted = []
     for run in list_runs(runs_root):
-        status = RunDirectory(run.path).read_status()
-        if run.status != "running" or _is_still_running(run.path, status):
+        if run.status != "running" or is_being_trained(run.path):
             continue
         last = recover_checkpoint(RunDirectory(run.path).last_checkpoint_dir)
         # A damaged last save still counts when the one before it is intact (offered then).
