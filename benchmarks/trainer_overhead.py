@@ -31,7 +31,7 @@ from ptm_studio.core.models import build_classifier, get_backbone_spec
 def trainer_seconds_per_epoch(config: RunConfig) -> float:
     recorder = EventRecorder()
     with tempfile.TemporaryDirectory() as runs_root:
-        finished = Trainer(config, callbacks=[recorder], runs_root=Path(runs_root)).run()
+        finished = Trainer.new_run(config, callbacks=[recorder], runs_root=Path(runs_root)).run()
     assert finished.status == "completed", finished.error_message
     epochs = recorder.of_type(EpochFinished)
     return statistics.median(event.epoch_seconds for event in epochs)  # type: ignore[attr-defined]

@@ -29,7 +29,19 @@ from ptm_studio.cli_output import (
     print_summary,
     write_predictions_csv,
 )
-from ptm_studio.core.config import SECTIONS, ConfigError, RunConfig, replace_field
+from ptm_studio.core.config import (
+    SECTIONS,
+    ConfigError,
+    RunConfig,
+    config_fields,
+    replace_field,
+)
+from ptm_studio.core.engine.events import (
+    STATUS_FAILED,
+    STATUS_STOPPED,
+    Ending,
+    TrainingFinished,
+)
 
 # Every headless command; `python -m ptm_studio COMMAND` dispatches here, anything else opens the app.
 COMMANDS = frozenset(
@@ -100,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict_command(commands)
     _add_scan_command(commands)
     listing = commands.add_parser("models", help="List the available backbones.")
-    listing.set_defaults(handler=lambda _arguments: print_models() or EXIT_OK)
+    listing.set_defaults(handler=_run_models)
     runs = commands.add_parser("runs", help="List earlier runs.")
     runs.add_argument(
         "--runs-root", type=Path, help="Folder holding the runs (default: your data folder)."
@@ -223,24 +235,38 @@ def _show_default(value: Any) -> str:
 def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
     """The config file (if any) with every given flag applied on top, validated."""
     config = RunConfig.load(arguments.config) if arguments.config else RunConfig()
-    for name, value in vars(arguments).items():
-        if "." in name or name in ("seed", "run_name"):
-            if isinstance(value, list):
-                value = tuple(value)
-            config = replace_field(config, name, value)
+    for name, value in _flags_given(arguments).items():
+        config = replace_field(config, name, value)
     if arguments.command == "pretrain":
         if "objective.task" not in vars(arguments):
             config = replace_field(config, "objective.task", "pretrain")
         if config.objective.loss == "cross_entropy" and "objective.loss" not in vars(arguments):
             config = replace_field(config, "objective.loss", "nt_xent")
-    if getattr(arguments, "init_from", None):
-        config = replace_field(config, "model.weights", "run")
-        config = replace_field(config, "model.weights_path", str(arguments.init_from))
-    if arguments.demo:
-        config = replace_field(config, "data.data_dir", None)
     if arguments.output:
         config = replace_field(config, "run_name", arguments.output.name)
     return config.validate()
+
+
+def _flags_given(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The settings typed on the command line, by dotted name (flags not given are absent)."""
+    given: dict[str, Any] = {}
+    for name, value in vars(arguments).items():
+        if "." in name or name in ("seed", "run_name"):
+            given[name] = tuple(value) if isinstance(value, list) else value
+    if getattr(arguments, "init_from", None):
+        given["model.weights"] = "run"
+        given["model.weights_path"] = str(arguments.init_from)
+    if arguments.demo:
+        given["data.data_dir"] = None
+    return given
+
+
+def resume_changes_from_arguments(arguments: argparse.Namespace) -> dict[str, Any]:
+    """What a resume was asked to change: every setting of --config, then the flags given. The
+    run applies those it can and refuses the others by name (see Trainer.resume)."""
+    changes = config_fields(RunConfig.load(arguments.config)) if arguments.config else {}
+    changes.update(_flags_given(arguments))
+    return changes
 
 
 # ---------------------------------------------------------------------------- commands
@@ -248,7 +274,12 @@ def _run_train(arguments: argparse.Namespace) -> int:
     from ptm_studio.core.engine.control import StopRequest
     from ptm_studio.core.engine.trainer import Trainer
 
-    config = config_from_arguments(arguments)
+    if arguments.resume and arguments.output:
+        print(
+            "error: --output makes a new run; --resume goes on in the run's own folder",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     runs_root = arguments.runs_root
     if arguments.output:
         if arguments.output.exists() and any(arguments.output.iterdir()):
@@ -269,31 +300,46 @@ def _run_train(arguments: argparse.Namespace) -> int:
             return exit_code
     stop_request = StopRequest()
     progress = ProgressPrinter(quiet=arguments.quiet)
-    trainer = Trainer(
-        config,
-        callbacks=[progress],
-        stop_request=stop_request,
-        runs_root=runs_root,
-        resume_from=arguments.resume,
-        download_progress=progress.download_progress,
-    )
+    if arguments.resume:
+        try:
+            trainer = Trainer.resume(
+                arguments.resume,
+                changes=resume_changes_from_arguments(arguments),
+                callbacks=[progress],
+                stop_request=stop_request,
+            )
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        trainer = Trainer.new_run(
+            config_from_arguments(arguments),
+            runs_root=runs_root,
+            callbacks=[progress],
+            stop_request=stop_request,
+        )
     previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
     try:
         finished = on_training_thread(trainer.run)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     print_summary(finished, progress.epochs)
-    if finished.status == "failed":
+    return _exit_code(finished)
+
+
+def _exit_code(finished: TrainingFinished) -> int:
+    if finished.status == STATUS_FAILED:
         message = finished.error_message
-        if finished.error_type == "DamagedCheckpointError" and "is intact" in message:
+        if finished.kind == Ending.CHECKPOINT_DAMAGED and finished.previous_checkpoint:
             message += " To do so, add --use-previous-checkpoint."
         print(f"error: {message}", file=sys.stderr)
-        return EXIT_DATA if finished.error_type == "DatasetError" else EXIT_FAILED
-    return EXIT_INTERRUPTED if finished.status == "stopped" else EXIT_OK
+        data_endings = (Ending.DATA_UNUSABLE, Ending.DATA_CHANGED)
+        return EXIT_DATA if finished.kind in data_endings else EXIT_FAILED
+    return EXIT_INTERRUPTED if finished.status == STATUS_STOPPED else EXIT_OK
 
 
 def _put_previous_checkpoint_in_place(run: Path) -> int:
-    from ptm_studio.core.engine.checkpoints import CheckpointError, use_previous_checkpoint
+    from ptm_studio.core.checkpoints import CheckpointError, use_previous_checkpoint
     from ptm_studio.core.runs import RunDirectory
 
     try:
@@ -335,7 +381,7 @@ def _run_compare(arguments: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     print_comparison(result, arguments.against)
-    failed = [arm for arm in result.arms if arm.finished.status == "failed"]
+    failed = [arm for arm in result.arms if arm.finished.status == STATUS_FAILED]
     for arm in failed:
         print(
             f"error ({arm.label}, seed {arm.seed}): {arm.finished.error_message}", file=sys.stderr
@@ -400,7 +446,7 @@ def _add_predict_command(commands: Any) -> None:
 
 
 def _run_predict(arguments: argparse.Namespace) -> int:
-    from ptm_studio.core.engine.checkpoints import CheckpointError
+    from ptm_studio.core.checkpoints import CheckpointError
     from ptm_studio.core.inference import Predictor, collect_image_paths
     from ptm_studio.core.models import ModelError
 
@@ -445,6 +491,11 @@ def _run_scan(arguments: argparse.Namespace) -> int:
         print(f"\nThis folder cannot be used for {arguments.task} yet: {error}", file=sys.stderr)
         return EXIT_DATA
     print(f"\nReady for {arguments.task}.")
+    return EXIT_OK
+
+
+def _run_models(_arguments: argparse.Namespace) -> int:
+    print_models()
     return EXIT_OK
 
 

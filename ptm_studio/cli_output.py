@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from ptm_studio.core.engine.callbacks import Callback
+from ptm_studio.core.engine.control import TrainingControl
 from ptm_studio.core.engine.events import (
+    STATUS_COMPLETED,
+    STATUS_STOPPED,
     BatchFinished,
+    DownloadProgressed,
     EpochFinished,
     TrainingAdjusted,
     TrainingFinished,
@@ -50,7 +54,9 @@ class ProgressPrinter(Callback):
         self.epochs: list[EpochFinished] = []
         self._last_draw = 0.0
 
-    def on_training_started(self, event: TrainingStarted) -> None:
+    def on_training_started(self, event: TrainingStarted, control: TrainingControl) -> None:
+        for change in event.resume_changes:  # shown even with --quiet: the user asked for it
+            print(f"Resumed with {change}", file=self.stream)
         if self.quiet:
             return
         print(
@@ -61,7 +67,7 @@ class ProgressPrinter(Callback):
             file=self.stream,
         )
 
-    def on_batch_finished(self, event: BatchFinished) -> None:
+    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
         now = time.monotonic()
         if self.quiet or not self.is_terminal or now - self._last_draw < REDRAW_SECONDS:
             return
@@ -77,7 +83,7 @@ class ProgressPrinter(Callback):
         self.stream.write(line)
         self.stream.flush()
 
-    def on_epoch_finished(self, event: EpochFinished) -> None:
+    def on_epoch_finished(self, event: EpochFinished, control: TrainingControl) -> None:
         self.epochs.append(event)
         if self.quiet:
             return
@@ -100,12 +106,13 @@ class ProgressPrinter(Callback):
             file=self.stream,
         )
 
-    def on_training_adjusted(self, event: TrainingAdjusted) -> None:
+    def on_training_adjusted(self, event: TrainingAdjusted, control: TrainingControl) -> None:
         # Shown even with --quiet: the run works differently from what the user asked for.
         prefix = "\r" + " " * 100 + "\r" if self.is_terminal else ""
         print(f"{prefix}note (step {event.global_step}): {event.message}", file=self.stream)
 
-    def download_progress(self, done: int, total: int) -> None:
+    def on_download_progressed(self, event: DownloadProgressed, control: TrainingControl) -> None:
+        done, total = event.done_bytes, event.total_bytes
         if self.quiet:
             return
         size = f"{done / 1e6:.0f}/{total / 1e6:.0f} MB" if total > 0 else f"{done / 1e6:.0f} MB"
@@ -178,13 +185,13 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
     ]
     if finished.run_dir:
         rows.append(("Run folder", str(finished.run_dir)))
-        if finished.status == "stopped":
+        if finished.status == STATUS_STOPPED:
             rows.append(("Continue it with", f"ptm-studio train --resume '{finished.run_dir}'"))
-        if pretraining and finished.status == "completed":
+        if pretraining and finished.status == STATUS_COMPLETED:
             rows.append(
                 ("Finetune from it", f"ptm-studio finetune --init-from '{finished.run_dir}'")
             )
-    if finished.status == "stopped" and finished.error_message:
+    if finished.status == STATUS_STOPPED and finished.error_message:
         rows.append(("Why it stopped", finished.error_message))
     if finished.skipped_files:
         shown = ", ".join(finished.skipped_files[:3])

@@ -11,25 +11,15 @@ import atexit
 import faulthandler
 import logging
 import logging.handlers
-import os
 from pathlib import Path
 from typing import IO
 
-from ptm_studio.core.runs import RUNS_HOME_VARIABLE
+from ptm_studio.core.locations import default_log_dir
 
 LOG_FILE_NAME = "ptm-studio.log"
 MAX_LOG_BYTES = 2 * 1024 * 1024
 LOG_BACKUPS = 3
 _fault_log: IO[str] | None = None
-
-
-def default_log_dir() -> Path:
-    override = os.environ.get(RUNS_HOME_VARIABLE)
-    if override:
-        return Path(override).expanduser() / "logs"
-    import platformdirs
-
-    return Path(platformdirs.user_log_dir("PTM Studio", appauthor=False))
 
 
 def configure_logging(log_dir: Path | None = None, *, level: int = logging.INFO) -> Path:

@@ -19,6 +19,7 @@ import errno
 import hashlib
 import json
 import platform
+import random
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -140,15 +141,18 @@ def _check_free_space(folder: Path, needed: int) -> None:
         raise CheckpointWriteError(folder, reason)
 
 
-def load_checkpoint(folder: str | Path, *, with_trainer_state: bool = True) -> LoadedCheckpoint:
+def load_checkpoint(
+    folder: str | Path, *, with_trainer_state: bool = True, repair: bool = True
+) -> LoadedCheckpoint:
     """Load a checkpoint after checking it is complete and its files match their recorded hashes.
 
+    With ``repair`` a swap a crash cut short is finished first (see :func:`recover_checkpoint`);
+    pass False when another process may be writing this checkpoint right now.
     Raises DamagedCheckpointError (naming an intact previous checkpoint, if any) when it is not.
     """
-    folder = recover_checkpoint(folder)
+    folder = recover_checkpoint(folder) if repair else Path(folder)
     try:
-        meta = read_meta(folder)
-        _verify_hashes(folder, meta)
+        meta = verify_checkpoint(folder)
     except DamagedCheckpointError:
         raise
     except CheckpointError as error:
@@ -215,9 +219,17 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     return dict(meta)
 
 
+def verify_checkpoint(folder: str | Path) -> dict[str, Any]:
+    """The checkpoint's meta.json after checking it is complete and its files match their
+    recorded hashes; CheckpointError naming what is wrong otherwise."""
+    meta = read_meta(folder)
+    _verify_hashes(Path(folder), meta)
+    return meta
+
+
 def is_complete_checkpoint(folder: str | Path) -> bool:
     try:
-        _verify_hashes(Path(folder), read_meta(folder))
+        verify_checkpoint(folder)
     except CheckpointError:
         return False
     return True
@@ -292,8 +304,6 @@ def _environment_meta() -> dict[str, Any]:
 
 def capture_rng_state() -> dict[str, Any]:
     """RNG state as tensors and plain ints, so it loads with ``weights_only=True``."""
-    import random
-
     version, internal_state, gauss = random.getstate()
     state: dict[str, Any] = {
         "python": [version, list(internal_state), gauss],
@@ -305,8 +315,6 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    import random
-
     version, internal_state, gauss = state["python"]
     random.setstate((version, tuple(internal_state), gauss))
     torch.set_rng_state(state["torch"])

@@ -115,7 +115,7 @@ def compare_initialisations(
                 return ComparisonResult(tuple(arms))
             recorder = EventRecorder()
             extra = list(callbacks_for(start, seed)) if callbacks_for else []
-            trainer = Trainer(
+            trainer = Trainer.new_run(
                 comparison_config(base, start, pretrained_run, seed),
                 callbacks=[recorder, *extra],
                 stop_request=stop_request,

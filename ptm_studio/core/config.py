@@ -17,6 +17,17 @@ from typing import Any
 CONFIG_FORMAT_VERSION = 1
 
 AUGMENTATIONS = ("flip", "small_rotations", "colour_changes", "random_crop")
+# What each random change does to the training pictures, in words (the GUI and the CLI show it).
+AUGMENTATION_DESCRIPTIONS = {
+    "flip": "Mirror pictures left to right at random. Good unless left and right matter "
+    "(for example text, or an asymmetric specimen seen from one side).",
+    "small_rotations": "Turn pictures by up to 15 degrees either way, as if the camera "
+    "were held slightly crooked.",
+    "colour_changes": "Vary brightness, contrast, saturation and hue a little, as under "
+    "different lighting or cameras.",
+    "random_crop": "Train on a random part (60 to 100 %) of each picture, so the model does "
+    "not rely on the object always filling the frame in the same way.",
+}
 WEIGHT_SOURCES = ("random", "imagenet", "file", "run")
 TRAINING_MODES = ("full_finetune", "feature_extraction", "freeze_then_unfreeze")
 TASKS = ("finetune", "pretrain")
@@ -227,6 +238,13 @@ class OptimConfig:
     gradient_clip_norm: float = field(
         default=0.0, metadata=_describe("Clip gradient norm (0 = off).")
     )
+    evaluate_every_steps: int = field(
+        default=0,
+        metadata=_describe(
+            "Also check the model on the validation pictures every this many steps "
+            "(0 = only at the end of each epoch); for long epochs."
+        ),
+    )
 
     def validate(self) -> None:
         _check_choice("optim.optimizer", self.optimizer, OPTIMIZERS)
@@ -237,6 +255,7 @@ class OptimConfig:
         _check_range("optim.num_epochs", self.num_epochs, 1, 100_000)
         _check_range("optim.early_stopping_patience", self.early_stopping_patience, 0, 100_000)
         _check_range("optim.gradient_clip_norm", self.gradient_clip_norm, 0.0, 1e6)
+        _check_range("optim.evaluate_every_steps", self.evaluate_every_steps, 0, 10**9)
         if not 0.0 <= self.warmup_epochs < self.num_epochs:
             raise ConfigError(
                 "optim.warmup_epochs",
@@ -361,6 +380,31 @@ SECTIONS: dict[str, type] = {
     "device": DeviceConfig,
     "saving": SavingConfig,
 }
+
+
+def config_fields(config: RunConfig) -> dict[str, Any]:
+    """Every setting by its dotted name (``optim.learning_rate``), in declaration order."""
+    fields: dict[str, Any] = {}
+    for config_field in dataclasses.fields(config):
+        value = getattr(config, config_field.name)
+        if dataclasses.is_dataclass(value):
+            for inner in dataclasses.fields(value):
+                fields[f"{config_field.name}.{inner.name}"] = getattr(value, inner.name)
+        else:
+            fields[config_field.name] = value
+    return fields
+
+
+def get_field(config: RunConfig, field_path: str) -> Any:
+    """The value of one dotted field (``optim.learning_rate``); ConfigError for an unknown one."""
+    owner: Any = config
+    for name in field_path.split("."):
+        if not dataclasses.is_dataclass(owner) or name not in {
+            f.name for f in dataclasses.fields(owner)
+        }:
+            raise ConfigError(field_path, "there is no such setting")
+        owner = getattr(owner, name)
+    return owner
 
 
 def replace_field(config: RunConfig, field_path: str, value: Any) -> RunConfig:

@@ -9,6 +9,13 @@ from pathlib import Path
 
 import torch
 
+from ptm_studio.core.checkpoints import (
+    META_FILE,
+    MODEL_FILE,
+    CheckpointError,
+    LoadedCheckpoint,
+    load_checkpoint,
+)
 from ptm_studio.core.data import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
@@ -17,17 +24,9 @@ from ptm_studio.core.data import (
     load_image,
 )
 from ptm_studio.core.devices import configure_cpu_threads, select_device
-from ptm_studio.core.engine.checkpoints import (
-    META_FILE,
-    MODEL_FILE,
-    CheckpointError,
-    DamagedCheckpointError,
-    LoadedCheckpoint,
-    load_checkpoint,
-)
 from ptm_studio.core.models import ImageClassifier, build_classifier
 from ptm_studio.core.models.state_dicts import check_finite
-from ptm_studio.core.runs import RunDirectory
+from ptm_studio.core.runs import NoSavedModel, model_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 
@@ -149,24 +148,14 @@ def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _load_usable_checkpoint(path: Path) -> LoadedCheckpoint:
-    """A checkpoint folder itself, or a run's best checkpoint, else its last one if best is damaged."""
+    """A checkpoint folder itself, or the one of a run folder that holds its model."""
     if (path / META_FILE).exists():
         return load_checkpoint(path, with_trainer_state=False)
-    run = RunDirectory(path)
-    candidates = [
-        folder
-        for folder in (run.best_checkpoint_dir, run.last_checkpoint_dir)
-        if (folder / META_FILE).exists()
-    ]
-    if not candidates:
+    try:
+        folder = model_checkpoint(path)
+    except NoSavedModel as error:
         raise CheckpointError(
             f"{path}: no trained model found here (expected a PTM Studio run folder)"
-        )
-    for folder in candidates[:-1]:
-        try:
-            return load_checkpoint(folder, with_trainer_state=False)
-        except DamagedCheckpointError:
-            LOGGER.warning(
-                "%s is damaged; using the run's %s checkpoint", folder, candidates[-1].name
-            )
-    return load_checkpoint(candidates[-1], with_trainer_state=False)
+        ) from error
+    # model_checkpoint has repaired what may be repaired (not while the run is being trained).
+    return load_checkpoint(folder, with_trainer_state=False, repair=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 import socket
@@ -25,19 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from ptm_studio.core.atomic_io import write_json_atomic, write_text_atomic
+from ptm_studio.core.checkpoints import (
+    META_FILE,
+    MODEL_FILE,
+    CheckpointError,
+    intact_previous,
+    is_complete_checkpoint,
+    recover_checkpoint,
+    verify_checkpoint,
+)
 from ptm_studio.core.config import RunConfig
+from ptm_studio.core.locations import default_runs_root
 
-RUNS_HOME_VARIABLE = "PTM_STUDIO_HOME"
-
-
-def default_runs_root() -> Path:
-    """``$PTM_STUDIO_HOME/runs`` if set, else the user's data folder (e.g. ~/.local/share/PTM Studio/runs)."""
-    override = os.environ.get(RUNS_HOME_VARIABLE)
-    if override:
-        return Path(override).expanduser() / "runs"
-    import platformdirs  # imported here: only needed when no folder is given
-
-    return Path(platformdirs.user_data_dir("PTM Studio", appauthor=False)) / "runs"
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,6 @@ def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
 def find_interrupted_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
     """Runs that were still "running" when the app or computer stopped (a crash, a kill, a power
     cut) and have a complete checkpoint to resume from, newest first."""
-    from ptm_studio.core.engine.checkpoints import (
-        intact_previous,
-        is_complete_checkpoint,
-        recover_checkpoint,
-    )
-
     interrupted = []
     for run in list_runs(runs_root):
         if run.status != "running" or is_being_trained(run.path):
@@ -240,6 +235,49 @@ def _process_started_at(pid: int) -> float | None:
         return float(psutil.Process(pid).create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
+
+
+class NoSavedModel(CheckpointError):
+    """A run folder holds no checkpoint with a model (yet)."""
+
+
+class UnusableCheckpoints(CheckpointError):
+    """Every checkpoint of a run that could hold its model is damaged; ``problems`` says how."""
+
+    def __init__(self, problems: list[CheckpointError]) -> None:
+        super().__init__("; ".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
+def model_checkpoint(run_path: str | Path) -> Path:
+    """The checkpoint of a run whose model predictions and later runs use: ``best`` when it is
+    complete, else ``last`` (pretraining keeps only ``last``).
+
+    A checkpoint swap a crash cut short is finished first, unless another window is training
+    the run right now (its half-written folders are work in progress, not debris).
+
+    Raises:
+        NoSavedModel: the run has no checkpoint yet.
+        UnusableCheckpoints: its checkpoints are incomplete or damaged (each problem named).
+    """
+    run = RunDirectory(run_path)
+    may_repair = not is_being_trained(run.path)
+    problems: list[CheckpointError] = []
+    for folder in (run.best_checkpoint_dir, run.last_checkpoint_dir):
+        if may_repair:
+            recover_checkpoint(folder)
+        if not (folder / MODEL_FILE).exists() and not (folder / META_FILE).exists():
+            continue
+        try:
+            verify_checkpoint(folder)
+        except CheckpointError as problem:
+            LOGGER.warning("%s cannot be used: %s", folder, problem)
+            problems.append(problem)
+            continue
+        return folder
+    if problems:
+        raise UnusableCheckpoints(problems)
+    raise NoSavedModel(f"{run.path}: no saved model was found in this run folder")
 
 
 def _read_complete_meta(folder: Path) -> dict[str, Any] | None:

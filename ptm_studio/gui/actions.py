@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtWidgets import QMainWindow
 
 from ptm_studio.gui import theme
 
-if TYPE_CHECKING:
-    from ptm_studio.gui.main_window import MainWindow
+Handler = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class ActionHandlers:
+    """What each action does (the window's and its parts' methods)."""
+
+    choose_folder: Handler
+    use_demo: Handler
+    start: Handler
+    stop: Handler
+    resume: Handler
+    auto: Handler
+    compare: Handler
+    show_charts: Handler
+    show_predictions: Handler
+    show_about: Handler
 
 
 @dataclass
@@ -46,37 +62,37 @@ def make_action(
     return action
 
 
-def install_actions(window: MainWindow) -> MainActions:
+def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainActions:
     """Create the actions, put them in a toolbar and the menus; return the ones that change state."""
     actions = MainActions(
         open_folder=make_action(
-            window, "Choose image folder…", window.dataset_panel.choose_folder,
+            window, "Choose image folder…", handlers.choose_folder,
             QKeySequence.StandardKey.Open, "folder", "Choose the folder with your images",
         ),
         use_demo=make_action(
-            window, "Use demo images", window.use_demo_data, None, "demo", "Use the small example dataset"
+            window, "Use demo images", handlers.use_demo, None, "demo", "Use the small example dataset"
         ),
         start=make_action(
-            window, "Start training", window.start_training, "Ctrl+Return", "start", "Start a new training run"
+            window, "Start training", handlers.start, "Ctrl+Return", "start", "Start a new training run"
         ),
         stop=make_action(
-            window, "Stop training", window.stop_training, "Esc", "stop", "Stop after the current batch and save"
+            window, "Stop training", handlers.stop, "Esc", "stop", "Stop after the current batch and save"
         ),
         resume=make_action(
-            window, "Resume training", window.run_controller.resume_training, "Ctrl+Shift+Return", "resume",
+            window, "Resume training", handlers.resume, "Ctrl+Shift+Return", "resume",
             "Continue the stopped run",
         ),
         auto=make_action(
-            window, "Auto settings", window.objective_panel.apply_auto, "Ctrl+Shift+A", "auto",
+            window, "Auto settings", handlers.auto, "Ctrl+Shift+A", "auto",
             "Pick sensible values for this data",
         ),
     )  # fmt: skip
     quit_action = make_action(window, "Quit", window.close, QKeySequence.StandardKey.Quit)
-    charts = make_action(window, "Charts", window.show_charts, "Ctrl+1")
-    predictions = make_action(window, "Predictions", window.show_predictions_tab, "Ctrl+2")
-    about = make_action(window, "About PTM Studio", window.show_about)
+    charts = make_action(window, "Charts", handlers.show_charts, "Ctrl+1")
+    predictions = make_action(window, "Predictions", handlers.show_predictions, "Ctrl+2")
+    about = make_action(window, "About PTM Studio", handlers.show_about)
     compare = make_action(
-        window, "Did pretraining help?…", window.run_controller.compare_with_pretraining, None, None,
+        window, "Did pretraining help?…", handlers.compare, None, "",
         "Finetune from a pretrained run and from random weights, and compare",
     )  # fmt: skip
     toolbar = window.addToolBar("Main")

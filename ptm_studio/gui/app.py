@@ -24,7 +24,8 @@ def _prepare_environment() -> None:
 
 
 def _install_excepthook() -> None:
-    """An exception in a GUI slot is logged and shown; the app keeps running (RELIABILITY Q2)."""
+    """An exception in a GUI slot is logged and shown; the app keeps running (fault Q2,
+    docs/fault-catalogue.md)."""
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
@@ -87,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(APP_NAME)
-    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    existing = QApplication.instance()
+    app = (
+        existing
+        if isinstance(existing, QApplication)
+        else QApplication([sys.argv[0], *qt_args])
+    )
     app.setApplicationDisplayName(APP_NAME)
     theme.apply_style(app)
     _install_excepthook()

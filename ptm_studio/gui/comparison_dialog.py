@@ -25,7 +25,10 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.config import RunConfig
-from ptm_studio.gui.session import TrainingSession
+from ptm_studio.core.engine.callbacks import Callback
+from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.events import EpochFinished, TrainingFinished, TrainingStarted
+from ptm_studio.gui.jobs.training import TrainingRequest, TrainingSession
 from ptm_studio.gui.widgets.live_curve import LivePlot
 
 ARM_COLOURS = {"pretrained": QColor("#0072b2"), "random": QColor("#d55e00")}
@@ -33,29 +36,28 @@ REFRESH_MS = 100
 
 
 class ComparisonRunner:
-    """Looks like a Trainer to the worker; runs every arm of the comparison when run."""
+    """Looks like a Trainer to the training job; runs every arm of the comparison when run."""
 
     def __init__(
         self,
-        config: RunConfig,
+        request: TrainingRequest,
+        callbacks: list[Callback],
+        stop_request: StopRequest,
         *,
         pretrained_run: Path,
         seeds: tuple[int, ...],
-        **trainer_kwargs: Any,
     ) -> None:
-        self.config, self.pretrained_run, self.seeds = config, pretrained_run, seeds
-        self.callbacks = trainer_kwargs["callbacks"]
-        self.stop_request = trainer_kwargs["stop_request"]
-        self.runs_root = trainer_kwargs.get("runs_root")
+        self.request, self.callbacks, self.stop_request = request, callbacks, stop_request
+        self.pretrained_run, self.seeds = pretrained_run, seeds
 
     def run(self) -> Any:
         from ptm_studio.core.compare import compare_initialisations
 
         result = compare_initialisations(
-            self.config,
+            self.request.config,
             self.pretrained_run,
             seeds=self.seeds,
-            runs_root=self.runs_root,
+            runs_root=self.request.runs_root,
             callbacks_for=lambda _start, _seed: self.callbacks,
             stop_request=self.stop_request,
         )
@@ -77,18 +79,18 @@ class ComparisonDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Did pretraining help?")
         self.arms = [(start, seed) for seed in seeds for start in ("pretrained", "random")]
-        self.finals: list[tuple[str, int, Any]] = []
+        self.finals: list[tuple[str, int, TrainingFinished]] = []
         self._arm_index = -1
         self.session = TrainingSession(
             self,
             runs_root=runs_root,
-            trainer_factory=lambda run_config, **kwargs: ComparisonRunner(
-                run_config, pretrained_run=pretrained_run, seeds=seeds, **kwargs
+            trainer_factory=lambda request, callbacks, stop_request: ComparisonRunner(
+                request, callbacks, stop_request, pretrained_run=pretrained_run, seeds=seeds
             ),
         )
-        self.session.training_started.connect(self._on_arm_started)
-        self.session.epoch_finished.connect(self._on_epoch_finished)
-        self.session.training_finished.connect(self._on_arm_finished)
+        self.session.connect_event(TrainingStarted, self._on_arm_started)
+        self.session.connect_event(EpochFinished, self._on_epoch_finished)
+        self.session.connect_event(TrainingFinished, self._on_arm_finished)
         self.session.running_changed.connect(self._on_running_changed)
         self._build(pretrained_run)
         self.config = config
@@ -127,19 +129,19 @@ class ComparisonDialog(QDialog):
         self.session.start(self.config)
 
     @Slot(object)
-    def _on_arm_started(self, event: Any) -> None:
+    def _on_arm_started(self, event: TrainingStarted) -> None:
         self._arm_index += 1
         start, seed = self.arms[min(self._arm_index, len(self.arms) - 1)]
         self.status_label.setText(f"Finetuning from {start} weights (seed {seed})…")
 
     @Slot(object)
-    def _on_epoch_finished(self, event: Any) -> None:
+    def _on_epoch_finished(self, event: EpochFinished) -> None:
         start, seed = self.arms[min(self._arm_index, len(self.arms) - 1)]
         if math.isfinite(event.val_accuracy):
             self.plot.append(f"{start}-{seed}", event.epoch, 100 * event.val_accuracy)
 
     @Slot(object)
-    def _on_arm_finished(self, event: Any) -> None:
+    def _on_arm_finished(self, event: TrainingFinished) -> None:
         start, seed = self.arms[min(max(self._arm_index, 0), len(self.arms) - 1)]
         self.finals.append((start, seed, event))
         row = self.table.rowCount()

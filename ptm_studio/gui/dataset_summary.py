@@ -1,16 +1,33 @@
 """The GUI's view of a dataset scan: classes with counts and examples, the split, problems with advice.
 
 This is the only module that knows the shape of the core's ``DatasetScan``; panels use
-:class:`DatasetSummary`, so a change in the core touches one function here.
+:class:`DatasetSummary`, so a change in the core touches one function here. The counts come from
+the core's own split (``split_for_run``): the window shows exactly the split the run will use.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from ptm_studio.core.config import DataConfig
+from ptm_studio.core.data import DatasetScan, DataSplit, ImageRecord, split_for_run
 
 EXAMPLES_PER_CLASS = 24
+
+ScanFunction = Callable[..., "DatasetSummary"]
+"""``scan(root, *, progress, should_stop) -> DatasetSummary`` (tests pass their own)."""
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """The settings the split depends on (the rest of a run's settings do not change it)."""
+
+    validation_fraction: float = DataConfig.validation_fraction
+    label_fraction: float = DataConfig.label_fraction
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -19,10 +36,12 @@ class ClassSummary:
     train_count: int
     val_count: int
     example_paths: tuple[str, ...] = ()
+    test_count: int = 0  # pictures in a test/ folder: kept for a final check, never trained on
+    unused_count: int = 0  # labelled pictures a label fraction below 1 leaves out of training
 
     @property
     def total(self) -> int:
-        return self.train_count + self.val_count
+        return self.train_count + self.val_count + self.test_count + self.unused_count
 
 
 @dataclass(frozen=True)
@@ -44,6 +63,9 @@ class DatasetSummary:
     problems: tuple[ProblemSummary, ...] = ()
     unlabeled_count: int = 0
     ignored: tuple[str, ...] = field(default=())
+    scan: DatasetScan | None = field(default=None, compare=False, repr=False)
+    """The core scan behind it: a run started from the window reuses it."""
+    split_settings: SplitSettings = SplitSettings()
 
     @property
     def is_labeled(self) -> bool:
@@ -67,53 +89,33 @@ class DatasetSummary:
 
 
 def scan_dataset(
-    root: Path, *, progress: Any = None, should_stop: Any = None, validation_fraction: float = 0.2
+    root: Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    split_settings: SplitSettings | None = None,
 ) -> DatasetSummary:
-    """Run the core scan on ``root`` and convert it; ``progress(done, total)``, ``should_stop() -> bool``."""
-    import inspect
-
+    """Run the core scan on ``root`` and describe it; ``progress(done, total)`` (0 while the
+    total is unknown), ``should_stop() -> bool``."""
     from ptm_studio.core.data import scan_folder
 
-    accepted = inspect.signature(scan_folder).parameters
-    kwargs: dict[str, Any] = {}
-    for name in accepted:
-        if "progress" in name:
-            kwargs[name] = progress
-        elif "cancel" in name or "stop" in name:
-            kwargs[name] = should_stop
-    scan = scan_folder(Path(root), **kwargs)
-    return summarize_scan(scan, validation_fraction=validation_fraction)
+    def report(done: int, total: int | None) -> None:
+        if progress is not None:
+            progress(done, total or 0)
+
+    scan = scan_folder(Path(root), on_progress=report, should_cancel=should_stop)
+    return summarize_scan(scan, split_settings or SplitSettings())
 
 
-def summarize_scan(scan: Any, *, validation_fraction: float = 0.2) -> DatasetSummary:
-    """Convert a core ``DatasetScan`` (classes, records, problems) into a DatasetSummary."""
-    examples: dict[str, list[str]] = {name: [] for name in scan.class_names}
-    for record in scan.records:
-        bucket = examples.get(record.class_name)
-        if bucket is not None and len(bucket) < EXAMPLES_PER_CLASS:
-            bucket.append(str(record.path))
-    has_val = scan.has_validation_split
-    all_counts = scan.count_by_class()
-    val_counts = scan.count_by_class("val") if has_val else {}
-    classes = []
-    for name in scan.class_names:
-        total = all_counts.get(name, 0)
-        if has_val:
-            val = val_counts.get(name, 0)
-        else:
-            val = round(total * validation_fraction) if total > 1 else 0
-        classes.append(ClassSummary(name, total - val, val, tuple(examples[name])))
-    train = sum(item.train_count for item in classes)
-    val = sum(item.val_count for item in classes)
-    if not classes:
-        split = "No labels: all images are used for pretraining."
-    elif has_val:
-        split = f"Split: your own train and val folders ({train} for training, {val} for checking)."
-    else:
-        split = (
-            f"Split: {validation_fraction:.0%} of each class is kept aside to check the model "
-            f"(about {train} for training, {val} for checking)."
-        )
+def summarize_scan(scan: DatasetScan, settings: SplitSettings) -> DatasetSummary:
+    """Describe a core ``DatasetScan`` with the split a run with ``settings`` uses."""
+    split = split_for_run(
+        scan,
+        validation_fraction=settings.validation_fraction,
+        label_fraction=settings.label_fraction,
+        seed=settings.seed,
+    )
+    classes = _class_summaries(scan, split)
     problems = tuple(
         ProblemSummary(
             severity=problem.severity,
@@ -126,9 +128,61 @@ def summarize_scan(scan: Any, *, validation_fraction: float = 0.2) -> DatasetSum
     unlabeled = sum(1 for record in scan.records if record.class_name is None)
     return DatasetSummary(
         root=Path(scan.root),
-        classes=tuple(classes),
-        split_description=split,
+        classes=classes,
+        split_description=_describe_split(scan, classes, settings),
         problems=problems,
         unlabeled_count=unlabeled if not classes else 0,
         ignored=tuple(str(path) for path in scan.ignored),
+        scan=scan,
+        split_settings=settings,
+    )
+
+
+def _class_summaries(scan: DatasetScan, split: DataSplit) -> tuple[ClassSummary, ...]:
+    train, val, test = (_count(part) for part in (split.train, split.val, split.test))
+    labelled = _count(scan.records)
+    examples: dict[str, list[str]] = {name: [] for name in scan.class_names}
+    for record in scan.records:
+        bucket = examples.get(record.class_name or "")
+        if bucket is not None and len(bucket) < EXAMPLES_PER_CLASS:
+            bucket.append(str(record.path))
+    summaries = []
+    for name in scan.class_names:
+        used = train[name] + val[name] + test[name]
+        summaries.append(
+            ClassSummary(
+                name,
+                train[name],
+                val[name],
+                tuple(examples[name]),
+                test_count=test[name],
+                unused_count=labelled[name] - used,
+            )
+        )
+    return tuple(summaries)
+
+
+def _count(records: tuple[ImageRecord, ...]) -> Counter[str]:
+    return Counter(record.class_name for record in records if record.class_name is not None)
+
+
+def _describe_split(
+    scan: DatasetScan, classes: tuple[ClassSummary, ...], settings: SplitSettings
+) -> str:
+    if not classes:
+        return "No labels: all images are used for pretraining."
+    train = sum(item.train_count for item in classes)
+    val = sum(item.val_count for item in classes)
+    test = sum(item.test_count for item in classes)
+    unused = sum(item.unused_count for item in classes)
+    counts = f"{train} for training, {val} for checking"
+    if test:
+        counts += f", {test} in test/ for a final check only"
+    if unused:
+        counts += f", {unused} left out ({settings.label_fraction:.0%} of the labels are used)"
+    if scan.has_validation_split:
+        return f"Split: your own train and val folders ({counts})."
+    return (
+        f"Split: {settings.validation_fraction:.0%} of each class is kept aside to check the "
+        f"model ({counts})."
     )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 
 from ptm_studio.gui import theme
+from ptm_studio.gui.jobs.job import Job, JobContext
 from ptm_studio.gui.warmup import warm_up
 
 
@@ -25,27 +24,31 @@ def demo_folder() -> Path | None:
     return folder if folder.is_dir() else None
 
 
-class DeviceProbe(QObject):
-    """Warms torch up and finds the device on a plain thread; the result arrives as a queued signal.
+def probe_device(setting: str, _context: JobContext) -> Any:
+    """Warm torch up (its first imports are slow) and describe the device training will use."""
+    warm_up()
+    try:
+        from ptm_studio.core.devices import describe_device
 
-    ``device_found`` carries a ``DeviceInfo`` (kind, name, note). The probe object lives in the GUI
-    thread, so connected slots run there.
-    """
+        return describe_device(setting)
+    except Exception as error:
+        return SimpleNamespace(kind="cpu", name="CPU", note=f"Device check failed: {error}")
+
+
+class DeviceProbe(QObject):
+    """Finds the device in a background job; ``device_found`` carries a ``DeviceInfo`` (kind,
+    name, note) and is emitted on the GUI thread."""
 
     device_found = Signal(object)
 
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job = Job("ptm-device-probe", self)
+        self.job.succeeded.connect(self._on_found)
+
     def start(self, setting: str) -> None:
-        threading.Thread(
-            target=self._probe, args=(setting,), name="ptm-device-probe", daemon=True
-        ).start()
+        self.job.restart(lambda context: probe_device(setting, context))
 
-    def _probe(self, setting: str) -> None:
-        warm_up()
-        try:
-            from ptm_studio.core.devices import describe_device
-
-            info: Any = describe_device(setting)
-        except Exception as error:
-            info = SimpleNamespace(kind="cpu", name="CPU", note=f"Device check failed: {error}")
-        with contextlib.suppress(RuntimeError):  # the window closed while the probe ran
-            self.device_found.emit(info)
+    @Slot(object)
+    def _on_found(self, info: Any) -> None:
+        self.device_found.emit(info)

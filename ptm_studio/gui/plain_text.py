@@ -1,4 +1,5 @@
-"""Show user-supplied text (class and file names) literally, never as HTML (RELIABILITY Q5).
+"""Show user-supplied text (class and file names) literally, never as HTML (fault Q5,
+docs/fault-catalogue.md).
 
 Labels get ``Qt.TextFormat.PlainText``; tooltips have no such switch: Qt renders a tooltip as
 HTML as soon as its first line holds something tag-like, so a class folder named ``<b>cat<i>``
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from PySide6 import QtGui
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 
 
 def plain_tooltip(text: str) -> str:
@@ -21,3 +23,11 @@ def plain_tooltip(text: str) -> str:
 def is_shown_literally(text: str, user_text: str) -> bool:
     """Whether a tooltip or AutoText label holding ``user_text`` shows it as typed (tests)."""
     return user_text not in text or not QtGui.Qt.mightBeRichText(text)
+
+
+def plain_label(text: str = "", *, word_wrap: bool = True) -> QLabel:
+    """A label that shows ``text`` as typed (never as HTML), wrapped by default."""
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(word_wrap)
+    return label

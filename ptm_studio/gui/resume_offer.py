@@ -16,6 +16,15 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton, QWidget
 
+from ptm_studio.core.runs import (
+    RunDirectory,
+    RunInfo,
+    find_interrupted_runs,
+    list_runs,
+    read_resume_point,
+)
+from ptm_studio.gui.run_history import load_history
+
 TASK_WORDS = {
     "finetune": "Training a classifier on labelled pictures",
     "pretrain": "Pretraining on unlabelled pictures",
@@ -42,6 +51,41 @@ class ResumeOffer:
     global_step: int
     saved_at: datetime | None
     other_runs: int = 0  # older interrupted runs, offered after this one
+
+
+def interrupted_runs(runs_root: Path | None) -> list[RunInfo]:
+    """Runs a crash interrupted, newest first. Cheap when none is left "running" (the usual
+    case): only then are checkpoints opened, which imports torch."""
+    if not any(run.status == "running" for run in list_runs(runs_root)):
+        return []
+    return find_interrupted_runs(runs_root)
+
+
+def describe_run(run: RunInfo, other_runs: int = 0) -> ResumeOffer | None:
+    """The plain facts the resume question shows, or None when the run cannot be resumed."""
+    directory = RunDirectory(run.path)
+    point = read_resume_point(run.path)
+    try:
+        config = directory.read_config()
+    except (OSError, ValueError):
+        return None
+    if point is None:
+        return None
+    status = directory.read_status()
+    history = load_history(directory, point.global_step)
+    last_epoch_step = max((int(record["global_step"]) for record in history.epochs), default=0)
+    return ResumeOffer(
+        run_dir=run.path,
+        name=run.name,
+        task=config.objective.task,
+        data_folder=str(status.get("data_dir") or config.data.data_dir or "the demo images"),
+        epochs_completed=point.epochs_completed,
+        num_epochs=config.optim.num_epochs,
+        is_mid_epoch=point.global_step > last_epoch_step,
+        global_step=point.global_step,
+        saved_at=point.saved_at,
+        other_runs=other_runs,
+    )
 
 
 def format_age(saved_at: datetime | None, now: datetime | None = None) -> str:

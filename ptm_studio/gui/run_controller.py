@@ -1,42 +1,43 @@
 """RunController: starting and resuming runs, and the "did pretraining help?" comparison.
 
-Starting checks the images, the settings and (for ImageNet weights) consent to download first.
+Starting checks the images, the settings and (for ImageNet weights) consent to download first,
+and hands the session the scan the user saw, so the run does not look at every picture again.
 
 Resuming takes one path, whether the run was stopped in this session or interrupted by a crash
-(offered at the next launch): the run's own settings are shown in the panels (frozen while it
-runs), its logged curves are put back into the charts, and the session starts it with
-``resume_from``. The Trainer restores model, optimiser, scheduler, scaler, random state and step
-from the run's last checkpoint and drops log lines written after it, so the charts continue
-without a gap or a repeated point.
+(offered at the next launch): the run's own settings replace the window's (the panels show them,
+frozen while it runs), its logged curves are put back into the charts (``history_loaded``), and
+the session continues it with ``Trainer.resume``, which restores model, optimiser, scheduler,
+scaler, random state and step from the run's last checkpoint and drops log lines written after
+it, so the charts continue without a gap or a repeated point.
+
+It talks to the window only through its signals; it knows the session, the settings model and
+where the dataset summary comes from, nothing else.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from PySide6.QtCore import QObject, QTimer, Slot
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtWidgets import QFileDialog, QWidget
 
+from ptm_studio.core.checkpoints import CheckpointError, intact_previous, use_previous_checkpoint
 from ptm_studio.core.config import ConfigError, RunConfig, replace_field
-from ptm_studio.core.engine.events import STATUS_STOPPED
-from ptm_studio.core.runs import (
-    RunDirectory,
-    RunInfo,
-    find_interrupted_runs,
-    list_runs,
-    read_resume_point,
-)
+from ptm_studio.core.data.manifest import DatasetScan
+from ptm_studio.core.engine.events import STATUS_STOPPED, Ending, TrainingFinished
+from ptm_studio.core.locations import default_runs_root
+from ptm_studio.core.runs import RunDirectory, read_resume_point
 from ptm_studio.gui import dialogs, resume_offer
+from ptm_studio.gui.dataset_summary import DatasetSummary
 from ptm_studio.gui.device_probe import demo_folder
+from ptm_studio.gui.jobs.training import TrainingSession
 from ptm_studio.gui.panels.model_panel import imagenet_status
 from ptm_studio.gui.panels.pretrain_settings import check_folders
-from ptm_studio.gui.resume_offer import ResumeChoice, ResumeOffer
-
-if TYPE_CHECKING:
-    from ptm_studio.gui.main_window import MainWindow
+from ptm_studio.gui.resume_offer import ResumeChoice, describe_run, interrupted_runs
+from ptm_studio.gui.run_history import load_history
+from ptm_studio.gui.settings_model import SettingsModel
 
 LOGGER = logging.getLogger(__name__)
 
@@ -63,102 +64,77 @@ def describe_config_error(error: ConfigError) -> str:
     return f"{SETTING_NAMES.get(error.field_path, error.field_path)}: {error.message}"
 
 
-@dataclass(frozen=True)
-class RunHistory:
-    """A run's logged records up to the checkpoint it resumes from: one per step, one per epoch."""
+class DatasetSource(Protocol):
+    """Where the window's dataset summary comes from (the dataset panel)."""
 
-    batches: tuple[dict[str, Any], ...]
-    epochs: tuple[dict[str, Any], ...]
-
-
-def load_history(run: RunDirectory, up_to_step: int) -> RunHistory:
-    """Batch and epoch records with ``global_step <= up_to_step``, in order, without repeats."""
-    batches: dict[int, dict[str, Any]] = {}
-    epochs: dict[int, dict[str, Any]] = {}
-    for record in run.read_metrics():
-        step = record.get("global_step")
-        if not isinstance(step, int) or step > up_to_step:
-            continue  # logged after the checkpoint: the resumed run trains those steps again
-        if record.get("type") == "batch":
-            batches[step] = record
-        elif record.get("type") == "epoch" and isinstance(record.get("epoch"), int):
-            epochs[record["epoch"]] = record
-    return RunHistory(
-        batches=tuple(batches[step] for step in sorted(batches)),
-        epochs=tuple(epochs[epoch] for epoch in sorted(epochs)),
-    )
-
-
-def interrupted_runs(runs_root: Path | None) -> list[RunInfo]:
-    """Runs a crash interrupted, newest first. Cheap when none is left "running" (the usual
-    case): only then are checkpoints opened, which imports torch."""
-    if not any(run.status == "running" for run in list_runs(runs_root)):
-        return []
-    return find_interrupted_runs(runs_root)
-
-
-def describe_run(run: RunInfo, other_runs: int = 0) -> ResumeOffer | None:
-    """The plain facts the resume question shows, or None when the run cannot be resumed."""
-    directory = RunDirectory(run.path)
-    point = read_resume_point(run.path)
-    try:
-        config = directory.read_config()
-    except (OSError, ValueError):
-        return None
-    if point is None:
-        return None
-    status = directory.read_status()
-    history = load_history(directory, point.global_step)
-    last_epoch_step = max((int(record["global_step"]) for record in history.epochs), default=0)
-    return ResumeOffer(
-        run_dir=run.path,
-        name=run.name,
-        task=config.objective.task,
-        data_folder=str(status.get("data_dir") or config.data.data_dir or "the demo images"),
-        epochs_completed=point.epochs_completed,
-        num_epochs=config.optim.num_epochs,
-        is_mid_epoch=point.global_step > last_epoch_step,
-        global_step=point.global_step,
-        saved_at=point.saved_at,
-        other_runs=other_runs,
-    )
+    @property
+    def summary(self) -> DatasetSummary | None: ...
 
 
 class RunController(QObject):
-    """Start, resume (stopped or interrupted runs) and compare; the main window routes to it."""
+    """Start, resume (stopped or interrupted runs) and compare."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self._window = window
+    run_starting = Signal(bool)
+    """A run is about to start; True when it continues an earlier one."""
+    history_loaded = Signal(object, object)
+    """(RunHistory, run folder): a resumed run's logged curves, to show before it goes on."""
+    resumable_changed = Signal(bool)
+    """Whether the Resume button has a stopped run to continue."""
+
+    def __init__(
+        self,
+        session: TrainingSession,
+        settings: SettingsModel,
+        dataset: DatasetSource,
+        parent: QWidget,
+    ) -> None:
+        super().__init__(parent)
+        self._parent = parent
+        self.session, self.settings, self.dataset = session, settings, dataset
         self.resume_dir: Path | None = None
         """The run Resume continues: the last one, when it was stopped."""
         self.comparison_dialog: QWidget | None = None
         self._resume_when_idle: Path | None = None
-        window.session.running_changed.connect(self._on_running_changed)
+        session.running_changed.connect(self._on_running_changed)
 
+    # ------------------------------------------------------------------ new runs
     def start_new_run(self) -> None:
         """Start with the settings shown, after checking the images, the settings and consent."""
-        window = self._window
-        if window.session.is_running:
+        if self.session.is_running:
             return
-        if window.dataset_panel.summary is None or not window.dataset_panel.folder:
+        if self.dataset.summary is None or not self.settings.config.data.data_dir:
             dialogs.show_info(
-                window, "Choose images first", "Choose a folder of images (step 1) before starting."
+                self._parent,
+                "Choose images first",
+                "Choose a folder of images (step 1) before starting.",
             )
             return
         config = self.validated_config()
         if config is not None:
             config = self._with_download_consent(config)
         if config is not None:
-            window.start_run(config, resume_from=None)
+            self.start_run(config, resume_from=None)
+
+    def start_run(self, config: RunConfig, *, resume_from: Path | None) -> None:
+        """Start (or continue) a run; the panels follow its events."""
+        self.run_starting.emit(resume_from is not None)
+        self.session.start(config, resume_from=resume_from, scan=self._current_scan(config))
+
+    def _current_scan(self, config: RunConfig) -> DatasetScan | None:
+        """The scan the user saw, when it is of the folder this run trains on."""
+        summary = self.dataset.summary
+        if summary is None or summary.scan is None or not config.data.data_dir:
+            return None
+        same_folder = summary.scan.root == Path(config.data.data_dir).expanduser().absolute()
+        return summary.scan if same_folder else None
 
     def validated_config(self) -> RunConfig | None:
         """The settings as chosen, or None after telling the user which one needs a look."""
         try:
-            config = self._window.current_config().validate()
+            config = self.settings.config.validate()
             check_folders(config)
         except ConfigError as error:
-            dialogs.show_error(self._window, "A setting needs a look", describe_config_error(error))
+            dialogs.show_error(self._parent, "A setting needs a look", describe_config_error(error))
             return None
         return config
 
@@ -169,7 +145,7 @@ class RunController(QObject):
         if imagenet_status(config.model.backbone) != "needs_download":
             return config
         if not dialogs.ask_yes_no(
-            self._window,
+            self._parent,
             "Download the ImageNet weights?",
             f"The ImageNet weights for {config.model.backbone} are not on this computer yet. "
             "Download them now (needs internet, once)? Choose No to pick other starting weights.",
@@ -177,15 +153,15 @@ class RunController(QObject):
             return None
         return replace_field(config, "model.allow_download", True)
 
+    # ------------------------------------------------------------------ resuming
     @Slot()
     def offer_to_resume_interrupted_runs(self) -> None:
         """At launch: offer the newest run a crash interrupted. "Don't resume" marks it stopped
         (nothing is deleted) and offers the next; "Not now" asks again at the next launch."""
-        window = self._window
-        if window.session.is_running:
+        if self.session.is_running:
             return
         try:
-            runs = interrupted_runs(window.session.runs_root)
+            runs = interrupted_runs(self.session.runs_root)
         except OSError:
             LOGGER.exception("could not look for interrupted runs")
             return
@@ -193,7 +169,7 @@ class RunController(QObject):
             offer = describe_run(run, other_runs=len(runs) - index - 1)
             if offer is None:
                 continue
-            choice = resume_offer.ask_to_resume(window, offer)
+            choice = resume_offer.ask_to_resume(self._parent, offer)
             if choice == ResumeChoice.RESUME:
                 self.resume_run(run.path)
                 return
@@ -209,7 +185,7 @@ class RunController(QObject):
             )
         except OSError as error:
             dialogs.show_error(
-                self._window,
+                self._parent,
                 "Could not note your choice",
                 f"PTM Studio could not write to {run_path}, so it will ask about this run "
                 "again next time. Nothing was deleted.",
@@ -226,8 +202,7 @@ class RunController(QObject):
 
     def resume_run(self, run_dir: Path) -> bool:
         """Show the run's settings and curves, then continue it from its last checkpoint."""
-        window = self._window
-        if window.session.is_running:
+        if self.session.is_running:
             return False
         run = RunDirectory(run_dir)
         point = read_resume_point(run_dir)
@@ -235,7 +210,7 @@ class RunController(QObject):
             config = run.read_config()
         except (OSError, ValueError) as error:
             dialogs.show_error(
-                window,
+                self._parent,
                 "This run cannot be resumed",
                 f"The settings of the run in {run_dir} (config.json) could not be read. "
                 "Start a new run instead.",
@@ -244,62 +219,53 @@ class RunController(QObject):
             return False
         if point is None:
             dialogs.show_error(
-                window,
+                self._parent,
                 "This run cannot be resumed",
                 f"The run in {run_dir} has no complete save to continue from. "
                 "Start a new run instead.",
             )
             return False
-        self.show_run_settings(config)
-        history = load_history(run, point.global_step)
-        window.metrics_panel.show_history(history.batches, history.epochs, run.path)
-        window.pretraining_panel.show_history(history.epochs, run.path)
-        self.resume_dir = None
-        window.training_panel.set_can_resume(False)
-        window.training_panel.mark_resumed()
-        window.start_run(config, resume_from=run.path)
+        self.settings.replace(self._as_shown(config))  # the panels show what the run trains with
+        self.history_loaded.emit(load_history(run, point.global_step), run.path)
+        self._set_resume_dir(None)
+        self.start_run(config, resume_from=run.path)
         return True
 
-    def show_run_settings(self, config: RunConfig) -> None:
-        """Put a run's own settings into the panels, so the user sees what it trains with."""
-        window = self._window
-        folder = Path(config.data.data_dir) if config.data.data_dir else demo_folder()
-        current = window.dataset_panel.folder
-        if folder is not None and folder.is_dir() and (not current or Path(current) != folder):
-            window.dataset_panel.set_folder(folder)
-        window.model_panel.load_from(config)
-        window.objective_panel.load_from(config)
+    def _as_shown(self, config: RunConfig) -> RunConfig:
+        """A run's settings as the window shows them: its picture folder named (the demo
+        images when it had none), unless that folder is gone: the resume says so, once."""
+        folder = Path(config.data.data_dir).expanduser() if config.data.data_dir else demo_folder()
+        if folder is None or not folder.is_dir():
+            return replace_field(config, "data.data_dir", self.settings.config.data.data_dir)
+        return replace_field(config, "data.data_dir", str(folder))
 
     @Slot(object)
-    def note_finished(self, event: Any) -> None:
+    def note_finished(self, event: TrainingFinished) -> None:
         """After a run: a stopped one can be resumed with the Resume button."""
-        self.resume_dir = (
-            Path(event.run_dir) if event.status == STATUS_STOPPED and event.run_dir else None
-        )
-        self._window.training_panel.set_can_resume(self.resume_dir is not None)
+        is_resumable = event.status == STATUS_STOPPED and event.run_dir is not None
+        self._set_resume_dir(Path(event.run_dir) if is_resumable and event.run_dir else None)
 
-    def offer_previous_checkpoint(self, event: Any) -> bool:
-        """A resume failed because the last save is damaged (RELIABILITY M3): offer the intact
-        save before it. True when the question was asked (the caller shows no error then)."""
-        if event.error_type != "DamagedCheckpointError" or event.run_dir is None:
+    def _set_resume_dir(self, run_dir: Path | None) -> None:
+        self.resume_dir = run_dir
+        self.resumable_changed.emit(run_dir is not None)
+
+    def offer_previous_checkpoint(self, event: TrainingFinished) -> bool:
+        """A resume failed because the last save is damaged (fault M3, docs/fault-catalogue.md):
+        offer the intact save before it. True when the question was asked (the caller shows no
+        error then)."""
+        if event.kind != Ending.CHECKPOINT_DAMAGED or event.run_dir is None:
             return False
-        from ptm_studio.core.engine.checkpoints import (
-            CheckpointError,
-            intact_previous,
-            use_previous_checkpoint,
-        )
-
         last = RunDirectory(event.run_dir).last_checkpoint_dir
-        if intact_previous(last) is None:
+        if event.previous_checkpoint is None or intact_previous(last) is None:
             return False
         question = f"{event.error_message}\n\nGo on from the previous save now?"
-        if not dialogs.ask_yes_no(self._window, "The last save of this run is damaged", question):
+        if not dialogs.ask_yes_no(self._parent, "The last save of this run is damaged", question):
             return True
         try:
             use_previous_checkpoint(last)
         except (CheckpointError, OSError) as error:
             dialogs.show_error(
-                self._window,
+                self._parent,
                 "Could not use the previous save",
                 f"PTM Studio could not put the previous save of {event.run_dir} in place. "
                 "Nothing was deleted.",
@@ -319,25 +285,26 @@ class RunController(QObject):
 
     @Slot()
     def _resume_if_idle(self) -> None:
-        if self._resume_when_idle is None or self._window.session.is_running:
+        if self._resume_when_idle is None or self.session.is_running:
             return
         run_dir, self._resume_when_idle = self._resume_when_idle, None
         self.resume_run(run_dir)
 
+    # ------------------------------------------------------------------ comparing
     @Slot()
     def compare_with_pretraining(self) -> None:
         """Ask for a pretraining run, then finetune from it and from random weights side by side."""
-        window = self._window
-        if window.session.is_running:
-            dialogs.show_info(window, "A run is active", "Wait for the current run to end first.")
+        if self.session.is_running:
+            dialogs.show_info(
+                self._parent, "A run is active", "Wait for the current run to end first."
+            )
             return
-        from PySide6.QtWidgets import QFileDialog
-
-        from ptm_studio.core.runs import default_runs_root
         from ptm_studio.gui.comparison_dialog import ComparisonDialog
 
-        start_in = str(window.session.runs_root or default_runs_root())
-        folder = QFileDialog.getExistingDirectory(window, "Choose a pretraining run", start_in)
+        start_in = str(self.session.runs_root or default_runs_root())
+        folder = QFileDialog.getExistingDirectory(
+            self._parent, "Choose a pretraining run", start_in
+        )
         if not folder:
             return
         config = self.validated_config()
@@ -346,8 +313,8 @@ class RunController(QObject):
         dialog = ComparisonDialog(
             replace_field(config, "objective.task", "finetune"),
             Path(folder),
-            runs_root=window.session.runs_root,
-            parent=window,
+            runs_root=self.session.runs_root,
+            parent=self._parent,
         )
         self.comparison_dialog = dialog
         dialog.show()

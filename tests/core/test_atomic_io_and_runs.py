@@ -9,7 +9,8 @@ import pytest
 
 from ptm_studio.core.atomic_io import atomic_writer, remove_stray_temp_files, write_json_atomic
 from ptm_studio.core.config import RunConfig
-from ptm_studio.core.runs import RunDirectory, default_runs_root, list_runs, load_run
+from ptm_studio.core.locations import default_runs_root
+from ptm_studio.core.runs import RunDirectory, list_runs, load_run
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from ptm_studio.core.engine.checkpoints import (
+from ptm_studio.core.checkpoints import (
     CheckpointError,
     capture_rng_state,
     is_complete_checkpoint,

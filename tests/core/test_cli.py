@@ -253,7 +253,7 @@ def test_python_dash_m_dispatches_every_command_to_the_cli(
 def test_init_from_accepts_a_run_name(
     tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ptm_studio.core.runs import default_runs_root
+    from ptm_studio.core.locations import default_runs_root
 
     assert (
         main(

@@ -41,7 +41,7 @@ def test_comparison_runs_both_arms_per_seed(
         "objective.loss",
         "rotation",
     )
-    pretrained = Trainer(pretrain, runs_root=tmp_path).run()
+    pretrained = Trainer.new_run(pretrain, runs_root=tmp_path).run()
     assert pretrained.run_dir is not None
     result = compare_initialisations(
         tiny_config(), pretrained.run_dir, seeds=(0, 1), runs_root=tmp_path

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ptm_studio.core.checkpoints import CheckpointError, load_checkpoint
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
-from ptm_studio.core.engine.checkpoints import CheckpointError, load_checkpoint
-from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import (
     BatchFinished,
     EpochFinished,
@@ -37,9 +37,14 @@ def train(
     config: RunConfig, runs_root: Path, *callbacks: Callback, **kwargs: object
 ) -> tuple[TrainingFinished, EventRecorder]:
     recorder = EventRecorder()
-    finished = Trainer(
-        config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs
-    ).run()  # type: ignore[arg-type]
+    resume_from = kwargs.pop("resume_from", None)
+    if resume_from is not None:  # the run's own settings: ``config`` is the same config
+        trainer = Trainer.resume(resume_from, callbacks=[recorder, *callbacks], **kwargs)  # type: ignore[arg-type]
+    else:
+        trainer = Trainer.new_run(
+            config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs
+        )  # type: ignore[arg-type]
+    finished = trainer.run()
     assert finished.status in ("completed", "stopped"), finished.error_details
     return finished, recorder
 
@@ -111,7 +116,7 @@ def test_a_pretraining_run_resumed_mid_epoch_matches_an_uninterrupted_one(
     _straight, straight_events = train(config, tmp_path / "straight")
 
     class StopAtStep(Callback):
-        def on_batch_finished(self, event: BatchFinished) -> None:
+        def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
             if event.global_step == 2:
                 stop.request()
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from ptm_studio.core.checkpoints import load_checkpoint
 from ptm_studio.core.config import DataConfig, ModelConfig, RunConfig, replace_field
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
-from ptm_studio.core.engine.checkpoints import load_checkpoint
-from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import (
     BatchFinished,
     CheckpointSaved,
@@ -35,9 +35,14 @@ def _train(
     config: RunConfig, runs_root: Path, *callbacks: Callback, **kwargs: object
 ) -> tuple[TrainingFinished, EventRecorder]:
     recorder = EventRecorder()
-    finished = Trainer(
-        config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs
-    ).run()  # type: ignore[arg-type]
+    resume_from = kwargs.pop("resume_from", None)
+    if resume_from is not None:  # the run's own settings: ``config`` is the same config
+        trainer = Trainer.resume(resume_from, callbacks=[recorder, *callbacks], **kwargs)  # type: ignore[arg-type]
+    else:
+        trainer = Trainer.new_run(
+            config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs
+        )  # type: ignore[arg-type]
+    finished = trainer.run()
     return finished, recorder
 
 
@@ -49,11 +54,11 @@ class StopAt(Callback):
     ) -> None:
         self.stop_request, self.step, self.epoch = stop_request, step, epoch
 
-    def on_batch_finished(self, event: BatchFinished) -> None:
+    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
         if event.global_step == self.step:
             self.stop_request.request()
 
-    def on_epoch_finished(self, event: EpochFinished) -> None:
+    def on_epoch_finished(self, event: EpochFinished, control: TrainingControl) -> None:
         if event.epoch == self.epoch:
             self.stop_request.request()
 
@@ -205,7 +210,7 @@ def test_bad_data_fails_with_a_readable_message_and_one_finished_event(tmp_path:
     config = RunConfig(data=DataConfig(data_dir=str(empty)), model=ModelConfig())
     finished, recorder = _train(config, tmp_path / "runs")
     assert finished.status == "failed"
-    assert finished.error_type == "DatasetError"
+    assert finished.kind == "data_unusable"
     assert finished.error_message and "Traceback" not in finished.error_message
     assert [type(event) for event in recorder.events] == [TrainingFinished]
 

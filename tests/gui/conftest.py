@@ -17,6 +17,7 @@ from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths, QThread
 
 import ptm_studio.core.data  # noqa: F401 - import torch once on the main thread (slow in a thread)
 from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import (
     STATUS_COMPLETED,
     STATUS_STOPPED,
@@ -24,6 +25,7 @@ from ptm_studio.core.engine.events import (
     TrainingFinished,
 )
 from ptm_studio.gui import dialogs, resume_offer
+from ptm_studio.gui.jobs.training import TrainingRequest
 from ptm_studio.gui.panels._preview import (
     fake_batch,
     fake_epoch,
@@ -125,38 +127,31 @@ def tiny_config(tiny_dataset: Path) -> RunConfig:
 
 
 class FakeTrainer:
-    """Speaks the Trainer's API and event order without torch: fast, deterministic, controllable."""
+    """Speaks the Trainer's events in the Trainer's order, without torch: fast, deterministic,
+    controllable (test_fake_trainer.py holds it to the real Trainer's order)."""
 
     num_batches = 3
     delay_s = 0.0
     error: BaseException | None = None
 
     def __init__(
-        self,
-        config: RunConfig,
-        *,
-        callbacks: Any = (),
-        stop_request: Any = None,
-        runs_root: Path | None = None,
-        resume_from: Path | None = None,
-        download_progress: Any = None,
+        self, request: TrainingRequest, callbacks: list[Any], stop_request: StopRequest
     ) -> None:
-        self.config = config
+        self.request = request
+        self.config = request.config
         self.callbacks = list(callbacks)
         self.stop_request = stop_request
-        self.download_progress = download_progress
-        self.run_dir = (runs_root or Path(".")) / "fake-run"
+        self.control = TrainingControl()
+        self.run_dir = (request.runs_root or Path(".")) / "fake-run"
 
-    def _emit(self, hook: str, event: Any) -> None:
+    def _emit(self, event: Any) -> None:
         for callback in self.callbacks:
-            getattr(callback, hook)(event)
+            callback.on_event(event, self.control)
 
     def run(self) -> TrainingFinished:
         epochs = self.config.optim.num_epochs
         steps = self.num_batches
-        self._emit(
-            "on_training_started", fake_started(self.run_dir, num_epochs=epochs, steps=steps)
-        )
+        self._emit(fake_started(self.run_dir, num_epochs=epochs, steps=steps))
         status, step = STATUS_COMPLETED, 0
         for epoch in range(1, epochs + 1):
             for _ in range(steps):
@@ -164,25 +159,18 @@ class FakeTrainer:
                     raise self.error
                 step += 1
                 time.sleep(self.delay_s)
-                self._emit(
-                    "on_batch_finished", fake_batch(step, steps_per_epoch=steps, num_epochs=epochs)
-                )
-                if self.stop_request is not None and self.stop_request.is_requested:
+                self._emit(fake_batch(step, steps_per_epoch=steps, num_epochs=epochs))
+                if self.stop_request.is_requested:
                     status = STATUS_STOPPED
                     break
             if status == STATUS_STOPPED:
-                self._emit(
-                    "on_checkpoint_saved", CheckpointSaved(epoch, step, self.run_dir, "stopped")
-                )
+                self._emit(CheckpointSaved(epoch, step, self.run_dir, "stopped"))
                 break
-            self._emit("on_epoch_finished", fake_epoch(epoch, num_epochs=epochs))
-            self._emit(
-                "on_predictions_ready",
-                fake_predictions({name: [] for name in TINY_CLASSES}, epoch=epoch),
-            )
-            self._emit("on_checkpoint_saved", CheckpointSaved(epoch, step, self.run_dir, "epoch"))
+            self._emit(fake_epoch(epoch, num_epochs=epochs))
+            self._emit(fake_predictions({name: [] for name in TINY_CLASSES}, epoch=epoch))
+            self._emit(CheckpointSaved(epoch, step, self.run_dir, "epoch"))
         finished = TrainingFinished(status, self.run_dir, epoch, 0.5, 0.5, 1.0)
-        self._emit("on_training_finished", finished)
+        self._emit(finished)
         return finished
 
 

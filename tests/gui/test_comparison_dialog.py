@@ -24,7 +24,7 @@ def tiny_config(data_dir: Path, task: str = "finetune", loss: str = "cross_entro
 
 
 def test_comparison_dialog_shows_both_arms(qtbot: Any, tiny_dataset: Path, tmp_path: Path) -> None:
-    pretrained = Trainer(
+    pretrained = Trainer.new_run(
         tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
     ).run()
     assert pretrained.run_dir is not None
@@ -49,7 +49,7 @@ def test_comparison_dialog_shows_both_arms(qtbot: Any, tiny_dataset: Path, tmp_p
 def test_closing_mid_comparison_stops_and_leaves_no_thread(
     qtbot: Any, tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    pretrained = Trainer(
+    pretrained = Trainer.new_run(
         tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
     ).run()
     dialog = ComparisonDialog(tiny_config(tiny_dataset), pretrained.run_dir, runs_root=tmp_path)  # type: ignore[arg-type]
@@ -66,7 +66,7 @@ def test_the_training_menu_opens_the_comparison(
 ) -> None:
     from PySide6.QtWidgets import QFileDialog
 
-    pretrained = Trainer(
+    pretrained = Trainer.new_run(
         tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
     ).run()
     window = make_window()
@@ -86,11 +86,10 @@ def test_the_training_menu_opens_the_comparison(
 def test_model_panel_lists_earlier_runs_by_name_pretraining_first(
     qtbot: Any, tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    from ptm_studio.core.config import RunConfig
     from ptm_studio.gui.panels.model_panel import ModelPanel
 
-    finetuned = Trainer(tiny_config(tiny_dataset), runs_root=tmp_path).run()
-    pretrained = Trainer(
+    finetuned = Trainer.new_run(tiny_config(tiny_dataset), runs_root=tmp_path).run()
+    pretrained = Trainer.new_run(
         tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
     ).run()
     panel = ModelPanel()
@@ -103,5 +102,5 @@ def test_model_panel_lists_earlier_runs_by_name_pretraining_first(
     assert labels[2].startswith(finetuned.run_dir.name)  # type: ignore[union-attr]
     panel.runs_combo.setCurrentIndex(1)
     panel.runs_combo.activated.emit(1)
-    config = panel.apply_to(RunConfig())
+    config = panel.settings.config
     assert config.model.weights == "run" and config.model.weights_path == str(pretrained.run_dir)

@@ -1,4 +1,5 @@
-"""ImageNet weights download progress: throttled on the training thread, shown in the training
+"""ImageNet weights download progress: throttled on the training thread (the Trainer fires at
+most ten DownloadProgressed events a second: tests/core/test_trainer.py), shown in the training
 panel as "Downloading ImageNet weights… 45 of 98 MB", no thread left behind."""
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from typing import Any
 from PySide6.QtCore import QObject, Slot
 
 from ptm_studio.core.config import RunConfig
-from ptm_studio.core.engine.events import STATUS_COMPLETED
+from ptm_studio.core.engine.events import STATUS_COMPLETED, DownloadProgressed
+from ptm_studio.core.engine.progress import REPORT_INTERVAL_S, ProgressThrottle
 from ptm_studio.gui.panels.training_panel import TrainingPanel, format_megabytes
-from ptm_studio.gui.workers.training_worker import DOWNLOAD_REPORT_INTERVAL_S, ProgressThrottle
 
 from .conftest import FakeTrainer
 
@@ -54,52 +55,54 @@ def test_throttle_with_an_unknown_total_still_reports_now_and_then() -> None:
 def test_panel_shows_download_sizes_in_megabytes(qtbot: Any) -> None:
     panel = TrainingPanel()
     qtbot.addWidget(panel)
-    panel.show_download(HALFWAY_BYTES, TOTAL_BYTES)
+    panel.show_download(DownloadProgressed(HALFWAY_BYTES, TOTAL_BYTES))
     assert panel.progress_bar.format() == "Downloading ImageNet weights… 45 of 98 MB"
     assert panel.progress_bar.value() == 459
     assert "ImageNet" in panel.status_label.text()
-    panel.show_download(12_300_000, 0)  # the server did not say how big it is
+    panel.show_download(DownloadProgressed(12_300_000, 0))  # the server did not say how big
     assert panel.progress_bar.format() == "Downloading ImageNet weights… 12 MB"
-    panel.show_download(TOTAL_BYTES, TOTAL_BYTES)
+    panel.show_download(DownloadProgressed(TOTAL_BYTES, TOTAL_BYTES))
     assert panel.progress_bar.format() == "ImageNet weights downloaded (98 MB)"
     assert panel.progress_bar.value() == 1000
     assert (format_megabytes(4_500_000), format_megabytes(0)) == ("4.5", "0.0")
 
 
 class _Recorder(QObject):
-    """Lives in the GUI thread: queued reports land here like in the training panel."""
+    """Lives in the GUI thread: the session's signals land here like in the training panel."""
 
     def __init__(self) -> None:
         super().__init__()
         self.reports: list[tuple[int, int]] = []
 
-    @Slot("qint64", "qint64")
-    def record(self, done_bytes: int, total_bytes: int) -> None:
-        self.reports.append((done_bytes, total_bytes))
+    @Slot(object)
+    def record(self, event: DownloadProgressed) -> None:
+        self.reports.append((event.done_bytes, event.total_bytes))
 
 
 class DownloadingTrainer(FakeTrainer):
-    """Reports a download in quick small steps, pausing halfway until the test has looked."""
+    """Reports a download in quick small steps through the Trainer's throttle, pausing halfway
+    until the test has looked."""
 
     halfway = threading.Event()
     reported_for_s = 0.0
 
     def run(self) -> Any:
+        throttle = ProgressThrottle(lambda done, total: self._emit(DownloadProgressed(done, total)))
         started = time.monotonic()
-        self._download(0, HALFWAY_BYTES)
-        time.sleep(1.1 * DOWNLOAD_REPORT_INTERVAL_S)
-        self.download_progress(HALFWAY_BYTES, TOTAL_BYTES)  # due again: shown, not dropped
+        self._download(throttle, 0, HALFWAY_BYTES)
+        time.sleep(1.1 * REPORT_INTERVAL_S)
+        throttle(HALFWAY_BYTES, TOTAL_BYTES)  # due again: shown, not dropped
         paused = time.monotonic()
         type(self).halfway.wait(timeout=10)
         resumed = time.monotonic()
-        self._download(HALFWAY_BYTES, TOTAL_BYTES)
+        self._download(throttle, HALFWAY_BYTES, TOTAL_BYTES)
         type(self).reported_for_s = (paused - started) + (time.monotonic() - resumed)
         return super().run()
 
-    def _download(self, start: int, end: int) -> None:
+    def _download(self, throttle: ProgressThrottle, start: int, end: int) -> None:
         step = (end - start) // REPORTS_PER_HALF
         for index in range(1, REPORTS_PER_HALF + 1):
-            self.download_progress(start + index * step, TOTAL_BYTES)
+            throttle(start + index * step, TOTAL_BYTES)
             time.sleep(0.001)
 
 
@@ -114,7 +117,7 @@ def test_download_progress_reaches_the_panel_throttled(
     window.session.download_progressed.connect(recorder.record)
     bar = window.training_panel.progress_bar
     try:
-        window.start_run(tiny_config, resume_from=None)
+        window.run_controller.start_run(tiny_config, resume_from=None)
         qtbot.waitUntil(lambda: (HALFWAY_BYTES, TOTAL_BYTES) in recorder.reports, timeout=10_000)
         qtbot.waitUntil(
             lambda: bar.format() == "Downloading ImageNet weights… 45 of 98 MB", timeout=5000
@@ -127,6 +130,6 @@ def test_download_progress_reaches_the_panel_throttled(
     assert reports[-1] == (TOTAL_BYTES, TOTAL_BYTES)  # the final report is never dropped
     # 400 calls in about half a second: at most one per interval, plus the first, the one after
     # the pause and the final one.
-    allowed = Trainer.reported_for_s / DOWNLOAD_REPORT_INTERVAL_S + 3
+    allowed = Trainer.reported_for_s / REPORT_INTERVAL_S + 3
     assert 3 <= len(reports) <= allowed < 400
     assert [done for done, _ in reports] == sorted(done for done, _ in reports)

@@ -25,13 +25,10 @@ def test_start_asks_before_downloading_imagenet_weights(
         lambda parent, title, question: questions.append(question) or user_agrees,
     )
     started: list[Any] = []
-    monkeypatch.setattr(window, "start_run", lambda config, resume_from: started.append(config))
-    base = window.current_config()
     monkeypatch.setattr(
-        window,
-        "current_config",
-        lambda: run_controller_module.replace_field(base, "model.weights", "imagenet"),
+        window.run_controller, "start_run", lambda config, resume_from: started.append(config)
     )
+    window.settings.set("model.weights", "imagenet")
 
     window.start_training()
 

@@ -164,7 +164,7 @@ def test_dataset_panel_scan_can_be_cancelled(qtbot: Any, tmp_path: Path) -> None
     panel = DatasetPanel(scan_function=slow_scan)
     qtbot.addWidget(panel)
     panel.set_folder(tmp_path)
-    with qtbot.waitSignal(panel.scan_job.scan_cancelled, timeout=10_000):
+    with qtbot.waitSignal(panel.scan_job.cancelled, timeout=10_000):
         panel.cancel_scan()
     qtbot.waitUntil(lambda: not panel.scan_job.is_running, timeout=5000)
     assert "cancelled" in panel.summary_label.text()
@@ -177,7 +177,7 @@ def test_model_panel_writes_its_choices_into_the_config(qtbot: Any) -> None:
     assert panel.backbone_combo.count() >= 1
     index = panel.mode_combo.findData("feature_extraction")
     panel.mode_combo.setCurrentIndex(index)
-    config = panel.apply_to(RunConfig()).validate()
+    config = panel.settings.config.validate()
     assert config.model.training_mode == "feature_extraction"
     assert config.model.backbone == panel.backbone_combo.currentData()
     assert panel.backbone_info.textFormat() == Qt.TextFormat.PlainText
@@ -188,13 +188,13 @@ def test_objective_panel_auto_and_round_trip(qtbot: Any) -> None:
     qtbot.addWidget(panel)
     panel.set_dataset(120, [100, 10, 10])
     panel.apply_auto()
-    config = panel.apply_to(RunConfig()).validate()
+    config = panel.settings.config.validate()
     assert config.objective.use_class_weights  # 100 vs 10 is imbalanced
     assert "flip" in config.data.augmentations
     assert "per epoch" in panel.estimate_label.text()
     other = ObjectivePanel()
     qtbot.addWidget(other)
-    other.load_from(config)
+    other.settings.replace(config)
     assert other.apply_to(RunConfig()) == config
 
 
@@ -352,9 +352,9 @@ def test_objective_panel_pretrain_offers_pretraining_losses(qtbot: Any) -> None:
     losses = [panel.loss_combo.itemData(i) for i in range(panel.loss_combo.count())]
     assert "cross_entropy" not in losses and "nt_xent" in losses
     assert not panel.smoothing_spin.isEnabled()
-    config = panel.apply_to(RunConfig()).validate()  # a valid pretraining config, no error
+    config = panel.settings.config.validate()  # a valid pretraining config, no error
     assert config.objective.task == "pretrain" and config.objective.loss == losses[0]
     other = ObjectivePanel()
     qtbot.addWidget(other)
-    other.load_from(config)
+    other.settings.replace(config)
     assert other.apply_to(RunConfig()) == config

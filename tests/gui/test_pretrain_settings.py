@@ -63,7 +63,7 @@ def test_pretraining_rows_show_only_where_they_apply(
 def test_defaults_are_the_run_config_defaults(qtbot: Any) -> None:
     panel = _panel(qtbot)
     _choose(panel, "pretrain", "nt_xent")
-    config = panel.apply_to(RunConfig())
+    config = panel.settings.config
     defaults = RunConfig()
     assert config.objective.temperature == defaults.objective.temperature
     assert config.objective.margin == defaults.objective.margin
@@ -79,14 +79,14 @@ def test_pretraining_settings_round_trip(qtbot: Any, tmp_path: Path) -> None:
     settings.margin_spin.setValue(0.7)
     settings.projection_spin.setValue(256)
     settings.monitor_edit.setText(str(tmp_path))
-    config = panel.apply_to(RunConfig()).validate()
+    config = panel.settings.config.validate()
     assert config.objective.temperature == 0.1 and config.objective.margin == 0.7
     assert config.objective.projection_dim == 256
     assert config.data.monitor_dir == str(tmp_path)
 
     other = _panel(qtbot)
-    other.load_from(config)
-    assert other.apply_to(RunConfig()) == config
+    other.settings.replace(config)
+    assert other.apply_to(RunConfig()) == config  # the boxes show exactly these settings
     assert other.pretrain_settings.monitor_edit.text() == str(tmp_path)
 
 
@@ -102,7 +102,7 @@ def test_a_run_made_elsewhere_shows_its_own_values(qtbot: Any) -> None:
     ):
         config = replace_field(config, field_path, value)
     panel = _panel(qtbot)
-    panel.load_from(config.validate())
+    panel.settings.replace(config.validate())
     assert panel.apply_to(RunConfig()) == config
 
 
@@ -111,11 +111,11 @@ def test_the_progress_folder_is_used_only_for_pretraining(qtbot: Any, tmp_path: 
     _choose(panel, "pretrain", "rotation")
     panel.pretrain_settings.monitor_edit.setText(str(tmp_path))
     _choose(panel, "finetune")
-    assert panel.apply_to(RunConfig()).data.monitor_dir is None
+    assert panel.settings.config.data.monitor_dir is None
     _choose(panel, "pretrain")  # the choice is kept for when pretraining is chosen again
-    assert panel.apply_to(RunConfig()).data.monitor_dir == str(tmp_path)
+    assert panel.settings.config.data.monitor_dir == str(tmp_path)
     panel.pretrain_settings.monitor_clear.click()
-    assert panel.apply_to(RunConfig()).data.monitor_dir is None
+    assert panel.settings.config.data.monitor_dir is None
 
 
 def test_a_missing_progress_folder_is_explained_before_the_run(
@@ -142,10 +142,7 @@ def test_a_bad_value_names_the_box_the_user_sees(
     make_window: Any, dialog_calls: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     window = make_window()
-    base = window.current_config()
-    monkeypatch.setattr(
-        window, "current_config", lambda: replace_field(base, "objective.temperature", 0.0)
-    )
+    window.settings.set("objective.temperature", 0.0)
     assert window.run_controller.validated_config() is None
     message = dialog_calls[-1][1][2]
     assert message.startswith("Temperature: must be between")

@@ -18,7 +18,6 @@ from ptm_studio.gui.panels._preview import (
     fake_started,
 )
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel, read_spread
-from ptm_studio.gui.workers.training_worker import TrainingWorker, _SignalForwarder
 
 
 def test_panel_builds_alone_with_a_placeholder(qtbot: Any) -> None:
@@ -94,14 +93,6 @@ def test_pixmaps_outlive_the_numpy_arrays(qtbot: Any) -> None:
     assert [colour.red(), colour.green(), colour.blue()] == expected
 
 
-def test_worker_forwards_pretrain_samples_ready(qtbot: Any, tiny_config: Any) -> None:
-    worker = TrainingWorker(tiny_config)
-    event = fake_pretrain_samples(1)
-    with qtbot.waitSignal(worker.pretrain_samples_ready, timeout=1000) as blocker:
-        _SignalForwarder(worker).on_pretrain_samples_ready(event)
-    assert blocker.args[0] is event
-
-
 @pytest.mark.slow
 def test_a_real_tiny_pretraining_run_fills_the_pretraining_tab(
     qtbot: Any, make_window: Any
@@ -125,7 +116,7 @@ def test_a_real_tiny_pretraining_run_fills_the_pretraining_tab(
     qtbot.waitUntil(lambda: not session.is_running, timeout=30_000)
     assert session.last_finished.status == STATUS_COMPLETED, session.last_finished.error_details
     panel = window.pretraining_panel
-    assert window.tabs.currentWidget() is panel
+    assert window.layout_parts.tabs.currentWidget() is panel
     assert len(panel.image_labels) >= 2 and len(panel.image_labels) % 2 == 0
     assert all(not label.pixmap().isNull() for label in panel.image_labels)
     assert "Epoch 1" in panel.health_label.text()

@@ -16,10 +16,10 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from ptm_studio.core.checkpoints import load_checkpoint
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.callbacks import Callback
-from ptm_studio.core.engine.checkpoints import load_checkpoint
-from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_STOPPED
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
@@ -42,11 +42,11 @@ class _StopWhen(Callback):
     def __init__(self, stop: StopRequest, *, after_epoch: int = 0, at_step: int = 0) -> None:
         self.stop, self.after_epoch, self.at_step = stop, after_epoch, at_step
 
-    def on_batch_finished(self, event: Any) -> None:
+    def on_batch_finished(self, event: Any, control: TrainingControl) -> None:
         if self.at_step and event.global_step >= self.at_step:
             self.stop.request()
 
-    def on_epoch_finished(self, event: Any) -> None:
+    def on_epoch_finished(self, event: Any, control: TrainingControl) -> None:
         if self.after_epoch and event.epoch >= self.after_epoch:
             self.stop.request()
 
@@ -57,7 +57,7 @@ def make_interrupted_run(
     """Train a real tiny run until it saves (after an epoch or at a step), then leave its run.json
     saying "running": what the folder looks like when the app was killed after that save."""
     stop = StopRequest()
-    finished = Trainer(
+    finished = Trainer.new_run(
         replace_field(config, "optim.num_epochs", 3),
         callbacks=[_StopWhen(stop, after_epoch=after_epoch, at_step=at_step)],
         stop_request=stop,
@@ -107,7 +107,9 @@ def test_nothing_is_offered_when_no_run_was_interrupted(
     qtbot: Any, make_window: Any, tiny_config: RunConfig, tmp_path: Path, answers: Any
 ) -> None:
     runs_root = tmp_path / "runs"
-    completed = Trainer(replace_field(tiny_config, "optim.num_epochs", 1), runs_root=runs_root)
+    completed = Trainer.new_run(
+        replace_field(tiny_config, "optim.num_epochs", 1), runs_root=runs_root
+    )
     assert completed.run().status == STATUS_COMPLETED
     window = make_window()
     window.run_controller.offer_to_resume_interrupted_runs()

@@ -9,7 +9,7 @@ import pytest
 
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_FAILED, STATUS_STOPPED
-from ptm_studio.gui.session import TrainingSession
+from ptm_studio.gui.jobs.training import TrainingSession
 
 from .conftest import FakeTrainer
 
@@ -272,16 +272,16 @@ def test_an_adjustment_during_training_is_shown_and_stays_visible(
 ) -> None:
     from PySide6.QtCore import Qt
 
-    from ptm_studio.core.engine.events import TrainingAdjusted
+    from ptm_studio.core.engine.events import BatchFinished, TrainingAdjusted
 
     class AdjustingTrainer(fake_trainer):  # type: ignore[misc, valid-type]
         adjust_at_step = 2
 
-        def _emit(self, hook: str, event: Any) -> None:
-            super()._emit(hook, event)
-            if hook == "on_batch_finished" and event.global_step == self.adjust_at_step:
+        def _emit(self, event: Any) -> None:
+            super()._emit(event)
+            if isinstance(event, BatchFinished) and event.global_step == self.adjust_at_step:
                 adjusted = TrainingAdjusted("out_of_memory", OUT_OF_MEMORY_MESSAGE, 2)
-                super()._emit("on_training_adjusted", adjusted)
+                super()._emit(adjusted)
 
     window = make_window(trainer_factory=AdjustingTrainer)
     status_messages: list[str] = []
@@ -325,3 +325,19 @@ def test_training_panel_keeps_the_latest_adjustment_of_each_kind(qtbot: Any) -> 
     assert panel.notice_label.toolTip()
     panel.start_run(fake_started())
     assert panel.notice_label.text() == "" and not panel.notice_label.isVisibleTo(panel)
+
+
+def test_every_engine_event_has_its_signal_and_reaches_it(qtbot: Any) -> None:
+    """The session's signals come from the event table: a new event needs no edit in the GUI."""
+    from ptm_studio.core.engine.control import TrainingControl
+    from ptm_studio.core.engine.events import EVENT_TYPES
+    from ptm_studio.gui.jobs.event_signals import EventForwarder
+    from ptm_studio.gui.panels._preview import fake_pretrain_samples
+
+    session = TrainingSession()
+    for event_type in EVENT_TYPES.values():
+        assert session.signal_for(event_type) is not None, event_type.__name__
+    event = fake_pretrain_samples(1)
+    with qtbot.waitSignal(session.pretrain_samples_ready, timeout=1000) as blocker:
+        EventForwarder(session.emit_event).on_event(event, TrainingControl())
+    assert blocker.args[0] is event

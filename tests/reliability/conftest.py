@@ -1,8 +1,8 @@
 """What every reliability test checks besides its own message: nothing the user had is lost.
 
-"Nothing lost" (RELIABILITY.md) means the user's picture folder is byte-for-byte unchanged and the
-last good checkpoint still loads. ``nothing_lost`` gives each test a trained run and a snapshot of
-its picture folder; ``nothing_lost.check()`` asserts both at the end.
+"Nothing lost" (docs/fault-catalogue.md) means the user's picture folder is byte-for-byte
+unchanged and the last good checkpoint still loads. ``nothing_lost`` gives each test a trained run
+and a snapshot of its picture folder; ``nothing_lost.check()`` asserts both at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ptm_studio.core.checkpoints import LoadedCheckpoint, load_checkpoint
 from ptm_studio.core.config import (
     DataConfig,
     DeviceConfig,
@@ -23,7 +24,6 @@ from ptm_studio.core.config import (
     RunConfig,
     replace_field,
 )
-from ptm_studio.core.engine.checkpoints import LoadedCheckpoint, load_checkpoint
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
 
@@ -89,7 +89,7 @@ def _trained_run_template(
         device=DeviceConfig(device="cpu", cpu_threads=1),
         seed=7,
     ).validate()
-    finished = Trainer(config, runs_root=root / "runs").run()
+    finished = Trainer.new_run(config, runs_root=root / "runs").run()
     assert finished.status == "completed", finished.error_details
     assert finished.run_dir is not None
     return pictures, finished.run_dir

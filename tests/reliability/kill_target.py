@@ -17,7 +17,7 @@ def main(data_dir: str, run_dir: str) -> None:
         saving=SavingConfig(checkpoint_every_steps=1),
         run_name=Path(run_dir).name,
     )
-    Trainer(config, runs_root=Path(run_dir).parent).run()
+    Trainer.new_run(config, runs_root=Path(run_dir).parent).run()
 
 
 if __name__ == "__main__":

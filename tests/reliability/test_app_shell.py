@@ -1,4 +1,5 @@
-"""The app shell (RELIABILITY Q1–Q5) and T7, through the main window as a user drives it.
+"""The app shell (faults Q1–Q5, docs/fault-catalogue.md) and T7, through the main window as a
+user drives it.
 
 Besides its own check, every test asserts what the user is told, that the user's picture folder
 is byte-for-byte unchanged and that the last good checkpoint still loads (``nothing_lost``).
@@ -25,10 +26,11 @@ from PySide6.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTreeWidg
 from ptm_studio.core.app_logging import configure_logging
 from ptm_studio.core.config import replace_field
 from ptm_studio.core.engine.callbacks import Callback
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_FAILED, STATUS_STOPPED
-from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
 from ptm_studio.gui import dialogs, resume_offer
+from ptm_studio.gui.jobs.training import TrainingRequest, make_trainer
 from ptm_studio.gui.main_window import MainWindow
 from ptm_studio.gui.plain_text import is_shown_literally
 from ptm_studio.gui.resume_offer import ResumeChoice
@@ -55,9 +57,9 @@ def open_window(make_window: Any, nothing_lost: NothingLost) -> Callable[..., Ma
         kwargs.setdefault("runs_root", nothing_lost.run_dir.path.parent)
         kwargs.setdefault("initial_folder", nothing_lost.pictures)
         window: MainWindow = make_window(**kwargs)
-        window.model_panel.load_from(nothing_lost.config)
-        window.objective_panel.load_from(
-            replace_field(nothing_lost.config, "optim.num_epochs", epochs)
+        config = replace_field(nothing_lost.config, "optim.num_epochs", epochs)
+        window.settings.replace(
+            replace_field(config, "data.data_dir", window.settings.config.data.data_dir)
         )
         return window
 
@@ -89,7 +91,7 @@ class _FailAt(Callback):
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def on_batch_finished(self, event: Any) -> None:
+    def on_batch_finished(self, event: Any, control: TrainingControl) -> None:
         if event.global_step >= self.step:
             raise RuntimeError("the graphics driver reset (simulated)")
 
@@ -114,11 +116,12 @@ def test_q1_an_exception_in_the_worker_shows_a_dialog_returns_to_idle_and_keeps_
     saved_step = nothing_lost.last_checkpoint_step
     monkeypatch.setattr(resume_offer, "ask_to_resume", lambda *_args: ResumeChoice.RESUME)
 
-    def failing_trainer(config: Any, **kwargs: Any) -> Trainer:
+    def failing_trainer(
+        request: TrainingRequest, callbacks: list[Callback], stop_request: StopRequest
+    ) -> Any:
         if where == "while building the trainer":
             raise MemoryError("not enough memory to set up the model (simulated)")
-        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), _FailAt(saved_step + 1)]
-        return Trainer(config, **kwargs)
+        return make_trainer(request, [*callbacks, _FailAt(saved_step + 1)], stop_request)
 
     window = open_window(trainer_factory=failing_trainer)
     window.run_controller.offer_to_resume_interrupted_runs()
@@ -151,8 +154,8 @@ def test_q2_an_exception_in_a_gui_slot_is_logged_shown_and_the_app_keeps_running
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
+    from ptm_studio.core import planning
     from ptm_studio.gui import app
-    from ptm_studio.gui.panels import objective_panel
 
     log_file = configure_logging(tmp_path / "logs")
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
@@ -164,8 +167,8 @@ def test_q2_an_exception_in_a_gui_slot_is_logged_shown_and_the_app_keeps_running
         def broken_estimate(*_args: Any) -> float:
             raise ZeroDivisionError("speed table is empty (simulated bug)")
 
-        working_estimate = objective_panel.estimate_images_per_second
-        monkeypatch.setattr(objective_panel, "estimate_images_per_second", broken_estimate)
+        working_estimate = planning.estimate_images_per_second
+        monkeypatch.setattr(planning, "estimate_images_per_second", broken_estimate)
         # The user presses "Auto settings"; its slot raises inside Qt's event loop.
         QTimer.singleShot(0, window.main_actions.auto.trigger)
         qtbot.waitUntil(lambda: bool(_errors(dialog_calls)), timeout=5000)
@@ -181,7 +184,7 @@ def test_q2_an_exception_in_a_gui_slot_is_logged_shown_and_the_app_keeps_running
         assert "Unhandled error in the app" in logged and "speed table is empty" in logged
 
         # Still running: the window answers and a training run starts and ends normally.
-        monkeypatch.setattr(objective_panel, "estimate_images_per_second", working_estimate)
+        monkeypatch.setattr(planning, "estimate_images_per_second", working_estimate)
         assert window.isVisible()
         with qtbot.waitSignal(window.session.training_finished, timeout=30_000) as blocker:
             window.training_panel.start_button.click()
@@ -268,8 +271,10 @@ def test_q4_thousands_of_events_per_second_leave_the_window_responsive(
     assert finished.status == STATUS_COMPLETED
     rate = total_steps / elapsed
     assert rate > 1000, f"the fake worker only sent {rate:.0f} events/s: not a flood"
-    # Generous for noisy CI machines: responsive means well under half a second, every time.
-    assert max_gap < 0.4, f"the event loop stalled for {1000 * max_gap:.0f} ms at {rate:.0f}/s"
+    # Catches real blocking (a flood that starves the event loop for a second or more), not speed:
+    # 7x the largest gap seen with four CPU hogs on a 2-core machine (136 ms; 50-80 ms otherwise).
+    # The speed figures are in benchmarks/event_loop_responsiveness.py.
+    assert max_gap < 1.0, f"the event loop stalled for {1000 * max_gap:.0f} ms at {rate:.0f}/s"
     metrics = window.metrics_panel
     metrics.refresh_all()
     assert metrics.step_loss_plot.point_count("raw") == total_steps  # nothing dropped
@@ -374,10 +379,11 @@ def test_t7_settings_changed_while_running_apply_to_the_next_run_only(
     frozen = RunDirectory(finished.run_dir).read_config()
     assert frozen.optim.num_epochs == 2 and frozen.optim.learning_rate == pytest.approx(3e-3)
     assert len(RunDirectory(finished.run_dir).read_metrics("epoch")) == 2
-    assert window.session.last_config.optim.num_epochs == 2
+    assert window.session.last_request is not None
+    assert window.session.last_request.config.optim.num_epochs == 2
     assert not banner.isVisibleTo(window.training_panel)
     _assert_idle_and_usable(window)
-    assert window.current_config().optim.num_epochs == 5  # kept for the next run
+    assert window.settings.config.optim.num_epochs == 5  # kept for the next run
     assert folder_digest(nothing_lost.pictures) == before
     assert_checkpoint_loads(RunDirectory(finished.run_dir).last_checkpoint_dir)
     nothing_lost.check()

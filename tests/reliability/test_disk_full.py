@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ptm_studio.core import checkpoints
+from ptm_studio.core.checkpoints import load_checkpoint
 from ptm_studio.core.config import RunConfig
-from ptm_studio.core.engine import checkpoints
-from ptm_studio.core.engine.checkpoints import load_checkpoint
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
 
@@ -49,7 +49,7 @@ def test_a_failed_checkpoint_write_pauses_and_keeps_the_last_good_one(
     config = tiny_config(num_epochs=3)
     # Epoch 1 writes "last" and "best"; the third write (epoch 2's "last") fails.
     monkeypatch.setattr(checkpoints, "write_bytes_atomic", failing_after(2, error_number))
-    finished = Trainer(config, runs_root=tmp_path).run()
+    finished = Trainer.new_run(config, runs_root=tmp_path).run()
     assert finished.status == "stopped", finished.error_details
     assert words in finished.error_message and "Resume" in finished.error_message
     run = RunDirectory(finished.run_dir)  # type: ignore[arg-type]
@@ -60,7 +60,7 @@ def test_a_failed_checkpoint_write_pauses_and_keeps_the_last_good_one(
     assert folder_digest(tiny_dataset) == pictures_before
 
     monkeypatch.undo()  # space was freed
-    resumed = Trainer(config, resume_from=run.path).run()
+    resumed = Trainer.resume(run.path).run()
     assert resumed.status == "completed", resumed.error_details
     assert [record["epoch"] for record in run.read_metrics("epoch")] == [1, 2, 3]
 
@@ -72,7 +72,7 @@ def test_too_little_free_space_is_caught_before_writing(
     monkeypatch.setattr(
         checkpoints.shutil, "disk_usage", lambda _path: usage(10**9, 10**9 - 1000, 1000)
     )
-    finished = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path).run()
+    finished = Trainer.new_run(tiny_config(num_epochs=1), runs_root=tmp_path).run()
     assert finished.status == "stopped"
     assert "nearly full" in finished.error_message and "MB free" in finished.error_message
     run_dir = RunDirectory(finished.run_dir)  # type: ignore[arg-type]

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ptm_studio.cli_output import print_summary
+from ptm_studio.core.checkpoints import load_checkpoint
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
-from ptm_studio.core.engine.checkpoints import load_checkpoint
+from ptm_studio.core.engine.control import TrainingControl
 from ptm_studio.core.engine.events import BatchFinished, CheckpointSaved, PredictionsReady
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
@@ -31,7 +32,7 @@ class AfterFirstBatch(Callback):
     def __init__(self, action: Callable[[], None]) -> None:
         self.action, self.done = action, False
 
-    def on_batch_finished(self, event: BatchFinished) -> None:
+    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
         if not self.done:
             self.done = True
             self.action()
@@ -53,7 +54,7 @@ def test_pictures_deleted_mid_run_are_skipped_and_reported(
         after_deletion.append(folder_digest(tiny_dataset))
 
     recorder = EventRecorder()
-    finished = Trainer(
+    finished = Trainer.new_run(
         config, callbacks=[recorder, AfterFirstBatch(delete_all_squares)], runs_root=tmp_path
     ).run()
     # Training squares met after the deletion are replaced by other pictures; validation squares
@@ -92,7 +93,9 @@ def test_only_training_pictures_deleted_are_skipped_and_training_completes(
             path.unlink()
         after_deletion.append(folder_digest(tiny_dataset))
 
-    finished = Trainer(config, callbacks=[AfterFirstBatch(delete_two)], runs_root=tmp_path).run()
+    finished = Trainer.new_run(
+        config, callbacks=[AfterFirstBatch(delete_two)], runs_root=tmp_path
+    ).run()
     assert finished.status == "completed", finished.error_details
     assert set(finished.skipped_files) == {str(path) for path in training_pictures}
     status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
@@ -109,7 +112,7 @@ def test_a_vanished_folder_pauses_with_a_checkpoint_and_resumes(
     pictures_before = folder_digest(tiny_dataset)
     moved = tmp_path / "unplugged"
     recorder = EventRecorder()
-    finished = Trainer(
+    finished = Trainer.new_run(
         config,
         callbacks=[recorder, AfterFirstBatch(lambda: shutil.move(str(tiny_dataset), str(moved)))],
         runs_root=tmp_path / "runs",
@@ -121,7 +124,7 @@ def test_a_vanished_folder_pauses_with_a_checkpoint_and_resumes(
 
     shutil.move(str(moved), str(tiny_dataset))  # the drive is plugged back in
     assert folder_digest(tiny_dataset) == pictures_before
-    resumed = Trainer(config, resume_from=finished.run_dir).run()
+    resumed = Trainer.resume(finished.run_dir).run()
     assert resumed.status == "completed", resumed.error_details
     assert folder_digest(tiny_dataset) == pictures_before
     assert_checkpoint_loads(RunDirectory(finished.run_dir).last_checkpoint_dir)  # type: ignore[arg-type]
@@ -136,7 +139,9 @@ def test_pictures_skipped_in_a_background_loading_process_are_reported_too(
 
     config = replace_field(tiny_config(num_epochs=2), "data.num_workers", 1)
     victim = prepare_split(config).train[0].path
-    finished = Trainer(config, callbacks=[AfterFirstBatch(victim.unlink)], runs_root=tmp_path).run()
+    finished = Trainer.new_run(
+        config, callbacks=[AfterFirstBatch(victim.unlink)], runs_root=tmp_path
+    ).run()
     assert finished.status == "completed", finished.error_details
     assert finished.skipped_files == (str(victim),)
     status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
@@ -157,7 +162,7 @@ def test_a_skip_outside_a_batch_is_not_reported_by_the_next_run(
     split.train[0].path.write_bytes(b"")  # broken after the scan
     previewed[0]  # skipped, outside any batch
 
-    finished = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path / "runs").run()
+    finished = Trainer.new_run(tiny_config(num_epochs=1), runs_root=tmp_path / "runs").run()
     assert finished.status == "completed", finished.error_details
     assert finished.skipped_files == ()
 
@@ -173,7 +178,7 @@ def test_a_labelled_picture_deleted_during_pretraining_is_left_out_of_the_measur
     config = replace_field(config, "objective.loss", "rotation")
     victims = sorted((tiny_dataset / "circle").glob("*.png"))[:3]
     recorder = EventRecorder()
-    finished = Trainer(
+    finished = Trainer.new_run(
         config,
         callbacks=[recorder, AfterFirstBatch(lambda: [path.unlink() for path in victims])],
         runs_root=tmp_path / "runs",

@@ -1,8 +1,8 @@
-"""I1–I13: bad pictures and odd folders, met the way a user meets them (RELIABILITY.md).
+"""I1–I13: bad pictures and odd folders, met the way a user meets them (docs/fault-catalogue.md).
 
 The bad files are planted in the user's own picture folder (``nothing_lost.pictures``); then the
 test goes through what the user does: scan the folder (``scan_folder`` + ``preflight``, or
-``ptm-studio scan``), train on it (``Trainer(...).run()``), predict (``ptm-studio predict`` /
+``ptm-studio scan``), train on it (``Trainer.new_run(...).run()``), predict (``ptm-studio predict`` /
 ``Predictor``) and look at the thumbnails (the GUI's ``load_thumbnail``). Each ends with
 ``nothing_lost.check()``: the app changed, moved or deleted none of the user's files, and the
 last good checkpoint of the earlier run still loads. I14 lives in test_files_vanish_during_training.
@@ -31,6 +31,7 @@ from PySide6.QtGui import QImage
 from pytestqt.qtbot import QtBot
 
 from ptm_studio.cli import main
+from ptm_studio.core.checkpoints import read_meta
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.data import (
     BACKGROUND_COLOUR,
@@ -46,13 +47,12 @@ from ptm_studio.core.data import (
     scan_folder,
 )
 from ptm_studio.core.engine.callbacks import EventRecorder
-from ptm_studio.core.engine.checkpoints import read_meta
 from ptm_studio.core.engine.events import BatchFinished, TrainingFinished, TrainingStarted
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.inference import Predictor
 from ptm_studio.gui.dataset_summary import DatasetSummary, scan_dataset
+from ptm_studio.gui.panels.dataset_panel import DatasetPanel
 from ptm_studio.gui.widgets.thumbnail_grid import load_thumbnail
-from ptm_studio.gui.workers.scan_worker import ScanJob
 
 from .conftest import NothingLost, folder_digest
 
@@ -85,7 +85,7 @@ def train(
 ) -> tuple[TrainingFinished, EventRecorder]:
     """One epoch on the user's pictures (or ``config``), into a new run under ``tmp_path``."""
     recorder = EventRecorder()
-    finished = Trainer(
+    finished = Trainer.new_run(
         config or nothing_lost.config, callbacks=[recorder], runs_root=tmp_path / "new runs"
     ).run()
     return finished, recorder
@@ -107,7 +107,7 @@ def assert_refused_before_training(
     finished: TrainingFinished, recorder: EventRecorder, *phrases: str
 ) -> str:
     assert finished.status == "failed", finished.error_details
-    assert finished.error_type == "DatasetError", finished.error_details
+    assert finished.kind == "data_unusable", finished.error_details
     assert recorder.of_type(BatchFinished) == [], "training started anyway"
     for phrase in phrases:
         assert phrase in finished.error_message, (phrase, finished.error_message)
@@ -783,19 +783,20 @@ def test_i12_a_big_folder_is_scanned_in_the_background_with_progress(
         finally:
             scanning["end"] = time.monotonic()
 
-    job = ScanJob(scan_function=timed_scan)
+    panel = DatasetPanel(scan_function=timed_scan)
+    qtbot.addWidget(panel)
     progress: list[tuple[int, int]] = []
-    job.progress.connect(lambda done, of: progress.append((done, of)))
+    panel.scan_job.progressed.connect(lambda done, of: progress.append((done, of)))
     finished: list[object] = []
-    job.scan_finished.connect(finished.append)
+    panel.dataset_changed.connect(finished.append)
     ticks: list[float] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
     timer.start(5)
-    with qtbot.waitSignal(job.scan_finished, timeout=60_000):
-        job.start(nothing_lost.pictures)
+    with qtbot.waitSignal(panel.dataset_changed, timeout=60_000):
+        panel.set_folder(nothing_lost.pictures)
     timer.stop()
-    assert job.wait()
+    assert panel.scan_job.wait()
 
     assert scanning["thread"] != threading.get_ident()
     during = [tick for tick in ticks if scanning["start"] < tick < scanning["end"]]
@@ -810,16 +811,17 @@ def test_i12_a_big_folder_is_scanned_in_the_background_with_progress(
 def test_i12_cancel_stops_a_big_scan_at_once(nothing_lost: NothingLost, qtbot: QtBot) -> None:
     plant_many(nothing_lost)
     nothing_lost.refresh()
-    job = ScanJob()
+    panel = DatasetPanel()
+    qtbot.addWidget(panel)
     finished: list[object] = []
-    job.scan_finished.connect(finished.append)
-    with qtbot.waitSignal(job.progress, timeout=30_000):
-        job.start(nothing_lost.pictures)
+    panel.dataset_changed.connect(finished.append)
+    with qtbot.waitSignal(panel.scan_job.progressed, timeout=30_000):
+        panel.set_folder(nothing_lost.pictures)
     pressed = time.monotonic()
-    with qtbot.waitSignal(job.scan_cancelled, timeout=10_000):
-        job.cancel()
+    with qtbot.waitSignal(panel.scan_job.cancelled, timeout=10_000):
+        panel.cancel_scan()
     assert time.monotonic() - pressed < 5.0
-    assert job.wait() and finished == []
+    assert panel.scan_job.wait() and finished == []
 
     # The same in the core: the scan polls should_cancel and stops with ScanCancelled.
     calls: list[tuple[int, int | None]] = []

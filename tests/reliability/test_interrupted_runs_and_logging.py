@@ -14,7 +14,7 @@ import psutil
 from ptm_studio.core.app_logging import configure_logging
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.callbacks import Callback
-from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory, find_interrupted_runs
 
@@ -22,11 +22,13 @@ from ptm_studio.core.runs import RunDirectory, find_interrupted_runs
 def test_runs_left_running_with_a_checkpoint_are_offered_for_resume(
     tiny_config: Callable[..., RunConfig], tmp_path: Path
 ) -> None:
-    completed = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path).run()
+    completed = Trainer.new_run(tiny_config(num_epochs=1), runs_root=tmp_path).run()
     stop = StopRequest()
     stop.request()
-    stopped = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path, stop_request=stop).run()
-    crashed = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path).run()
+    stopped = Trainer.new_run(
+        tiny_config(num_epochs=1), runs_root=tmp_path, stop_request=stop
+    ).run()
+    crashed = Trainer.new_run(tiny_config(num_epochs=1), runs_root=tmp_path).run()
     # As if the process died mid-run: run.json still says "running".
     RunDirectory(crashed.run_dir).write_status(status="running")  # type: ignore[arg-type]
     never_saved = RunDirectory.create(tmp_path, "died before its first checkpoint")
@@ -59,7 +61,7 @@ def test_a_run_still_training_in_another_process_is_not_offered(
     import subprocess
     import sys
 
-    finished = Trainer(tiny_config(num_epochs=1), runs_root=tmp_path).run()
+    finished = Trainer.new_run(tiny_config(num_epochs=1), runs_root=tmp_path).run()
     run = RunDirectory(finished.run_dir)  # type: ignore[arg-type]
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     started = psutil.Process(alive.pid).create_time()
@@ -85,8 +87,10 @@ def test_a_run_training_in_this_process_is_not_offered_until_it_ends(
     seen_during_run: list[list[Path]] = []
 
     class LookForInterrupted(Callback):
-        def on_epoch_finished(self, event: object) -> None:
+        def on_epoch_finished(self, event: object, control: TrainingControl) -> None:
             seen_during_run.append([info.path for info in find_interrupted_runs(tmp_path)])
 
-    Trainer(tiny_config(num_epochs=1), runs_root=tmp_path, callbacks=[LookForInterrupted()]).run()
+    Trainer.new_run(
+        tiny_config(num_epochs=1), runs_root=tmp_path, callbacks=[LookForInterrupted()]
+    ).run()
     assert seen_during_run == [[]]

@@ -17,16 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from ptm_studio.core.engine.callbacks import Callback, EventRecorder
-from ptm_studio.core.engine.checkpoints import (
+from ptm_studio.core.checkpoints import (
     is_complete_checkpoint,
     load_checkpoint,
     recover_checkpoint,
 )
-from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.callbacks import Callback, EventRecorder
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import BatchFinished, TrainingStarted
 from ptm_studio.core.engine.trainer import Trainer
-from ptm_studio.core.runs import RunDirectory
 
 from .conftest import folder_digest
 
@@ -49,7 +48,7 @@ class StopAfterFirstBatch(Callback):
     def __init__(self, stop_request: StopRequest) -> None:
         self.stop_request = stop_request
 
-    def on_batch_finished(self, event: BatchFinished) -> None:
+    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
         self.stop_request.request()
 
 
@@ -85,11 +84,8 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_checkpoint(
 
         stop = StopRequest()
         recorder = EventRecorder()
-        finished = Trainer(
-            RunDirectory(run_dir).read_config(),
-            callbacks=[recorder, StopAfterFirstBatch(stop)],
-            stop_request=stop,
-            resume_from=run_dir,
+        finished = Trainer.resume(
+            run_dir, callbacks=[recorder, StopAfterFirstBatch(stop)], stop_request=stop
         ).run()
         assert finished.status == "stopped", finished.error_details
         first_batch = recorder.of_type(BatchFinished)[0]
@@ -118,7 +114,7 @@ def test_periodic_checkpoints_are_saved_between_epoch_ends(
         tiny_config(num_epochs=1), "saving", SavingConfig(checkpoint_every_steps=every_steps)
     )
     recorder = EventRecorder()
-    Trainer(config, callbacks=[recorder], runs_root=tmp_path).run()
+    Trainer.new_run(config, callbacks=[recorder], runs_root=tmp_path).run()
     steps = recorder.of_type(TrainingStarted)[0].steps_per_epoch
     periodic = [
         event.global_step

@@ -1,4 +1,4 @@
-"""M1–M10: bad model files, met the way a user meets them (RELIABILITY.md).
+"""M1–M10: bad model files, met the way a user meets them (docs/fault-catalogue.md).
 
 A user meets a weights file as the starting point of a finetune (``model.weights = file`` or
 ``run``, in the app or with ``ptm-studio train --weights …``), and a run's checkpoint when
@@ -33,12 +33,12 @@ from torch import nn
 from torchvision.models import get_model
 
 from ptm_studio.cli import main
-from ptm_studio.core.config import ModelConfig, RunConfig, replace_field
-from ptm_studio.core.engine.checkpoints import (
+from ptm_studio.core.checkpoints import (
     TRAINER_STATE_FILE,
     load_checkpoint,
     save_checkpoint,
 )
+from ptm_studio.core.config import ModelConfig, RunConfig, replace_field
 from ptm_studio.core.engine.events import TrainingFinished
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.models import (
@@ -66,7 +66,7 @@ def finetune_from(
     """Start a new one-epoch finetune on the user's pictures from ``weights_path``."""
     config = replace_field(nothing_lost.config, "model.weights", source)
     config = replace_field(config, "model.weights_path", str(weights_path))
-    return Trainer(config.validate(), runs_root=tmp_path / "new runs").run()
+    return Trainer.new_run(config.validate(), runs_root=tmp_path / "new runs").run()
 
 
 def file_weights(path: Path) -> ModelConfig:
@@ -107,7 +107,7 @@ def cli_finetune(
 
 def assert_refused(finished: TrainingFinished, *phrases: str) -> str:
     assert finished.status == "failed", finished.error_details
-    assert finished.error_type == "WeightsError", finished.error_details
+    assert finished.kind == "weights_unusable", finished.error_details
     for phrase in phrases:
         assert phrase in finished.error_message, (phrase, finished.error_message)
     return finished.error_message
@@ -710,7 +710,7 @@ def test_m8_a_run_saved_on_a_gpu_resumes_on_the_cpu(
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
     run.write_config(replace_field(run.read_config(), "optim.num_epochs", 2))
 
-    finished = Trainer(run.read_config(), resume_from=run.path).run()
+    finished = Trainer.resume(run.path).run()
     assert finished.status == "completed", finished.error_details
     assert finished.epochs_completed == 2
     assert_only_safe_loads(torch_load_calls)
@@ -749,8 +749,8 @@ def test_m9_a_run_saved_under_a_unicode_long_path_is_byte_identical(
     nothing_lost: NothingLost, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = replace_field(nothing_lost.config, "run_name", "Lauf ✓ été 🐔")
-    plain = assert_completed(Trainer(config, runs_root=tmp_path / "plain").run())
-    awkward = assert_completed(Trainer(config, runs_root=awkward_folder(tmp_path)).run())
+    plain = assert_completed(Trainer.new_run(config, runs_root=tmp_path / "plain").run())
+    awkward = assert_completed(Trainer.new_run(config, runs_root=awkward_folder(tmp_path)).run())
     assert awkward.path.name == plain.path.name
     for kind in ("best", "last"):
         saved = awkward.checkpoints_dir / kind / "model.safetensors"
@@ -786,7 +786,7 @@ def imagenet_finetune(
     config = replace_field(config, "model.weights", "imagenet")
     config = replace_field(config, "model.allow_download", allow_download)
     started = time.perf_counter()
-    finished = Trainer(config.validate(), runs_root=tmp_path / "new runs").run()
+    finished = Trainer.new_run(config.validate(), runs_root=tmp_path / "new runs").run()
     return finished, time.perf_counter() - started
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from ptm_studio.cli import main
-from ptm_studio.core.config import replace_field
-from ptm_studio.core.engine.checkpoints import (
+from ptm_studio.core.checkpoints import (
     MODEL_FILE,
     DamagedCheckpointError,
     load_checkpoint,
     previous_checkpoint_dir,
     use_previous_checkpoint,
 )
+from ptm_studio.core.config import replace_field
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import find_interrupted_runs, read_resume_point
 
@@ -26,7 +26,7 @@ def train_two_epochs(nothing_lost: NothingLost) -> Path:
     """Resume the fixture's run for a second epoch, so that an epoch-1 checkpoint is 'previous'."""
     config = replace_field(nothing_lost.config, "optim.num_epochs", 2)
     nothing_lost.run_dir.write_config(config)
-    finished = Trainer(config, resume_from=nothing_lost.run_dir.path).run()
+    finished = Trainer.resume(nothing_lost.run_dir.path).run()
     assert finished.status == "completed", finished.error_details
     return nothing_lost.run_dir.last_checkpoint_dir
 

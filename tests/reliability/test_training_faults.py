@@ -1,4 +1,4 @@
-"""Training faults T1–T10 of RELIABILITY.md, each through a real tiny run on the CPU.
+"""Training faults T1–T10 of docs/fault-catalogue.md, each through a real tiny run on the CPU.
 
 Each test asserts what the user is told, and (through the ``nothing_lost`` fixture) that the
 picture folder is byte-for-byte unchanged and the last good checkpoint still loads. T3 (hard
@@ -22,11 +22,11 @@ import pytest
 import torch
 from torch.utils.data import get_worker_info
 
+from ptm_studio.core.checkpoints import load_checkpoint
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.data import ImageDataset
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
-from ptm_studio.core.engine.checkpoints import load_checkpoint
-from ptm_studio.core.engine.control import StopRequest
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import (
     BatchFinished,
     CheckpointSaved,
@@ -57,7 +57,7 @@ def train(
     handler, at whatever line is running)."""
     recorder = EventRecorder()
     callbacks = [recorder, *kwargs.pop("callbacks", [])]
-    trainer = Trainer(config, callbacks=callbacks, runs_root=tmp_path / "runs", **kwargs)
+    trainer = Trainer.new_run(config, callbacks=callbacks, runs_root=tmp_path / "runs", **kwargs)
     if not in_thread:
         return trainer.run(), recorder
     results: list[TrainingFinished] = []
@@ -127,12 +127,12 @@ def test_t1_when_one_picture_does_not_fit_the_run_fails_with_advice_and_keeps_it
 ) -> None:
     fits_at_most(0, monkeypatch)
     run = extend(nothing_lost, num_epochs=2)
-    finished = Trainer(nothing_lost.config, resume_from=run).run()
+    finished = Trainer.resume(run).run()
 
     assert finished.status == "failed"
     assert "even with one picture at a time" in finished.error_message
     assert "smaller image size" in finished.error_message
-    assert finished.error_type == "OutOfMemoryError"
+    assert finished.kind == "out_of_memory"
     assert nothing_lost.check().meta["epoch"] == 1  # the epoch-1 checkpoint is still the last
 
 
@@ -147,9 +147,9 @@ def test_t1_out_of_memory_in_the_optimiser_step_is_not_retried_in_pieces(
     monkeypatch.setattr(torch.optim.AdamW, "step", step_out_of_memory)
     run = extend(nothing_lost, num_epochs=2)
     events = EventRecorder()
-    finished = Trainer(nothing_lost.config, resume_from=run, callbacks=[events]).run()
+    finished = Trainer.resume(run, callbacks=[events]).run()
 
-    assert finished.status == "failed" and finished.error_type == "OutOfMemoryError"
+    assert finished.status == "failed" and finished.kind == "out_of_memory"
     assert "while updating the weights" in finished.error_message
     assert "smaller model" in finished.error_message
     assert events.of_type(TrainingAdjusted) == []
@@ -169,7 +169,7 @@ def test_t2_a_diverging_loss_stops_with_advice_and_no_checkpoint_holds_nan(
 
     monkeypatch.setattr(SupervisedTask, "compute_loss", nan_loss)
     run = extend(nothing_lost, num_epochs=3)
-    finished = Trainer(nothing_lost.config, resume_from=run).run()
+    finished = Trainer.resume(run).run()
 
     assert finished.status == "failed"
     assert "diverged at step" in finished.error_message
@@ -190,7 +190,7 @@ def test_t3_stray_temp_files_of_a_killed_write_are_cleaned_at_the_next_start(
     stray.write_bytes(b"{")
     run = extend(nothing_lost, num_epochs=2)
 
-    finished = Trainer(nothing_lost.config, resume_from=run).run()
+    finished = Trainer.resume(run).run()
 
     assert finished.status == "completed", finished.error_details
     assert not half_written.exists() and not stray.exists()
@@ -212,7 +212,7 @@ def test_t5_a_run_killed_mid_epoch_is_found_and_resumes_with_its_state_and_histo
     assert [info.path for info in interrupted] == [run_dir.path]
 
     events = EventRecorder()
-    finished = Trainer(nothing_lost.config, resume_from=run, callbacks=[events]).run()
+    finished = Trainer.resume(run, callbacks=[events]).run()
     assert finished.status == "completed", finished.error_details
     assert events.of_type(TrainingStarted)[0].start_epoch == 2
     first_step = events.of_type(BatchFinished)[0].global_step
@@ -230,7 +230,7 @@ class StopAtStep(Callback):
         self.stop_request, self.step = stop_request, step
         self.requested_at = 0.0
 
-    def on_batch_finished(self, event: BatchFinished) -> None:
+    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
         if event.global_step == self.step:
             self.requested_at = time.perf_counter()
             self.stop_request.request()
@@ -244,9 +244,7 @@ def test_t6_stop_mid_epoch_stops_at_the_next_batch_boundary_saves_and_resumes(
     stop = StopRequest()
     stopper = StopAtStep(stop, step=first_step + 2)
     events = EventRecorder()
-    finished = Trainer(
-        nothing_lost.config, resume_from=run, stop_request=stop, callbacks=[events, stopper]
-    ).run()
+    finished = Trainer.resume(run, stop_request=stop, callbacks=[events, stopper]).run()
 
     assert finished.status == "stopped"
     assert events.of_type(BatchFinished)[-1].global_step == first_step + 2  # no batch after it
@@ -254,7 +252,7 @@ def test_t6_stop_mid_epoch_stops_at_the_next_batch_boundary_saves_and_resumes(
     assert saved.reason == "stopped" and saved.global_step == first_step + 2
     assert nothing_lost.check().meta["global_step"] == first_step + 2
 
-    resumed = Trainer(nothing_lost.config, resume_from=run).run()
+    resumed = Trainer.resume(run).run()
     assert resumed.status == "completed", resumed.error_details
     nothing_lost.check()
 
@@ -310,7 +308,7 @@ class KillLoadingProcessesAfterEpoch(Callback):
     """As the system would kill a memory-hungry process: the persistent loaders die between
     epochs, while nothing is waiting on them."""
 
-    def on_epoch_finished(self, event: Any) -> None:
+    def on_epoch_finished(self, event: Any, control: TrainingControl) -> None:
         if event.epoch == 1:
             for child in multiprocessing.active_children():
                 os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
@@ -359,9 +357,9 @@ def test_t9_resuming_after_the_classes_changed_is_refused_before_training(
     nothing_lost.refresh()
     run = extend(nothing_lost, num_epochs=2)
     events = EventRecorder()
-    finished = Trainer(nothing_lost.config, resume_from=run, callbacks=[events]).run()
+    finished = Trainer.resume(run, callbacks=[events]).run()
 
-    assert finished.status == "failed" and finished.error_type == "DatasetError"
+    assert finished.status == "failed" and finished.kind == "data_changed"
     assert "not the ones this run was trained on" in finished.error_message
     assert (
         "missing now: square" in finished.error_message
@@ -391,7 +389,7 @@ def test_t10_same_seed_twice_is_identical_and_a_resumed_run_matches_exactly(
     )
     assert stopped.status == "stopped"
     resumed_events = EventRecorder()
-    resumed = Trainer(config, resume_from=stopped.run_dir, callbacks=[resumed_events]).run()
+    resumed = Trainer.resume(stopped.run_dir, callbacks=[resumed_events]).run()
     assert resumed.status == "completed", resumed.error_details
     stitched = [e.loss for e in stopped_events.of_type(BatchFinished)]
     stitched += [e.loss for e in resumed_events.of_type(BatchFinished)]

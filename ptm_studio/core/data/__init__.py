@@ -21,11 +21,12 @@ from ptm_studio.core.data.manifest import (
     ScanCancelled,
 )
 from ptm_studio.core.data.preflight import preflight
-from ptm_studio.core.data.scan import scan_folder
+from ptm_studio.core.data.scan import scan_folder, scan_is_current
 from ptm_studio.core.data.split import (
     DataSplit,
     keep_label_fraction,
     make_split,
+    split_for_run,
     stratified_split,
 )
 from ptm_studio.core.data.transforms import (
@@ -61,5 +62,7 @@ __all__ = [
     "make_split",
     "preflight",
     "scan_folder",
+    "scan_is_current",
+    "split_for_run",
     "stratified_split",
 ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -12,20 +12,22 @@ from ptm_studio.core.data.loader import load_image
 from ptm_studio.core.data.manifest import ImageRecord
 
 UNLABELLED = -1
+Sample = TypeVar("Sample")  # what the transform makes of a picture: a tensor, or a list of views
 
 
-class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
-    """(tensor, class index) pairs; the index is -1 for unlabelled pictures (pretraining).
+class ImageDataset(Dataset[tuple[Sample, int]], Generic[Sample]):
+    """(transformed picture, class index) pairs; the index is -1 for unlabelled pictures.
 
-    Random augmentations draw from torch's global generator (seeded by the trainer). A file that
-    became unreadable since the scan raises ImageLoadError naming it.
+    The transform usually gives one tensor; a MultiViewTransform gives a list of random views
+    (pretraining). Random augmentations draw from torch's global generator (seeded by the
+    trainer). A file that became unreadable since the scan raises ImageLoadError naming it.
     """
 
     def __init__(
         self,
         records: Sequence[ImageRecord],
         class_names: Sequence[str],
-        transform: Callable[[Image.Image], torch.Tensor],
+        transform: Callable[[Image.Image], Sample],
         decode_side: int | None = None,
     ) -> None:
         self.records = tuple(records)
@@ -46,7 +48,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, position: int) -> tuple[Sample, int]:
         picture = load_image(self.records[position].path, max_side=self.decode_side)
         return self.transform(picture), self._labels[position]
 

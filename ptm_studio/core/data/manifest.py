@@ -48,6 +48,9 @@ class DatasetScan:
     problems: tuple[Problem, ...]
     imbalance_ratio: float
     multi_frame_files: tuple[Path, ...] = ()
+    # What the folder looked like (see walk.fingerprint): the same folder, unchanged, gives the
+    # same fingerprint, so a scan can be reused instead of opening every picture again.
+    fingerprint: str = ""
 
     def count_by_class(self, split: str | None = None) -> dict[str, int]:
         """Images per class (every class listed, zero included), in one split or in all."""

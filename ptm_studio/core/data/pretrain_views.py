@@ -6,18 +6,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from ptm_studio.core.data.dataset import UNLABELLED
-from ptm_studio.core.data.loader import load_image
-from ptm_studio.core.data.manifest import ImageRecord
 from ptm_studio.core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ptm_studio.core.objectives.self_supervised import get_objective_class
 
 TRANSFORM_STRENGTHS = ("contrastive", "contrastive_keep_colours", "light")
-
-MultiViewSample = tuple[list[torch.Tensor], int]
 
 
 def build_pretrain_transform(
@@ -74,79 +67,18 @@ def build_pretrain_transform(
     return v2.Compose(steps)
 
 
-def views_for_objective(name: str) -> tuple[int, str]:
-    """(views per picture, transform strength) that the pretraining objective ``name`` needs."""
-    objective_class = get_objective_class(name)
-    return objective_class.views_per_image, objective_class.transform_strength
-
-
-class MultiViewDataset(Dataset[MultiViewSample]):
-    """([view_1, …, view_n], class index) per picture; each view is a fresh random transform.
-
-    The class index is -1 unless ``class_names`` is given and the record has a class: labels are
-    not used to pretrain, only to measure progress (k-NN accuracy) when the folder has them.
-    """
+class MultiViewTransform:
+    """Applies ``transform`` ``views_per_image`` times to one picture: the views of a picture
+    differ only by the random changes (the picture is decoded once). Use it as the transform of
+    an :class:`ImageDataset`, whose samples then are ``([view_1, …, view_n], class index)``."""
 
     def __init__(
-        self,
-        records: Sequence[ImageRecord],
-        transform: Callable[[Image.Image], torch.Tensor],
-        views_per_image: int,
-        class_names: Sequence[str] | None = None,
-        decode_side: int | None = None,
+        self, transform: Callable[[Image.Image], torch.Tensor], views_per_image: int
     ) -> None:
         if views_per_image < 1:
             raise ValueError(f"views_per_image must be at least 1, got {views_per_image}.")
-        self.records = tuple(records)
         self.transform = transform
-        self.decode_side = decode_side  # see decode_side_for
         self.views_per_image = views_per_image
-        self.class_names = tuple(class_names) if class_names is not None else ()
-        self._labels = self._label_indices()
 
-    def _label_indices(self) -> tuple[int, ...]:
-        if not self.class_names:
-            return (UNLABELLED,) * len(self.records)
-        index = {name: position for position, name in enumerate(self.class_names)}
-        named = {record.class_name for record in self.records if record.class_name is not None}
-        unknown = sorted(named.difference(index))
-        if unknown:
-            raise ValueError(f"images belong to classes the model does not have: {unknown}")
-        return tuple(
-            UNLABELLED if record.class_name is None else index[record.class_name]
-            for record in self.records
-        )
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, position: int) -> MultiViewSample:
-        # Decode once, transform n times: the views differ only by the random transform.
-        picture = load_image(self.records[position].path, max_side=self.decode_side)
-        views = [self.transform(picture) for _ in range(self.views_per_image)]
-        return views, self._labels[position]
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        return tuple(str(record.path) for record in self.records)
-
-    @property
-    def labels(self) -> tuple[int, ...]:
-        return self._labels
-
-
-def collate_views(batch: Sequence[MultiViewSample]) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Stacks samples into ([``[B, 3, S, S]`` per view], ``[B]`` labels).
-
-    torch's default_collate already gives this structure (as a list [views, labels], since it
-    transposes each sample's list of views into a list of batched tensors); this function gives
-    the same tensors as a tuple, with a clear error when samples have different view counts.
-    """
-    if not batch:
-        raise ValueError("Cannot collate an empty batch.")
-    num_views = len(batch[0][0])
-    if any(len(views) != num_views for views, _ in batch):
-        raise ValueError("Every picture in a batch must have the same number of views.")
-    views = [torch.stack([sample[0][index] for sample in batch]) for index in range(num_views)]
-    labels = torch.tensor([label for _, label in batch], dtype=torch.long)
-    return views, labels
+    def __call__(self, picture: Image.Image) -> list[torch.Tensor]:
+        return [self.transform(picture) for _ in range(self.views_per_image)]

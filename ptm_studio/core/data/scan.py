@@ -24,7 +24,7 @@ from ptm_studio.core.data.manifest import (
 )
 from ptm_studio.core.data.preflight import preflight
 from ptm_studio.core.data.problems import ScanFacts, find_problems, imbalance_ratio
-from ptm_studio.core.data.walk import FoundFile, Listing, ProgressReporter, list_tree
+from ptm_studio.core.data.walk import FoundFile, Listing, ProgressReporter, fingerprint, list_tree
 
 __all__ = [
     "DatasetError",
@@ -34,6 +34,7 @@ __all__ = [
     "ScanCancelled",
     "preflight",
     "scan_folder",
+    "scan_is_current",
 ]
 
 SPLIT_FOLDER_NAMES = {
@@ -96,6 +97,14 @@ def scan_folder(
     verified = _verify(labelling.entries, verify_images, progress)
     groups = find_identical_files(verified.sizes, progress.check_cancel)
     return _assemble(folder, listing, labelling, verified, groups, link_copies)
+
+
+def scan_is_current(scan: DatasetScan) -> bool:
+    """Whether ``scan`` still describes its folder: nothing was added, removed, renamed or
+    modified since. Walks the folder (quick) but opens no picture."""
+    if not scan.fingerprint or not scan.root.is_dir():
+        return False
+    return fingerprint(list_tree(scan.root, ProgressReporter(None, None))) == scan.fingerprint
 
 
 def _without_link_copies(files: Sequence[FoundFile]) -> tuple[list[FoundFile], list[Path]]:
@@ -223,4 +232,5 @@ def _assemble(
         problems=find_problems(facts),
         imbalance_ratio=imbalance_ratio(counts),
         multi_frame_files=facts.multi_frame,
+        fingerprint=fingerprint(listing),
     )

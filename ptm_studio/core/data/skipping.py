@@ -1,4 +1,5 @@
-"""Training goes on when pictures vanish or break after the scan (RELIABILITY I14).
+"""Training goes on when pictures vanish or break after the scan (fault I14,
+docs/fault-catalogue.md).
 
 A training picture that can no longer be read is skipped (the next one takes its place in the
 batch) and remembered, so the run can report it. A validation picture cannot be replaced (each

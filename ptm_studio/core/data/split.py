@@ -102,3 +102,16 @@ def make_split(scan: DatasetScan, validation_fraction: float, seed: int) -> Data
 
 def _by_path(records: list[ImageRecord]) -> tuple[ImageRecord, ...]:
     return tuple(sorted(records, key=lambda record: record.path))
+
+
+def split_for_run(
+    scan: DatasetScan, *, validation_fraction: float, label_fraction: float, seed: int
+) -> DataSplit:
+    """The split a run with these settings uses (and the window shows): the folder's own
+    train/val/test folders or a drawn validation share, only ``label_fraction`` of each class's
+    training pictures, and the files the scan could not use as ``left_out``."""
+    split = make_split(scan, validation_fraction, seed)
+    train = split.train
+    if label_fraction < 1:
+        train = keep_label_fraction(train, label_fraction, seed)
+    return DataSplit(split.class_names, train, split.val, split.test, left_out=scan.unreadable)

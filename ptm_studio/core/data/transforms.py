@@ -8,25 +8,16 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from ptm_studio.core.config import AUGMENTATION_DESCRIPTIONS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_DESCRIPTIONS = {
-    "flip": "Mirror pictures left to right at random. Good unless left and right matter "
-    "(for example text, or an asymmetric specimen seen from one side).",
-    "small_rotations": "Turn pictures by up to 15 degrees either way, as if the camera "
-    "were held slightly crooked.",
-    "colour_changes": "Vary brightness, contrast, saturation and hue a little, as under "
-    "different lighting or cameras.",
-    "random_crop": "Train on a random part (60 to 100 %) of each picture, so the model does "
-    "not rely on the object always filling the frame in the same way.",
-}
 
 
 def describe_augmentation(name: str) -> str:
     """A sentence for the GUI saying what an augmentation does to the training pictures."""
     try:
-        return _DESCRIPTIONS[name]
+        return AUGMENTATION_DESCRIPTIONS[name]
     except KeyError:
         raise ValueError(_unknown(name)) from None
 
@@ -48,7 +39,7 @@ def build_transform(
     if image_size < 1:
         raise ValueError(f"image_size must be a positive number of pixels, not {image_size}")
     for name in augmentations:
-        if name not in _DESCRIPTIONS:
+        if name not in AUGMENTATION_DESCRIPTIONS:
             raise ValueError(_unknown(name))
     chosen = set(augmentations) if train else set()
     steps: list[v2.Transform] = _geometry(image_size, "random_crop" in chosen)
@@ -73,5 +64,5 @@ def _geometry(image_size: int, random_crop: bool) -> list[v2.Transform]:
 
 
 def _unknown(name: str) -> str:
-    known = ", ".join(_DESCRIPTIONS)
+    known = ", ".join(AUGMENTATION_DESCRIPTIONS)
     return f"unknown augmentation {name!r}; PTM Studio knows: {known}"

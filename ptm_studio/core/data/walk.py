@@ -7,6 +7,7 @@ folder already visited: no loops, no duplicates.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import deque
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class FoundFile:
     real: tuple[Path, str]
     size: int | None
     via_link: bool
+    modified_ns: int | None = None  # last modification, for telling an unchanged folder
 
 
 @dataclass
@@ -98,6 +100,18 @@ class _Folder:
 def list_tree(root: Path, progress: ProgressReporter) -> Listing:
     """Walk ``root`` (already absolute) and sort what is there into a Listing."""
     return _Walker(root, progress).walk()
+
+
+def fingerprint(listing: Listing) -> str:
+    """A digest of the folders and picture files (names, sizes, modification times): equal
+    fingerprints mean nothing a scan looks at changed, without opening a single picture."""
+    digest = hashlib.sha256()
+    for folder in listing.folders:
+        digest.update(("d\0" + "/".join(folder) + "\n").encode("utf-8", "surrogateescape"))
+    for found in listing.files:
+        line = f"f\0{'/'.join(found.relative)}\0{found.size}\0{found.modified_ns}\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 class _Walker:
@@ -178,10 +192,12 @@ class _Walker:
             self.listing.other_files.append(path)
             return
         try:
-            size: int | None = entry.stat().st_size
+            stat = entry.stat()
+            size: int | None = stat.st_size
+            modified_ns: int | None = stat.st_mtime_ns
         except OSError:
-            size = None  # the loader will say what is wrong with the file
-        self.listing.files.append(FoundFile(path, relative, real, size, via_link))
+            size = modified_ns = None  # the loader will say what is wrong with the file
+        self.listing.files.append(FoundFile(path, relative, real, size, via_link, modified_ns))
         self.progress.step(len(self.listing.files), None)
 
     def _resolve_inside(self, link: Path) -> Path | None:

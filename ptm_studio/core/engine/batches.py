@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from ptm_studio.core.checkpoints import restore_rng_state
 from ptm_studio.core.data.skipping import forget_skips_inherited
-from ptm_studio.core.engine.checkpoints import restore_rng_state
 from ptm_studio.core.engine.loading import is_loader_failure, loader_failure_message, shut_down
 from ptm_studio.core.engine.tasks import TrainingTask
 

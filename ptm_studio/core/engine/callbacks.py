@@ -1,83 +1,71 @@
-"""Callbacks receive engine events; a CallbackList dispatches each to ``on_<event>``.
+"""Callbacks receive the run's events; the hook for ``BatchFinished`` is ``on_batch_finished``.
 
-Callbacks observe: they get immutable events and may only ask the run to stop through the
-StopRequest they were given. A callback that raises is a bug in that callback; the Trainer
-lets the exception fail the run so it is never silently ignored.
+A callback defines the hooks it needs, each taking ``(event, control)``: the immutable event and
+the run's :class:`TrainingControl`, the only thing a callback may change. ``on_event`` receives
+every event (recorders and forwarders override it). The hook names come from the event table, so
+a misspelt hook is an error when the class is defined, not a hook that silently never runs.
+
+A callback that raises is a bug in that callback; the Trainer lets the exception fail the run so
+it is never silently ignored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import TypeVar
 
-from ptm_studio.core.engine.events import (
-    BatchFinished,
-    CheckpointSaved,
-    EpochFinished,
-    Event,
-    PredictionsReady,
-    PretrainSamplesReady,
-    TrainingAdjusted,
-    TrainingFinished,
-    TrainingStarted,
-    hook_name,
-)
+from ptm_studio.core.engine.control import TrainingControl
+from ptm_studio.core.engine.events import EngineEvent, hook_names
+
+EventType = TypeVar("EventType", bound=EngineEvent)
 
 
 class Callback:
-    """Override the hooks you need; each receives one immutable event."""
+    """Define ``on_<event>(self, event, control)`` for the events you need."""
 
-    def on_training_started(self, event: TrainingStarted) -> None: ...
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        known = hook_names()
+        unknown = sorted(
+            name
+            for name in vars(cls)
+            if name.startswith("on_") and name != "on_event" and name not in known
+        )
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__} defines {', '.join(unknown)}, which no event calls; "
+                f"the hooks are: {', '.join(sorted(known))}"
+            )
 
-    def on_batch_finished(self, event: BatchFinished) -> None: ...
-
-    def on_epoch_finished(self, event: EpochFinished) -> None: ...
-
-    def on_predictions_ready(self, event: PredictionsReady) -> None: ...
-
-    def on_pretrain_samples_ready(self, event: PretrainSamplesReady) -> None: ...
-
-    def on_checkpoint_saved(self, event: CheckpointSaved) -> None: ...
-
-    def on_training_adjusted(self, event: TrainingAdjusted) -> None: ...
-
-    def on_training_finished(self, event: TrainingFinished) -> None: ...
-
-
-class FunctionCallback(Callback):
-    """Sends every event to one function (handy for tests and recorders)."""
-
-    def __init__(self, function: Callable[[Event], None]) -> None:
-        self._function = function
-
-    def __getattribute__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return object.__getattribute__(self, "_function")
-        return object.__getattribute__(self, name)
+    def on_event(self, event: EngineEvent, control: TrainingControl) -> None:
+        """Receives every event; by default passes it to the event's own hook, if defined."""
+        hook = getattr(self, event.hook_name, None)
+        if hook is not None:
+            hook(event, control)
 
 
 class EventRecorder(Callback):
-    """Keeps every event in order; used by tests and the CLI summary."""
+    """Keeps every event in order; used by tests, the comparison and the CLI summary."""
 
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self.events: list[EngineEvent] = []
 
-    def _record(self, event: Event) -> None:
+    def on_event(self, event: EngineEvent, control: TrainingControl) -> None:
         self.events.append(event)
 
-    on_training_started = on_batch_finished = on_epoch_finished = _record
-    on_predictions_ready = on_checkpoint_saved = on_training_finished = _record
-    on_pretrain_samples_ready = on_training_adjusted = _record
-
-    def of_type(self, event_type: type) -> list[Event]:
+    def of_type(self, event_type: type[EventType]) -> list[EventType]:
         return [event for event in self.events if isinstance(event, event_type)]
 
 
 class CallbackList:
-    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
-        self.callbacks = list(callbacks)
+    """Sends each event to every callback, in order, with the run's control."""
 
-    def emit(self, event: Event) -> None:
-        name = hook_name(event)
+    def __init__(
+        self, callbacks: Iterable[Callback] = (), control: TrainingControl | None = None
+    ) -> None:
+        self.callbacks = list(callbacks)
+        self.control = control or TrainingControl()
+
+    def emit(self, event: EngineEvent) -> None:
         for callback in self.callbacks:
-            getattr(callback, name)(event)
+            callback.on_event(event, self.control)

@@ -1,15 +1,23 @@
-"""Immutable snapshots the Trainer fires to callbacks.
+"""The events a run fires, declared once: this module is the table.
+
+Every event is a frozen dataclass deriving from :class:`EngineEvent`; deriving registers it, and
+its names follow from its class name: ``BatchFinished`` → callback hook ``on_batch_finished`` →
+Qt signal ``batch_finished``. The callback dispatch (callbacks.py), the recorder for tests and the
+GUI's signals are all made from :data:`EVENT_TYPES`, so adding an event is this declaration plus
+the code that fires it and the code that shows it.
 
 Every event fires on the training thread. Payloads are plain values (floats, ints, strings,
-paths, tuples, small numpy arrays) so the GUI can carry them across threads safely: never
-live tensors. Names follow ``<Noun><PastParticiple>``; the callback hook is ``on_<snake_name>``.
+paths, tuples, small numpy arrays) so the GUI can carry them across threads safely: never live
+tensors. Names follow ``<Noun><PastParticiple>``.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -17,12 +25,52 @@ STATUS_COMPLETED = "completed"
 STATUS_STOPPED = "stopped"
 STATUS_FAILED = "failed"
 
+EVENT_TYPES: dict[str, type[EngineEvent]] = {}
+"""Every event type by its class name, in the order they are declared."""
+
+
+def snake_case(name: str) -> str:
+    """``BatchFinished`` → ``batch_finished``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
 
 @dataclass(frozen=True)
-class TrainingStarted:
+class EngineEvent:
+    """Base of every event; subclasses register themselves in :data:`EVENT_TYPES`."""
+
+    hook_name: ClassVar[str] = ""
+    """The callback method that receives it: ``on_batch_finished``."""
+    signal_name: ClassVar[str] = ""
+    """The Qt signal the GUI re-emits it as: ``batch_finished``."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__name__ in EVENT_TYPES:
+            raise TypeError(f"an event called {cls.__name__} is declared twice")
+        cls.signal_name = snake_case(cls.__name__)
+        cls.hook_name = f"on_{cls.signal_name}"
+        EVENT_TYPES[cls.__name__] = cls
+
+
+def hook_names() -> frozenset[str]:
+    return frozenset(event_type.hook_name for event_type in EVENT_TYPES.values())
+
+
+@dataclass(frozen=True)
+class DownloadProgressed(EngineEvent):
+    """Fires while starting weights (ImageNet) download, before TrainingStarted: at most ten
+    times a second, and always for the first and the last piece. ``total_bytes`` is 0 when
+    the server does not say."""
+
+    done_bytes: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class TrainingStarted(EngineEvent):
     """Fires once, after data and model are ready and before the first batch."""
 
-    run_dir: Path
+    run_dir: Path | None  # None for a run without a run folder (e.g. a learning-rate test)
     task: str
     class_names: tuple[str, ...]
     num_epochs: int
@@ -36,10 +84,12 @@ class TrainingStarted:
     # What the model started from, e.g. "ImageNet weights; the head was re-initialised for 5
     # classes" (a head-only mismatch is not an error, but the user should know).
     weights_note: str = ""
+    # Settings given with a resume and applied, in words ("Epochs: 10 → 20; ..."); see resume.py.
+    resume_changes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class BatchFinished:
+class BatchFinished(EngineEvent):
     """Fires after every optimiser step. ``epoch`` counts from 1; ``global_step`` from 1."""
 
     epoch: int
@@ -55,7 +105,7 @@ class BatchFinished:
 
 
 @dataclass(frozen=True)
-class EpochFinished:
+class EpochFinished(EngineEvent):
     """Fires after the validation pass of each epoch. Metrics are NaN when there is no validation."""
 
     epoch: int
@@ -73,6 +123,28 @@ class EpochFinished:
     # Pretraining only: ~1 when embeddings are well spread, towards 0 when they collapse.
     # (For pretraining, val_accuracy is the k-nearest-neighbour accuracy on frozen features.)
     embedding_spread: float = float("nan")
+    global_step: int = 0
+    best_val_accuracy: float = float("nan")
+    epochs_without_improvement: int = 0  # epochs since the best one (early stopping counts them)
+
+
+@dataclass(frozen=True)
+class EvaluationFinished(EngineEvent):
+    """Fires after a validation pass a callback asked for in the middle of an epoch (see
+    TrainingControl.request_evaluation); the pass at each epoch's end is in EpochFinished.
+
+    ``epoch`` is fractional (2.5 = halfway through the third epoch) so it can be plotted on
+    the same axis as the epochs. Metrics are NaN where they do not apply (pretraining without a
+    labelled folder). Evaluating never changes the training run: the random state is kept.
+    """
+
+    epoch: float
+    global_step: int
+    val_loss: float
+    val_accuracy: float
+    val_top5_accuracy: float
+    per_class: tuple[dict[str, float | str | int], ...] = ()
+    confusion_matrix: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -93,7 +165,7 @@ class PredictionRecord:
 
 
 @dataclass(frozen=True)
-class PredictionsReady:
+class PredictionsReady(EngineEvent):
     """Fires after each validation pass with one record per validation image."""
 
     epoch: int
@@ -102,7 +174,7 @@ class PredictionsReady:
 
 
 @dataclass(frozen=True)
-class PretrainSamplesReady:
+class PretrainSamplesReady(EngineEvent):
     """Fires after each pretraining epoch with a few pictures as the objective sees them.
 
     ``kind`` is "reconstruction" (inputs and their reconstructions) or "pair" (the two random
@@ -116,17 +188,26 @@ class PretrainSamplesReady:
 
 
 @dataclass(frozen=True)
-class CheckpointSaved:
+class PicturesSkipped(EngineEvent):
+    """Fires after TrainingStarted and at an epoch's end whenever more pictures were left out:
+    files the scan could not use, and pictures that could not be read any more during the run.
+    ``files`` holds every (path, reason) left out so far, not only the new ones."""
+
+    files: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(EngineEvent):
     """Fires after a checkpoint has been written completely (atomically)."""
 
     epoch: int
     global_step: int
     path: Path
-    reason: str  # "epoch", "best", "stopped", "periodic"
+    reason: str  # "epoch", "best", "stopped", "periodic", "requested"
 
 
 @dataclass(frozen=True)
-class TrainingAdjusted:
+class TrainingAdjusted(EngineEvent):
     """Fires when the run changed how it works to keep going, e.g. after running out of memory.
 
     ``kind`` is "out_of_memory" (the batch is now processed in smaller pieces) or "data_loader"
@@ -138,9 +219,55 @@ class TrainingAdjusted:
     global_step: int
 
 
+class Ending(enum.StrEnum):
+    """How a run ended, for callers to branch on (never on message text)."""
+
+    COMPLETED = "completed"
+    ENDED_EARLY = "ended_early"  # a callback ended it: no improvement any more, a time budget
+    STOPPED = "stopped"  # the user pressed Stop (or Ctrl-C): saved, resumable
+    STOPPED_BEFORE_TRAINING = "stopped_before_training"
+    PAUSED_DISK = "paused_disk"  # a checkpoint could not be written (disk full, read-only)
+    PAUSED_DATA_MISSING = "paused_data_missing"  # the picture folder went away (a drive unplugged)
+    INVALID_SETTINGS = "invalid_settings"
+    DATA_UNUSABLE = "data_unusable"  # the pictures cannot train (too few, unreadable, …)
+    DATA_CHANGED = "data_changed"  # a resumed run's classes are not the ones it started with
+    WEIGHTS_UNUSABLE = "weights_unusable"  # the starting weights could not be used
+    CHECKPOINT_DAMAGED = "checkpoint_damaged"  # see TrainingFinished.previous_checkpoint
+    CHECKPOINT_UNUSABLE = "checkpoint_unusable"
+    DIVERGED = "diverged"
+    OUT_OF_MEMORY = "out_of_memory"
+    FILE_ERROR = "file_error"  # reading or writing a file failed (the message names it)
+    UNEXPECTED = "unexpected"  # a bug: the details hold the traceback
+
+    @property
+    def status(self) -> str:
+        """completed, stopped (resumable: nothing was lost) or failed."""
+        if self in (Ending.COMPLETED, Ending.ENDED_EARLY):
+            return STATUS_COMPLETED
+        if self in _STOPPED_ENDINGS:
+            return STATUS_STOPPED
+        return STATUS_FAILED
+
+
+_STOPPED_ENDINGS = frozenset(
+    {
+        Ending.STOPPED,
+        Ending.STOPPED_BEFORE_TRAINING,
+        Ending.PAUSED_DISK,
+        Ending.PAUSED_DATA_MISSING,
+    }
+)
+_DEFAULT_ENDING = {
+    STATUS_COMPLETED: Ending.COMPLETED,
+    STATUS_STOPPED: Ending.STOPPED,
+    STATUS_FAILED: Ending.UNEXPECTED,
+}
+
+
 @dataclass(frozen=True)
-class TrainingFinished:
-    """Fires exactly once at the end, whatever happened. ``status`` is completed, stopped or failed."""
+class TrainingFinished(EngineEvent):
+    """Fires exactly once at the end, whatever happened. ``status`` is completed, stopped or
+    failed; ``kind`` says why (an :class:`Ending`; by default the plain one for the status)."""
 
     status: str
     run_dir: Path | None
@@ -150,24 +277,16 @@ class TrainingFinished:
     elapsed_seconds: float
     error_message: str = ""
     error_details: str = ""
-    error_type: str = ""  # the exception's class name, e.g. "DatasetError"
-    # Training pictures that could not be read during the run and were skipped.
+    kind: str = ""
+    # Pictures left out (unreadable before or during the run), by path.
     skipped_files: tuple[str, ...] = ()
+    # With kind "checkpoint_damaged": the intact save before the damaged one, if there is one.
+    previous_checkpoint: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", _DEFAULT_ENDING.get(self.status, Ending.UNEXPECTED))
 
 
-Event = (
-    TrainingStarted
-    | BatchFinished
-    | EpochFinished
-    | PredictionsReady
-    | PretrainSamplesReady
-    | CheckpointSaved
-    | TrainingAdjusted
-    | TrainingFinished
-)
-
-
-def hook_name(event: object) -> str:
-    """``BatchFinished`` → ``on_batch_finished``: one vocabulary from engine to GUI."""
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
-    return f"on_{snake}"
+Event = EngineEvent
+"""Any event (kept as the name callers use)."""

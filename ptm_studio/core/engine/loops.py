@@ -35,6 +35,21 @@ class StepContext:
     gradient_clip_norm: float
 
 
+@contextlib.contextmanager
+def kept_as_it_was(module: nn.Module) -> Iterator[None]:
+    """Run a measurement in the middle of training without changing the training: every
+    submodule gets its train/eval mode back, and the random state (torch's, on every GPU too) is
+    forked, so the batches after it are drawn exactly as without it."""
+    modes = [(child, child.training) for child in module.modules()]
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=cuda_devices):
+            yield
+    finally:
+        for child, was_training in modes:
+            child.train(was_training)
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()

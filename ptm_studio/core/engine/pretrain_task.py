@@ -24,7 +24,7 @@ from ptm_studio.core.data import (
     make_split,
     scan_folder,
 )
-from ptm_studio.core.data.pretrain_views import MultiViewDataset, build_pretrain_transform
+from ptm_studio.core.data.pretrain_views import MultiViewTransform, build_pretrain_transform
 from ptm_studio.core.data.skipping import (
     MarkUnreadable,
     SkipUnreadable,
@@ -32,7 +32,7 @@ from ptm_studio.core.data.skipping import (
 )
 from ptm_studio.core.engine.events import PretrainSamplesReady
 from ptm_studio.core.engine.loading import loader_options, without_workers
-from ptm_studio.core.engine.loops import autocast
+from ptm_studio.core.engine.loops import autocast, kept_as_it_was
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.engine.setup import build_model, resolve_data_dir
 from ptm_studio.core.engine.tasks import BatchResult, EpochOutcome, TaskEnvironment, TrainingTask
@@ -107,11 +107,11 @@ class PretrainTask(TrainingTask):
             strength=self._view_strength(),
         )
         # Labels are ignored: every readable picture of the training part is used.
-        views = MultiViewDataset(
+        views = ImageDataset(
             split.train,
-            transform,
-            self.objective.views_per_image,
-            decode_side=decode_side_for(image_size),
+            split.class_names,
+            MultiViewTransform(transform, self.objective.views_per_image),
+            decode_side_for(image_size),
         )
         return SkipUnreadable(views, resolve_data_dir(self.config))
 
@@ -213,6 +213,9 @@ class PretrainTask(TrainingTask):
             outcome.events.append(samples)
         return outcome
 
+    def evaluate(self) -> EpochOutcome:
+        return EpochOutcome(val_accuracy=self._knn_accuracy())
+
     def _knn_accuracy(self) -> float:
         if self.monitor is None:
             return float("nan")
@@ -228,10 +231,9 @@ class PretrainTask(TrainingTask):
         count = min(SAMPLE_COUNT, len(self.train_set))
         if count == 0:
             return None
-        # Drawing views uses the RNG: fork it so showing samples never changes the training run.
-        # manual_seed also seeds every CUDA generator, so those are forked too.
-        cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=cuda_devices):
+        # Drawing views uses the RNG (manual_seed seeds every CUDA generator too): forked, so
+        # showing samples never changes the training run.
+        with kept_as_it_was(self.model):
             torch.manual_seed(epoch_index)
             views = [
                 torch.stack(view)
@@ -242,7 +244,6 @@ class PretrainTask(TrainingTask):
                 output = self.objective(
                     self.model.backbone, [self._to_device(view) for view in views]
                 )
-            self.model.train()
         if "reconstruction" in output.extras:
             kind, second = "reconstruction", output.extras["reconstruction"]
         elif len(views) == 2:

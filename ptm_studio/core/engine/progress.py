@@ -1,10 +1,14 @@
-"""Counters of a run in progress: position, running sums, best score, timing. Saved for resume."""
+"""Counters of a run in progress (position, running sums, best score, timing; saved for
+resume), and a throttle for progress reports that arrive faster than anyone can read them."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
+
+REPORT_INTERVAL_S = 0.1
 
 
 class RunProgress:
@@ -23,7 +27,6 @@ class RunProgress:
         self.finite_batches = 0
         self.correct = 0
         self.seen = 0
-        self._batch_log: list[dict[str, Any]] = []
         self._epoch_started = time.perf_counter()
         self._run_started = time.perf_counter()
         self._steps_this_session = 0
@@ -51,21 +54,6 @@ class RunProgress:
             self.correct += correct
             self.seen += batch_size
 
-    def log_batch(self, epoch_index: int, loss: float, learning_rate: float) -> None:
-        self._batch_log.append(
-            {
-                "type": "batch",
-                "epoch": epoch_index + 1,
-                "global_step": self.global_step,
-                "loss": loss,
-                "learning_rate": learning_rate,
-            }
-        )
-
-    def take_batch_log(self) -> list[dict[str, Any]]:
-        records, self._batch_log = self._batch_log, []
-        return records
-
     def finish_training_part(self) -> None:
         self.train_seconds = time.perf_counter() - self._epoch_started
 
@@ -84,9 +72,6 @@ class RunProgress:
         else:
             self.epochs_without_improvement += 1
         return is_best
-
-    def should_stop_early(self, patience: int) -> bool:
-        return patience > 0 and self.epochs_without_improvement >= patience
 
     # ------------------------------------------------------------- derived numbers
     def epoch_train_loss(self) -> float:
@@ -142,3 +127,27 @@ def _is_improvement(accuracy: float, loss: float, best_accuracy: float, best_los
     if math.isnan(best_accuracy) or accuracy > best_accuracy:
         return True
     return accuracy == best_accuracy and loss < best_loss
+
+
+class ProgressThrottle:
+    """Passes ``(done, total)`` reports on at most once per ``interval_s``; the first and the
+    final one (``done >= total`` with a known total) always."""
+
+    def __init__(
+        self,
+        report: Callable[[int, int], None],
+        interval_s: float = REPORT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._report = report
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last_report_at: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        is_final = total > 0 and done >= total
+        is_due = self._last_report_at is None or now - self._last_report_at >= self._interval_s
+        if is_final or is_due:
+            self._last_report_at = now
+            self._report(int(done), int(total))

@@ -1,4 +1,4 @@
-"""What a run reports: the events it fires, its metrics-log records and its checkpoint metadata.
+"""What a run reports: the events it fires and its checkpoint metadata.
 
 Plain functions of the run's state, so the Trainer keeps only the order in which they happen.
 """
@@ -10,46 +10,35 @@ from pathlib import Path
 from typing import Any
 
 from ptm_studio.core.config import RunConfig
-from ptm_studio.core.devices import DeviceInfo
-from ptm_studio.core.engine.events import BatchFinished, EpochFinished, TrainingStarted
+from ptm_studio.core.engine.events import (
+    BatchFinished,
+    EpochFinished,
+    EvaluationFinished,
+    TrainingStarted,
+)
+from ptm_studio.core.engine.parts import TrainingParts
 from ptm_studio.core.engine.progress import RunProgress
 from ptm_studio.core.engine.tasks import EpochOutcome, TrainingTask
 
-_EPOCH_LOG_FIELDS = (
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "val_top5_accuracy",
-    "learning_rate",
-    "epoch_seconds",
-    "is_best",
-    "embedding_spread",
-)
-
 
 def started_event(
-    run_dir: Path,
-    config: RunConfig,
-    task: TrainingTask,
-    progress: RunProgress,
-    steps_per_epoch: int,
-    device_info: DeviceInfo,
+    run_dir: Path | None, parts: TrainingParts, resume_changes: tuple[str, ...] = ()
 ) -> TrainingStarted:
+    config, task, progress = parts.config, parts.task, parts.progress
     return TrainingStarted(
         run_dir=run_dir,
         task=config.objective.task,
         class_names=task.class_names,
         num_epochs=config.optim.num_epochs,
         start_epoch=progress.epoch_index + 1,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=parts.steps_per_epoch,
         num_train_images=task.num_train_images,
         num_val_images=task.num_val_images,
-        device_name=device_info.name,
-        device_note=device_info.note,
+        device_name=parts.device.info.name,
+        device_note=parts.device.info.note,
         parameter_count=sum(p.numel() for p in task.trained_module().parameters()),
         weights_note=task.weights_note,
+        resume_changes=resume_changes,
     )
 
 
@@ -98,19 +87,24 @@ def epoch_event(
         per_class=outcome.per_class,
         confusion_matrix=outcome.confusion,
         embedding_spread=outcome.embedding_spread,
+        global_step=progress.global_step,
+        best_val_accuracy=progress.best_val_accuracy,
+        epochs_without_improvement=progress.epochs_without_improvement,
     )
 
 
-def epoch_log_record(event: EpochFinished, global_step: int) -> dict[str, Any]:
-    """The metrics.jsonl line of an epoch (the GUI rebuilds its charts from these)."""
-    matrix = event.confusion_matrix
-    return {
-        "type": "epoch",
-        "global_step": global_step,
-        **{name: getattr(event, name) for name in _EPOCH_LOG_FIELDS},
-        "confusion_matrix": matrix.tolist() if matrix is not None else None,
-        "per_class": list(event.per_class),
-    }
+def evaluation_event(
+    progress: RunProgress, steps_per_epoch: int, outcome: EpochOutcome
+) -> EvaluationFinished:
+    return EvaluationFinished(
+        epoch=progress.epoch_index + progress.batch_index / max(1, steps_per_epoch),
+        global_step=progress.global_step,
+        val_loss=outcome.val_loss,
+        val_accuracy=outcome.val_accuracy,
+        val_top5_accuracy=outcome.val_top5_accuracy,
+        per_class=outcome.per_class,
+        confusion_matrix=outcome.confusion,
+    )
 
 
 def checkpoint_meta(config: RunConfig, task: TrainingTask, progress: RunProgress) -> dict[str, Any]:

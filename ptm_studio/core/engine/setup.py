@@ -1,8 +1,7 @@
-"""Builds what a run needs from its config: data split and loaders, model, loss, optimiser."""
+"""Builds the pieces a run needs from its config: device, data split and loaders, model."""
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,22 +11,30 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ptm_studio.core.config import RunConfig
+from ptm_studio.core.config import DeviceConfig, RunConfig
 from ptm_studio.core.data import (
+    DatasetScan,
     DataSplit,
     ImageDataset,
     build_transform,
     decode_side_for,
     demo_data_dir,
-    keep_label_fraction,
-    make_split,
     preflight,
     scan_folder,
+    scan_is_current,
+    split_for_run,
 )
 from ptm_studio.core.data.skipping import (
     MarkUnreadable,
     SkipUnreadable,
     collate_reporting_skipped,
+)
+from ptm_studio.core.devices import (
+    DeviceInfo,
+    autocast_dtype,
+    configure_cpu_threads,
+    describe_device,
+    select_device,
 )
 from ptm_studio.core.engine.loading import loader_options
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
@@ -51,22 +58,48 @@ def resolve_data_dir(config: RunConfig) -> Path:
     return Path(config.data.data_dir).expanduser() if config.data.data_dir else demo_data_dir()
 
 
-def prepare_split(config: RunConfig) -> DataSplit:
-    """Scan the folder, refuse data that cannot train (plain-language DatasetError), split it."""
-    scan = scan_folder(resolve_data_dir(config), verify_images=True)
+@dataclass(frozen=True)
+class DeviceSetup:
+    """Where a run computes, and how."""
+
+    device: torch.device
+    info: DeviceInfo
+    autocast_dtype: torch.dtype | None
+    # channels_last speeds convolutions up on CUDA and on the CPU (~17 % for the small CNN
+    # here); Apple's MPS backend handles it poorly.
+    channels_last: bool
+
+
+def prepare_device(settings: DeviceConfig) -> DeviceSetup:
+    device = select_device(settings.device)
+    if device.type == "cpu":
+        configure_cpu_threads(settings.cpu_threads)
+    return DeviceSetup(
+        device=device,
+        info=describe_device(settings.device),
+        autocast_dtype=autocast_dtype(device, settings.precision),
+        channels_last=device.type in ("cuda", "cpu"),
+    )
+
+
+def prepare_split(config: RunConfig, scan: DatasetScan | None = None) -> DataSplit:
+    """Scan the folder (or reuse ``scan`` when the folder has not changed since), refuse data
+    that cannot train (plain-language DatasetError), and split it as the settings say."""
+    root = resolve_data_dir(config)
+    if scan is None or scan.root != root.absolute() or not scan_is_current(scan):
+        scan = scan_folder(root, verify_images=True)
     preflight(
         scan,
         task=config.objective.task,
         validation_fraction=config.data.validation_fraction,
         max_bad_file_fraction=config.data.max_bad_file_fraction,
     )
-    split = make_split(scan, config.data.validation_fraction, config.seed)
-    # Files the scan could not use are reported with the run, as files skipped during it are.
-    split = dataclasses.replace(split, left_out=scan.unreadable)
-    if config.data.label_fraction < 1:
-        train = keep_label_fraction(split.train, config.data.label_fraction, config.seed)
-        split = dataclasses.replace(split, train=train)
-    return split
+    return split_for_run(
+        scan,
+        validation_fraction=config.data.validation_fraction,
+        label_fraction=config.data.label_fraction,
+        seed=config.seed,
+    )
 
 
 @dataclass

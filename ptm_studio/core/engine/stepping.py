@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from ptm_studio.core.config import RunConfig
-from ptm_studio.core.engine.checkpoints import (
+from ptm_studio.core.checkpoints import (
     CheckpointError,
     LoadedCheckpoint,
     capture_rng_state,
 )
+from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.loops import StepContext, StepResult, accumulate_gradients, apply_update
 from ptm_studio.core.engine.memory import MicroBatching, OutOfMemoryError, is_out_of_memory
 from ptm_studio.core.engine.progress import RunProgress

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DataSplit
-from ptm_studio.core.engine.events import Event, PredictionsReady
+from ptm_studio.core.engine.events import EngineEvent, PredictionRecord, PredictionsReady
 from ptm_studio.core.engine.loading import without_workers
 from ptm_studio.core.engine.loops import BatchResult, autocast, evaluate, move_batch
 from ptm_studio.core.engine.memory import MicroBatching, batch_length
@@ -52,8 +52,7 @@ class EpochOutcome:
     per_class: tuple[dict[str, float | str | int], ...] = ()
     confusion: np.ndarray | None = None
     embedding_spread: float = float("nan")
-    events: list[Event] = field(default_factory=list)
-    prediction_rows: list[dict[str, Any]] = field(default_factory=list)
+    events: list[EngineEvent] = field(default_factory=list)
 
 
 class TrainingTask:
@@ -92,6 +91,12 @@ class TrainingTask:
         raise NotImplementedError
 
     def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
+        """What the epoch's end measures (with its extra events, e.g. the predictions)."""
+        raise NotImplementedError
+
+    def evaluate(self) -> EpochOutcome:
+        """The validation measurements alone, e.g. in the middle of an epoch; the caller keeps
+        the modules' train/eval modes and the random state as they were."""
         raise NotImplementedError
 
     def shareable_weights(self) -> dict[str, torch.Tensor]:
@@ -171,6 +176,14 @@ class SupervisedTask(TrainingTask):
         self.loaders.val = without_workers(self.loaders.val)
 
     def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
+        outcome, records = self._validate()
+        outcome.events.append(PredictionsReady(epoch_index + 1, self.class_names, records))
+        return outcome
+
+    def evaluate(self) -> EpochOutcome:
+        return self._validate()[0]
+
+    def _validate(self) -> tuple[EpochOutcome, tuple[PredictionRecord, ...]]:
         result = evaluate(
             self.model,
             iter(self.loaders.val),
@@ -185,27 +198,14 @@ class SupervisedTask(TrainingTask):
             self.unreadable_for_validation[path] = (
                 "could not be read any more (left out of validation)"
             )
-        names = self.class_names
-        rows = [
-            {
-                "path": record.path,
-                "true_class": names[record.true_index],
-                "predicted_class": names[record.predicted_index],
-                "confidence": f"{record.confidence:.6f}",
-                "loss": f"{record.loss:.6f}",
-                "is_correct": record.is_correct,
-            }
-            for record in result.records
-        ]
-        return EpochOutcome(
+        outcome = EpochOutcome(
             val_loss=result.loss,
             val_accuracy=result.accuracy,
             val_top5_accuracy=result.top5_accuracy,
             per_class=result.per_class,
             confusion=result.confusion,
-            events=[PredictionsReady(epoch_index + 1, names, result.records)],
-            prediction_rows=rows,
         )
+        return outcome, result.records
 
     def shareable_weights(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()

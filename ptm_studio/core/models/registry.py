@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 from torchvision.models import get_model
 
+from ptm_studio.core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError
 from ptm_studio.core.models.small_cnn import SMALL_CNN_FEATURE_DIM, SmallCNN
@@ -24,8 +25,6 @@ __all__ = [
     "register_backbone",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SPEED_HINTS = ("fastest", "fast", "medium", "slow")
 
 BackboneBuilder = Callable[[], tuple[nn.Module, int]]

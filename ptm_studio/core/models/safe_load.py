@@ -1,4 +1,4 @@
-"""Read weight files without ever running code from them (RELIABILITY M1–M9).
+"""Read weight files without ever running code from them (faults M1–M9, docs/fault-catalogue.md).
 
 ``.safetensors`` files hold only tensors. Pickle-based files (``.pt``, ``.pth``, ``.bin``,
 ``.ckpt``) are read only with ``torch.load(..., weights_only=True)``, never with a fallback to

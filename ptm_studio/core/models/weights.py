@@ -17,28 +17,24 @@ import torch.hub
 from torchvision.models import get_model_weights
 
 from ptm_studio.core.atomic_io import atomic_writer
+from ptm_studio.core.checkpoints import MODEL_FILE
 from ptm_studio.core.config import ModelConfig
-from ptm_studio.core.engine.checkpoints import (
-    CheckpointError,
-    is_complete_checkpoint,
-    read_meta,
-    recover_checkpoint,
-)
 from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError, WeightsError
 from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
 from ptm_studio.core.models.safe_load import LoadReport, apply_state_dict, load_state_dict_file
-from ptm_studio.core.runs import is_being_trained, resolve_run_folder
+from ptm_studio.core.runs import (
+    NoSavedModel,
+    UnusableCheckpoints,
+    model_checkpoint,
+    resolve_run_folder,
+)
 
 ProgressCallback = Callable[[int, int], None]
 
 STATUS_AVAILABLE_OFFLINE = "available_offline"
 STATUS_NEEDS_DOWNLOAD = "needs_download"
 STATUS_NOT_AVAILABLE = "not_available"
-RUN_CHECKPOINT_CANDIDATES = (
-    Path("checkpoints") / "best" / "model.safetensors",
-    Path("checkpoints") / "last" / "model.safetensors",
-)
 # Seconds a connection attempt or a single read may stall before the download gives up;
 # urlopen's own timeout, so no process-wide socket default is changed.
 DOWNLOAD_TIMEOUT_SECONDS = 30.0
@@ -101,44 +97,27 @@ def load_imagenet_weights(
 def load_run_weights(model: ImageClassifier, run_dir: Path) -> LoadReport:
     """Load the model an earlier run saved (its best checkpoint, else its last one)."""
     run_folder = Path(run_dir)
-    unusable: list[str] = []
-    for relative in RUN_CHECKPOINT_CANDIDATES:
-        candidate = run_folder / relative
-        # Finish a checkpoint swap a crash cut short, and skip a half-written checkpoint; not
-        # while another window trains that run (its half-written folder is work in progress).
-        if not is_being_trained(run_folder):
-            recover_checkpoint(candidate.parent)
-        if not candidate.is_file():
-            continue
-        if is_complete_checkpoint(candidate.parent):
-            state_dict = load_state_dict_file(candidate)
-            source = f"run '{run_folder.name}' ({relative.parent.name} checkpoint)"
-            return apply_state_dict(model, state_dict, source=source)
-        unusable.append(_why_unusable(candidate.parent))
-    if unusable:
+    try:
+        folder = model_checkpoint(run_folder)
+    except UnusableCheckpoints as error:
         # Say why (made with a newer PTM Studio, damaged…) rather than "no saved model".
         raise WeightsError(
-            f"No usable saved model was found in the run folder '{run_folder}': "
-            f"{'; '.join(unusable)}.",
+            f"No usable saved model was found in the run folder '{run_folder}': {error}.",
             advice="Choose another run, or start from other weights.",
             path=run_folder,
-        )
-    raise WeightsError(
-        f"No saved model was found in the run folder '{run_folder}'.",
-        advice=(
-            "Choose a run that finished at least one epoch (it has "
-            "checkpoints/best/model.safetensors or checkpoints/last/model.safetensors)."
-        ),
-        path=run_folder,
-    )
-
-
-def _why_unusable(checkpoint_folder: Path) -> str:
-    try:
-        read_meta(checkpoint_folder)
-    except CheckpointError as error:
-        return str(error)
-    return f"{checkpoint_folder}: its files are incomplete or corrupt (checksums do not match)"
+        ) from error
+    except NoSavedModel as error:
+        raise WeightsError(
+            f"No saved model was found in the run folder '{run_folder}'.",
+            advice=(
+                "Choose a run that finished at least one epoch (it has "
+                "checkpoints/best/model.safetensors or checkpoints/last/model.safetensors)."
+            ),
+            path=run_folder,
+        ) from error
+    state_dict = load_state_dict_file(folder / MODEL_FILE)
+    source = f"run '{run_folder.name}' ({folder.name} checkpoint)"
+    return apply_state_dict(model, state_dict, source=source)
 
 
 def load_initial_weights(

@@ -20,10 +20,3 @@ def is_backbone_frozen(model_config: ModelConfig, epoch_index: int) -> bool:
 def set_backbone_trainable(backbone: nn.Module, is_trainable: bool) -> None:
     for parameter in backbone.parameters():
         parameter.requires_grad_(is_trainable)
-
-
-def put_frozen_parts_in_eval_mode(backbone: nn.Module, is_frozen: bool) -> None:
-    # A frozen backbone must also keep its batch-norm statistics and switch off dropout,
-    # otherwise "frozen" features still drift with every training batch.
-    if is_frozen:
-        backbone.eval()

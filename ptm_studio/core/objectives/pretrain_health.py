@@ -119,7 +119,7 @@ def extract_features(
     """Backbone features ``[N, F]`` and labels ``[N]`` (both on the CPU) for every batch.
 
     The loader yields (images, labels) or (images, labels, positions); when images is a list
-    of views (MultiViewDataset) the first view is used. A negative position marks a picture that
+    of views (a MultiViewTransform) the first view is used. A negative position marks a picture that
     could no longer be read (MarkUnreadable): it is left out. The backbone runs in eval mode (BatchNorm uses its running statistics)
     under inference_mode and gets its previous train/eval mode back afterwards.
     """

@@ -315,6 +315,12 @@ def get_objective_class(name: str) -> type[PretrainObjective]:
         ) from None
 
 
+def views_for_objective(name: str) -> tuple[int, str]:
+    """(views per picture, transform strength) that the pretraining objective ``name`` needs."""
+    objective_class = get_objective_class(name)
+    return objective_class.views_per_image, objective_class.transform_strength
+
+
 def build_pretrain_objective(
     name: str,
     feature_dim: int,

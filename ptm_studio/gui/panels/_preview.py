@@ -109,7 +109,7 @@ def fake_pretrain_samples(
     if kind == "pair":
         second = np.roll(first, size // 4, axis=2)
     else:
-        second = first + rng.normal(0, 40 / epoch, size=first.shape)
+        second = first + rng.normal(0, 40 / epoch, size=first.shape).astype(np.float32)
     return PretrainSamplesReady(
         epoch=epoch,
         kind=kind,
@@ -188,7 +188,8 @@ def run_preview(build: Callable[[], QWidget], *, size: tuple[int, int] = (900, 6
 
     from ptm_studio.gui import theme
 
-    app = QApplication.instance() or QApplication(sys.argv)
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv)
     theme.apply_style(app)
     widget = build()
     widget.resize(*size)

@@ -1,8 +1,10 @@
 """DatasetPanel: choose a folder (dialog or drag-and-drop), scan it in the background, show what is in it.
 
 Shows classes with counts (and a bar per class), example thumbnails of the selected class, the
-split that will be used, and the problems found with what to do about each. A folder with no
-class subfolders is accepted for pretraining.
+split the run will use (the core's own split, with the settings' validation share), and the
+problems found with what to do about each. A folder with no class subfolders is accepted for
+pretraining. The folder is a setting (``data.data_dir``): the panel scans whatever folder the
+settings name, whoever chose it (the user, a resumed run, the last session).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -30,40 +31,54 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ptm_studio.core.config import RunConfig
 from ptm_studio.gui import dialogs, theme
-from ptm_studio.gui.dataset_summary import DatasetSummary
-from ptm_studio.gui.plain_text import plain_tooltip
+from ptm_studio.gui.dataset_summary import (
+    DatasetSummary,
+    ScanFunction,
+    SplitSettings,
+    scan_dataset,
+    summarize_scan,
+)
+from ptm_studio.gui.jobs.job import Job, JobContext
+from ptm_studio.gui.plain_text import plain_label, plain_tooltip
+from ptm_studio.gui.settings_model import SettingsModel
+from ptm_studio.gui.widgets.settings_binding import show_text
 from ptm_studio.gui.widgets.thumbnail_grid import PathListModel, ThumbnailCache, ThumbnailGrid
-from ptm_studio.gui.workers.scan_worker import ScanFunction, ScanJob
 
 SEVERITY_TEXT = {"error": "Must fix", "warning": "Check", "info": "Note"}
 
 
-def _plain_label(text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setWordWrap(True)
-    return label
+def split_settings_of(config: RunConfig) -> SplitSettings:
+    data = config.data
+    return SplitSettings(data.validation_fraction, data.label_fraction, config.seed)
 
 
 class DatasetPanel(QGroupBox):
     """``dataset_changed(DatasetSummary | None)`` fires when a scan finishes (None when cleared)."""
 
     dataset_changed = Signal(object)
-    folder_chosen = Signal(str)
     demo_requested = Signal()
 
     def __init__(
-        self, parent: QWidget | None = None, *, scan_function: ScanFunction | None = None
+        self,
+        settings: SettingsModel | None = None,
+        parent: QWidget | None = None,
+        *,
+        scan_function: ScanFunction | None = None,
     ) -> None:
         super().__init__("1. Images", parent)
         self.setAcceptDrops(True)
+        self.settings = settings or SettingsModel(parent=self)
         self.summary: DatasetSummary | None = None
-        self.scan_job = ScanJob(self, scan_function=scan_function)
-        self.scan_job.progress.connect(self._on_scan_progress)
-        self.scan_job.scan_finished.connect(self.show_summary)
-        self.scan_job.scan_failed.connect(self._on_scan_failed)
-        self.scan_job.scan_cancelled.connect(self._on_scan_cancelled)
+        self._scan_function = scan_function or scan_dataset
+        self._scanned_folder = ""  # the folder the summary (or the scan under way) is of
+        self._split = split_settings_of(self.settings.config)
+        self.scan_job = Job("ptm-scan", self)
+        self.scan_job.progressed.connect(self._on_scan_progress)
+        self.scan_job.succeeded.connect(self.show_summary)
+        self.scan_job.failed.connect(self._on_scan_failed)
+        self.scan_job.cancelled.connect(self._on_scan_cancelled)
         self.scan_job.running_changed.connect(self._on_scan_running)
 
         self.folder_edit = QLineEdit()
@@ -81,7 +96,7 @@ class DatasetPanel(QGroupBox):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop looking at the folder.")
         self.cancel_button.clicked.connect(self.cancel_scan)
-        self.summary_label = _plain_label(
+        self.summary_label = plain_label(
             "Choose a folder of images to start. Tip: try the demo images."
         )
         self.class_table = QTableWidget(0, 3)
@@ -130,12 +145,14 @@ class DatasetPanel(QGroupBox):
         layout.addWidget(self.summary_label)
         layout.addWidget(self.class_table, 2)
         layout.addWidget(self.thumbnail_strip)
-        layout.addWidget(_plain_label("Problems:"))
+        layout.addWidget(plain_label("Problems:"))
         layout.addWidget(self.problem_tree, 1)
+        self.settings.changed.connect(self.show_settings)
+        self.show_settings(self.settings.config)
 
     @property
     def folder(self) -> str:
-        return self.folder_edit.text()
+        return self.settings.config.data.data_dir or ""
 
     @Slot()
     def choose_folder(self) -> None:
@@ -146,21 +163,40 @@ class DatasetPanel(QGroupBox):
             self.set_folder(chosen)
 
     def set_folder(self, folder: str | Path) -> None:
+        """Use ``folder``; choosing the folder already shown looks at it again."""
         folder = str(folder)
-        self.folder_edit.setText(folder)
-        self.folder_chosen.emit(folder)
+        if folder == self.folder:
+            self._scan(folder)
+        else:
+            self.settings.set("data.data_dir", folder)  # show_settings scans it
+
+    @Slot(object)
+    def show_settings(self, config: RunConfig) -> None:
+        folder = config.data.data_dir or ""
+        show_text(self.folder_edit, folder)
+        split = split_settings_of(config)
+        split_changed = split != self._split
+        self._split = split
+        if folder != self._scanned_folder:
+            self._scan(folder)
+        elif split_changed and self.summary is not None and self.summary.scan is not None:
+            self.show_summary(self.summary)  # the same pictures, split as the settings now say
+
+    def _scan(self, folder: str) -> None:
+        self._scanned_folder = folder
+        if not folder:
+            return
         self.summary_label.setText(f"Looking at {folder} …")
-        self.scan_job.start(Path(folder))
+        scan, root = self._scan_function, Path(folder)
+
+        def work(context: JobContext) -> DatasetSummary:
+            return scan(root, progress=context.progress, should_stop=lambda: context.is_cancelled)
+
+        self.scan_job.restart(work)
 
     @Slot()
     def cancel_scan(self) -> None:
         self.scan_job.cancel()
-
-    def set_locked(self, is_locked: bool) -> None:
-        """Frozen while training: the run keeps the dataset it started with."""
-        for widget in (self.choose_button, self.demo_button):
-            widget.setEnabled(not is_locked)
-        self.setAcceptDrops(not is_locked)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self._dropped_folder(event) is not None:
@@ -197,6 +233,7 @@ class DatasetPanel(QGroupBox):
 
     @Slot(str, str)
     def _on_scan_failed(self, message: str, details: str) -> None:
+        message = f"Could not read the folder {self._scanned_folder}: {message}"
         self.summary_label.setText(message)
         self.summary = None
         self.dataset_changed.emit(None)
@@ -208,6 +245,8 @@ class DatasetPanel(QGroupBox):
 
     @Slot(object)
     def show_summary(self, summary: DatasetSummary) -> None:
+        if summary.scan is not None and summary.split_settings != self._split:
+            summary = summarize_scan(summary.scan, self._split)
         self.summary = summary
         if summary.is_labeled:
             self.summary_label.setText(

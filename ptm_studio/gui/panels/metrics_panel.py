@@ -8,14 +8,19 @@ gets its logged history (:meth:`MetricsPanel.show_history`), then its live event
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from ptm_studio.core.engine.events import (
+    BatchFinished,
+    EpochFinished,
+    EvaluationFinished,
+    TrainingStarted,
+)
 from ptm_studio.gui import theme
+from ptm_studio.gui.run_history import RunHistory, logged_number
 from ptm_studio.gui.widgets.live_curve import LivePlot
 
 REFRESH_INTERVAL_MS = 50  # 20 Hz, one changed plot per tick (see refresh)
@@ -93,44 +98,47 @@ class MetricsPanel(QWidget):
         )
 
     @Slot(object)
-    def start_run(self, event: Any) -> None:
+    def start_run(self, event: TrainingStarted) -> None:
         """A new run clears the curves; the run whose history was just shown continues them."""
         continued, self._continued_run_dir = self._continued_run_dir, None
-        if continued is None or Path(event.run_dir) != continued:
+        if continued is None or event.run_dir is None or Path(event.run_dir) != continued:
             self.clear()
 
-    def show_history(
-        self,
-        batches: Iterable[Mapping[str, Any]],
-        epochs: Iterable[Mapping[str, Any]],
-        run_dir: Path,
-    ) -> None:
+    def show_history(self, history: RunHistory, run_dir: Path) -> None:
         """Replace the curves with a run's logged records (``metrics.jsonl``, up to the point it
         resumes from); when that run starts again, its live events continue these curves."""
         self.clear()
-        for record in batches:
+        for record in history.batches:
             self._append_batch(
-                _number(record.get("global_step")),
-                _number(record.get("loss")),
-                _number(record.get("learning_rate")),
+                logged_number(record, "global_step"),
+                logged_number(record, "loss"),
+                logged_number(record, "learning_rate"),
             )
-        for record in epochs:
+        checks = [*history.epochs, *history.evaluations]  # validation, in the order it ran
+        for record in sorted(checks, key=lambda record: logged_number(record, "global_step")):
+            if record.get("type") == "evaluation":
+                self._append_evaluation(
+                    logged_number(record, "epoch"),
+                    logged_number(record, "val_loss"),
+                    logged_number(record, "val_accuracy"),
+                )
+                continue
             self._append_epoch(
-                _number(record.get("epoch")),
-                _number(record.get("train_loss")),
-                _number(record.get("val_loss")),
-                _number(record.get("train_accuracy")),
-                _number(record.get("val_accuracy")),
+                logged_number(record, "epoch"),
+                logged_number(record, "train_loss"),
+                logged_number(record, "val_loss"),
+                logged_number(record, "train_accuracy"),
+                logged_number(record, "val_accuracy"),
             )
         self._continued_run_dir = Path(run_dir)
         self.refresh_all()
 
     @Slot(object)
-    def add_batch(self, event: Any) -> None:
+    def add_batch(self, event: BatchFinished) -> None:
         self._append_batch(event.global_step, float(event.loss), event.learning_rate)
 
     @Slot(object)
-    def add_epoch(self, event: Any) -> None:
+    def add_epoch(self, event: EpochFinished) -> None:
         self._append_epoch(
             event.epoch,
             event.train_loss,
@@ -138,6 +146,11 @@ class MetricsPanel(QWidget):
             event.train_accuracy,
             event.val_accuracy,
         )
+
+    @Slot(object)
+    def add_evaluation(self, event: EvaluationFinished) -> None:
+        """A check in the middle of an epoch: a validation point between the epochs' ones."""
+        self._append_evaluation(event.epoch, event.val_loss, event.val_accuracy)
 
     def _append_batch(self, step: float, loss: float, learning_rate: float) -> None:
         if math.isfinite(loss):
@@ -160,6 +173,10 @@ class MetricsPanel(QWidget):
         self.epoch_loss_plot.append("train", epoch, train_loss)
         self.epoch_loss_plot.append("val", epoch, val_loss)
         self.accuracy_plot.append("train", epoch, 100.0 * train_accuracy)
+        self.accuracy_plot.append("val", epoch, 100.0 * val_accuracy)
+
+    def _append_evaluation(self, epoch: float, val_loss: float, val_accuracy: float) -> None:
+        self.epoch_loss_plot.append("val", epoch, val_loss)
         self.accuracy_plot.append("val", epoch, 100.0 * val_accuracy)
 
     @Slot()
@@ -186,14 +203,6 @@ class MetricsPanel(QWidget):
         self._smoothed_loss = math.nan
         for plot in self.plots:
             plot.clear_data()
-
-
-def _number(value: Any) -> float:
-    """A logged value as a float: NaN was written as null, and a missing one is NaN too."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

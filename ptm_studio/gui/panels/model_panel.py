@@ -1,4 +1,5 @@
-"""ModelPanel: which network, where its starting weights come from, and which layers learn."""
+"""ModelPanel: which network, where its starting weights come from, and which layers learn;
+bound to the window's SettingsModel."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.config import RunConfig
+from ptm_studio.gui.plain_text import plain_label
+from ptm_studio.gui.settings_model import SettingsModel
+from ptm_studio.gui.widgets.settings_binding import (
+    Showing,
+    show_choice,
+    show_number,
+    show_text,
+)
 
 WEIGHT_SOURCE_TEXT = {
     "random": (
@@ -58,13 +67,6 @@ IMAGENET_STATUS_TEXT = {
 }
 
 
-def _plain_label(text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setWordWrap(True)
-    return label
-
-
 def load_backbones() -> list[Any]:
     """The backbone registry of the core; an empty list (never a crash) when it cannot load."""
     try:
@@ -100,16 +102,21 @@ def describe_backbone(spec: Any) -> str:
 
 
 class ModelPanel(QGroupBox):
-    """Emits ``settings_changed`` on any change; ``apply_to`` writes the choices into a RunConfig."""
+    """Shows the model settings and writes the user's changes into the settings."""
 
-    settings_changed = Signal()
     backbone_changed = Signal(object)
-    """The chosen BackboneSpec (or None) — the objective panel uses its default image size."""
+    """The chosen BackboneSpec (or None): its size makes the objective panel's time estimate."""
 
     def __init__(
-        self, parent: QWidget | None = None, *, backbones: list[Any] | None = None
+        self,
+        settings: SettingsModel | None = None,
+        parent: QWidget | None = None,
+        *,
+        backbones: list[Any] | None = None,
     ) -> None:
         super().__init__("2. Model", parent)
+        self.settings = settings or SettingsModel(parent=self)
+        self._showing = Showing()
         self._specs = {
             spec.name: spec for spec in (backbones if backbones is not None else load_backbones())
         }
@@ -119,7 +126,7 @@ class ModelPanel(QGroupBox):
             self.backbone_combo.addItem(getattr(spec, "display_name", spec.name), spec.name)
         if not self._specs:
             self.backbone_combo.addItem("small_cnn", "small_cnn")
-        self.backbone_info = _plain_label()
+        self.backbone_info = plain_label()
         self.backbone_info.setObjectName("hint")
 
         self.weights_combo = QComboBox()
@@ -158,7 +165,7 @@ class ModelPanel(QGroupBox):
         self.unfreeze_spin.setToolTip(
             "How many epochs only the last layer learns before all layers do."
         )
-        self.mode_info = _plain_label()
+        self.mode_info = plain_label()
         self.mode_info.setObjectName("hint")
 
         form = QFormLayout(self)
@@ -176,8 +183,10 @@ class ModelPanel(QGroupBox):
         self.backbone_combo.currentIndexChanged.connect(self._on_backbone_changed)
         self.weights_combo.currentIndexChanged.connect(self._on_weights_changed)
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
-        self.unfreeze_spin.valueChanged.connect(self.settings_changed)
-        self.weights_path_edit.textChanged.connect(self.settings_changed)
+        self.unfreeze_spin.valueChanged.connect(self._write)
+        self.weights_path_edit.textChanged.connect(self._write)
+        self.settings.changed.connect(self.show_settings)
+        self.show_settings(self.settings.config)
         self._on_backbone_changed()
         self._on_mode_changed()
 
@@ -211,7 +220,7 @@ class ModelPanel(QGroupBox):
         self.backbone_info.setText(describe_backbone(spec) if spec else "Model list unavailable.")
         self._fill_weight_sources()
         self.backbone_changed.emit(spec)
-        self.settings_changed.emit()
+        self._write()
 
     @Slot()
     def _on_weights_changed(self) -> None:
@@ -221,7 +230,7 @@ class ModelPanel(QGroupBox):
         self.runs_label.setVisible(source == "run")
         if source == "run":
             self.refresh_runs()
-        self.settings_changed.emit()
+        self._write()
 
     def refresh_runs(self) -> None:
         """List earlier runs by name (pretraining runs first), newest first within each kind."""
@@ -245,7 +254,7 @@ class ModelPanel(QGroupBox):
         mode = self.mode_combo.currentData()
         self.mode_info.setText(TRAINING_MODE_TEXT[mode][1])
         self.unfreeze_spin.setEnabled(mode == "freeze_then_unfreeze")
-        self.settings_changed.emit()
+        self._write()
 
     @Slot()
     def _browse_weights(self) -> None:
@@ -261,12 +270,23 @@ class ModelPanel(QGroupBox):
         if chosen:
             self.weights_path_edit.setText(chosen)
 
+    @Slot()
+    def _write(self) -> None:
+        if not self._showing:
+            self.settings.update(self.apply_to)
+
     def apply_to(self, config: RunConfig) -> RunConfig:
+        """``config`` with this panel's choices; another network brings its usual image size."""
+        backbone = self.backbone_combo.currentData()
+        if backbone != config.model.backbone and backbone in self._specs:
+            from ptm_studio.core.planning import with_backbone
+
+            config = with_backbone(config, backbone)
         source = self.weights_combo.currentData() or "random"
         path = self.weights_path_edit.text().strip() or None
         model = dataclasses.replace(
             config.model,
-            backbone=self.backbone_combo.currentData(),
+            backbone=backbone,
             weights=source,
             weights_path=path if source in ("file", "run") else None,
             training_mode=self.mode_combo.currentData(),
@@ -274,18 +294,15 @@ class ModelPanel(QGroupBox):
         )
         return dataclasses.replace(config, model=model)
 
-    def load_from(self, config: RunConfig) -> None:
-        _select(self.backbone_combo, config.model.backbone)
-        _select(self.weights_combo, config.model.weights)
-        _select(self.mode_combo, config.model.training_mode)
-        self.unfreeze_spin.setValue(config.model.unfreeze_after_epochs)
-        self.weights_path_edit.setText(config.model.weights_path or "")
-
-
-def _select(combo: QComboBox, value: object) -> None:
-    index = combo.findData(value)
-    if index >= 0:
-        combo.setCurrentIndex(index)
+    @Slot(object)
+    def show_settings(self, config: RunConfig) -> None:
+        with self._showing.active():
+            show_choice(self.backbone_combo, config.model.backbone)
+            show_choice(self.weights_combo, config.model.weights)
+            show_choice(self.mode_combo, config.model.training_mode)
+            show_number(self.unfreeze_spin, config.model.unfreeze_after_epochs)
+            if config.model.weights in ("file", "run"):  # else the box keeps it for later
+                show_text(self.weights_path_edit, config.model.weights_path or "")
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

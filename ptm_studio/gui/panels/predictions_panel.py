@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ptm_studio.core.engine.events import PredictionsReady
 from ptm_studio.gui import theme
 from ptm_studio.gui.plain_text import plain_tooltip
 from ptm_studio.gui.widgets.image_viewer import ImageViewer
@@ -171,6 +172,8 @@ class PredictionDelegate(QStyledItemDelegate):
         if record is None:
             return
         model = index.model()
+        if not isinstance(model, PredictionsModel):
+            return
         painter.save()
         rect = option.rect.adjusted(2, 2, -2, -2)
         if option.state & QStyle.StateFlag.State_Selected:
@@ -270,7 +273,7 @@ class PredictionsPanel(QWidget):
         self.viewer: ImageViewer | None = None
 
     @Slot(object)
-    def show_predictions(self, event: Any) -> None:
+    def show_predictions(self, event: PredictionsReady) -> None:
         records = event.records
         if tuple(event.class_names) != self.model.class_names:
             self._fill_class_filter(tuple(event.class_names))

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.config import ConfigError, RunConfig
+from ptm_studio.gui.widgets.settings_binding import show_number, show_text
 
 CONTRASTIVE_LOSSES = ("nt_xent", "contrastive_margin")
 TEMPERATURE_TIP = (
@@ -124,11 +125,12 @@ class PretrainSettings(QObject):
         )
         return dataclasses.replace(config, objective=objective, data=data)
 
-    def load_from(self, config: RunConfig) -> None:
-        _show_value(self.temperature_spin, config.objective.temperature)
-        _show_value(self.margin_spin, config.objective.margin)
-        _show_whole_number(self.projection_spin, config.objective.projection_dim)
-        self.monitor_edit.setText(config.data.monitor_dir or "")
+    def show_settings(self, config: RunConfig) -> None:
+        show_number(self.temperature_spin, config.objective.temperature)
+        show_number(self.margin_spin, config.objective.margin)
+        show_number(self.projection_spin, config.objective.projection_dim)
+        if config.objective.task == "pretrain":  # else the box keeps the choice for later
+            show_text(self.monitor_edit, config.data.monitor_dir or "")
 
 
 def check_folders(config: RunConfig) -> None:
@@ -158,18 +160,3 @@ def _double(low: float, high: float, step: float, tip: str) -> QDoubleSpinBox:
     spin.setSingleStep(step)
     spin.setToolTip(tip)
     return spin
-
-
-def _show_value(spin: QDoubleSpinBox, value: float) -> None:
-    """Set ``value``, widening the range and decimals if needed: a run made elsewhere (the
-    command line) shows its own value, not the nearest one the box usually offers."""
-    while spin.decimals() < 4 and round(value, spin.decimals()) != value:
-        spin.setDecimals(spin.decimals() + 1)
-    spin.setRange(min(spin.minimum(), value), max(spin.maximum(), value))
-    spin.setValue(value)
-
-
-def _show_whole_number(spin: QSpinBox, value: int) -> None:
-    """Like :func:`_show_value` for a whole-number box."""
-    spin.setRange(min(spin.minimum(), value), max(spin.maximum(), value))
-    spin.setValue(value)

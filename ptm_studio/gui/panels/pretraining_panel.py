@@ -17,7 +17,10 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from ptm_studio.core.engine.events import EpochFinished, PretrainSamplesReady, TrainingStarted
 from ptm_studio.gui import theme
+from ptm_studio.gui.plain_text import plain_label
+from ptm_studio.gui.run_history import logged_number
 from ptm_studio.gui.widgets.live_curve import LivePlot
 
 SAMPLE_SIZE_PX = 80
@@ -64,9 +67,9 @@ class PretrainingPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.placeholder_label = _plain_label(PLACEHOLDER)
+        self.placeholder_label = plain_label(PLACEHOLDER)
         self.placeholder_label.setObjectName("hint")
-        self.health_label = _plain_label("")
+        self.health_label = plain_label("")
         self.health_label.setToolTip(
             "Spread: how differently the network describes different pictures (about 1 is "
             "healthy, near 0 means collapse). k-NN accuracy: share of validation pictures whose "
@@ -75,7 +78,7 @@ class PretrainingPanel(QWidget):
         self.plot = LivePlot("Pretraining health per epoch", "Epoch", "Value (0–1)", integer_x=True)
         self.plot.add_curve("spread", "spread", theme.TRAIN_COLOUR, with_symbols=True)
         self.plot.add_curve("knn", "k-NN accuracy", theme.VALIDATION_COLOUR, with_symbols=True)
-        self.samples_title = _plain_label("")
+        self.samples_title = plain_label("")
         self.sample_grid_host = QWidget()
         self.sample_grid = QGridLayout(self.sample_grid_host)
         self.sample_grid.setContentsMargins(0, 0, 0, 0)
@@ -96,10 +99,10 @@ class PretrainingPanel(QWidget):
         self.clear()
 
     @Slot(object)
-    def start_run(self, event: Any) -> None:
+    def start_run(self, event: TrainingStarted) -> None:
         """A new run clears the panel; the run whose history was just shown continues it."""
         continued, self._continued_run_dir = self._continued_run_dir, None
-        if continued is None or Path(event.run_dir) != continued:
+        if continued is None or event.run_dir is None or Path(event.run_dir) != continued:
             self.clear()
 
     def show_history(self, epochs: Iterable[Mapping[str, Any]], run_dir: Path) -> None:
@@ -110,19 +113,15 @@ class PretrainingPanel(QWidget):
             if isinstance(epoch, int):
                 self._add_point(
                     epoch,
-                    _number(record.get("embedding_spread")),
-                    _number(record.get("val_accuracy")),
+                    logged_number(record, "embedding_spread"),
+                    logged_number(record, "val_accuracy"),
                 )
         self._continued_run_dir = Path(run_dir)
 
     @Slot(object)
-    def add_epoch(self, event: Any) -> None:
+    def add_epoch(self, event: EpochFinished) -> None:
         """Take one epoch's spread and k-NN accuracy; ignored when the run is not pretraining."""
-        self._add_point(
-            event.epoch,
-            float(getattr(event, "embedding_spread", math.nan)),
-            float(event.val_accuracy),
-        )
+        self._add_point(event.epoch, event.embedding_spread, event.val_accuracy)
 
     def _add_point(self, epoch: int, spread: float, accuracy: float) -> None:
         if math.isnan(spread):
@@ -137,7 +136,7 @@ class PretrainingPanel(QWidget):
         self._set_has_content(True)
 
     @Slot(object)
-    def show_samples(self, event: Any) -> None:
+    def show_samples(self, event: PretrainSamplesReady) -> None:
         """Replace the sample strip with the event's two rows of pictures."""
         self._clear_samples()
         first_title, second_title = ROW_TITLES.get(event.kind, ("First", "Second"))
@@ -145,7 +144,7 @@ class PretrainingPanel(QWidget):
         for row, (title, images) in enumerate(
             ((first_title, event.first_images), (second_title, event.second_images))
         ):
-            row_label = _plain_label(title)
+            row_label = plain_label(title)
             self.sample_grid.addWidget(row_label, row, 0)
             self._row_labels.append(row_label)
             for column, image in enumerate(images, start=1):
@@ -184,21 +183,6 @@ class PretrainingPanel(QWidget):
         """Some objectives (rotation) show no pictures: no empty frame for them."""
         for widget in (self.samples_title, self.sample_scroll):
             widget.setVisible(has_samples)
-
-
-def _number(value: Any) -> float:
-    """A logged value as a float (NaN was written as null)."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _plain_label(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setWordWrap(True)
-    return label
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

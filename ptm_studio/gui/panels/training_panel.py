@@ -4,7 +4,6 @@ and a notice when the run had to adjust itself to keep going (out of memory, a s
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
@@ -19,8 +18,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_FAILED, STATUS_STOPPED
+from ptm_studio.core.engine.events import (
+    STATUS_COMPLETED,
+    STATUS_FAILED,
+    STATUS_STOPPED,
+    BatchFinished,
+    DownloadProgressed,
+    EpochFinished,
+    PicturesSkipped,
+    TrainingAdjusted,
+    TrainingFinished,
+    TrainingStarted,
+)
 from ptm_studio.gui import theme
+from ptm_studio.gui.plain_text import plain_label
 
 REFRESH_INTERVAL_MS = 100
 
@@ -46,9 +57,7 @@ def format_megabytes(num_bytes: int) -> str:
 
 
 def _plain_label(text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    return label
+    return plain_label(text, word_wrap=False)
 
 
 class TrainingPanel(QGroupBox):
@@ -141,7 +150,7 @@ class TrainingPanel(QGroupBox):
         layout.addWidget(self.frozen_banner)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
 
-        self._pending_batch: Any = None
+        self._pending_batch: BatchFinished | None = None
         self.last_speed = float("nan")
         self._can_resume = False
         self._is_resumed = False
@@ -174,11 +183,25 @@ class TrainingPanel(QGroupBox):
         self.stop_button.setEnabled(False)
 
     @Slot(object)
-    def show_adjustment(self, event: Any) -> None:
+    def show_adjustment(self, event: TrainingAdjusted) -> None:
         """Keep a visible note of how the run adjusted itself (the latest one of each kind)."""
-        self._notices[str(event.kind)] = str(event.message)
-        lines = [f"Adjusted to keep going: {message}" for message in self._notices.values()]
-        self.notice_label.setText("\n".join(lines))
+        self._show_notice(event.kind, f"Adjusted to keep going: {event.message}")
+
+    @Slot(object)
+    def show_skipped(self, event: PicturesSkipped) -> None:
+        """Pictures left out of the run because they could not be read (listed in run.json)."""
+        count = len(event.files)
+        pictures = "picture was" if count == 1 else "pictures were"
+        first = event.files[0][0] if event.files else ""
+        self._show_notice(
+            "skipped",
+            f"{count} {pictures} left out because they could not be read ({first}"
+            f"{' and others' if count > 1 else ''}); the run's run.json lists them all.",
+        )
+
+    def _show_notice(self, kind: str, text: str) -> None:
+        self._notices[kind] = text
+        self.notice_label.setText("\n".join(self._notices.values()))
         self.notice_label.setVisible(True)
 
     def mark_resumed(self) -> None:
@@ -191,9 +214,11 @@ class TrainingPanel(QGroupBox):
         self.notice_label.setVisible(False)
 
     @Slot(object)
-    def start_run(self, event: Any) -> None:
+    def start_run(self, event: TrainingStarted) -> None:
         self._pending_batch = None
         self.clear_adjustments()
+        if event.resume_changes:
+            self._show_notice("resume", "Resumed with " + "; ".join(event.resume_changes))
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting…")
         self.epoch_label.setText(f"{event.start_epoch} of {event.num_epochs}")
@@ -204,9 +229,10 @@ class TrainingPanel(QGroupBox):
             f"The model has {event.parameter_count:,} parameters."
         )
 
-    @Slot("qint64", "qint64")
-    def show_download(self, done_bytes: int, total_bytes: int) -> None:
+    @Slot(object)
+    def show_download(self, event: DownloadProgressed) -> None:
         """ImageNet weights downloading before the run starts: "… 45 of 98 MB" (total 0 = unknown)."""
+        done_bytes, total_bytes = event.done_bytes, event.total_bytes
         is_known = total_bytes > 0
         if is_known and done_bytes >= total_bytes:
             self.progress_bar.setValue(1000)
@@ -227,12 +253,12 @@ class TrainingPanel(QGroupBox):
         )
 
     @Slot(object)
-    def add_batch(self, event: Any) -> None:
+    def add_batch(self, event: BatchFinished) -> None:
         self.last_speed = event.samples_per_second
         self._pending_batch = event  # only the latest matters; painted by the timer
 
     @Slot(object)
-    def add_epoch(self, event: Any) -> None:
+    def add_epoch(self, event: EpochFinished) -> None:
         accuracy = event.val_accuracy if math.isfinite(event.val_accuracy) else event.train_accuracy
         which = "validation" if math.isfinite(event.val_accuracy) else "training"
         self.status_label.setText(
@@ -256,7 +282,7 @@ class TrainingPanel(QGroupBox):
         self.eta_label.setText(format_duration(event.eta_seconds))
 
     @Slot(object)
-    def finish_run(self, event: Any) -> None:
+    def finish_run(self, event: TrainingFinished) -> None:
         self.refresh()
         where = f" Saved in {event.run_dir}." if event.run_dir else ""
         if event.status == STATUS_COMPLETED:

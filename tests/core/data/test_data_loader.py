@@ -1,4 +1,5 @@
-"""load_image: the bad inputs of RELIABILITY.md I1–I8 and I13, one safe loader for every path."""
+"""load_image: the bad inputs I1–I8 and I13 of docs/fault-catalogue.md, one safe loader for every
+path."""
 
 from __future__ import annotations
 

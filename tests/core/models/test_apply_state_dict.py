@@ -1,4 +1,5 @@
-"""Fitting weights onto a model (RELIABILITY M6): all or nothing, head-only changes reported."""
+"""Fitting weights onto a model (fault M6, docs/fault-catalogue.md): all or nothing, head-only
+changes reported."""
 
 from __future__ import annotations
 

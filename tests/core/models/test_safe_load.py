@@ -1,4 +1,5 @@
-"""Hostile and broken weight files (RELIABILITY M1–M5, M7, M9) are refused in plain words."""
+"""Hostile and broken weight files (faults M1–M5, M7, M9, docs/fault-catalogue.md) are refused
+in plain words."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ import torch.hub
 from model_test_helpers import assert_same_state, clone_state
 from torchvision.models import get_model
 
+from ptm_studio.core.checkpoints import save_checkpoint
 from ptm_studio.core.config import ModelConfig
-from ptm_studio.core.engine.checkpoints import save_checkpoint
 from ptm_studio.core.models import (
     ImageClassifier,
     WeightsError,
@@ -334,7 +334,9 @@ def test_stop_during_the_download_cancels_it_and_leaves_nothing(
     tiny_dataset: Path,
 ) -> None:
     from ptm_studio.core.config import DataConfig, DeviceConfig, RunConfig
-    from ptm_studio.core.engine.control import StopRequest
+    from ptm_studio.core.engine.callbacks import Callback
+    from ptm_studio.core.engine.control import StopRequest, TrainingControl
+    from ptm_studio.core.engine.events import DownloadProgressed
     from ptm_studio.core.engine.trainer import Trainer
 
     data, _, sha256 = fake_imagenet_file
@@ -343,9 +345,13 @@ def test_stop_during_the_download_cancels_it_and_leaves_nothing(
     stop = StopRequest()
     seen: list[int] = []
 
-    def press_stop_after_the_first_chunk(done: int, _total: int) -> None:
-        seen.append(done)
-        if done > 0:
+    class PressStopAtTheFirstReport(Callback):
+        """Reports are throttled (the first always passes): Stop lands during the download."""
+
+        def on_download_progressed(
+            self, event: DownloadProgressed, control: TrainingControl
+        ) -> None:
+            seen.append(event.done_bytes)
             stop.request()
 
     config = RunConfig(
@@ -353,11 +359,11 @@ def test_stop_during_the_download_cancels_it_and_leaves_nothing(
         model=ModelConfig(backbone=BACKBONE, weights="imagenet", allow_download=True),
         device=DeviceConfig(device="cpu", cpu_threads=1),
     ).validate()
-    finished = Trainer(
+    finished = Trainer.new_run(
         config,
         stop_request=stop,
         runs_root=tmp_path / "runs",
-        download_progress=press_stop_after_the_first_chunk,
+        callbacks=[PressStopAtTheFirstReport()],
     ).run()
     assert finished.status == "stopped", finished.error_details
     assert "Stopped before training began" in finished.error_message

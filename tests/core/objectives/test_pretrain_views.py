@@ -1,4 +1,4 @@
-"""Pretraining views: transforms, the multi-view dataset and how its batches are shaped."""
+"""Pretraining views: transforms, the multi-view transform and how its batches are shaped."""
 
 from __future__ import annotations
 
@@ -7,18 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from torch.utils.data.dataloader import default_collate
 
-from ptm_studio.core.data.dataset import UNLABELLED
+from ptm_studio.core.data.dataset import UNLABELLED, ImageDataset
 from ptm_studio.core.data.loader import load_image
 from ptm_studio.core.data.manifest import ImageRecord
-from ptm_studio.core.data.pretrain_views import (
-    MultiViewDataset,
-    build_pretrain_transform,
-    collate_views,
-    views_for_objective,
-)
+from ptm_studio.core.data.pretrain_views import MultiViewTransform, build_pretrain_transform
 from ptm_studio.core.data.transforms import build_transform
+from ptm_studio.core.objectives.self_supervised import views_for_objective
 
 CLASS_NAMES = ("circle", "square", "stripe")
 
@@ -33,7 +28,9 @@ def _records(root: Path, *, labelled: bool = True) -> list[ImageRecord]:
 def test_contrastive_transform_gives_two_different_views_of_one_picture(tiny_dataset: Path) -> None:
     torch.manual_seed(0)
     transform = build_pretrain_transform(16, mean=(0.5,) * 3, std=(0.5,) * 3)
-    dataset = MultiViewDataset(_records(tiny_dataset), transform, views_per_image=2)
+    dataset = ImageDataset(
+        _records(tiny_dataset, labelled=False), (), MultiViewTransform(transform, 2)
+    )
     views, label = dataset[0]
     assert len(views) == 2 and label == UNLABELLED
     assert views[0].shape == views[1].shape == (3, 16, 16)
@@ -49,7 +46,7 @@ def test_light_transform_is_the_evaluation_picture_or_its_mirror(tiny_dataset: P
     expected = plain(load_image(records[0].path))
     seen_flip = seen_plain = False
     for _ in range(20):
-        view = MultiViewDataset(records, light, views_per_image=1)[0][0][0]
+        view = ImageDataset(records, CLASS_NAMES, MultiViewTransform(light, 1))[0][0][0]
         seen_plain |= torch.equal(view, expected)
         seen_flip |= torch.equal(view, expected.flip(2))
         assert torch.equal(view, expected) or torch.equal(view, expected.flip(2))
@@ -62,36 +59,29 @@ def test_unknown_strength_is_refused() -> None:
 
 
 def test_labels_are_kept_when_class_names_are_given(tiny_dataset: Path) -> None:
-    transform = build_pretrain_transform(16, strength="light")
-    dataset = MultiViewDataset(_records(tiny_dataset), transform, 1, class_names=CLASS_NAMES)
+    transform = MultiViewTransform(build_pretrain_transform(16, strength="light"), 1)
+    dataset = ImageDataset(_records(tiny_dataset), CLASS_NAMES, transform)
     assert sorted(set(dataset.labels)) == [0, 1, 2]
     assert len(dataset.paths) == len(dataset) == 24
-    unlabelled = MultiViewDataset(_records(tiny_dataset, labelled=False), transform, 1, CLASS_NAMES)
+    unlabelled = ImageDataset(_records(tiny_dataset, labelled=False), CLASS_NAMES, transform)
     assert set(unlabelled.labels) == {UNLABELLED}
     with pytest.raises(ValueError, match="classes the model does not have"):
-        MultiViewDataset(_records(tiny_dataset), transform, 1, class_names=("circle",))
+        ImageDataset(_records(tiny_dataset), ("circle",), transform)
+
+
+def test_a_picture_needs_at_least_one_view() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        MultiViewTransform(build_pretrain_transform(16), 0)
 
 
 def test_a_loader_batch_is_a_list_of_views_and_the_labels(tiny_dataset: Path) -> None:
     torch.manual_seed(0)
     transform = build_pretrain_transform(16)
-    dataset = MultiViewDataset(_records(tiny_dataset), transform, 2, class_names=CLASS_NAMES)
-    views, labels = next(iter(DataLoader(dataset, batch_size=5, collate_fn=collate_views)))
+    dataset = ImageDataset(_records(tiny_dataset), CLASS_NAMES, MultiViewTransform(transform, 2))
+    views, labels = next(iter(DataLoader(dataset, batch_size=5)))
     assert isinstance(views, list) and len(views) == 2
     assert all(view.shape == (5, 3, 16, 16) for view in views)
     assert labels.shape == (5,) and labels.dtype == torch.long
-
-
-def test_default_collate_gives_the_same_structure_as_collate_views() -> None:
-    samples = [
-        ([torch.full((3, 2, 2), float(index)), torch.zeros(3, 2, 2)], index) for index in range(3)
-    ]
-    default_views, default_labels = default_collate(samples)
-    views, labels = collate_views(samples)
-    assert len(default_views) == len(views) == 2
-    for ours, theirs in zip(views, default_views, strict=True):
-        assert torch.equal(ours, theirs)
-    assert torch.equal(labels, default_labels)
 
 
 def test_views_for_objective_follows_what_each_objective_declares() -> None:

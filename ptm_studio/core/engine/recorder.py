@@ -1,0 +1,219 @@
+"""RunRecorder: keeps a run in its folder, as a callback of the run it records.
+
+It writes ``run.json`` (status, classes, progress, skipped files), ``metrics.jsonl`` (a line per
+step, per epoch and per evaluation), ``predictions.csv`` at the end and, when the Trainer asks,
+the checkpoints (see :mod:`ptm_studio.core.checkpoints`). The Trainer knows nothing of folders:
+a run without a recorder (a learning-rate test, a benchmark) leaves nothing on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptm_studio.core import checkpoints
+from ptm_studio.core.atomic_io import remove_stray_temp_files
+from ptm_studio.core.config import RunConfig
+from ptm_studio.core.engine.callbacks import Callback
+from ptm_studio.core.engine.control import TrainingControl
+from ptm_studio.core.engine.events import (
+    STATUS_COMPLETED,
+    BatchFinished,
+    EpochFinished,
+    EvaluationFinished,
+    PicturesSkipped,
+    PredictionsReady,
+    TrainingFinished,
+    TrainingStarted,
+)
+from ptm_studio.core.engine.setup import resolve_data_dir
+from ptm_studio.core.locations import default_runs_root
+from ptm_studio.core.runs import RUNS_TRAINING_HERE, RunDirectory, load_run, this_process
+
+LOGGER = logging.getLogger(__name__)
+
+_EPOCH_LOG_FIELDS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "val_top5_accuracy",
+    "learning_rate",
+    "epoch_seconds",
+    "is_best",
+    "embedding_spread",
+)
+_EVALUATION_LOG_FIELDS = ("epoch", "val_loss", "val_accuracy", "val_top5_accuracy")
+
+
+@dataclass(frozen=True)
+class CheckpointContent:
+    """What one checkpoint holds: the weights to share, meta.json's fields and, for the
+    resumable ``last`` checkpoint, the trainer state (optimiser, schedule, RNG, counters)."""
+
+    weights: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    trainer_state: dict[str, Any] | None
+
+
+class RunRecorder(Callback):
+    """Records one run in its folder. Make it with :meth:`create` (a new run) or :meth:`open`."""
+
+    def __init__(self, run: RunDirectory, config: RunConfig) -> None:
+        self.run = run
+        self.config = config
+        self._batch_lines: list[dict[str, Any]] = []
+        self._prediction_rows: list[dict[str, Any]] = []
+        self._skipped: dict[str, str] = {}
+
+    @classmethod
+    def create(cls, runs_root: Path | None, config: RunConfig) -> RunRecorder:
+        """A new, uniquely named run folder holding the run's config.json."""
+        run = RunDirectory.create(runs_root or default_runs_root(), config.run_name)
+        run.write_config(config)
+        return cls(run, config)
+
+    @classmethod
+    def open(cls, run_dir: Path, config: RunConfig | None = None) -> RunRecorder:
+        """An existing run folder (to resume it), swept of what a killed write left behind."""
+        run = load_run(run_dir)
+        remove_stray_temp_files(run.path)
+        checkpoints.recover_checkpoint(run.best_checkpoint_dir)
+        return cls(run, config or run.read_config())
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    # ------------------------------------------------------------------ the run's events
+    def on_training_started(self, event: TrainingStarted, control: TrainingControl) -> None:
+        self.run.write_status(
+            status="running",
+            class_names=list(event.class_names),
+            data_dir=str(resolve_data_dir(self.config)),
+            weights=event.weights_note,
+            **this_process(),  # so another window does not take this live run for a crashed one
+        )
+        RUNS_TRAINING_HERE.add(self.path.resolve())
+
+    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
+        self._batch_lines.append(
+            {
+                "type": "batch",
+                "epoch": event.epoch,
+                "global_step": event.global_step,
+                "loss": event.loss,
+                "learning_rate": event.learning_rate,
+            }
+        )
+
+    def on_epoch_finished(self, event: EpochFinished, control: TrainingControl) -> None:
+        matrix = event.confusion_matrix
+        record = {
+            "type": "epoch",
+            "global_step": event.global_step,
+            **{name: getattr(event, name) for name in _EPOCH_LOG_FIELDS},
+            "confusion_matrix": matrix.tolist() if matrix is not None else None,
+            "per_class": list(event.per_class),
+        }
+        self._append_metrics(record)
+        self.run.write_status(
+            epochs_completed=event.epoch,
+            best_val_accuracy=event.best_val_accuracy,
+            final_val_accuracy=event.val_accuracy,
+        )
+
+    def on_evaluation_finished(self, event: EvaluationFinished, control: TrainingControl) -> None:
+        record = {
+            "type": "evaluation",
+            "global_step": event.global_step,
+            **{name: getattr(event, name) for name in _EVALUATION_LOG_FIELDS},
+        }
+        self._append_metrics(record)
+
+    def on_predictions_ready(self, event: PredictionsReady, control: TrainingControl) -> None:
+        names = event.class_names
+        self._prediction_rows = [
+            {
+                "path": record.path,
+                "true_class": names[record.true_index],
+                "predicted_class": names[record.predicted_index],
+                "confidence": f"{record.confidence:.6f}",
+                "loss": f"{record.loss:.6f}",
+                "is_correct": record.is_correct,
+            }
+            for record in event.records
+        ]
+
+    def on_pictures_skipped(self, event: PicturesSkipped, control: TrainingControl) -> None:
+        self._skipped = dict(event.files)
+        LOGGER.warning("skipped %d unreadable pictures: %s", len(event.files), event.files[:5])
+        self.run.write_status(skipped_files=self._skipped)
+
+    def on_training_finished(self, event: TrainingFinished, control: TrainingControl) -> None:
+        """Never raises: the run's ending must reach every callback, even with a full disk."""
+        try:
+            self._flush_batch_lines()
+            if event.status == STATUS_COMPLETED and self._prediction_rows:
+                self.run.write_predictions(self._prediction_rows)
+            self.run.write_status(
+                status=event.status,
+                ending=event.kind,
+                error_message=event.error_message,
+                skipped_files=self._skipped,
+            )
+        except OSError:
+            LOGGER.exception("could not record the end of %s", self.path)
+        finally:
+            RUNS_TRAINING_HERE.discard(self.path.resolve())
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, role: str, content: CheckpointContent) -> Path:
+        """Write checkpoint ``role`` ("last" or "best") completely, then put it in place.
+
+        The metrics log is brought up to date first, so a run resumed from this checkpoint
+        finds every line up to it. Raises CheckpointWriteError (disk full, read-only folder);
+        the previous checkpoint is kept then.
+        """
+        folder = self.run.best_checkpoint_dir if role == "best" else self.run.last_checkpoint_dir
+        try:
+            self._flush_batch_lines()
+        except OSError as error:  # the metrics log could not be appended to
+            raise checkpoints.CheckpointWriteError.from_os_error(folder, error) from error
+        return checkpoints.save_checkpoint(
+            folder,
+            content.weights,
+            content.meta,
+            content.trainer_state,
+            keep_previous=role == "last",  # a fallback if "last" is ever damaged
+        )
+
+    def load_last_checkpoint(self) -> checkpoints.LoadedCheckpoint:
+        """The resumable checkpoint; DamagedCheckpointError names an intact earlier one."""
+        return checkpoints.load_checkpoint(self.run.last_checkpoint_dir)
+
+    def forget_after(self, global_step: int) -> None:
+        """Drop log lines written after the checkpoint a resumed run continues from."""
+        self.run.truncate_metrics_after(global_step)
+
+    def write_config(self, config: RunConfig) -> None:
+        self.config = config
+        self.run.write_config(config)
+
+    # ------------------------------------------------------------------ the metrics log
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        self._flush_batch_lines()
+        self.run.append_metrics([record])
+
+    def _flush_batch_lines(self) -> None:
+        lines, self._batch_lines = self._batch_lines, []
+        try:
+            self.run.append_metrics(lines)
+        except OSError:
+            self._batch_lines = lines + self._batch_lines  # kept for the next attempt
+            raise

@@ -1,0 +1,154 @@
+"""How a Trainer gets its parts: a new run, a resumed run, or parts built by the caller.
+
+A setup is prepared on the training thread when the run starts, so building (scanning the
+folder, downloading weights) can be stopped and is reported like any other failure. Its
+``recorder`` is set as soon as there is a run folder, so even a resume that fails early records
+why in that folder.
+
+Resuming goes on with the run's own settings. A setting given with the resume is applied when
+the run can go on with it (more epochs, how often to save) and refused otherwise, naming it:
+never silently dropped (:func:`apply_resume_changes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ptm_studio.core.config import ConfigError, RunConfig, get_field, replace_field
+from ptm_studio.core.data import DatasetScan
+from ptm_studio.core.engine.failures import check_same_classes
+from ptm_studio.core.engine.parts import TrainingParts, build_training
+from ptm_studio.core.engine.recorder import RunRecorder
+from ptm_studio.core.engine.setup import resolve_data_dir
+from ptm_studio.core.engine.stepping import restore_trainer_state
+from ptm_studio.core.runs import load_run, read_resume_point
+
+DownloadProgress = Callable[[int, int], None]
+
+# Settings a resumed run can take on without redoing what it did: how long it goes on, how
+# often it saves and checks itself, and how it loads pictures.
+RESUMABLE_SETTINGS = {
+    "optim.num_epochs": "Epochs",
+    "optim.early_stopping_patience": "Early stopping patience",
+    "optim.evaluate_every_steps": "Check every (steps)",
+    "saving.checkpoint_every_steps": "Save every (steps)",
+    "saving.checkpoint_every_minutes": "Save every (minutes)",
+    "data.num_workers": "Loading processes",
+    "data.loader_timeout_seconds": "Loader timeout",
+    "device.cpu_threads": "CPU threads",
+}
+
+
+class RunSetup(Protocol):
+    recorder: RunRecorder | None
+
+    def prepare(self, download_progress: DownloadProgress) -> TrainingParts: ...
+
+
+@dataclass
+class ReadyParts:
+    """Parts the caller built (build_training): no run folder, nothing written."""
+
+    parts: TrainingParts
+    recorder: RunRecorder | None = None
+
+    def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
+        return self.parts
+
+
+@dataclass
+class NewRun:
+    """A new run folder under ``runs_root`` (made once the parts are ready: a folder that
+    cannot train leaves no empty run behind)."""
+
+    config: RunConfig
+    runs_root: Path | None = None
+    scan: DatasetScan | None = None
+    recorder: RunRecorder | None = None
+
+    def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
+        parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
+        self.recorder = RunRecorder.create(self.runs_root, self.config)
+        return parts
+
+
+@dataclass
+class ResumedRun:
+    """An existing run, continued from its last checkpoint exactly where it stopped."""
+
+    run_dir: Path
+    config: RunConfig
+    changes: tuple[str, ...] = ()  # the settings changed with the resume, in words
+    scan: DatasetScan | None = None
+    recorder: RunRecorder | None = None
+
+    def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
+        recorder = self.recorder = RunRecorder.open(self.run_dir, self.config)
+        parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
+        loaded = recorder.load_last_checkpoint()
+        check_same_classes(
+            tuple(loaded.meta.get("class_names", ())),
+            parts.task.class_names,
+            resolve_data_dir(self.config),
+        )
+        rng_state = restore_trainer_state(loaded, parts.step.context, parts.progress, parts.task)
+        parts.batches.pending_rng_state = rng_state  # restored when the batches start
+        recorder.forget_after(parts.progress.global_step)
+        if self.changes:
+            recorder.write_config(self.config)  # a later resume goes on with them too
+        return parts
+
+
+def plan_resume(
+    run_dir: Path, changes: Mapping[str, Any] | None, scan: DatasetScan | None = None
+) -> ResumedRun:
+    """Read the run's settings and apply ``changes`` (dotted names → values); raises
+    ConfigError naming a setting that cannot change, FileNotFoundError for a folder that is
+    not a run."""
+    run = load_run(run_dir)
+    config, described = apply_resume_changes(run.read_config(), changes or {})
+    point = read_resume_point(run.path)
+    if point is not None:
+        _check_epochs_left(config, point.epochs_completed)
+    return ResumedRun(run.path, config, described, scan)
+
+
+def apply_resume_changes(
+    config: RunConfig, changes: Mapping[str, Any]
+) -> tuple[RunConfig, tuple[str, ...]]:
+    """``config`` with the resumable ``changes`` applied, and those changes in words.
+
+    A setting given with its current value is no change. Any other setting would make the rest
+    of the run differ from what it trained so far (other pictures, another model, another
+    learning rate): it is refused with a ConfigError naming it and saying what to do instead.
+    """
+    described = []
+    for field_path, value in changes.items():
+        current = get_field(config, field_path)
+        if value == current:
+            continue
+        if field_path not in RESUMABLE_SETTINGS:
+            raise ConfigError(
+                field_path,
+                f"cannot change when a run is resumed: it goes on with its own value "
+                f"({current!r}). To train with {value!r}, start a new run instead (it can "
+                "start from this run's weights).",
+            )
+        config = replace_field(config, field_path, value)
+        words = f"{RESUMABLE_SETTINGS[field_path]}: {current} → {value}"
+        if field_path == "optim.num_epochs" and config.optim.schedule != "constant":
+            words += f" (the learning-rate schedule now spans {value} epochs)"
+        described.append(words)
+    return config.validate(), tuple(described)
+
+
+def _check_epochs_left(config: RunConfig, epochs_completed: int) -> None:
+    if config.optim.num_epochs < epochs_completed:
+        raise ConfigError(
+            "optim.num_epochs",
+            f"this run has already trained {epochs_completed} epochs; to resume it, ask for "
+            f"at least {epochs_completed} (it ends at once with {epochs_completed}).",
+        )

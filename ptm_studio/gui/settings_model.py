@@ -1,0 +1,48 @@
+"""SettingsModel: the one RunConfig being edited in the window.
+
+Panels show it and write their part into it as the user changes a box; nothing else keeps
+settings. Auto, resuming a run and restoring the last session replace it whole (``replaced``),
+and every panel shows the new values. Only the settings a panel offers live in widgets; the
+others (set by the command line, a resumed run, Auto) are kept here as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from ptm_studio.core.config import RunConfig, replace_field
+
+
+class SettingsModel(QObject):
+    changed = Signal(object)
+    """The new RunConfig, after any change (a panel's or a replacement)."""
+    replaced = Signal(object)
+    """The new RunConfig, after :meth:`replace`: every panel shows it again."""
+
+    def __init__(self, config: RunConfig | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._config = config or RunConfig()
+
+    @property
+    def config(self) -> RunConfig:
+        return self._config
+
+    def update(self, change: Callable[[RunConfig], RunConfig]) -> None:
+        """Apply ``change`` (config → new config); nothing is signalled when it changes nothing."""
+        new = change(self._config)
+        if new != self._config:
+            self._config = new
+            self.changed.emit(new)
+
+    def set(self, field_path: str, value: Any) -> None:
+        """Set one dotted setting (``optim.learning_rate``)."""
+        self.update(lambda config: replace_field(config, field_path, value))
+
+    def replace(self, config: RunConfig) -> None:
+        """Replace every setting at once (Auto, a resumed run's own settings, the last session)."""
+        self._config = config
+        self.replaced.emit(config)
+        self.changed.emit(config)

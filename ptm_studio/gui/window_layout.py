@@ -1,0 +1,68 @@
+"""Where the main window's panels go: settings on the left; the training panel above the
+result tabs on the right; the device in the status bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ptm_studio.gui.plain_text import plain_label
+
+TABS = (
+    ("Charts", "Live curves of the training (Ctrl+1)."),
+    ("Predictions", "The validation images with the model's answers (Ctrl+2)."),
+    ("Pretraining", "How pretraining on unlabelled images is going."),
+)
+
+
+@dataclass
+class WindowLayout:
+    splitter: QSplitter
+    tabs: QTabWidget
+    device_status: QLabel
+
+
+def lay_out_window(
+    window: QMainWindow,
+    settings_panels: tuple[QWidget, ...],
+    training_panel: QWidget,
+    result_tabs: tuple[QWidget, ...],
+) -> WindowLayout:
+    """Put the panels into ``window``; ``result_tabs`` in the order of :data:`TABS`."""
+    settings_column = QWidget()
+    column = QVBoxLayout(settings_column)
+    for panel in settings_panels:
+        column.addWidget(panel)
+    column.addStretch(0)
+    settings_scroll = QScrollArea()
+    settings_scroll.setWidget(settings_column)
+    settings_scroll.setWidgetResizable(True)
+    settings_scroll.setMinimumWidth(460)
+    tabs = QTabWidget()
+    for index, (panel, (title, tip)) in enumerate(zip(result_tabs, TABS, strict=True)):
+        tabs.addTab(panel, title)
+        tabs.setTabToolTip(index, tip)
+    right = QWidget()
+    right_layout = QVBoxLayout(right)
+    right_layout.setContentsMargins(0, 0, 0, 0)
+    right_layout.addWidget(training_panel)
+    right_layout.addWidget(tabs, 1)
+    splitter = QSplitter(Qt.Orientation.Horizontal)
+    splitter.addWidget(settings_scroll)
+    splitter.addWidget(right)
+    splitter.setStretchFactor(1, 1)
+    splitter.setSizes([500, 900])
+    window.setCentralWidget(splitter)
+    device_status = plain_label("Checking the device…", word_wrap=False)
+    window.statusBar().addPermanentWidget(device_status)
+    return WindowLayout(splitter, tabs, device_status)
