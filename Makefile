@@ -14,9 +14,12 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
+# Style, types (core and GUI) and the layer contracts in pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check ptm_studio tests benchmarks packaging
+	$(BIN)/ruff format --check ptm_studio tests benchmarks packaging
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 install: $(STAMP)
 
