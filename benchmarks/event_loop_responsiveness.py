@@ -35,34 +35,6 @@ TARGET_MAX_MS = 100.0
 PROBE_INTERVAL_MS = 10
 
 
-class GapRecorder:
-    """A 10 ms timer on the GUI thread that keeps the time between each two of its ticks.
-
-    The same measure as ``GapProbe`` in tests/gui/test_training_e2e.py, which keeps only the
-    largest gap; here every gap is kept, for the percentiles.
-    """
-
-    def __init__(self) -> None:
-        self.timer = QTimer()
-        self.timer.setInterval(PROBE_INTERVAL_MS)
-        self.timer.timeout.connect(self._tick)
-        self.gaps: list[float] = []
-        self._last = 0.0
-
-    def start(self) -> None:
-        self._last = time.perf_counter()
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.gaps.append(now - self._last)
-        self._last = now
-
-    def stop(self) -> list[float]:
-        self.timer.stop()
-        return self.gaps
-
-
 def spin(milliseconds: int) -> None:
     """Run the event loop for a while (as pytest-qt's ``qtbot.wait`` does)."""
     loop = QEventLoop()
@@ -116,6 +88,7 @@ def prepare(window: Any, epochs: int) -> None:
 def measure(data: Path, runs_root: Path, epochs: int, repeats: int) -> tuple[list[float], float]:
     """All gaps (seconds) over ``repeats`` runs, and the median seconds from click to end."""
     from ptm_studio.core.engine.events import STATUS_COMPLETED
+    from ptm_studio.gui.event_loop_probe import EventLoopProbe
     from ptm_studio.gui.main_window import MainWindow
     from ptm_studio.gui.warmup import warm_up
 
@@ -131,7 +104,7 @@ def measure(data: Path, runs_root: Path, epochs: int, repeats: int) -> tuple[lis
     durations: list[float] = []
     try:
         for run in range(repeats):
-            probe = GapRecorder()
+            probe = EventLoopProbe(PROBE_INTERVAL_MS)
             probe.start()
             spin(50)
             clicked = time.perf_counter()
@@ -143,7 +116,8 @@ def measure(data: Path, runs_root: Path, epochs: int, repeats: int) -> tuple[lis
             )
             durations.append(time.perf_counter() - clicked)
             spin(200)
-            gaps += probe.stop()
+            probe.stop()
+            gaps += probe.gaps
             if finished[run].status != STATUS_COMPLETED:
                 raise SystemExit(f"run {run + 1} ended {finished[run].status}")
     finally:

@@ -6,13 +6,16 @@ field metadata below), and every run folder keeps the exact config it used in ``
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ptm_studio.core.config_values import ConfigError as ConfigError
+from ptm_studio.core.config_values import check_choice, check_range, from_plain, to_plain
+from ptm_studio.core.config_values import config_fields as config_fields
+from ptm_studio.core.config_values import get_field as get_field
+from ptm_studio.core.config_values import replace_field as replace_field
 
 CONFIG_FORMAT_VERSION = 1
 
@@ -38,15 +41,6 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "one_cycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
-
-
-class ConfigError(ValueError):
-    """A setting is invalid. ``field_path`` names it (``optim.learning_rate``)."""
-
-    def __init__(self, field_path: str, message: str) -> None:
-        super().__init__(f"{field_path}: {message}")
-        self.field_path = field_path
-        self.message = message
 
 
 def _describe(help_text: str, **extra: Any) -> dict[str, Any]:
@@ -110,17 +104,17 @@ class DataConfig:
     )
 
     def validate(self) -> None:
-        _check_range("data.image_size", self.image_size, 8, 1024)
-        _check_range("data.batch_size", self.batch_size, 1, 65536)
-        _check_range("data.validation_fraction", self.validation_fraction, 0.0, 0.9)
-        _check_range("data.num_workers", self.num_workers, 0, 64)
-        _check_range(
+        check_range("data.image_size", self.image_size, 8, 1024)
+        check_range("data.batch_size", self.batch_size, 1, 65536)
+        check_range("data.validation_fraction", self.validation_fraction, 0.0, 0.9)
+        check_range("data.num_workers", self.num_workers, 0, 64)
+        check_range(
             "data.loader_timeout_seconds", self.loader_timeout_seconds, 0, 86400, low_open=True
         )
-        _check_range("data.max_bad_file_fraction", self.max_bad_file_fraction, 0.0, 1.0)
-        _check_range("data.label_fraction", self.label_fraction, 0.001, 1.0)
+        check_range("data.max_bad_file_fraction", self.max_bad_file_fraction, 0.0, 1.0)
+        check_range("data.label_fraction", self.label_fraction, 0.001, 1.0)
         for name in self.augmentations:
-            _check_choice("data.augmentations", name, AUGMENTATIONS)
+            check_choice("data.augmentations", name, AUGMENTATIONS)
 
 
 @dataclass(frozen=True)
@@ -156,17 +150,17 @@ class ModelConfig:
     dropout: float = field(default=0.0, metadata=_describe("Dropout before the classifier head."))
 
     def validate(self) -> None:
-        _check_choice("model.weights", self.weights, WEIGHT_SOURCES)
-        _check_choice("model.training_mode", self.training_mode, TRAINING_MODES)
+        check_choice("model.weights", self.weights, WEIGHT_SOURCES)
+        check_choice("model.training_mode", self.training_mode, TRAINING_MODES)
         if self.weights in ("file", "run") and not self.weights_path:
             raise ConfigError(
                 "model.weights_path", f"weights={self.weights!r} needs a path to start from"
             )
-        _check_range("model.unfreeze_after_epochs", self.unfreeze_after_epochs, 0, 10_000)
-        _check_range(
+        check_range("model.unfreeze_after_epochs", self.unfreeze_after_epochs, 0, 10_000)
+        check_range(
             "model.backbone_learning_rate_factor", self.backbone_learning_rate_factor, 0.0, 10.0
         )
-        _check_range("model.dropout", self.dropout, 0.0, 0.95)
+        check_range("model.dropout", self.dropout, 0.0, 0.95)
 
 
 @dataclass(frozen=True)
@@ -207,13 +201,13 @@ class ObjectiveConfig:
     )
 
     def validate(self) -> None:
-        _check_choice("objective.task", self.task, TASKS)
+        check_choice("objective.task", self.task, TASKS)
         allowed = PRETRAIN_LOSSES if self.task == "pretrain" else SUPERVISED_LOSSES
-        _check_choice("objective.loss", self.loss, allowed)
-        _check_range("objective.label_smoothing", self.label_smoothing, 0.0, 0.5)
-        _check_range("objective.margin", self.margin, 0.01, 2.0)
-        _check_range("objective.temperature", self.temperature, 0.01, 10.0)
-        _check_range("objective.projection_dim", self.projection_dim, 2, 4096)
+        check_choice("objective.loss", self.loss, allowed)
+        check_range("objective.label_smoothing", self.label_smoothing, 0.0, 0.5)
+        check_range("objective.margin", self.margin, 0.01, 2.0)
+        check_range("objective.temperature", self.temperature, 0.01, 10.0)
+        check_range("objective.projection_dim", self.projection_dim, 2, 4096)
 
 
 @dataclass(frozen=True)
@@ -247,15 +241,15 @@ class OptimConfig:
     )
 
     def validate(self) -> None:
-        _check_choice("optim.optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("optim.schedule", self.schedule, SCHEDULES)
-        _check_range("optim.learning_rate", self.learning_rate, 1e-8, 10.0, low_open=False)
-        _check_range("optim.weight_decay", self.weight_decay, 0.0, 1.0)
-        _check_range("optim.momentum", self.momentum, 0.0, 0.999)
-        _check_range("optim.num_epochs", self.num_epochs, 1, 100_000)
-        _check_range("optim.early_stopping_patience", self.early_stopping_patience, 0, 100_000)
-        _check_range("optim.gradient_clip_norm", self.gradient_clip_norm, 0.0, 1e6)
-        _check_range("optim.evaluate_every_steps", self.evaluate_every_steps, 0, 10**9)
+        check_choice("optim.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("optim.schedule", self.schedule, SCHEDULES)
+        check_range("optim.learning_rate", self.learning_rate, 1e-8, 10.0, low_open=False)
+        check_range("optim.weight_decay", self.weight_decay, 0.0, 1.0)
+        check_range("optim.momentum", self.momentum, 0.0, 0.999)
+        check_range("optim.num_epochs", self.num_epochs, 1, 100_000)
+        check_range("optim.early_stopping_patience", self.early_stopping_patience, 0, 100_000)
+        check_range("optim.gradient_clip_norm", self.gradient_clip_norm, 0.0, 1e6)
+        check_range("optim.evaluate_every_steps", self.evaluate_every_steps, 0, 10**9)
         if not 0.0 <= self.warmup_epochs < self.num_epochs:
             raise ConfigError(
                 "optim.warmup_epochs",
@@ -283,9 +277,9 @@ class DeviceConfig:
     )
 
     def validate(self) -> None:
-        _check_choice("device.device", self.device, DEVICES)
-        _check_choice("device.precision", self.precision, PRECISIONS)
-        _check_range("device.cpu_threads", self.cpu_threads, 0, 1024)
+        check_choice("device.device", self.device, DEVICES)
+        check_choice("device.precision", self.precision, PRECISIONS)
+        check_range("device.cpu_threads", self.cpu_threads, 0, 1024)
 
 
 @dataclass(frozen=True)
@@ -305,8 +299,8 @@ class SavingConfig:
     )
 
     def validate(self) -> None:
-        _check_range("saving.checkpoint_every_steps", self.checkpoint_every_steps, 0, 10**9)
-        _check_range("saving.checkpoint_every_minutes", self.checkpoint_every_minutes, 0.0, 10**6)
+        check_range("saving.checkpoint_every_steps", self.checkpoint_every_steps, 0, 10**9)
+        check_range("saving.checkpoint_every_minutes", self.checkpoint_every_minutes, 0.0, 10**6)
 
 
 @dataclass(frozen=True)
@@ -335,11 +329,11 @@ class RunConfig:
             self.saving,
         ):
             section.validate()
-        _check_range("seed", self.seed, 0, 2**32 - 1)
+        check_range("seed", self.seed, 0, 2**32 - 1)
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        payload = _to_plain(self)
+        payload = to_plain(self)
         payload["format_version"] = CONFIG_FORMAT_VERSION
         return payload
 
@@ -355,7 +349,7 @@ class RunConfig:
                 "format_version",
                 f"this config was written by a newer PTM Studio (format {version}); please update the app",
             )
-        return _from_plain(cls, payload, prefix="")
+        return from_plain(cls, payload, prefix="")
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
@@ -380,110 +374,3 @@ SECTIONS: dict[str, type] = {
     "device": DeviceConfig,
     "saving": SavingConfig,
 }
-
-
-def config_fields(config: RunConfig) -> dict[str, Any]:
-    """Every setting by its dotted name (``optim.learning_rate``), in declaration order."""
-    fields: dict[str, Any] = {}
-    for config_field in dataclasses.fields(config):
-        value = getattr(config, config_field.name)
-        if dataclasses.is_dataclass(value):
-            for inner in dataclasses.fields(value):
-                fields[f"{config_field.name}.{inner.name}"] = getattr(value, inner.name)
-        else:
-            fields[config_field.name] = value
-    return fields
-
-
-def get_field(config: RunConfig, field_path: str) -> Any:
-    """The value of one dotted field (``optim.learning_rate``); ConfigError for an unknown one."""
-    owner: Any = config
-    for name in field_path.split("."):
-        if not dataclasses.is_dataclass(owner) or name not in {
-            f.name for f in dataclasses.fields(owner)
-        }:
-            raise ConfigError(field_path, "there is no such setting")
-        owner = getattr(owner, name)
-    return owner
-
-
-def replace_field(config: RunConfig, field_path: str, value: Any) -> RunConfig:
-    """Return a copy of ``config`` with one dotted field (``optim.learning_rate``) replaced."""
-    if "." not in field_path:
-        return dataclasses.replace(config, **{field_path: value})
-    section_name, field_name = field_path.split(".", 1)
-    section = getattr(config, section_name)
-    return dataclasses.replace(
-        config, **{section_name: dataclasses.replace(section, **{field_name: value})}
-    )
-
-
-def _check_range(
-    field_path: str, value: float, low: float, high: float, *, low_open: bool = False
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(field_path, f"must be a number, got {value!r}")
-    if value != value or value < low or value > high or (low_open and value == low):
-        raise ConfigError(field_path, f"must be between {low:g} and {high:g}, got {value!r}")
-
-
-def _check_choice(field_path: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(field_path, f"{value!r} is not one of: {', '.join(allowed)}")
-
-
-def _to_plain(instance: Any) -> Any:
-    if dataclasses.is_dataclass(instance) and not isinstance(instance, type):
-        return {f.name: _to_plain(getattr(instance, f.name)) for f in dataclasses.fields(instance)}
-    if isinstance(instance, tuple):
-        return [_to_plain(item) for item in instance]
-    return instance
-
-
-def _from_plain(cls: type, payload: dict[str, Any], prefix: str) -> Any:
-    if not isinstance(payload, dict):
-        raise ConfigError(prefix.rstrip(".") or "<file>", "expected an object of settings")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(payload) - known)
-    if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}", f"unknown setting; known ones are: {', '.join(sorted(known))}"
-        )
-    values = {}
-    for name, raw in payload.items():
-        values[name] = _coerce(hints[name], raw, f"{prefix}{name}")
-    return cls(**values)
-
-
-def _coerce(hint: Any, raw: Any, field_path: str) -> Any:
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _from_plain(hint, raw, prefix=f"{field_path}.")
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if raw is None and type(None) in args:
-            return None
-        non_none = [arg for arg in args if arg is not type(None)]
-        return _coerce(non_none[0], raw, field_path)
-    if origin is tuple:
-        if not isinstance(raw, list | tuple):
-            raise ConfigError(field_path, f"expected a list, got {raw!r}")
-        return tuple(_coerce(args[0], item, field_path) for item in raw)
-    if hint is bool:
-        if not isinstance(raw, bool):
-            raise ConfigError(field_path, f"expected true or false, got {raw!r}")
-        return raw
-    if hint is int:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ConfigError(field_path, f"expected a whole number, got {raw!r}")
-        return raw
-    if hint is float:
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ConfigError(field_path, f"expected a number, got {raw!r}")
-        return float(raw)
-    if hint is str:
-        if not isinstance(raw, str):
-            raise ConfigError(field_path, f"expected text, got {raw!r}")
-        return raw
-    return raw

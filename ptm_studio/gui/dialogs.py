@@ -29,6 +29,16 @@ def ask_yes_no(parent: QWidget | None, title: str, question: str) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
+def show_about(parent: QWidget | None) -> None:
+    from ptm_studio import __version__
+
+    show_info(
+        parent,
+        "About PTM Studio",
+        f"PTM Studio {__version__}\nTrain image classifiers on your own pictures.",
+    )
+
+
 def show_info(parent: QWidget | None, title: str, message: str) -> None:
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Information)

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from ptm_studio.core.checkpoints import CheckpointError, intact_previous, use_previous_checkpoint
 from ptm_studio.core.config import ConfigError, RunConfig, replace_field
 from ptm_studio.core.data.manifest import DatasetScan
-from ptm_studio.core.engine.events import STATUS_STOPPED, Ending, TrainingFinished
+from ptm_studio.core.engine.events import STATUS_FAILED, STATUS_STOPPED, Ending, TrainingFinished
 from ptm_studio.core.locations import default_runs_root
 from ptm_studio.core.runs import RunDirectory, read_resume_point
 from ptm_studio.gui import dialogs, resume_offer
@@ -94,6 +94,8 @@ class RunController(QObject):
         self.resume_dir: Path | None = None
         """The run Resume continues: the last one, when it was stopped."""
         self.comparison_dialog: QWidget | None = None
+        self.is_closing = False
+        """Set when the window closes after the run stops: no more questions then."""
         self._resume_when_idle: Path | None = None
         session.running_changed.connect(self._on_running_changed)
 
@@ -241,9 +243,19 @@ class RunController(QObject):
 
     @Slot(object)
     def note_finished(self, event: TrainingFinished) -> None:
-        """After a run: a stopped one can be resumed with the Resume button."""
+        """After a run: a stopped one can be resumed with the Resume button; a failed one says
+        why (or offers the save before a damaged one), unless the window is closing."""
         is_resumable = event.status == STATUS_STOPPED and event.run_dir is not None
         self._set_resume_dir(Path(event.run_dir) if is_resumable and event.run_dir else None)
+        if event.status != STATUS_FAILED or self.is_closing:
+            return
+        if not self.offer_previous_checkpoint(event):
+            dialogs.show_error(
+                self._parent,
+                "Training stopped with an error",
+                event.error_message or "Unknown error.",
+                event.error_details,
+            )
 
     def _set_resume_dir(self, run_dir: Path | None) -> None:
         self.resume_dir = run_dir

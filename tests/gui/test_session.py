@@ -201,7 +201,8 @@ def test_main_dispatches_cli_commands_and_otherwise_opens_the_app(
 
 
 def test_first_launch_opens_on_the_demo_images(qtbot: Any, tmp_path: Path) -> None:
-    from ptm_studio.gui.main_window import MainWindow, demo_folder
+    from ptm_studio.gui.device_probe import demo_folder
+    from ptm_studio.gui.main_window import MainWindow
 
     demo = demo_folder()
     if demo is None:

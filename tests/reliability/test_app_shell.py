@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from gui import conftest as gui_fixtures
-from gui.test_training_e2e import GapProbe
 from PySide6.QtCore import QCoreApplication, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTreeWidget, QWidget
@@ -30,6 +29,7 @@ from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_FAILED, STATUS_STOPPED
 from ptm_studio.core.runs import RunDirectory
 from ptm_studio.gui import dialogs, resume_offer
+from ptm_studio.gui.event_loop_probe import EventLoopProbe
 from ptm_studio.gui.jobs.training import TrainingRequest, make_trainer
 from ptm_studio.gui.main_window import MainWindow
 from ptm_studio.gui.plain_text import is_shown_literally
@@ -259,7 +259,7 @@ def test_q4_thousands_of_events_per_second_leave_the_window_responsive(
     window = open_window(trainer_factory=FloodingTrainer)
     window.show()
     qtbot.waitExposed(window)
-    probe = GapProbe()
+    probe = EventLoopProbe()
     probe.start()
     started = time.perf_counter()
     window.training_panel.start_button.click()

@@ -40,6 +40,7 @@ from ptm_studio.gui.dataset_summary import (
     scan_dataset,
     summarize_scan,
 )
+from ptm_studio.gui.device_probe import demo_folder
 from ptm_studio.gui.jobs.job import Job, JobContext
 from ptm_studio.gui.plain_text import plain_label, plain_tooltip
 from ptm_studio.gui.settings_model import SettingsModel
@@ -58,7 +59,6 @@ class DatasetPanel(QGroupBox):
     """``dataset_changed(DatasetSummary | None)`` fires when a scan finishes (None when cleared)."""
 
     dataset_changed = Signal(object)
-    demo_requested = Signal()
 
     def __init__(
         self,
@@ -90,7 +90,7 @@ class DatasetPanel(QGroupBox):
         self.choose_button.clicked.connect(self.choose_folder)
         self.demo_button = QPushButton(theme.icon("demo"), "Demo images")
         self.demo_button.setToolTip("Use the small example dataset that comes with PTM Studio.")
-        self.demo_button.clicked.connect(self.demo_requested)
+        self.demo_button.clicked.connect(self.use_demo_images)
         self.progress_bar = QProgressBar()
         self.progress_bar.setToolTip("Looking at every file in the folder.")
         self.cancel_button = QPushButton("Cancel")
@@ -193,6 +193,34 @@ class DatasetPanel(QGroupBox):
             return scan(root, progress=context.progress, should_stop=lambda: context.is_cancelled)
 
         self.scan_job.restart(work)
+
+    @Slot()
+    def use_demo_images(self) -> None:
+        folder = demo_folder()
+        if folder is None:
+            dialogs.show_info(
+                self,
+                "Demo images missing",
+                "The demo images are not installed with this copy of PTM Studio.",
+            )
+            return
+        self.set_folder(folder)
+
+    def open_first_folder(self, folder: Path | None, *, use_demo: bool) -> bool:
+        """At launch: the folder of the last session, else the demo images (at first launch,
+        or when asked); True when the demo images are shown."""
+        if not use_demo and folder is not None and folder.is_dir():
+            self.set_folder(folder)
+            return False
+        if demo_folder() is None:
+            return False
+        self.use_demo_images()
+        return True
+
+    @property
+    def is_showing_demo(self) -> bool:
+        demo = demo_folder()
+        return self.summary is not None and demo is not None and Path(self.summary.root) == demo
 
     @Slot()
     def cancel_scan(self) -> None:

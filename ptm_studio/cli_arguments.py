@@ -1,0 +1,238 @@
+"""The command line's arguments: one flag per RunConfig field, generated from the config
+dataclasses so the CLI and the GUI always offer the same settings, and the config they make."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from ptm_studio import __version__
+from ptm_studio.core.config import SECTIONS, RunConfig, config_fields, replace_field
+
+# Every headless command; `python -m ptm_studio COMMAND` dispatches here, anything else opens the app.
+COMMANDS = frozenset(
+    {"train", "finetune", "pretrain", "compare", "predict", "scan", "models", "runs"}
+)
+SHORT_ALIASES = {"data_dir": ["--data"], "num_epochs": ["--epochs"]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptm-studio",
+        description="Train and use image classifiers without the window. "
+        "Run `ptm-studio` with no arguments to open the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"PTM Studio {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_train_command(
+        commands,
+        "train",
+        help_text="Train a classifier on a folder of images (one subfolder per class).",
+        description="Train a classifier. With no --data the built-in demo flowers are used.",
+    )
+    _add_train_command(
+        commands,
+        "finetune",
+        help_text="Like train; --init-from RUN starts from an earlier (e.g. pretraining) run.",
+        description="Finetune a classifier, typically from a pretrained backbone (--init-from).",
+    )
+    _add_train_command(
+        commands,
+        "pretrain",
+        help_text="Pretrain a backbone on unlabelled pictures (self-supervised).",
+        description="Learn features from pictures without labels; later runs start from them "
+        "with `finetune --init-from RUN`. Default loss: nt_xent (SimCLR).",
+    )
+    _add_train_command(
+        commands,
+        "compare",
+        help_text="Did pretraining help? Finetune from a pretrained run and from random weights.",
+        description="Finetunes the same data twice per seed — from the pretrained backbone "
+        "(--init-from) and from --against — with the same split, seed and budget, then prints "
+        "both accuracies side by side.",
+    )
+    _add_predict_command(commands)
+    _add_scan_command(commands)
+    listing = commands.add_parser("models", help="List the available backbones.")
+    listing.set_defaults(command="models")
+    runs = commands.add_parser("runs", help="List earlier runs.")
+    runs.add_argument(
+        "--runs-root", type=Path, help="Folder holding the runs (default: your data folder)."
+    )
+    runs.set_defaults(command="runs")
+    return parser
+
+
+def _add_train_command(commands: Any, name: str, *, help_text: str, description: str) -> None:
+    train = commands.add_parser(
+        name,
+        help=help_text,
+        description=f"{description} Settings come from --config, then from the flags given.",
+    )
+    train.set_defaults(command=name)
+    if name == "compare":
+        train.add_argument(
+            "--against",
+            choices=("random", "imagenet"),
+            default="random",
+            help="The other starting point (default: random).",
+        )
+        train.add_argument(
+            "--seeds",
+            type=int,
+            nargs="+",
+            default=[0],
+            help="Repeat with these seeds (default: 0).",
+        )
+    if name in ("finetune", "compare"):
+        train.add_argument(
+            "--init-from",
+            type=Path,
+            metavar="RUN_DIR",
+            help="Start from the backbone an earlier run learnt (same as --weights run "
+            "--weights-path RUN_DIR).",
+        )
+    train.add_argument(
+        "--config", type=Path, help="A config.json (e.g. from an earlier run) to start from."
+    )
+    train.add_argument(
+        "--output",
+        type=Path,
+        help="Folder for this run (default: a new folder under your data folder).",
+    )
+    train.add_argument("--runs-root", type=Path, help="Where new run folders are created.")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="Continue a stopped run from its last checkpoint.",
+    )
+    train.add_argument(
+        "--use-previous-checkpoint",
+        action="store_true",
+        help="With --resume, when the last checkpoint is damaged: go on from the one saved "
+        "before it (the damaged one is kept aside).",
+    )
+    train.add_argument("--demo", action="store_true", help="Train on the built-in demo flowers.")
+    train.add_argument("--quiet", action="store_true", help="No progress bar, only the summary.")
+    defaults = RunConfig()
+    for section_name, section_type in SECTIONS.items():
+        group = train.add_argument_group(f"{section_name} settings")
+        for config_field in dataclasses.fields(section_type):
+            default = getattr(getattr(defaults, section_name), config_field.name)
+            _add_config_flag(
+                group, f"{section_name}.{config_field.name}", config_field, section_type, default
+            )
+    general = train.add_argument_group("general settings")
+    for config_field in dataclasses.fields(RunConfig):
+        if config_field.name not in SECTIONS:
+            _add_config_flag(
+                general,
+                config_field.name,
+                config_field,
+                RunConfig,
+                getattr(defaults, config_field.name),
+            )
+
+
+def _add_config_flag(
+    group: argparse._ArgumentGroup,
+    field_path: str,
+    config_field: dataclasses.Field,
+    owner: type,
+    default: Any,
+) -> None:
+    hint = typing.get_type_hints(owner)[config_field.name]
+    flag = "--" + config_field.name.replace("_", "-")
+    options: dict[str, Any] = {
+        "dest": field_path,
+        "default": argparse.SUPPRESS,  # only flags the user gives override the config file
+        "help": f"{config_field.metadata.get('help', '')} (default: {_show_default(default)})",
+    }
+    choices = config_field.metadata.get("choices")
+    base = _without_none(hint)
+    if base is bool:
+        options["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(base) is tuple:
+        options.update(nargs="*", choices=choices, metavar="NAME")
+    else:
+        options.update(type=base, choices=choices)
+        options["metavar"] = config_field.name.split("_")[-1].upper() if choices is None else None
+    group.add_argument(flag, *SHORT_ALIASES.get(config_field.name, []), **options)
+
+
+def _without_none(hint: Any) -> Any:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(value) or "none"
+    return "demo data" if value is None else str(value)
+
+
+def _add_predict_command(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="Predict the class of image files or folders with a trained run.",
+        description="Prints a table (or writes a CSV) with the top classes of each image.",
+    )
+    predict.add_argument(
+        "--run", type=Path, required=True, help="A run folder (or a checkpoint folder)."
+    )
+    predict.add_argument("paths", nargs="+", type=Path, help="Image files and/or folders.")
+    predict.add_argument("--top-k", type=int, default=3, help="How many classes to show per image.")
+    predict.add_argument("--csv", type=Path, help="Write the predictions to this CSV file too.")
+    predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    predict.set_defaults(command="predict")
+
+
+def _add_scan_command(commands: Any) -> None:
+    scan = commands.add_parser("scan", help="Check a dataset folder and report problems.")
+    scan.add_argument("folder", type=Path, nargs="?", help="The folder (default: the demo data).")
+    scan.add_argument("--task", default="finetune", choices=("finetune", "pretrain"))
+    scan.add_argument("--validation-fraction", type=float, default=0.2)
+    scan.set_defaults(command="scan")
+
+
+def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
+    """The config file (if any) with every given flag applied on top, validated."""
+    config = RunConfig.load(arguments.config) if arguments.config else RunConfig()
+    for name, value in _flags_given(arguments).items():
+        config = replace_field(config, name, value)
+    if arguments.command == "pretrain":
+        if "objective.task" not in vars(arguments):
+            config = replace_field(config, "objective.task", "pretrain")
+        if config.objective.loss == "cross_entropy" and "objective.loss" not in vars(arguments):
+            config = replace_field(config, "objective.loss", "nt_xent")
+    if arguments.output:
+        config = replace_field(config, "run_name", arguments.output.name)
+    return config.validate()
+
+
+def _flags_given(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The settings typed on the command line, by dotted name (flags not given are absent)."""
+    given: dict[str, Any] = {}
+    for name, value in vars(arguments).items():
+        if "." in name or name in ("seed", "run_name"):
+            given[name] = tuple(value) if isinstance(value, list) else value
+    if getattr(arguments, "init_from", None):
+        given["model.weights"] = "run"
+        given["model.weights_path"] = str(arguments.init_from)
+    if arguments.demo:
+        given["data.data_dir"] = None
+    return given
+
+
+def resume_changes_from_arguments(arguments: argparse.Namespace) -> dict[str, Any]:
+    """What a resume was asked to change: every setting of --config, then the flags given. The
+    run applies those it can and refuses the others by name (see Trainer.resume)."""
+    changes = config_fields(RunConfig.load(arguments.config)) if arguments.config else {}
+    changes.update(_flags_given(arguments))
+    return changes
