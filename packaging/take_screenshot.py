@@ -49,7 +49,7 @@ def main() -> int:
     window.show()
 
     def show_tab() -> None:
-        window.tabs.setCurrentIndex(1 if arguments.tab == "predictions" else 0)
+        window.layout_parts.tabs.setCurrentIndex(1 if arguments.tab == "predictions" else 0)
 
     def grab_and_quit() -> None:
         window.grab().save(str(arguments.output))

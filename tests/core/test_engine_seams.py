@@ -290,3 +290,31 @@ def test_weights_download_progress_is_an_event_at_most_ten_a_second(
     assert events.events.index(reports[-1]) < events.events.index(
         events.of_type(TrainingStarted)[0]
     )
+
+
+def test_a_run_resumed_mid_epoch_counts_its_steps_as_the_uninterrupted_one(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    """The loader of a resumed epoch is shorter (it skips what was trained): the run's step
+    counts must not shrink with it (the progress bar, the ETA and the periodic saves use them)."""
+    from ptm_studio.core.engine.control import StopRequest
+
+    stop = StopRequest()
+
+    class StopAtStep2(Callback):
+        def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
+            if event.global_step == 2:
+                stop.request()
+
+    first = EventRecorder()
+    stopped = Trainer.new_run(
+        tiny_config(), runs_root=tmp_path, callbacks=[first, StopAtStep2()], stop_request=stop
+    ).run()
+    assert stopped.status == "stopped"
+    resumed = EventRecorder()
+    Trainer.resume(stopped.run_dir, callbacks=[resumed]).run()  # type: ignore[arg-type]
+    steps = first.of_type(TrainingStarted)[0].steps_per_epoch
+    assert resumed.of_type(TrainingStarted)[0].steps_per_epoch == steps
+    batches = resumed.of_type(BatchFinished)
+    assert {(event.num_batches, event.total_steps) for event in batches} == {(steps, 2 * steps)}
+    assert batches[0].batch_index == 2 and batches[0].global_step == 3

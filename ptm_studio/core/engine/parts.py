@@ -55,10 +55,9 @@ class TrainingParts:
     batches: BatchSource  # each epoch's batches, from any batch on
     progress: RunProgress
     adjustments: Adjustments
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.task.train_loader)
+    # Counted once, when built: the loader's length shrinks while a resumed epoch skips the
+    # batches it already trained.
+    steps_per_epoch: int
 
     def skipped_files(self) -> dict[str, str]:
         """Files left out: by the scan before training, and those unreadable during it."""
@@ -122,4 +121,5 @@ def build_training(
         ),
         progress=RunProgress(),
         adjustments=adjustments,
+        steps_per_epoch=steps_per_epoch,
     )
