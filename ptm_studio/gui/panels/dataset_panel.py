@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from ptm_studio.core.config import RunConfig
 from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.dataset_summary import (
+    ClassSummary,
     DatasetSummary,
     ScanFunction,
     SplitSettings,
@@ -298,9 +299,7 @@ class DatasetPanel(QGroupBox):
             name_item.setToolTip(plain_tooltip(item.name))
             count_item = QTableWidgetItem(f"{item.total}")
             count_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            count_item.setToolTip(
-                f"{item.train_count} for training, {item.val_count} for validation"
-            )
+            count_item.setToolTip(_describe_counts(item))
             self.class_table.setItem(row, 0, name_item)
             self.class_table.setItem(row, 1, count_item)
             bar = QProgressBar()
@@ -353,6 +352,15 @@ class DatasetPanel(QGroupBox):
         self.scan_job.wait()
         self.thumbnail_cache.clear()
         self.thumbnail_cache.wait_for_done()
+
+
+def _describe_counts(item: ClassSummary) -> str:
+    parts = [f"{item.train_count} for training", f"{item.val_count} for validation"]
+    if item.test_count:
+        parts.append(f"{item.test_count} in test/ (a final check, never trained on)")
+    if item.unused_count:
+        parts.append(f"{item.unused_count} not used (only part of the labels is used)")
+    return ", ".join(parts)
 
 
 def _preview() -> None:  # pragma: no cover - manual preview
