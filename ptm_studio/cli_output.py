@@ -17,6 +17,7 @@ from ptm_studio.core.engine.events import (
     STATUS_STOPPED,
     BatchFinished,
     DownloadProgressed,
+    EarlyStopRequested,
     EpochFinished,
     TrainingAdjusted,
     TrainingFinished,
@@ -103,6 +104,13 @@ class ProgressPrinter(Callback):
             f"{prefix}epoch {event.epoch}/{event.num_epochs}: train loss "
             f"{format_number(event.train_loss)}, {measured} "
             f"({format_duration(event.epoch_seconds)}){best}",
+            file=self.stream,
+        )
+
+    def on_early_stop_requested(self, event: EarlyStopRequested, control: TrainingControl) -> None:
+        prefix = "\r" + " " * 100 + "\r" if self.is_terminal else ""
+        print(
+            f"{prefix}Ending early after epoch {event.epochs_completed}: {event.reason}.",
             file=self.stream,
         )
 

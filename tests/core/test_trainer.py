@@ -18,6 +18,7 @@ from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import (
     BatchFinished,
     CheckpointSaved,
+    EarlyStopRequested,
     EpochFinished,
     PredictionRecord,
     PredictionsReady,
@@ -260,3 +261,10 @@ def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(
         RunDirectory(finished.run_dir).best_checkpoint_dir, with_trainer_state=False
     )  # type: ignore[arg-type]
     assert best.meta["epoch"] == 2  # keep-best: the best folder holds epoch 2's weights
+    # The user is told why the run ended before its last epoch, and the run folder keeps it.
+    (early,) = recorder.of_type(EarlyStopRequested)
+    assert early.epochs_completed == 4 and "for 2 epochs" in early.reason
+    assert recorder.events.index(early) < recorder.events.index(finished)
+    assert finished.kind == "ended_early"
+    status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
+    assert status["ended_early_because"] == early.reason

@@ -342,3 +342,16 @@ def test_every_engine_event_has_its_signal_and_reaches_it(qtbot: Any) -> None:
     with qtbot.waitSignal(session.pretrain_samples_ready, timeout=1000) as blocker:
         EventForwarder(session.emit_event).on_event(event, TrainingControl())
     assert blocker.args[0] is event
+
+
+def test_the_training_panel_says_why_a_run_ended_early(qtbot: Any) -> None:
+    from ptm_studio.core.engine.events import EarlyStopRequested
+    from ptm_studio.gui.panels.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.show_early_stop(EarlyStopRequested("no better validation score for 3 epochs", 7, 140))
+    assert panel.notice_label.isVisibleTo(panel)
+    assert panel.notice_label.text() == (
+        "Ended early after epoch 7: no better validation score for 3 epochs."
+    )

@@ -207,6 +207,17 @@ class CheckpointSaved(EngineEvent):
 
 
 @dataclass(frozen=True)
+class EarlyStopRequested(EngineEvent):
+    """Fires when a callback ended the run before its last epoch (no better validation score
+    any more; later a time budget spent, a learning-rate test done), with its reason in words.
+    The run has saved and ends as completed."""
+
+    reason: str
+    epochs_completed: int
+    global_step: int
+
+
+@dataclass(frozen=True)
 class TrainingAdjusted(EngineEvent):
     """Fires when the run changed how it works to keep going, e.g. after running out of memory.
 

@@ -23,6 +23,7 @@ from ptm_studio.core.engine.control import TrainingControl
 from ptm_studio.core.engine.events import (
     STATUS_COMPLETED,
     BatchFinished,
+    EarlyStopRequested,
     EpochFinished,
     EvaluationFinished,
     PicturesSkipped,
@@ -149,6 +150,9 @@ class RunRecorder(Callback):
             }
             for record in event.records
         ]
+
+    def on_early_stop_requested(self, event: EarlyStopRequested, control: TrainingControl) -> None:
+        self.run.write_status(ended_early_because=event.reason)
 
     def on_pictures_skipped(self, event: PicturesSkipped, control: TrainingControl) -> None:
         self._skipped = dict(event.files)

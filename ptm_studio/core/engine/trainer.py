@@ -33,6 +33,7 @@ from ptm_studio.core.engine.events import (
     STATUS_STOPPED,
     CheckpointSaved,
     DownloadProgressed,
+    EarlyStopRequested,
     Ending,
     EngineEvent,
     PicturesSkipped,
@@ -224,7 +225,10 @@ class Trainer:
         return Ending.COMPLETED
 
     def _ended_early(self) -> Ending:
-        LOGGER.info("the run ended early: %s", self.control.stop_reason)
+        progress = self._parts().progress
+        reason = self.control.stop_reason
+        LOGGER.info("the run ended early: %s", reason)
+        self._emit(EarlyStopRequested(reason, progress.epochs_completed, progress.global_step))
         return Ending.ENDED_EARLY
 
     def _train_one_epoch(self, epoch_index: int) -> bool:

@@ -24,6 +24,7 @@ from ptm_studio.core.engine.events import (
     STATUS_STOPPED,
     BatchFinished,
     DownloadProgressed,
+    EarlyStopRequested,
     EpochFinished,
     PicturesSkipped,
     TrainingAdjusted,
@@ -186,6 +187,12 @@ class TrainingPanel(QGroupBox):
     def show_adjustment(self, event: TrainingAdjusted) -> None:
         """Keep a visible note of how the run adjusted itself (the latest one of each kind)."""
         self._show_notice(event.kind, f"Adjusted to keep going: {event.message}")
+
+    @Slot(object)
+    def show_early_stop(self, event: EarlyStopRequested) -> None:
+        self._show_notice(
+            "early_stop", f"Ended early after epoch {event.epochs_completed}: {event.reason}."
+        )
 
     @Slot(object)
     def show_skipped(self, event: PicturesSkipped) -> None:
