@@ -18,9 +18,7 @@ from ptm_studio.core.config import RunConfig, replace_field
 
 class SettingsModel(QObject):
     changed = Signal(object)
-    """The new RunConfig, after any change (a panel's or a replacement)."""
-    replaced = Signal(object)
-    """The new RunConfig, after :meth:`replace`: every panel shows it again."""
+    """The new RunConfig, after any change (a panel's or a replacement): panels show it."""
 
     def __init__(self, config: RunConfig | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -42,7 +40,7 @@ class SettingsModel(QObject):
         self.update(lambda config: replace_field(config, field_path, value))
 
     def replace(self, config: RunConfig) -> None:
-        """Replace every setting at once (Auto, a resumed run's own settings, the last session)."""
+        """Replace every setting at once (Auto, a resumed run's own settings, the last session);
+        the panels show all of it again, even when nothing changed."""
         self._config = config
-        self.replaced.emit(config)
         self.changed.emit(config)

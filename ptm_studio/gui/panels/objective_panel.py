@@ -11,7 +11,7 @@ import dataclasses
 import math
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -47,8 +47,6 @@ from ptm_studio.gui.widgets.settings_binding import (
 
 
 class ObjectivePanel(QGroupBox):
-    settings_changed = Signal()
-
     def __init__(
         self, settings: SettingsModel | None = None, parent: QWidget | None = None
     ) -> None:
@@ -176,10 +174,15 @@ class ObjectivePanel(QGroupBox):
         for widget in self._supervised_rows:
             widget.setEnabled(is_finetune)
             self._form.setRowVisible(widget, is_finetune)  # hidden: a shorter pretraining form
+        losses = LOSSES_FOR_TASK.get(task, SUPERVISED_LOSSES)
+        offered = tuple(self.loss_combo.itemData(i) for i in range(self.loss_combo.count()))
+        if offered == tuple(losses):
+            self._on_loss_changed()
+            return
         previous = self.loss_combo.currentData()
         self.loss_combo.blockSignals(True)
         self.loss_combo.clear()
-        for key in LOSSES_FOR_TASK.get(task, SUPERVISED_LOSSES):
+        for key in losses:
             text, tip = LOSS_TEXT.get(key, (key, ""))
             self.loss_combo.addItem(text, key)
             self.loss_combo.setItemData(
@@ -280,7 +283,6 @@ class ObjectivePanel(QGroupBox):
     def _write(self) -> None:
         if not self._showing:
             self.settings.update(self.apply_to)
-            self.settings_changed.emit()
 
     def apply_to(self, config: RunConfig) -> RunConfig:
         """``config`` with the values of this panel's boxes."""
