@@ -6,6 +6,7 @@ field metadata below), and every run folder keeps the exact config it used in ``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +318,12 @@ class RunConfig:
     run_name: str | None = field(
         default=None, metadata=_describe("Name of the run folder (default: date and time).")
     )
+
+    def for_another_run(self) -> RunConfig:
+        """These settings without what belonged to one run only: its folder's name, and the
+        consent to download ImageNet weights (asked again for each start that needs it)."""
+        model = dataclasses.replace(self.model, allow_download=False)
+        return dataclasses.replace(self, model=model, run_name=None)
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad field; return self so calls chain."""

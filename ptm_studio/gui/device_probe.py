@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
 from ptm_studio.gui import theme
-from ptm_studio.gui.jobs.job import Job, JobContext
 from ptm_studio.gui.warmup import warm_up
 
 
@@ -24,7 +25,7 @@ def demo_folder() -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def probe_device(setting: str, _context: JobContext) -> Any:
+def probe_device(setting: str) -> Any:
     """Warm torch up (its first imports are slow) and describe the device training will use."""
     warm_up()
     try:
@@ -36,19 +37,23 @@ def probe_device(setting: str, _context: JobContext) -> Any:
 
 
 class DeviceProbe(QObject):
-    """Finds the device in a background job; ``device_found`` carries a ``DeviceInfo`` (kind,
-    name, note) and is emitted on the GUI thread."""
+    """Finds the device on a daemon thread; ``device_found`` carries a ``DeviceInfo`` (kind,
+    name, note), queued to the GUI thread.
+
+    The one piece of background work that is not a Job (gui/jobs/job.py): it has no point at
+    which it could stop (a graphics driver can take its time or hang while it starts), and the
+    app must be able to quit without waiting for it; a QThread cannot be left behind, a daemon
+    thread can.
+    """
 
     device_found = Signal(object)
 
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.job = Job("ptm-device-probe", self)
-        self.job.succeeded.connect(self._on_found)
-
     def start(self, setting: str) -> None:
-        self.job.restart(lambda context: probe_device(setting, context))
+        threading.Thread(
+            target=self._probe, args=(setting,), name="ptm-device-probe", daemon=True
+        ).start()
 
-    @Slot(object)
-    def _on_found(self, info: Any) -> None:
-        self.device_found.emit(info)
+    def _probe(self, setting: str) -> None:
+        info = probe_device(setting)
+        with contextlib.suppress(RuntimeError):  # the window closed while the probe ran
+            self.device_found.emit(info)

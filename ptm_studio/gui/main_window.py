@@ -74,7 +74,6 @@ class MainWindow(QMainWindow):
         first = initial_folder or (Path(folder) if folder else None)
         if self.dataset_panel.open_first_folder(first, use_demo=use_demo):
             self.status.show("Showing the demo images. Choose your own folder with Ctrl+O.", 15000)
-        self._is_closed = False
         self.device_probe = DeviceProbe(self)
         self.device_probe.device_found.connect(self._on_device_found)
         QTimer.singleShot(200, self._start_device_probe)
@@ -220,8 +219,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _start_device_probe(self) -> None:
-        if not self._is_closed:  # a window closed at once must not start a thread it won't wait for
-            self.device_probe.start(self.settings.config.device.device)
+        self.device_probe.start(self.settings.config.device.device)
 
     @Slot(object)
     def _on_device_found(self, info: object) -> None:
@@ -243,7 +241,5 @@ class MainWindow(QMainWindow):
         save_window_settings(self, self.layout_parts.splitter, self.settings)
         self.dataset_panel.shutdown()
         self.predictions_panel.shutdown()
-        self._is_closed = True
-        self.device_probe.job.wait()
         self.metrics_panel.timer.stop()
         event.accept()

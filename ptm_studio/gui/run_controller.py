@@ -236,10 +236,11 @@ class RunController(QObject):
     def _as_shown(self, config: RunConfig) -> RunConfig:
         """A run's settings as the window shows them: its picture folder named (the demo
         images when it had none), unless that folder is gone: the resume says so, once."""
+        shown = config.for_another_run()  # what the next new run starts from
         folder = Path(config.data.data_dir).expanduser() if config.data.data_dir else demo_folder()
         if folder is None or not folder.is_dir():
-            return replace_field(config, "data.data_dir", self.settings.config.data.data_dir)
-        return replace_field(config, "data.data_dir", str(folder))
+            return replace_field(shown, "data.data_dir", self.settings.config.data.data_dir)
+        return replace_field(shown, "data.data_dir", str(folder))
 
     @Slot(object)
     def note_finished(self, event: TrainingFinished) -> None:

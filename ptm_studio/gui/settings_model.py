@@ -1,9 +1,9 @@
 """SettingsModel: the one RunConfig being edited in the window.
 
 Panels show it and write their part into it as the user changes a box; nothing else keeps
-settings. Auto, resuming a run and restoring the last session replace it whole (``replaced``),
-and every panel shows the new values. Only the settings a panel offers live in widgets; the
-others (set by the command line, a resumed run, Auto) are kept here as they are.
+settings. Auto, resuming a run and restoring the last session replace it whole, and every panel
+shows the new values. Only the settings a panel offers live in widgets; the others (set by the
+command line, a resumed run, Auto) are kept here as they are.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class SettingsModel(QObject):
     def __init__(self, config: RunConfig | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._config = config or RunConfig()
+        self._is_telling = False  # ``changed`` is being emitted
+        self._changed_meanwhile = False
 
     @property
     def config(self) -> RunConfig:
@@ -33,7 +35,7 @@ class SettingsModel(QObject):
         new = change(self._config)
         if new != self._config:
             self._config = new
-            self.changed.emit(new)
+            self._tell()
 
     def set(self, field_path: str, value: Any) -> None:
         """Set one dotted setting (``optim.learning_rate``)."""
@@ -43,4 +45,19 @@ class SettingsModel(QObject):
         """Replace every setting at once (Auto, a resumed run's own settings, the last session);
         the panels show all of it again, even when nothing changed."""
         self._config = config
-        self.changed.emit(config)
+        self._tell()
+
+    def _tell(self) -> None:
+        """Emit ``changed``; a change made by a listener meanwhile is told once the listeners
+        of this one have all heard it, so no panel is left showing an older config."""
+        if self._is_telling:
+            self._changed_meanwhile = True
+            return
+        self._is_telling = True
+        try:
+            self._changed_meanwhile = True
+            while self._changed_meanwhile:
+                self._changed_meanwhile = False
+                self.changed.emit(self._config)
+        finally:
+            self._is_telling = False

@@ -35,7 +35,7 @@ def restore_window_settings(
     except (ConfigError, TypeError):
         return folder  # none yet, or written by another version: the defaults then
     # The folder is chosen by the caller (it may be gone, or the demo may be asked for).
-    settings.replace(replace_field(saved, "data.data_dir", None))
+    settings.replace(replace_field(saved.for_another_run(), "data.data_dir", None))
     return folder
 
 
@@ -45,4 +45,4 @@ def save_window_settings(window: QMainWindow, splitter: QSplitter, settings: Set
     stored.setValue("window/state", window.saveState())
     stored.setValue("window/splitter", splitter.saveState())
     stored.setValue("last/folder", settings.config.data.data_dir or "")
-    stored.setValue("last/config", settings.config.to_json())
+    stored.setValue("last/config", settings.config.for_another_run().to_json())

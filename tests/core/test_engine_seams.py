@@ -23,6 +23,7 @@ from ptm_studio.core.engine.events import (
     BatchFinished,
     CheckpointSaved,
     DownloadProgressed,
+    EarlyStopRequested,
     EpochFinished,
     EvaluationFinished,
     TrainingFinished,
@@ -203,7 +204,7 @@ def test_a_resume_given_the_runs_own_settings_changes_nothing(
     run = _one_epoch_run(tiny_config, tmp_path)
     config = RunDirectory(run).read_config()
     setup_ = Trainer.resume(run, changes=config_fields(config)).setup
-    assert setup_.changes == ()  # type: ignore[attr-defined]
+    assert setup_.changes.fields == frozenset()  # type: ignore[attr-defined]
 
 
 def test_the_command_line_applies_or_refuses_settings_given_with_resume(
@@ -318,3 +319,139 @@ def test_a_run_resumed_mid_epoch_counts_its_steps_as_the_uninterrupted_one(
     batches = resumed.of_type(BatchFinished)
     assert {(event.num_batches, event.total_steps) for event in batches} == {(steps, 2 * steps)}
     assert batches[0].batch_index == 2 and batches[0].global_step == 3
+
+
+# ----------------------------------------------------------------------------- review findings
+def test_a_finished_run_is_never_left_marked_running_when_its_predictions_cannot_be_written(
+    tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ptm_studio.core.runs import find_interrupted_runs
+
+    def locked(self: RunDirectory, rows: object) -> None:
+        raise PermissionError(13, "the file is open in another program", str(self.predictions_path))
+
+    monkeypatch.setattr(RunDirectory, "write_predictions", locked)
+    finished, _ = _run(tiny_config(num_epochs=1), tmp_path)
+    assert finished.status == "completed"
+    status = RunDirectory(finished.run_dir).read_status()  # type: ignore[arg-type]
+    assert (
+        status["status"] == "completed" and "predictions.csv could not be written" in status["note"]
+    )
+    assert find_interrupted_runs(tmp_path) == []
+
+
+def test_a_resume_that_cannot_start_leaves_the_run_folder_as_it_was(
+    tiny_config: ConfigFactory, tmp_path: Path, tiny_dataset: Path
+) -> None:
+    """Its pictures are gone (an unplugged drive): the run stays as it was, still resumable."""
+    import json
+    import shutil
+
+    run = _one_epoch_run(tiny_config, tmp_path)
+    status = {**RunDirectory(run).read_status(), "status": "running", "pid": 999_999_999}
+    status["skipped_files"] = {"x.png": "broken"}
+    RunDirectory(run).status_path.write_text(json.dumps(status), encoding="utf-8")
+    before = _everything_under(run), RunDirectory(run).status_path.read_text(encoding="utf-8")
+    shutil.move(str(tiny_dataset), str(tmp_path / "unplugged"))
+    finished = Trainer.resume(run).run()
+    assert finished.status == "failed" and finished.kind == "data_unusable"
+    after = _everything_under(run), RunDirectory(run).status_path.read_text(encoding="utf-8")
+    assert after == before
+
+
+def test_early_stopping_on_the_last_epoch_is_an_ordinary_end(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    class StopEveryEpoch(Callback):
+        def on_epoch_finished(self, event: EpochFinished, control: TrainingControl) -> None:
+            control.request_stop("no better score")
+
+    finished, events = _run(tiny_config(num_epochs=1), tmp_path, StopEveryEpoch())
+    assert (finished.status, finished.kind) == ("completed", "completed")
+    assert events.of_type(EarlyStopRequested) == []
+
+
+def test_more_epochs_on_resume_follow_the_stretched_schedule_at_once(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    """The restored optimiser holds the rate of the old schedule's last step (cosine over one
+    epoch: nearly 0); the first resumed step uses the new schedule's rate for that step."""
+    from ptm_studio.core.objectives.optimization import learning_rate_multiplier
+
+    run = _one_epoch_run(tiny_config, tmp_path)
+    setup_ = Trainer.resume(run, changes={"optim.num_epochs": 4}).setup
+    parts = setup_.prepare(lambda done, total: None)
+    steps = parts.steps_per_epoch
+    expected = tiny_config().optim.learning_rate * learning_rate_multiplier(
+        steps, 4 * steps, 0, "cosine"
+    )
+    rates = [group["lr"] for group in parts.step.context.optimizer.param_groups]
+    assert rates == [pytest.approx(expected)] * len(rates)
+    assert expected > 0.5 * tiny_config().optim.learning_rate
+
+
+def test_more_epochs_are_refused_for_a_one_cycle_run_and_when_not_more(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    finished, _ = _run(tiny_config(num_epochs=1, schedule="one_cycle"), tmp_path / "cycle")
+    with pytest.raises(ConfigError, match="one-cycle"):
+        Trainer.resume(finished.run_dir, changes={"optim.num_epochs": 3})  # type: ignore[arg-type]
+
+
+def test_the_same_folder_given_with_a_resume_is_no_change(
+    tiny_config: ConfigFactory, tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _one_epoch_run(tiny_config, tmp_path)
+    monkeypatch.chdir(tiny_dataset.parent)
+    same = Trainer.resume(run, changes={"data.data_dir": f"./{tiny_dataset.name}/"})
+    assert same.setup.changes.fields == frozenset()  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"data\.data_dir"):
+        Trainer.resume(run, changes={"data.data_dir": str(tmp_path)})
+
+
+def test_the_demo_images_are_the_same_folder_whether_named_or_not() -> None:
+    """A run the window trained on the demo images names their folder; `--demo --resume`
+    (no folder) means the same pictures."""
+    from ptm_studio.core.data import demo_data_dir
+    from ptm_studio.core.engine.run_setup import apply_resume_changes
+
+    named = replace_field(RunConfig(), "data.data_dir", str(demo_data_dir()))
+    _, changes = apply_resume_changes(named, {"data.data_dir": None})
+    assert changes.fields == frozenset()
+    _, changes = apply_resume_changes(RunConfig(), {"data.data_dir": str(demo_data_dir())})
+    assert changes.fields == frozenset()
+
+
+def test_a_failed_run_frees_its_model_before_the_device_memory_is_given_back(
+    tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of memory is when freeing matters most: nothing of the failure (its traceback holds
+    the frames that held the model) may keep the model alive past the end of the run."""
+    import gc
+    import weakref
+
+    from ptm_studio.core.engine.tasks import SupervisedTask
+
+    def out_of_memory(self: SupervisedTask, batch: object) -> object:
+        raise OutOfMemoryError("simulated: even one picture does not fit")
+
+    monkeypatch.setattr(SupervisedTask, "compute_loss", out_of_memory)
+    alive_at_release: list[bool] = []
+
+    def release(self: Trainer) -> None:  # what _release_device does on a graphics card
+        model = weakref.ref(self._parts().task.trained_module())
+        self.parts = None
+        alive_at_release.append(model() is not None)
+
+    monkeypatch.setattr(Trainer, "_release_device", release)
+    # pytest keeps every log record, with its exception and so the frames: not the app's log.
+    from ptm_studio.core.engine import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module.LOGGER, "propagate", False)
+    gc.disable()  # freed by reference counting alone, as torch.cuda.empty_cache needs
+    try:
+        finished, _ = _run(tiny_config(num_epochs=1), tmp_path)
+    finally:
+        gc.enable()
+    assert finished.kind == "out_of_memory"
+    assert alive_at_release == [False]

@@ -400,3 +400,27 @@ def test_a_damaged_last_save_offers_the_previous_one_and_goes_on_from_it(
     assert epochs == [1, 2, 3]  # epoch 2 trained again from the epoch-1 save
     assert len(list(last.parent.glob("last-damaged-*"))) == 1
     assert locked_at_start[-1], "the settings must stay locked while the resumed run trains"
+
+
+def test_a_resumed_runs_one_time_choices_do_not_carry_over_to_the_next_run(
+    qtbot: Any, make_window: Any, tiny_config: RunConfig, tmp_path: Path, answers: Any
+) -> None:
+    """Consent to download ImageNet weights is asked per start, and a run's folder name is its
+    own: showing a resumed run's settings, or remembering them for the next launch, keeps
+    neither."""
+    from PySide6.QtCore import QSettings
+
+    config = replace_field(tiny_config, "model.allow_download", True)
+    config = replace_field(config, "run_name", "my run")
+    run_dir = make_interrupted_run(config, tmp_path / "runs", after_epoch=1)
+    window = make_window(runs_root=tmp_path / "runs")
+    answers.choices = [ResumeChoice.RESUME]
+    with qtbot.waitSignal(window.session.training_finished, timeout=120_000):
+        window.run_controller.offer_to_resume_interrupted_runs()
+    assert RunDirectory(run_dir).read_config().model.allow_download  # the run keeps its own
+    shown = window.settings.config
+    assert not shown.model.allow_download and shown.run_name is None
+    qtbot.waitUntil(lambda: not window.session.is_running, timeout=10_000)
+    window.close()
+    saved = RunConfig.from_json(str(QSettings().value("last/config")))
+    assert not saved.model.allow_download and saved.run_name is None

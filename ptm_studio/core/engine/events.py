@@ -203,7 +203,7 @@ class CheckpointSaved(EngineEvent):
     epoch: int
     global_step: int
     path: Path
-    reason: str  # "epoch", "best", "stopped", "periodic", "requested"
+    reason: str  # "epoch", "best", "stopped", or "periodic" (asked for between epoch ends)
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class RunRecorder(Callback):
         self.config = config
         self._batch_lines: list[dict[str, Any]] = []
         self._prediction_rows: list[dict[str, Any]] = []
-        self._skipped: dict[str, str] = {}
+        self._skipped: dict[str, str] | None = None  # None: nothing to say (keep run.json's)
 
     @classmethod
     def create(cls, runs_root: Path | None, config: RunConfig) -> RunRecorder:
@@ -160,21 +160,38 @@ class RunRecorder(Callback):
         self.run.write_status(skipped_files=self._skipped)
 
     def on_training_finished(self, event: TrainingFinished, control: TrainingControl) -> None:
-        """Never raises: the run's ending must reach every callback, even with a full disk."""
+        """Never raises: the run's ending must reach every callback, even with a full disk. The
+        final status is written whatever else fails, so a finished run is never left marked
+        "running" (it would be offered as interrupted)."""
+        problems = []
+        for what, write in (
+            ("the metrics log", self._flush_batch_lines),
+            ("predictions.csv", lambda: self._write_predictions(event)),
+        ):
+            try:
+                write()
+            except OSError as error:
+                LOGGER.exception("could not write %s of %s", what, self.path)
+                problems.append(f"{what} could not be written ({error})")
+        status: dict[str, Any] = {
+            "status": event.status,
+            "ending": event.kind,
+            "error_message": event.error_message,
+        }
+        if self._skipped is not None:
+            status["skipped_files"] = self._skipped
+        if problems:
+            status["note"] = "; ".join(problems)
         try:
-            self._flush_batch_lines()
-            if event.status == STATUS_COMPLETED and self._prediction_rows:
-                self.run.write_predictions(self._prediction_rows)
-            self.run.write_status(
-                status=event.status,
-                ending=event.kind,
-                error_message=event.error_message,
-                skipped_files=self._skipped,
-            )
+            self.run.write_status(**status)
         except OSError:
             LOGGER.exception("could not record the end of %s", self.path)
         finally:
             RUNS_TRAINING_HERE.discard(self.path.resolve())
+
+    def _write_predictions(self, event: TrainingFinished) -> None:
+        if event.status == STATUS_COMPLETED and self._prediction_rows:
+            self.run.write_predictions(self._prediction_rows)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, role: str, content: CheckpointContent) -> Path:

@@ -1,9 +1,9 @@
 """How a Trainer gets its parts: a new run, a resumed run, or parts built by the caller.
 
 A setup is prepared on the training thread when the run starts, so building (scanning the
-folder, downloading weights) can be stopped and is reported like any other failure. Its
-``recorder`` is set as soon as there is a run folder, so even a resume that fails early records
-why in that folder.
+folder, downloading weights) can be stopped and is reported like any other failure. The parts
+are built before the run folder is touched; from then on ``recorder`` is set, so a resume whose
+checkpoint cannot be loaded records why in that folder.
 
 Resuming goes on with the run's own settings. A setting given with the resume is applied when
 the run can go on with it (more epochs, how often to save) and refused otherwise, naming it:
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ptm_studio.core.config import ConfigError, RunConfig, get_field, replace_field
-from ptm_studio.core.data import DatasetScan
+from ptm_studio.core.data import DatasetScan, demo_data_dir
 from ptm_studio.core.engine.failures import check_same_classes
 from ptm_studio.core.engine.parts import TrainingParts, build_training
 from ptm_studio.core.engine.recorder import RunRecorder
 from ptm_studio.core.engine.setup import resolve_data_dir
-from ptm_studio.core.engine.stepping import restore_trainer_state
+from ptm_studio.core.engine.stepping import follow_schedule_from_here, restore_trainer_state
 from ptm_studio.core.runs import load_run, read_resume_point
 
 DownloadProgress = Callable[[int, int], None]
@@ -75,19 +75,29 @@ class NewRun:
         return parts
 
 
+@dataclass(frozen=True)
+class ResumeChanges:
+    """The settings a resume was given that differ from the run's, applied."""
+
+    fields: frozenset[str] = frozenset()
+    words: tuple[str, ...] = ()  # for the user: "Epochs: 10 → 20 (…)"
+
+
 @dataclass
 class ResumedRun:
     """An existing run, continued from its last checkpoint exactly where it stopped."""
 
     run_dir: Path
     config: RunConfig
-    changes: tuple[str, ...] = ()  # the settings changed with the resume, in words
+    changes: ResumeChanges = ResumeChanges()
     scan: DatasetScan | None = None
     recorder: RunRecorder | None = None
 
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
-        recorder = self.recorder = RunRecorder.open(self.run_dir, self.config)
+        # Built first, as a new run is: a run whose pictures are not there (yet) is left as it
+        # was, still offered for resuming, and nothing is written into its folder.
         parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
+        recorder = self.recorder = RunRecorder.open(self.run_dir, self.config)
         loaded = recorder.load_last_checkpoint()
         check_same_classes(
             tuple(loaded.meta.get("class_names", ())),
@@ -96,8 +106,12 @@ class ResumedRun:
         )
         rng_state = restore_trainer_state(loaded, parts.step.context, parts.progress, parts.task)
         parts.batches.pending_rng_state = rng_state  # restored when the batches start
+        if "optim.num_epochs" in self.changes.fields:
+            # The restored optimiser holds the old schedule's rate; the next steps follow the
+            # schedule stretched over the new number of epochs.
+            follow_schedule_from_here(parts.step.context)
         recorder.forget_after(parts.progress.global_step)
-        if self.changes:
+        if self.changes.fields:
             recorder.write_config(self.config)  # a later resume goes on with them too
         return parts
 
@@ -109,26 +123,26 @@ def plan_resume(
     ConfigError naming a setting that cannot change, FileNotFoundError for a folder that is
     not a run."""
     run = load_run(run_dir)
-    config, described = apply_resume_changes(run.read_config(), changes or {})
     point = read_resume_point(run.path)
-    if point is not None:
-        _check_epochs_left(config, point.epochs_completed)
-    return ResumedRun(run.path, config, described, scan)
+    epochs_completed = point.epochs_completed if point is not None else 0
+    config, applied = apply_resume_changes(run.read_config(), changes or {}, epochs_completed)
+    return ResumedRun(run.path, config, applied, scan)
 
 
 def apply_resume_changes(
-    config: RunConfig, changes: Mapping[str, Any]
-) -> tuple[RunConfig, tuple[str, ...]]:
-    """``config`` with the resumable ``changes`` applied, and those changes in words.
+    config: RunConfig, changes: Mapping[str, Any], epochs_completed: int = 0
+) -> tuple[RunConfig, ResumeChanges]:
+    """``config`` with the resumable ``changes`` applied, and those changes.
 
-    A setting given with its current value is no change. Any other setting would make the rest
-    of the run differ from what it trained so far (other pictures, another model, another
-    learning rate): it is refused with a ConfigError naming it and saying what to do instead.
+    A setting given with its current value is no change (a folder is the same folder however
+    it is written). Any other setting would make the rest of the run differ from what it
+    trained so far (other pictures, another model, another learning rate): it is refused with
+    a ConfigError naming it and saying what to do instead.
     """
-    described = []
+    fields, words = set(), []
     for field_path, value in changes.items():
         current = get_field(config, field_path)
-        if value == current:
+        if _is_same_setting(field_path, value, current):
             continue
         if field_path not in RESUMABLE_SETTINGS:
             raise ConfigError(
@@ -137,18 +151,44 @@ def apply_resume_changes(
                 f"({current!r}). To train with {value!r}, start a new run instead (it can "
                 "start from this run's weights).",
             )
+        if field_path == "optim.num_epochs":
+            _check_more_epochs(config, int(value), epochs_completed)
         config = replace_field(config, field_path, value)
-        words = f"{RESUMABLE_SETTINGS[field_path]}: {current} → {value}"
-        if field_path == "optim.num_epochs" and config.optim.schedule != "constant":
-            words += f" (the learning-rate schedule now spans {value} epochs)"
-        described.append(words)
-    return config.validate(), tuple(described)
+        fields.add(field_path)
+        words.append(_describe_change(config, field_path, current, value))
+    return config.validate(), ResumeChanges(frozenset(fields), tuple(words))
 
 
-def _check_epochs_left(config: RunConfig, epochs_completed: int) -> None:
-    if config.optim.num_epochs < epochs_completed:
+def _is_same_setting(field_path: str, value: Any, current: Any) -> bool:
+    if field_path in ("data.data_dir", "data.monitor_dir") and value and current:
+        return bool(_folder(value) == _folder(current))
+    if field_path == "data.data_dir":  # no folder means the demo images
+        return bool(_folder(value or demo_data_dir()) == _folder(current or demo_data_dir()))
+    return bool(value == current)
+
+
+def _folder(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _check_more_epochs(config: RunConfig, num_epochs: int, epochs_completed: int) -> None:
+    if config.optim.schedule == "one_cycle":
         raise ConfigError(
             "optim.num_epochs",
-            f"this run has already trained {epochs_completed} epochs; to resume it, ask for "
-            f"at least {epochs_completed} (it ends at once with {epochs_completed}).",
+            "cannot change when a run with the one-cycle schedule is resumed: its rise and "
+            f"fall are planned for the {config.optim.num_epochs} epochs it started with. To "
+            "train longer, start a new run from this run's weights.",
         )
+    if num_epochs <= epochs_completed:
+        raise ConfigError(
+            "optim.num_epochs",
+            f"this run has already trained {epochs_completed} epochs; to resume it for longer, "
+            f"ask for more than {epochs_completed}.",
+        )
+
+
+def _describe_change(config: RunConfig, field_path: str, current: Any, value: Any) -> str:
+    words = f"{RESUMABLE_SETTINGS[field_path]}: {current} → {value}"
+    if field_path == "optim.num_epochs" and config.optim.schedule != "constant":
+        words += f" (the learning rate now follows its schedule over {value} epochs)"
+    return words

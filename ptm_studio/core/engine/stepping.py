@@ -103,3 +103,17 @@ def restore_trainer_state(
     context.scaler.load_state_dict(state["scaler"])
     progress.load_state_dict(state["progress"])
     return dict(state["rng"])
+
+
+def follow_schedule_from_here(context: StepContext) -> None:
+    """Give each parameter group the rate its schedule has for the current step (after the
+    schedule changed, e.g. a resumed run asked for more epochs)."""
+    scheduler = context.scheduler
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if lambdas is None:
+        return
+    step = scheduler.last_epoch
+    for group, base_rate, multiplier in zip(
+        context.optimizer.param_groups, scheduler.base_lrs, lambdas, strict=True
+    ):
+        group["lr"] = base_rate * multiplier(step)

@@ -19,6 +19,7 @@ import math
 import time
 import traceback
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,24 @@ from ptm_studio.core.engine.stepping import capture_trainer_state
 
 LOGGER = logging.getLogger(__name__)
 STOPPED_BEFORE_TRAINING = "Stopped before training began; nothing was downloaded or saved."
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a run did not complete, in words (never the exception itself: see Trainer.run)."""
+
+    message: str = ""
+    details: str = ""  # the traceback, for a failure (not for a pause)
+    previous_checkpoint: Path | None = None
+
+    @classmethod
+    def of(cls, error: BaseException, ending: Ending) -> Failure:
+        details = "".join(traceback.format_exception(error))
+        return cls(
+            message=plain_message(error),
+            details="" if ending.status == STATUS_STOPPED else details,  # a pause: words do
+            previous_checkpoint=previous_checkpoint_of(error),
+        )
 
 
 class Trainer:
@@ -127,19 +146,23 @@ class Trainer:
     # ----------------------------------------------------------------- the whole run
     def run(self) -> TrainingFinished:
         started = time.perf_counter()
-        error: BaseException | None = None
+        failure = Failure()
         try:
             self._prepare()
             ending = self._train()
         except StoppedBeforeTraining:
             ending = Ending.STOPPED_BEFORE_TRAINING
+            failure = Failure(STOPPED_BEFORE_TRAINING)
         except Exception as caught:  # every failure becomes a readable TrainingFinished
-            error, ending = caught, ending_for(caught)
+            ending = ending_for(caught)
+            # Described here, kept as words: the exception's frames hold the model and the
+            # optimiser, which must be freed before the device memory is given back.
+            failure = Failure.of(caught, ending)
             if ending.status == STATUS_STOPPED:
                 LOGGER.warning("training paused: %s", caught)
             else:
                 LOGGER.exception("training failed")
-        finished = self._finished(ending, error, time.perf_counter() - started)
+        finished = self._finished(ending, failure, time.perf_counter() - started)
         self._emit_finished(finished)
         self._release_device()
         return finished
@@ -153,16 +176,9 @@ class Trainer:
         self.callbacks.callbacks = [*recorder, *standard, *self.user_callbacks]
 
     def _finished(
-        self, ending: Ending, error: BaseException | None, elapsed_seconds: float
+        self, ending: Ending, failure: Failure, elapsed_seconds: float
     ) -> TrainingFinished:
         progress = self.parts.progress if self.parts is not None else None
-        if error is not None:
-            message, details = plain_message(error), "".join(traceback.format_exception(error))
-            if ending.status == STATUS_STOPPED:
-                details = ""  # a pause, not a failure: the message says what to do
-        else:
-            message = STOPPED_BEFORE_TRAINING if ending == Ending.STOPPED_BEFORE_TRAINING else ""
-            details = ""
         return TrainingFinished(
             status=ending.status,
             kind=ending,
@@ -171,10 +187,10 @@ class Trainer:
             best_val_accuracy=progress.best_val_accuracy if progress else math.nan,
             final_val_accuracy=progress.final_val_accuracy if progress else math.nan,
             elapsed_seconds=elapsed_seconds,
-            error_message=message,
-            error_details=details,
+            error_message=failure.message,
+            error_details=failure.details,
             skipped_files=tuple(self._skipped_files()),
-            previous_checkpoint=previous_checkpoint_of(error) if error is not None else None,
+            previous_checkpoint=failure.previous_checkpoint,
         )
 
     def _emit_finished(self, finished: TrainingFinished) -> None:
@@ -195,7 +211,7 @@ class Trainer:
     # ----------------------------------------------------------------- the loop
     def _train(self) -> Ending:
         parts = self._parts()
-        changes = self.setup.changes if isinstance(self.setup, ResumedRun) else ()
+        changes = self.setup.changes.words if isinstance(self.setup, ResumedRun) else ()
         run_dir = self.recorder.path if self.recorder is not None else None
         self._emit(started_event(run_dir, parts, changes))
         self._report_skipped_files()
@@ -220,7 +236,8 @@ class Trainer:
             self._end_epoch(epoch_index)
             if self.stop_request.is_requested:
                 return Ending.STOPPED  # the epoch's checkpoint was just saved
-            if self.control.should_stop:
+            is_last = epoch_index + 1 >= parts.config.optim.num_epochs
+            if self.control.should_stop and not is_last:
                 return self._ended_early()
         return Ending.COMPLETED
 

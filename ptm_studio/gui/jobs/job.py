@@ -13,6 +13,10 @@ need no care about threads. What it owns, so no caller writes it again:
 - stale results: each start has a number, and what a replaced run sends late is dropped;
 - teardown: :meth:`wait` delivers what the finished worker queued, in order, then returns.
 
+Every background task of the window is a Job but one: the device check at launch, which may
+hang in a graphics driver with no point to stop at and must never hold up quitting (a daemon
+thread, see device_probe.py).
+
 Why not superqt's ``thread_worker``: its workers run on a QThreadPool (or a thread per worker
 without these guarantees); the window needs a named QThread per job that tests can see end, a
 stop that reaches a busy loop directly, ordered delivery of thousands of events a second, and
@@ -124,6 +128,7 @@ class Job(QObject):
         self._thread: QThread | None = None
         self._worker: _Worker | None = None
         self._generation = 0
+        self._next_work: Work | None = None  # to start once the run being replaced has ended
 
     @property
     def is_running(self) -> bool:
@@ -140,7 +145,7 @@ class Job(QObject):
 
     def start(self, work: Work) -> None:
         """Run ``work(context)`` on a new thread. Raises RuntimeError while a run is active:
-        callers that replace a run cancel and wait first (see :meth:`restart`)."""
+        callers that replace a run use :meth:`restart`."""
         if self.is_running:
             raise RuntimeError(f"the {self.name} job is already running")
         self._generation += 1
@@ -163,17 +168,21 @@ class Job(QObject):
         self.running_changed.emit(True)
         thread.start()
 
-    def restart(self, work: Work, timeout_ms: int = 30_000) -> None:
-        """Cancel a run in progress (whatever it still sends is dropped), wait for it, then
-        start ``work``."""
-        if self.is_running:
-            self.cancel()
-            self._generation += 1  # the replaced run's late results are stale from now on
-            self.wait(timeout_ms)
-        self.start(work)
+    def restart(self, work: Work) -> None:
+        """Run ``work`` instead of the run in progress: that one is cancelled (whatever it still
+        sends is dropped) and ``work`` starts as soon as its thread has ended, without the
+        window waiting for it. Restarting again before then replaces ``work``."""
+        if not self.is_running:
+            self.start(work)
+            return
+        self.cancel()
+        self._generation += 1  # the replaced run's late results are stale from now on
+        self._next_work = work
 
     def cancel(self) -> None:
-        """Ask the run to stop (thread-safe flag, direct call)."""
+        """Ask the run to stop (thread-safe flag, direct call); a replacement waiting to start
+        is dropped."""
+        self._next_work = None
         if self._worker is not None:
             self._worker.context.stop_request.request()
 
@@ -228,4 +237,7 @@ class Job(QObject):
         thread.wait()
         self._thread = None
         self._worker = None
+        next_work, self._next_work = self._next_work, None
         self.running_changed.emit(False)
+        if next_work is not None:
+            self.start(next_work)  # the replacement restart() asked for

@@ -26,6 +26,7 @@ from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.settings_model import SettingsModel
 from ptm_studio.gui.widgets.settings_binding import (
     Showing,
+    keep_unedited,
     show_choice,
     show_number,
     show_text,
@@ -117,6 +118,7 @@ class ModelPanel(QGroupBox):
         super().__init__("2. Model", parent)
         self.settings = settings or SettingsModel(parent=self)
         self._showing = Showing()
+        self._shown = self.settings.config  # what the boxes showed (see keep_unedited)
         self._specs = {
             spec.name: spec for spec in (backbones if backbones is not None else load_backbones())
         }
@@ -273,7 +275,8 @@ class ModelPanel(QGroupBox):
     @Slot()
     def _write(self) -> None:
         if not self._showing:
-            self.settings.update(self.apply_to)
+            edited = self.apply_to(self.settings.config)
+            self.settings.update(lambda current: keep_unedited(current, self._shown, edited))
 
     def apply_to(self, config: RunConfig) -> RunConfig:
         """``config`` with this panel's choices; another network brings its usual image size."""
@@ -303,6 +306,7 @@ class ModelPanel(QGroupBox):
             show_number(self.unfreeze_spin, config.model.unfreeze_after_epochs)
             if config.model.weights in ("file", "run"):  # else the box keeps it for later
                 show_text(self.weights_path_edit, config.model.weights_path or "")
+        self._shown = self.apply_to(config)
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

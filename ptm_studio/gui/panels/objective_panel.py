@@ -40,6 +40,7 @@ from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.settings_model import SettingsModel
 from ptm_studio.gui.widgets.settings_binding import (
     Showing,
+    keep_unedited,
     show_checked,
     show_choice,
     show_number,
@@ -53,6 +54,7 @@ class ObjectivePanel(QGroupBox):
         super().__init__("3. Objective and schedule", parent)
         self.settings = settings or SettingsModel(parent=self)
         self._showing = Showing()
+        self._shown = self.settings.config  # what the boxes showed (see keep_unedited)
         self._num_train_images = 0
         self._class_counts: tuple[int, ...] = ()
         self._backbone_spec: Any = None
@@ -60,8 +62,9 @@ class ObjectivePanel(QGroupBox):
         self._measured_speed: dict[tuple[str, int], float] = {}
         self._build_boxes()
         self._lay_out()
-        for combo in (self.task_combo, self.loss_combo, self.optimizer_combo):
-            combo.currentIndexChanged.connect(self._write)
+        # The task and the loss write through _on_task_changed / _on_loss_changed: the losses
+        # offered follow the task, and both must reach the settings together.
+        self.optimizer_combo.currentIndexChanged.connect(self._write)
         for spin in (
             self.smoothing_spin,
             self.learning_rate_spin,
@@ -128,7 +131,10 @@ class ObjectivePanel(QGroupBox):
             8, 1024, "Images are resized to this many pixels square before training."
         )
         self.image_size_spin.setSuffix(" px")
-        self.seed_spin = _int(0, 2**31 - 1, "The same seed gives the same run again (on the CPU).")
+        # A double box: seeds go up to 2**32 - 1, beyond what Qt's whole-number boxes hold.
+        self.seed_spin = _double(
+            0, 2**32 - 1, 1, 0, "The same seed gives the same run again (on the CPU)."
+        )
         self.augmentation_checks: dict[str, QCheckBox] = {}
         for key, name in AUGMENTATION_NAMES.items():
             check = QCheckBox(name)
@@ -206,8 +212,8 @@ class ObjectivePanel(QGroupBox):
     ) -> None:
         self._num_train_images = num_train_images
         self._class_counts = tuple(class_counts)
-        if not is_labeled:
-            self.settings.set("objective.task", "pretrain")
+        if not is_labeled:  # no classes: only pretraining can use it (as if the user chose it)
+            show_choice(self.task_combo, "pretrain")
         self.update_estimate()
 
     @Slot(object)
@@ -277,12 +283,14 @@ class ObjectivePanel(QGroupBox):
                 show_checked(check, key in config.data.augmentations)
             self.pretrain_settings.show_settings(config)
             self._on_loss_changed()
+        self._shown = self.apply_to(config)
         self.update_estimate()
 
     @Slot()
     def _write(self) -> None:
         if not self._showing:
-            self.settings.update(self.apply_to)
+            edited = self.apply_to(self.settings.config)
+            self.settings.update(lambda current: keep_unedited(current, self._shown, edited))
 
     def apply_to(self, config: RunConfig) -> RunConfig:
         """``config`` with the values of this panel's boxes."""
@@ -311,7 +319,7 @@ class ObjectivePanel(QGroupBox):
             num_epochs=self.epochs_spin.value(),
         )
         config = dataclasses.replace(
-            config, data=data, objective=objective, optim=optim, seed=self.seed_spin.value()
+            config, data=data, objective=objective, optim=optim, seed=int(self.seed_spin.value())
         )
         return self.pretrain_settings.apply_to(config)
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox
+
+from ptm_studio.core.config import config_fields, replace_field
 
 MAX_DECIMALS = 10
 
@@ -62,3 +65,18 @@ def show_checked(box: QAbstractButton, value: bool) -> None:
 def show_text(edit: QLineEdit, value: str) -> None:
     if edit.text() != value:
         edit.setText(value)
+
+
+def keep_unedited(current: Any, shown: Any, edited: Any) -> Any:
+    """``current`` with only the settings whose boxes were edited since they were shown.
+
+    ``shown`` is what the panel's boxes said when it last showed the settings, ``edited`` what
+    they say now (both from the panel's ``apply_to``). A box that could not show a value
+    exactly (a rounded number, a network its list does not offer, a seed beyond its range)
+    writes nothing until the user edits that box.
+    """
+    before, after = config_fields(shown), config_fields(edited)
+    for field_path, value in after.items():
+        if value != before[field_path]:
+            current = replace_field(current, field_path, value)
+    return current
