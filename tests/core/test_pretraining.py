@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from training_helpers import train_and_record
 
 from ptm_studio.core.checkpoints import CheckpointError, load_checkpoint
 from ptm_studio.core.config import RunConfig, replace_field
@@ -21,7 +22,6 @@ from ptm_studio.core.engine.events import (
     TrainingFinished,
     TrainingStarted,
 )
-from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.inference import Predictor
 from ptm_studio.core.runs import RunDirectory
 
@@ -34,17 +34,9 @@ def pretrain_config(tiny_config: ConfigFactory, loss: str, **optim: object) -> R
 
 
 def train(
-    config: RunConfig, runs_root: Path, *callbacks: Callback, **kwargs: object
+    config: RunConfig, runs_root: Path, *callbacks: Callback, **options: object
 ) -> tuple[TrainingFinished, EventRecorder]:
-    recorder = EventRecorder()
-    resume_from = kwargs.pop("resume_from", None)
-    if resume_from is not None:  # the run's own settings: ``config`` is the same config
-        trainer = Trainer.resume(resume_from, callbacks=[recorder, *callbacks], **kwargs)  # type: ignore[arg-type]
-    else:
-        trainer = Trainer.new_run(
-            config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs
-        )  # type: ignore[arg-type]
-    finished = trainer.run()
+    finished, recorder = train_and_record(config, runs_root, *callbacks, **options)
     assert finished.status in ("completed", "stopped"), finished.error_details
     return finished, recorder
 

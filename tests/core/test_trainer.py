@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from training_helpers import train_and_record
 
 from ptm_studio.core.checkpoints import load_checkpoint
 from ptm_studio.core.config import DataConfig, ModelConfig, RunConfig, replace_field
-from ptm_studio.core.engine.callbacks import Callback, EventRecorder
+from ptm_studio.core.engine.callbacks import Callback
 from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import (
     BatchFinished,
@@ -25,26 +26,13 @@ from ptm_studio.core.engine.events import (
     TrainingFinished,
     TrainingStarted,
 )
-from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.inference import Predictor, collect_image_paths
 from ptm_studio.core.runs import RunDirectory
 
 ConfigFactory = Callable[..., RunConfig]
 
 
-def _train(
-    config: RunConfig, runs_root: Path, *callbacks: Callback, **kwargs: object
-) -> tuple[TrainingFinished, EventRecorder]:
-    recorder = EventRecorder()
-    resume_from = kwargs.pop("resume_from", None)
-    if resume_from is not None:  # the run's own settings: ``config`` is the same config
-        trainer = Trainer.resume(resume_from, callbacks=[recorder, *callbacks], **kwargs)  # type: ignore[arg-type]
-    else:
-        trainer = Trainer.new_run(
-            config, callbacks=[recorder, *callbacks], runs_root=runs_root, **kwargs
-        )  # type: ignore[arg-type]
-    finished = trainer.run()
-    return finished, recorder
+_train = train_and_record
 
 
 class StopAt(Callback):

@@ -1,0 +1,30 @@
+"""A run trained for a test, with every event it fired (core tests import it by name, as
+models/model_test_helpers.py is imported)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ptm_studio.core.config import RunConfig
+from ptm_studio.core.engine.callbacks import Callback, EventRecorder
+from ptm_studio.core.engine.events import TrainingFinished
+from ptm_studio.core.engine.trainer import Trainer
+
+
+def train_and_record(
+    config: RunConfig,
+    runs_root: Path,
+    *callbacks: Callback,
+    resume_from: Path | None = None,
+    **options: Any,
+) -> tuple[TrainingFinished, EventRecorder]:
+    """A new run of ``config`` under ``runs_root``, or ``resume_from`` a run with its own
+    settings (then ``config`` is that run's config, for the reader)."""
+    recorder = EventRecorder()
+    every = [recorder, *callbacks]
+    if resume_from is not None:
+        trainer = Trainer.resume(resume_from, callbacks=every, **options)
+    else:
+        trainer = Trainer.new_run(config, callbacks=every, runs_root=runs_root, **options)
+    return trainer.run(), recorder
