@@ -62,6 +62,10 @@ class DamagedCheckpointError(CheckpointError):
         self.folder, self.previous = folder, previous
 
 
+class CheckpointFromNewerVersion(CheckpointError):
+    """A checkpoint written by a newer PTM Studio: intact, but this version cannot open it."""
+
+
 class CheckpointWriteError(CheckpointError):
     """A checkpoint could not be written (disk full, read-only folder); the previous one is kept."""
 
@@ -157,7 +161,9 @@ def load_checkpoint(
         raise
     except CheckpointError as error:
         previous = intact_previous(folder)
-        if "newer PTM Studio" in str(error) or (not folder.exists() and previous is None):
+        if isinstance(error, CheckpointFromNewerVersion) or (
+            not folder.exists() and previous is None
+        ):
             raise
         problem = str(error).removeprefix(f"{folder}: ")
         raise DamagedCheckpointError(folder, problem, previous) from error
@@ -213,7 +219,7 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     if not meta.get("complete"):
         raise CheckpointError(f"{folder}: the checkpoint is incomplete or corrupt")
     if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(
+        raise CheckpointFromNewerVersion(
             f"{folder}: made with a newer PTM Studio; please update the app to open it"
         )
     return dict(meta)
