@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ptm_studio.core.calibration import saved_temperature, softmax
 from ptm_studio.core.checkpoints import (
     META_FILE,
     MODEL_FILE,
@@ -49,8 +51,23 @@ class Prediction:
         return self.top_probabilities[0] if self.top_probabilities else float("nan")
 
 
+@dataclass(frozen=True)
+class Scores:
+    """The model's raw outputs (logits) for the pictures that could be read, in order, and why
+    the others could not be."""
+
+    paths: tuple[Path, ...]
+    logits: np.ndarray  # [len(paths), classes]
+    unreadable: dict[Path, str] = field(default_factory=dict)
+
+
+class PredictionCancelled(Exception):
+    """``should_stop`` returned True part of the way through."""
+
+
 class Predictor:
-    """A trained classifier ready to predict, with the preprocessing it was trained with."""
+    """A trained classifier ready to predict, with the preprocessing it was trained with and the
+    temperature that makes its confidences honest (1.0 until the run was evaluated)."""
 
     def __init__(
         self,
@@ -60,12 +77,18 @@ class Predictor:
         mean: Sequence[float],
         std: Sequence[float],
         device: torch.device,
+        *,
+        temperature: float = 1.0,
+        checkpoint: Path | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.class_names = tuple(class_names)
         self.transform = build_transform(image_size, mean=tuple(mean), std=tuple(std), train=False)
         self.decode_side = decode_side_for(image_size)  # as in training: the same pixels
         self.device = device
+        self.temperature = temperature
+        self.checkpoint = checkpoint
+        """The checkpoint folder the weights came from (None when built in memory)."""
 
     @classmethod
     def from_run(cls, run_or_checkpoint: str | Path, device: str = "auto") -> Predictor:
@@ -90,7 +113,44 @@ class Predictor:
             meta["mean"],
             meta["std"],
             target,
+            temperature=saved_temperature(folder) or 1.0,
+            checkpoint=folder,
         )
+
+    @property
+    def is_calibrated(self) -> bool:
+        return self.temperature != 1.0
+
+    def score_paths(
+        self,
+        paths: Iterable[Path],
+        *,
+        batch_size: int = 32,
+        on_progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Scores:
+        """The logits of every readable picture; ``on_progress(done, total)`` after each batch."""
+        paths = list(paths)
+        readable: list[Path] = []
+        chunks: list[np.ndarray] = []
+        unreadable: dict[Path, str] = {}
+        for start in range(0, len(paths), batch_size):
+            if should_stop is not None and should_stop():
+                raise PredictionCancelled
+            batch_paths, logits, failed = self._score_batch(paths[start : start + batch_size])
+            readable += batch_paths
+            unreadable.update(failed)
+            if logits is not None:
+                chunks.append(logits)
+            if on_progress:
+                on_progress(min(start + batch_size, len(paths)), len(paths))
+        classes = len(self.class_names)
+        logits = np.concatenate(chunks) if chunks else np.zeros((0, classes), dtype=np.float32)
+        return Scores(tuple(readable), logits, unreadable)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities of ``logits``."""
+        return softmax(logits, self.temperature)
 
     def predict_paths(
         self,
@@ -99,16 +159,31 @@ class Predictor:
         top_k: int = 5,
         batch_size: int = 32,
         on_progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Prediction]:
+        """A Prediction per path, in order; an unreadable picture gets one with ``error`` set."""
         paths = list(paths)
-        predictions: list[Prediction] = []
-        for start in range(0, len(paths), batch_size):
-            predictions += self._predict_batch(paths[start : start + batch_size], top_k)
-            if on_progress:
-                on_progress(len(predictions), len(paths))
-        return predictions
+        scores = self.score_paths(
+            paths, batch_size=batch_size, on_progress=on_progress, should_stop=should_stop
+        )
+        probabilities = self.probabilities(scores.logits)
+        k = min(top_k, len(self.class_names))
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        answers = {
+            path: Prediction(
+                path,
+                tuple(self.class_names[index] for index in order[row]),
+                tuple(float(probabilities[row, index]) for index in order[row]),
+            )
+            for row, path in enumerate(scores.paths)
+        }
+        for path, reason in scores.unreadable.items():
+            answers[path] = Prediction(path, (), (), reason)
+        return [answers[path] for path in paths]
 
-    def _predict_batch(self, paths: list[Path], top_k: int) -> list[Prediction]:
+    def _score_batch(
+        self, paths: list[Path]
+    ) -> tuple[list[Path], np.ndarray | None, dict[Path, str]]:
         tensors, readable, failed = [], [], {}
         for path in paths:
             try:
@@ -116,18 +191,11 @@ class Predictor:
                 readable.append(path)
             except ImageLoadError as error:
                 failed[path] = error.reason
-        results = {path: Prediction(path, (), (), reason) for path, reason in failed.items()}
-        if tensors:
-            with torch.inference_mode():
-                probabilities = torch.softmax(
-                    self.model(torch.stack(tensors).to(self.device)).float(), dim=1
-                )
-            k = min(top_k, len(self.class_names))
-            values, indices = probabilities.topk(k, dim=1)
-            for row, path in enumerate(readable):
-                classes = tuple(self.class_names[i] for i in indices[row].tolist())
-                results[path] = Prediction(path, classes, tuple(values[row].tolist()))
-        return [results[path] for path in paths]
+        if not tensors:
+            return readable, None, failed
+        with torch.inference_mode():
+            logits = self.model(torch.stack(tensors).to(self.device)).float().cpu().numpy()
+        return readable, logits, failed
 
 
 def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:

@@ -75,3 +75,49 @@ def per_class_report(
 def macro_f1(report: Sequence[dict[str, float | str | int]]) -> float:
     scores = [float(row["f1"]) for row in report if int(row["support"]) > 0]
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def balanced_accuracy(matrix: np.ndarray) -> float:
+    """The mean recall over the classes that have validation pictures: a model that always
+    answers the largest class scores 1/classes, however large that class is."""
+    actual = matrix.sum(axis=1)
+    present = actual > 0
+    if not present.any():
+        return float("nan")
+    return float(np.mean(np.diag(matrix)[present] / actual[present]))
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion (``z`` = 1.96): honest for small counts
+    and near 0 or 1, where the usual ± interval is not. ``(nan, nan)`` for no pictures."""
+    if total <= 0:
+        return float("nan"), float("nan")
+    share = successes / total
+    denominator = 1 + z * z / total
+    centre = (share + z * z / (2 * total)) / denominator
+    half_width = z * np.sqrt(share * (1 - share) / total + z * z / (4 * total * total))
+    half_width /= denominator
+    return float(max(0.0, centre - half_width)), float(min(1.0, centre + half_width))
+
+
+def row_normalised(matrix: np.ndarray) -> np.ndarray:
+    """Each row as shares of that true class (rows of a class without pictures stay 0)."""
+    totals = matrix.sum(axis=1, keepdims=True).astype(np.float64)
+    return np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+
+
+def most_confused_pairs(
+    matrix: np.ndarray, class_names: Sequence[str], limit: int = 5
+) -> tuple[tuple[str, str, int], ...]:
+    """(true class, class it was taken for, pictures), the largest mix-ups first."""
+    pairs = [
+        (int(matrix[true, predicted]), true, predicted)
+        for true in range(matrix.shape[0])
+        for predicted in range(matrix.shape[1])
+        if true != predicted and matrix[true, predicted] > 0
+    ]
+    pairs.sort(key=lambda pair: (-pair[0], pair[1], pair[2]))
+    return tuple(
+        (class_names[true], class_names[predicted], count)
+        for count, true, predicted in pairs[:limit]
+    )
