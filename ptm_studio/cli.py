@@ -1,4 +1,4 @@
-"""Headless PTM Studio: ``ptm-studio train | predict | scan | models | runs``.
+"""Headless PTM Studio: ``ptm-studio train | evaluate | predict | scan | models | runs``.
 
 Every RunConfig field has a flag, generated from the config dataclasses, so the CLI and the GUI
 always offer the same settings. Exit codes: 0 success, 1 training failed, 2 bad arguments or
@@ -24,6 +24,7 @@ from ptm_studio.cli_arguments import (
 from ptm_studio.cli_output import (
     ProgressPrinter,
     print_comparison,
+    print_evaluation,
     print_models,
     print_predictions,
     print_runs,
@@ -225,6 +226,33 @@ def _stop_on_first_interrupt(stop_request: Any) -> Any:
     return handle
 
 
+def _run_evaluate(arguments: argparse.Namespace) -> int:
+    from ptm_studio.core.atomic_io import write_json_atomic
+    from ptm_studio.core.checkpoints import CheckpointError
+    from ptm_studio.core.data import DatasetError
+    from ptm_studio.core.evaluation import evaluate_run
+    from ptm_studio.core.models import ModelError
+
+    try:
+        evaluation = evaluate_run(
+            arguments.run,
+            checkpoint=arguments.checkpoint,
+            device=arguments.device,
+            on_progress=ProgressPrinter.picture_progress("Measuring the validation pictures"),
+        )
+    except (CheckpointError, ModelError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA
+    print_evaluation(evaluation)
+    if arguments.json:
+        write_json_atomic(arguments.json, evaluation.as_json())
+        print(f"Saved the results to {arguments.json}")
+    return EXIT_OK
+
+
 def _run_predict(arguments: argparse.Namespace) -> int:
     from ptm_studio.core.checkpoints import CheckpointError
     from ptm_studio.core.inference import Predictor, collect_image_paths
@@ -240,10 +268,14 @@ def _run_predict(arguments: argparse.Namespace) -> int:
     if missing:
         print(f"error: {missing[0]} does not exist", file=sys.stderr)
         return EXIT_USAGE
-    predictions = predictor.predict_paths(paths, top_k=arguments.top_k)
-    print_predictions(predictions)
+    predictions = predictor.predict_paths(
+        paths, top_k=arguments.top_k, on_progress=ProgressPrinter.picture_progress("Predicting")
+    )
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 60 + "\r")
+    print_predictions(predictions, arguments.threshold)
     if arguments.csv:
-        write_predictions_csv(arguments.csv, predictions)
+        write_predictions_csv(arguments.csv, predictions, arguments.threshold)
         print(f"Saved {len(predictions)} predictions to {arguments.csv}")
     return EXIT_DATA if predictions and all(p.error for p in predictions) else EXIT_OK
 
@@ -283,6 +315,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "finetune": _run_train,
     "pretrain": _run_train,
     "compare": _run_compare,
+    "evaluate": _run_evaluate,
     "predict": _run_predict,
     "scan": _run_scan,
     "models": _run_models,

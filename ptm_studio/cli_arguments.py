@@ -15,7 +15,7 @@ from ptm_studio.core.config import SECTIONS, RunConfig, config_fields, replace_f
 
 # Every headless command; `python -m ptm_studio COMMAND` dispatches here, anything else opens the app.
 COMMANDS = frozenset(
-    {"train", "finetune", "pretrain", "compare", "predict", "scan", "models", "runs"}
+    {"train", "finetune", "pretrain", "compare", "evaluate", "predict", "scan", "models", "runs"}
 )
 SHORT_ALIASES = {"data_dir": ["--data"], "num_epochs": ["--epochs"]}
 
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(--init-from) and from --against — with the same split, seed and budget, then prints "
         "both accuracies side by side.",
     )
+    _add_evaluate_command(commands)
     _add_predict_command(commands)
     _add_scan_command(commands)
     listing = commands.add_parser("models", help="List the available backbones.")
@@ -177,6 +178,50 @@ def _show_default(value: Any) -> str:
     return "demo data" if value is None else str(value)
 
 
+def _add_evaluate_command(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="Measure a trained run on its validation pictures (and calibrate its confidences).",
+        description=(
+            "Per-class precision, recall and F1, accuracy with a 95 %% interval, the confusion "
+            "matrix, the pairs most often confused and plain warnings. Fits one temperature so "
+            "the confidences are honest and saves it beside the checkpoint (predict uses it)."
+        ),
+    )
+    evaluate.add_argument("--run", type=Path, required=True, help="A finetuning run folder.")
+    evaluate.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="One of the run's checkpoint folders (default: its best, else its last).",
+    )
+    evaluate.add_argument("--json", type=Path, help="Also write the results to this JSON file.")
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    evaluate.set_defaults(command="evaluate")
+
+
+def _probability(text: str) -> float:
+    """0 to 1, or a percentage such as 70 or 70%."""
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if text.endswith("%") or value > 1:
+        value /= 100
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1 (or 0 and 100 %)")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _add_predict_command(commands: Any) -> None:
     predict = commands.add_parser(
         "predict",
@@ -187,7 +232,18 @@ def _add_predict_command(commands: Any) -> None:
         "--run", type=Path, required=True, help="A run folder (or a checkpoint folder)."
     )
     predict.add_argument("paths", nargs="+", type=Path, help="Image files and/or folders.")
-    predict.add_argument("--top-k", type=int, default=3, help="How many classes to show per image.")
+    predict.add_argument(
+        "--top-k", type=_at_least_one, default=3, help="How many classes to show per image."
+    )
+    predict.add_argument(
+        "--threshold",
+        type=_probability,
+        default=0.0,
+        help=(
+            "Below this confidence the answer is 'not sure' (0 to 1, or a percentage such as "
+            "70%%). Confidences are calibrated once the run has been evaluated."
+        ),
+    )
     predict.add_argument("--csv", type=Path, help="Write the predictions to this CSV file too.")
     predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     predict.set_defaults(command="predict")

@@ -6,9 +6,9 @@ import csv
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptm_studio.core.engine.callbacks import Callback
 from ptm_studio.core.engine.control import TrainingControl
@@ -23,6 +23,10 @@ from ptm_studio.core.engine.events import (
     TrainingFinished,
     TrainingStarted,
 )
+
+if TYPE_CHECKING:  # at run time these would load torch for every command
+    from ptm_studio.core.evaluation import Evaluation
+    from ptm_studio.core.inference import Prediction
 
 BAR_WIDTH = 24
 REDRAW_SECONDS = 0.1
@@ -132,9 +136,18 @@ class ProgressPrinter(Callback):
 
     @staticmethod
     def scan_progress(done: int, total: int | None) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\rChecking images… {done}/{total or '?'} ")
-            sys.stderr.flush()
+        ProgressPrinter.picture_progress("Checking images")(done, total)
+
+    @staticmethod
+    def picture_progress(doing: str) -> Callable[[int, int | None], None]:
+        """``on_progress(done, total)`` that redraws "Doing… 12/40" on a terminal."""
+
+        def show(done: int, total: int | None) -> None:
+            if sys.stderr.isatty():
+                sys.stderr.write(f"\r{doing}… {done}/{total or '?'} ")
+                sys.stderr.flush()
+
+        return show
 
 
 def is_pretraining(event: EpochFinished) -> bool:
@@ -216,7 +229,7 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
         print(f"{label + ':':<{width}}{value}")
 
 
-def print_predictions(predictions: Sequence[Any]) -> None:
+def print_predictions(predictions: Sequence[Prediction], threshold: float = 0.0) -> None:
     rows = []
     for prediction in predictions:
         if prediction.error:
@@ -228,15 +241,21 @@ def print_predictions(predictions: Sequence[Any]) -> None:
                 prediction.top_classes[1:], prediction.top_probabilities[1:], strict=True
             )
         )
-        rows.append(
-            [prediction.path, prediction.predicted_class, f"{prediction.confidence:.1%}", others]
-        )
+        answer = prediction.answer(threshold)
+        if answer != prediction.predicted_class:  # "not sure"
+            answer = f"{answer} (best: {prediction.predicted_class})"
+        rows.append([prediction.path, answer, f"{prediction.confidence:.1%}", others])
     print_table(["file", "prediction", "confidence", "next guesses"], rows)
 
 
-def write_predictions_csv(path: Path, predictions: Sequence[Any]) -> None:
+def write_predictions_csv(
+    path: Path, predictions: Sequence[Prediction], threshold: float = 0.0
+) -> None:
+    """One row per file, in order; a file that could not be read keeps its row, with the reason
+    in ``error`` and the answer empty. ``answer`` is the class or "not sure" (below
+    ``threshold``)."""
     top_k = max((len(p.top_classes) for p in predictions), default=0)
-    headers = ["path", "error"] + [
+    headers = ["path", "answer", "error"] + [
         f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", "probability")
     ]
     with open(path, "w", encoding="utf-8", newline="") as handle:
@@ -250,7 +269,47 @@ def write_predictions_csv(path: Path, predictions: Sequence[Any]) -> None:
                 )
                 for value in (name, f"{probability:.6f}")
             ]
-            writer.writerow([str(prediction.path), prediction.error, *ranked])
+            writer.writerow(
+                [str(prediction.path), prediction.answer(threshold), prediction.error, *ranked]
+            )
+
+
+def print_evaluation(evaluation: Evaluation) -> None:
+    if sys.stderr.isatty():  # clear the progress line
+        sys.stderr.write("\r" + " " * 60 + "\r")
+    if evaluation.checkpoint:
+        print(f"Checkpoint: {evaluation.checkpoint}")
+    print(evaluation.summary())
+    if not evaluation.num_pictures:
+        return
+    print()
+    print_table(
+        ["class", "precision", "recall", "F1", "pictures"],
+        [
+            [s.name, f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}", s.support]
+            for s in evaluation.per_class
+        ],
+    )
+    print("\nConfusion matrix (rows: true class, columns: predicted):")
+    short = [name[:10] for name in evaluation.class_names]
+    print_table(
+        ["", *short],
+        [
+            [short[row], *(int(count) for count in evaluation.confusion[row])]
+            for row in range(len(short))
+        ],
+    )
+    if evaluation.confused_pairs:
+        print("\nMost often confused:")
+        for line in evaluation.describe_confusions():
+            print(f"  {line}")
+    print(f"\n{evaluation.calibration.describe()}")
+    for warning in evaluation.warnings:
+        print(f"\nwarning: {warning}", file=sys.stderr)
+    if evaluation.left_out:
+        print(f"\n{len(evaluation.left_out)} validation picture(s) left out:", file=sys.stderr)
+        for path, why in evaluation.left_out[:10]:
+            print(f"  {path}: {why}", file=sys.stderr)
 
 
 def print_scan(scan: Any) -> None:

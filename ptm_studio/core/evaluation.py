@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class Evaluation:
     warnings: tuple[str, ...]
     calibration: Calibration
     records: tuple[PredictionRecord, ...]  # one per picture, with calibrated confidences
-    unreadable: tuple[tuple[str, str], ...] = ()  # (path, reason) left out
+    left_out: tuple[tuple[str, str], ...] = ()  # (path, why): unreadable, or a class unknown
     checkpoint: Path | None = None
 
     def summary(self) -> str:
@@ -80,6 +81,38 @@ class Evaluation:
             f"Accuracy {100 * self.accuracy:.0f} % ± {margin:.0f} (95 % interval "
             f"{100 * low:.0f}–{100 * high:.0f} %, {self.num_pictures} pictures); balanced "
             f"accuracy {100 * self.balanced_accuracy:.0f} %, macro-F1 {self.macro_f1:.2f}."
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """Everything but the per-picture records, as plain JSON values (NaN becomes null)."""
+        calibration = self.calibration
+        return _finite_or_none(
+            {
+                "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+                "class_names": list(self.class_names),
+                "pictures": self.num_pictures,
+                "accuracy": self.accuracy,
+                "accuracy_interval_95": list(self.accuracy_interval),
+                "balanced_accuracy": self.balanced_accuracy,
+                "macro_f1": self.macro_f1,
+                "per_class": [dataclasses.asdict(scores) for scores in self.per_class],
+                "confusion": self.confusion.astype(int).tolist(),
+                "most_confused": [
+                    {"true": true, "predicted": predicted, "pictures": count}
+                    for true, predicted, count in self.confused_pairs
+                ],
+                "warnings": list(self.warnings),
+                "calibration": {
+                    "temperature": calibration.temperature,
+                    "nll_before": calibration.nll_before,
+                    "nll_after": calibration.nll_after,
+                    "ece_before": calibration.ece_before,
+                    "ece_after": calibration.ece_after,
+                    "bins_before": [dataclasses.asdict(b) for b in calibration.bins_before],
+                    "bins_after": [dataclasses.asdict(b) for b in calibration.bins_after],
+                },
+                "left_out": [{"path": path, "reason": why} for path, why in self.left_out],
+            }
         )
 
     def describe_confusions(self) -> tuple[str, ...]:
@@ -200,17 +233,35 @@ def evaluate_run(
         )
     predictor = Predictor.from_run(folder, device=device)
     index = {name: position for position, name in enumerate(predictor.class_names)}
-    paths = [record.path for record in split.val]
-    scores = predictor.score_paths(paths, on_progress=on_progress, should_stop=should_stop)
-    by_path = {record.path: record for record in split.val}
-    targets = np.array([index[by_path[path].class_name or ""] for path in scores.paths])
+    known = [record for record in split.val if record.class_name in index]
+    # A class added to the folder after training cannot be scored: say so, picture by picture.
+    left_out = {
+        str(record.path): f"its class '{record.class_name}' is not one the model was trained on"
+        for record in split.val
+        if record.class_name not in index
+    }
+    scores = predictor.score_paths(
+        [record.path for record in known], on_progress=on_progress, should_stop=should_stop
+    )
+    class_of = {record.path: record.class_name or "" for record in known}
+    targets = np.array([index[class_of[path]] for path in scores.paths], dtype=np.int64)
     evaluation = evaluate_logits(
         scores.logits, targets, predictor.class_names, [str(path) for path in scores.paths]
     )
     if save and evaluation.num_pictures:
         save_calibration(folder, evaluation.calibration, evaluation.num_pictures)
-    unreadable = tuple((str(path), reason) for path, reason in scores.unreadable.items())
-    return dataclasses.replace(evaluation, unreadable=unreadable, checkpoint=folder)
+    left_out.update((str(path), reason) for path, reason in scores.unreadable.items())
+    return dataclasses.replace(evaluation, left_out=tuple(left_out.items()), checkpoint=folder)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(item) for item in value]
+    return value
 
 
 def _records(

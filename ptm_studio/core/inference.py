@@ -31,6 +31,8 @@ from ptm_studio.core.models.state_dicts import check_finite
 from ptm_studio.core.runs import NoSavedModel, model_checkpoint
 
 LOGGER = logging.getLogger(__name__)
+NOT_SURE = "not sure"
+"""The answer when the model's calibrated confidence is below the user's threshold."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,13 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return self.top_probabilities[0] if self.top_probabilities else float("nan")
+
+    def answer(self, threshold: float = 0.0) -> str:
+        """The predicted class, or NOT_SURE when the confidence is below ``threshold`` (0 to 1);
+        empty for a picture that could not be read."""
+        if self.error:
+            return ""
+        return self.predicted_class if self.confidence >= threshold else NOT_SURE
 
 
 @dataclass(frozen=True)

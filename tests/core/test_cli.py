@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,39 @@ def test_train_then_predict(
     with open(csv_path, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and {"class_1", "probability_1", "class_2"} <= set(rows[0])
+    assert all(row["answer"] == row["class_1"] for row in rows)  # no threshold: always an answer
+
+    results = tmp_path / "evaluation.json"
+    assert main(["evaluate", "--run", str(output), "--json", str(results)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "Accuracy" in printed and "Confusion matrix" in printed and "temperature" in printed
+    saved = json.loads(results.read_text(encoding="utf-8"))
+    assert saved["pictures"] == sum(item["support"] for item in saved["per_class"]) > 0
+    assert len(saved["confusion"]) == len(saved["class_names"])
+
+    # A folder with a picture that cannot be read: every file keeps its row, that one flagged;
+    # with a threshold no answer reaches, every readable picture is "not sure".
+    folder = tmp_path / "to predict"
+    shutil.copytree(tiny_dataset / "square", folder)
+    (folder / "broken.png").write_bytes(b"not a picture")
+    code = main(
+        [
+            "predict",
+            "--run",
+            str(output),
+            str(folder),
+            "--threshold",
+            "100%",
+            "--csv",
+            str(csv_path),
+        ]
+    )
+    assert code == EXIT_OK
+    assert "not sure (best:" in capsys.readouterr().out
+    with open(csv_path, encoding="utf-8") as handle:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
+    assert len(rows) == 9 and rows["broken.png"]["error"] and rows["broken.png"]["answer"] == ""
+    assert {row["answer"] for name, row in rows.items() if name != "broken.png"} == {"not sure"}
 
     assert main(["runs", "--runs-root", str(tmp_path / "runs")]) == EXIT_OK
     assert "my first run" in capsys.readouterr().out
@@ -131,6 +165,18 @@ def test_predict_without_a_trained_run_says_so(
 ) -> None:
     assert main(["predict", "--run", str(tmp_path), str(tmp_path)]) == EXIT_USAGE
     assert "no trained model found" in capsys.readouterr().err
+
+
+def test_evaluate_without_a_run_and_bad_predict_flags_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--run", str(tmp_path)]) == EXIT_USAGE
+    assert "not a PTM Studio run folder" in capsys.readouterr().err
+    for flags in (["--top-k", "0"], ["--threshold", "150%"], ["--threshold", "most"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["predict", "--run", str(tmp_path), str(tmp_path), *flags])
+        assert exit_info.value.code == EXIT_USAGE
+        assert flags[0] in capsys.readouterr().err
 
 
 def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ptm_studio.core.data.manifest import DatasetError, DatasetScan
-from ptm_studio.core.data.problems import show
+from ptm_studio.core.data.problems import show, single_class_advice
 
 _EXAMPLES = 3
 
@@ -78,7 +78,7 @@ def _check_labelled(scan: DatasetScan) -> None:
         raise DatasetError(
             f"Only one class was found ('{name}'). A classifier needs at least two classes to "
             "tell apart.",
-            f"Add a second subfolder with pictures of another class next to '{name}'.",
+            single_class_advice(scan.root, name, scan.records),
         )
 
 

@@ -111,8 +111,7 @@ def _class_problems(facts: ScanFacts) -> list[Problem]:
                 "error",
                 f"Only one class was found ('{facts.class_names[0]}'). A classifier needs at "
                 "least two classes to tell apart.",
-                "Add a second subfolder with pictures of another class next to "
-                f"'{facts.class_names[0]}'.",
+                single_class_advice(facts.root, facts.class_names[0], facts.records),
             )
         )
     ratio = imbalance_ratio(facts.training_counts)
@@ -120,6 +119,29 @@ def _class_problems(facts: ScanFacts) -> list[Problem]:
         found.append(_imbalance_problem(facts, ratio))
     found.extend(_missing_validation(facts))
     return found
+
+
+def single_class_advice(root: Path, name: str, records: Sequence[ImageRecord]) -> str:
+    """What to do about a folder with one class: usually the user chose the folder one level
+    above their dataset (flowers/ holding data/train/daisy/…), so the one "class" holds
+    subfolders of its own; then say which folder to choose instead."""
+    inner: set[str] = set()
+    class_folder: Path | None = None
+    for record in records:
+        if record.class_name != name:
+            continue
+        relative = record.path.relative_to(root).parts
+        at = relative.index(name) if name in relative[:-1] else -1
+        if at >= 0 and len(relative) > at + 2:  # name/<subfolder>/…/picture
+            class_folder = root.joinpath(*relative[: at + 1])
+            inner.add(relative[at + 1])
+    if class_folder is not None and len(inner) >= 2:
+        listed = ", ".join(f"'{folder}'" for folder in sorted(inner)[:4])
+        return (
+            f"'{name}' holds folders of its own ({listed}): choose {class_folder} as the "
+            "dataset folder instead."
+        )
+    return f"Add a second subfolder with pictures of another class next to '{name}'."
 
 
 def _empty_or_tiny(facts: ScanFacts, name: str) -> Problem | None:

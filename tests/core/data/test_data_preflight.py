@@ -52,6 +52,18 @@ def test_only_one_class(tmp_path: Path, make_dataset) -> None:
     preflight(scan_folder(tmp_path), task="pretrain")
 
 
+@pytest.mark.parametrize("inner", [("train/a", "train/b", "val/a", "val/b"), ("a", "b")])
+def test_a_dataset_one_folder_down_is_named(
+    tmp_path: Path, make_dataset, inner: tuple[str, ...]
+) -> None:
+    """The folder above the dataset (flowers/ holding data/train/daisy/…) looks like one class
+    holding folders: the advice names the folder to choose instead."""
+    make_dataset(tmp_path / "data", {name: 3 for name in inner})
+    error = refusal(tmp_path)
+    assert "Only one class" in error.message
+    assert f"choose {tmp_path / 'data'} as the dataset folder instead" in error.advice
+
+
 def test_an_empty_class(tmp_path: Path, make_dataset) -> None:
     make_dataset(tmp_path, {"a": 5, "b": 5})
     (tmp_path / "c").mkdir()
