@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import logging
 import os
 import re
@@ -278,6 +279,43 @@ def model_checkpoint(run_path: str | Path) -> Path:
     if problems:
         raise UnusableCheckpoints(problems)
     raise NoSavedModel(f"{run.path}: no saved model was found in this run folder")
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A checkpoint of a run that holds a model, as a user picks one: "Best (epoch 7, 81 %)"."""
+
+    folder: Path
+    kind: str  # "best" or "last"
+    epoch: int
+    val_accuracy: float | None
+
+    def describe(self) -> str:
+        accuracy = f", {100 * self.val_accuracy:.0f} %" if self.val_accuracy is not None else ""
+        return f"{self.kind.capitalize()} (epoch {self.epoch}{accuracy})"
+
+
+def saved_models(run_path: str | Path) -> list[SavedModel]:
+    """The run's complete checkpoints, best first, from their meta.json alone (cheap enough to
+    fill a menu; the weights are verified when one is loaded)."""
+    run = RunDirectory(run_path)
+    found = []
+    for kind, folder in (("best", run.best_checkpoint_dir), ("last", run.last_checkpoint_dir)):
+        meta = _read_complete_meta(folder)
+        if meta is None:
+            continue
+        accuracy = meta.get("val_accuracy")
+        found.append(
+            SavedModel(
+                folder=folder,
+                kind=kind,
+                epoch=int(meta.get("epoch", 0)),
+                val_accuracy=float(accuracy)
+                if isinstance(accuracy, int | float) and math.isfinite(accuracy)
+                else None,
+            )
+        )
+    return found
 
 
 def _read_complete_meta(folder: Path) -> dict[str, Any] | None:

@@ -28,6 +28,8 @@ class ActionHandlers:
     compare: Handler
     show_charts: Handler
     show_predictions: Handler
+    show_evaluation: Handler
+    evaluate_run: Handler
     show_about: Handler
 
 
@@ -90,6 +92,11 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
     quit_action = make_action(window, "Quit", window.close, QKeySequence.StandardKey.Quit)
     charts = make_action(window, "Charts", handlers.show_charts, "Ctrl+1")
     predictions = make_action(window, "Predictions", handlers.show_predictions, "Ctrl+2")
+    evaluation = make_action(window, "Evaluation", handlers.show_evaluation, "Ctrl+3")
+    evaluate = make_action(
+        window, "Evaluate a run…", handlers.evaluate_run, "Ctrl+E", "",
+        "Measure a saved run on its validation pictures: scores per class, mix-ups, calibration",
+    )  # fmt: skip
     about = make_action(window, "About PTM Studio", handlers.show_about)
     compare = make_action(
         window, "Did pretraining help?…", handlers.compare, None, "",
@@ -111,7 +118,8 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
     menus = {
         "&File": ((actions.open_folder, actions.use_demo), (quit_action,)),
         "&Training": ((actions.start, actions.stop, actions.resume), (actions.auto,), (compare,)),
-        "&View": ((charts, predictions),),
+        "&Model": ((evaluate,),),
+        "&View": ((charts, predictions, evaluation),),
         "&Help": ((about,),),
     }
     for title, sections in menus.items():

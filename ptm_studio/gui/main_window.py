@@ -14,13 +14,14 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow
 
 from ptm_studio.core.engine import events
-from ptm_studio.core.engine.events import TrainingFinished, TrainingStarted
+from ptm_studio.core.engine.events import STATUS_FAILED, TrainingFinished, TrainingStarted
 from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.actions import ActionHandlers, install_actions
 from ptm_studio.gui.dataset_summary import DatasetSummary
 from ptm_studio.gui.device_probe import DeviceProbe
 from ptm_studio.gui.jobs.training import TrainerFactory, TrainingSession
 from ptm_studio.gui.panels.dataset_panel import DatasetPanel
+from ptm_studio.gui.panels.evaluation_panel import EvaluationPanel
 from ptm_studio.gui.panels.metrics_panel import MetricsPanel
 from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
@@ -56,13 +57,20 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel()
         self.metrics_panel = MetricsPanel()
         self.predictions_panel = PredictionsPanel()
+        self.evaluation_panel = EvaluationPanel()
+        self.evaluation_panel.runs_root = runs_root
         self.pretraining_panel = PretrainingPanel()
         self.run_controller = RunController(self.session, self.settings, self.dataset_panel, self)
         self.layout_parts = lay_out_window(
             self,
             (self.dataset_panel, self.model_panel, self.objective_panel),
             self.training_panel,
-            (self.metrics_panel, self.predictions_panel, self.pretraining_panel),
+            (
+                self.metrics_panel,
+                self.predictions_panel,
+                self.evaluation_panel,
+                self.pretraining_panel,
+            ),
         )
         self.main_actions = install_actions(self, self._action_handlers())
         self.start_action, self.stop_action = self.main_actions.start, self.main_actions.stop
@@ -90,6 +98,8 @@ class MainWindow(QMainWindow):
             compare=controller.compare_with_pretraining,
             show_charts=self.show_charts,
             show_predictions=self.show_predictions_tab,
+            show_evaluation=self.show_evaluation_tab,
+            evaluate_run=self.evaluation_panel.choose_run,
             show_about=lambda: dialogs.show_about(self),
         )
 
@@ -107,6 +117,10 @@ class MainWindow(QMainWindow):
         controller.history_loaded.connect(self._show_history)
         controller.resumable_changed.connect(training.set_can_resume)
         controller.resumable_changed.connect(self._update_actions)
+        evaluation = self.evaluation_panel
+        evaluation.evaluated.connect(self.predictions_panel.show_evaluation)
+        evaluation.pictures_chosen.connect(self.predictions_panel.show_pair)
+        evaluation.pictures_chosen.connect(self.show_predictions_tab)
 
     def _connect_run_events(self) -> None:
         """Which panel shows which event of a run: one line each, by event type."""
@@ -135,6 +149,7 @@ class MainWindow(QMainWindow):
         connect(events.TrainingFinished, status.training_finished)
         connect(events.TrainingFinished, self._remember_speed)
         connect(events.TrainingFinished, self.run_controller.note_finished)
+        connect(events.TrainingFinished, self._evaluate_finished_run)
 
     # ------------------------------------------------------------------ verbs
     @Slot()
@@ -144,6 +159,10 @@ class MainWindow(QMainWindow):
     @Slot()
     def show_predictions_tab(self) -> None:
         self.layout_parts.tabs.setCurrentIndex(1)
+
+    @Slot()
+    def show_evaluation_tab(self) -> None:
+        self.layout_parts.tabs.setCurrentWidget(self.evaluation_panel)
 
     @Slot()
     def start_training(self) -> None:
@@ -165,6 +184,7 @@ class MainWindow(QMainWindow):
             self.training_panel.mark_resumed()
         else:
             self.predictions_panel.clear()
+        self.evaluation_panel.set_run(None)  # its results belong to the run before
         self.show_charts()
         self.status.show("Preparing the data and the model…")
 
@@ -207,6 +227,16 @@ class MainWindow(QMainWindow):
             )
 
     @Slot(object)
+    def _evaluate_finished_run(self, event: TrainingFinished) -> None:
+        """A finetuning run that saved a model is measured (and calibrated) straight away."""
+        request = self.session.last_request
+        is_finetuning = request is not None and request.config.objective.task == "finetune"
+        saved_a_model = event.status != STATUS_FAILED and event.epochs_completed > 0
+        if is_finetuning and saved_a_model and event.run_dir and not self.run_controller.is_closing:
+            self.evaluation_panel.set_run(event.run_dir)
+            self.evaluation_panel.evaluate()
+
+    @Slot(object)
     def _on_dataset_changed(self, summary: DatasetSummary | None) -> None:
         if summary is None:
             self.objective_panel.set_dataset(0, [])
@@ -241,5 +271,6 @@ class MainWindow(QMainWindow):
         save_window_settings(self, self.layout_parts.splitter, self.settings)
         self.dataset_panel.shutdown()
         self.predictions_panel.shutdown()
+        self.evaluation_panel.shutdown()
         self.metrics_panel.timer.stop()
         event.accept()

@@ -21,6 +21,7 @@ from ptm_studio.gui.plain_text import plain_label
 TABS = (
     ("Charts", "Live curves of the training (Ctrl+1)."),
     ("Predictions", "The validation images with the model's answers (Ctrl+2)."),
+    ("Evaluation", "Scores per class, mix-ups and calibration of a trained model (Ctrl+3)."),
     ("Pretraining", "How pretraining on unlabelled images is going."),
 )
 

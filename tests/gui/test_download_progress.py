@@ -13,7 +13,8 @@ from PySide6.QtCore import QObject, Slot
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.events import STATUS_COMPLETED, DownloadProgressed
 from ptm_studio.core.engine.progress import REPORT_INTERVAL_S, ProgressThrottle
-from ptm_studio.gui.panels.training_panel import TrainingPanel, format_megabytes
+from ptm_studio.gui.panels.training_panel import TrainingPanel
+from ptm_studio.gui.wording import format_megabytes
 
 from .conftest import FakeTrainer
 

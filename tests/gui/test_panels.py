@@ -29,7 +29,8 @@ from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel, RecordRole
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
-from ptm_studio.gui.panels.training_panel import TrainingPanel, format_duration
+from ptm_studio.gui.panels.training_panel import TrainingPanel
+from ptm_studio.gui.wording import format_duration
 
 PANELS = [
     "dataset_panel",

@@ -78,8 +78,14 @@ def test_start_button_trains_for_real_and_fills_plots_and_predictions(
     assert metrics.accuracy_plot.point_count("val") == 2
     assert metrics.epoch_loss_plot.drawn_point_count("train") == 2
     assert window.predictions_panel.model.rowCount() > 0
-    assert "After epoch 2" in window.predictions_panel.summary_label.text()
     assert window.training_panel.start_button.isEnabled()
+    # The finished run is evaluated by itself; the gallery then shows calibrated confidences.
+    evaluation_panel = window.evaluation_panel
+    qtbot.waitUntil(lambda: evaluation_panel.evaluation is not None, timeout=60_000)
+    assert evaluation_panel.run_dir == session.last_finished.run_dir
+    assert evaluation_panel.evaluation.num_pictures == window.predictions_panel.model.rowCount()
+    assert "Evaluated (best model)" in window.predictions_panel.summary_label.text()
+    qtbot.waitUntil(lambda: not evaluation_panel.job.is_running)
 
 
 def test_event_order_is_strict_for_a_one_epoch_run(qtbot: Any, make_window: Any) -> None:

@@ -35,7 +35,6 @@ from ptm_studio.gui.panels.objective_words import (
     TASK_TEXT,
 )
 from ptm_studio.gui.panels.pretrain_settings import PretrainSettings
-from ptm_studio.gui.panels.training_panel import format_duration
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.settings_model import SettingsModel
 from ptm_studio.gui.widgets.settings_binding import (
@@ -45,6 +44,7 @@ from ptm_studio.gui.widgets.settings_binding import (
     show_choice,
     show_number,
 )
+from ptm_studio.gui.wording import format_duration
 
 
 class ObjectivePanel(QGroupBox):

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -35,8 +36,9 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.engine.events import PredictionsReady
+from ptm_studio.core.evaluation import Evaluation
 from ptm_studio.gui import theme
-from ptm_studio.gui.plain_text import plain_tooltip
+from ptm_studio.gui.plain_text import plain_label, plain_tooltip
 from ptm_studio.gui.widgets.image_viewer import ImageViewer
 from ptm_studio.gui.widgets.thumbnail_grid import ThumbnailCache, ThumbnailGrid
 
@@ -67,6 +69,7 @@ class PredictionsModel(QAbstractListModel):
         self._order: list[int] = []
         self._rows_of_path: dict[str, list[int]] = {}
         self.class_filter = -1
+        self.pair_filter: tuple[int, int] | None = None  # (true, predicted): one matrix cell
         self.correctness = "all"
         self.sort_key = "loss"
         cache.thumbnail_ready.connect(self._on_thumbnail_ready)
@@ -74,10 +77,16 @@ class PredictionsModel(QAbstractListModel):
     def set_predictions(self, class_names: tuple[str, ...], records: tuple[Any, ...]) -> None:
         self.class_names = tuple(class_names)
         self.records = tuple(records)
+        self.pair_filter = None
         self.apply_view()
 
     def set_view(self, *, class_filter: int, correctness: str, sort_key: str) -> None:
         self.class_filter, self.correctness, self.sort_key = class_filter, correctness, sort_key
+        self.apply_view()
+
+    def set_pair_filter(self, pair: tuple[int, int] | None) -> None:
+        """Only the pictures of true class ``pair[0]`` answered ``pair[1]`` (None: all)."""
+        self.pair_filter = pair
         self.apply_view()
 
     def apply_view(self) -> None:
@@ -90,6 +99,8 @@ class PredictionsModel(QAbstractListModel):
             keep = np.ones(len(records), dtype=bool)
             if self.class_filter >= 0:
                 keep &= true == self.class_filter
+            if self.pair_filter is not None:
+                keep &= (true == self.pair_filter[0]) & (predicted == self.pair_filter[1])
             if self.correctness == "mistakes":
                 keep &= true != predicted
             elif self.correctness == "correct":
@@ -266,9 +277,20 @@ class PredictionsPanel(QWidget):
             controls.addWidget(label)
             controls.addWidget(combo)
         controls.addStretch(1)
+        self.pair_label = plain_label()
+        self.show_all_button = QPushButton("Show all")
+        self.show_all_button.setToolTip("Back to every picture, with the filters above.")
+        self.show_all_button.clicked.connect(self.clear_pair)
+        pair_bar = QHBoxLayout()
+        pair_bar.addWidget(self.pair_label, 1)
+        pair_bar.addWidget(self.show_all_button)
+        self.pair_bar = QWidget()
+        self.pair_bar.setLayout(pair_bar)
+        self.pair_bar.hide()
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary_label)
         layout.addLayout(controls)
+        layout.addWidget(self.pair_bar)
         layout.addWidget(self.grid, 1)
         self.viewer: ImageViewer | None = None
 
@@ -284,6 +306,47 @@ class PredictionsPanel(QWidget):
             f"After epoch {event.epoch}: {correct} of {len(records)} validation images correct{share}."
         )
 
+    @Slot(object)
+    def show_evaluation(self, evaluation: Evaluation) -> None:
+        """The evaluated model's answers, with calibrated confidences, replace the last epoch's."""
+        names = tuple(evaluation.class_names)
+        if names != self.model.class_names:
+            self._fill_class_filter(names)
+        self.model.set_predictions(names, tuple(evaluation.records))
+        self.pair_bar.hide()
+        correct = sum(1 for record in evaluation.records if record.is_correct)
+        total = len(evaluation.records)
+        where = f" ({evaluation.checkpoint.name} model)" if evaluation.checkpoint else ""
+        share = f" ({100 * correct / total:.0f} %)" if total else ""
+        self.summary_label.setText(
+            f"Evaluated{where}: {correct} of {total} validation images correct{share}; "
+            "confidences are calibrated."
+        )
+
+    @Slot(int, int)
+    def show_pair(self, true: int, predicted: int) -> None:
+        """Exactly the pictures of class ``true`` the model answered ``predicted``."""
+        for combo, value in ((self.class_combo, -1), (self.correct_combo, "all")):
+            combo.blockSignals(True)
+            combo.setCurrentIndex(max(0, combo.findData(value)))
+            combo.blockSignals(False)
+        self._on_view_changed()  # the other filters off, so the grid shows the cell exactly
+        self.model.set_pair_filter((true, predicted))
+        name_of = self.model.name_of
+        count = self.model.rowCount()
+        what = (
+            f"'{name_of(true)}' pictures the model recognised"
+            if true == predicted
+            else f"'{name_of(true)}' pictures the model took for '{name_of(predicted)}'"
+        )
+        self.pair_label.setText(f"Showing the {count} {what}.")
+        self.pair_bar.show()
+
+    @Slot()
+    def clear_pair(self) -> None:
+        self.model.set_pair_filter(None)
+        self.pair_bar.hide()
+
     def _fill_class_filter(self, class_names: tuple[str, ...]) -> None:
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
@@ -294,6 +357,8 @@ class PredictionsPanel(QWidget):
 
     @Slot()
     def _on_view_changed(self) -> None:
+        self.model.pair_filter = None  # a filter chosen above replaces the matrix cell
+        self.pair_bar.hide()
         self.model.set_view(
             class_filter=int(
                 self.class_combo.currentData() if self.class_combo.currentData() is not None else -1
@@ -313,6 +378,7 @@ class PredictionsPanel(QWidget):
 
     def clear(self) -> None:
         self.model.set_predictions((), ())
+        self.pair_bar.hide()
         self.summary_label.setText("Predictions appear here after the first epoch.")
 
     def shutdown(self) -> None:
