@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ptm_studio.core.atomic_io import atomic_writer
 from ptm_studio.core.calibration import saved_temperature, softmax
 from ptm_studio.core.checkpoints import (
     META_FILE,
@@ -33,6 +35,9 @@ from ptm_studio.core.runs import NoSavedModel, model_checkpoint
 LOGGER = logging.getLogger(__name__)
 NOT_SURE = "not sure"
 """The answer when the model's calibrated confidence is below the user's threshold."""
+NOT_SURE_BELOW = 0.5
+"""The threshold offered first: with calibrated confidences, below it the model is wrong more
+often than right, so its answer is better not taken at its word."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,69 @@ class Predictor:
         with torch.inference_mode():
             logits = self.model(torch.stack(tensors).to(self.device)).float().cpu().numpy()
         return readable, logits, failed
+
+
+@dataclass(frozen=True)
+class PredictedPictures:
+    """The answers for pictures a user brought, and which model gave them."""
+
+    predictions: tuple[Prediction, ...]
+    class_names: tuple[str, ...]
+    checkpoint: Path | None
+    is_calibrated: bool
+
+
+def predict_pictures(
+    source: str | Path,
+    inputs: Iterable[str | Path],
+    *,
+    top_k: int = 5,
+    device: str = "auto",
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PredictedPictures:
+    """Predict files and folders (searched for pictures) with a run's model, as the window's
+    Predict tab does; every file keeps its answer, an unreadable one with its reason.
+
+    Raises:
+        CheckpointError: no usable model in ``source``.
+        PredictionCancelled: ``should_stop`` returned True.
+    """
+    predictor = Predictor.from_run(source, device=device)
+    paths = collect_image_paths(inputs)
+    predictions = predictor.predict_paths(
+        paths, top_k=top_k, on_progress=on_progress, should_stop=should_stop
+    )
+    return PredictedPictures(
+        tuple(predictions), predictor.class_names, predictor.checkpoint, predictor.is_calibrated
+    )
+
+
+def write_predictions_csv(
+    path: str | Path, predictions: Sequence[Prediction], threshold: float = 0.0
+) -> None:
+    """One row per file, in order; a file that could not be read keeps its row, with the reason
+    in ``error`` and the answer empty. ``answer`` is the class, or NOT_SURE below ``threshold``;
+    then the top classes with their (calibrated) probabilities."""
+    top_k = max((len(p.top_classes) for p in predictions), default=0)
+    headers = ["path", "answer", "error"] + [
+        f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", "probability")
+    ]
+    # Written whole or not at all: a spreadsheet never opens half a file.
+    with atomic_writer(path, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")  # text mode ends lines as the OS does
+        writer.writerow(headers)
+        for prediction in predictions:
+            ranked = [
+                value
+                for name, probability in zip(
+                    prediction.top_classes, prediction.top_probabilities, strict=True
+                )
+                for value in (name, f"{probability:.6f}")
+            ]
+            writer.writerow(
+                [str(prediction.path), prediction.answer(threshold), prediction.error, *ranked]
+            )
 
 
 def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:

@@ -29,6 +29,7 @@ class ActionHandlers:
     show_charts: Handler
     show_predictions: Handler
     show_evaluation: Handler
+    show_predict: Handler
     evaluate_run: Handler
     show_about: Handler
 
@@ -93,6 +94,10 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
     charts = make_action(window, "Charts", handlers.show_charts, "Ctrl+1")
     predictions = make_action(window, "Predictions", handlers.show_predictions, "Ctrl+2")
     evaluation = make_action(window, "Evaluation", handlers.show_evaluation, "Ctrl+3")
+    predict = make_action(
+        window, "Predict new pictures", handlers.show_predict, "Ctrl+4", "",
+        "Drop pictures or a folder to see what the trained model says",
+    )  # fmt: skip
     evaluate = make_action(
         window, "Evaluate a run…", handlers.evaluate_run, "Ctrl+E", "",
         "Measure a saved run on its validation pictures: scores per class, mix-ups, calibration",
@@ -118,7 +123,7 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
     menus = {
         "&File": ((actions.open_folder, actions.use_demo), (quit_action,)),
         "&Training": ((actions.start, actions.stop, actions.resume), (actions.auto,), (compare,)),
-        "&Model": ((evaluate,),),
+        "&Model": ((evaluate, predict),),
         "&View": ((charts, predictions, evaluation),),
         "&Help": ((about,),),
     }

@@ -10,21 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QMainWindow
 
 from ptm_studio.core.engine import events
-from ptm_studio.core.engine.events import STATUS_FAILED, TrainingFinished, TrainingStarted
+from ptm_studio.core.engine.events import TrainingFinished, TrainingStarted
 from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.actions import ActionHandlers, install_actions
 from ptm_studio.gui.dataset_summary import DatasetSummary
 from ptm_studio.gui.device_probe import DeviceProbe
 from ptm_studio.gui.jobs.training import TrainerFactory, TrainingSession
+from ptm_studio.gui.model_tabs import ModelTabs
 from ptm_studio.gui.panels.dataset_panel import DatasetPanel
-from ptm_studio.gui.panels.evaluation_panel import EvaluationPanel
 from ptm_studio.gui.panels.metrics_panel import MetricsPanel
 from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
+from ptm_studio.gui.panels.predict_panel import dropped_paths
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
@@ -48,6 +49,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("PTM Studio")
         self.setWindowIcon(theme.icon("app"))
+        self.setAcceptDrops(True)
         self.settings = SettingsModel(parent=self)
         self.session = TrainingSession(self, runs_root=runs_root, trainer_factory=trainer_factory)
         self.dataset_panel = DatasetPanel(self.settings)
@@ -57,8 +59,11 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel()
         self.metrics_panel = MetricsPanel()
         self.predictions_panel = PredictionsPanel()
-        self.evaluation_panel = EvaluationPanel()
-        self.evaluation_panel.runs_root = runs_root
+        self.model_tabs = ModelTabs(
+            self.predictions_panel, self.show_predictions_tab, runs_root, self
+        )
+        self.evaluation_panel = self.model_tabs.evaluation_panel
+        self.predict_panel = self.model_tabs.predict_panel
         self.pretraining_panel = PretrainingPanel()
         self.run_controller = RunController(self.session, self.settings, self.dataset_panel, self)
         self.layout_parts = lay_out_window(
@@ -69,6 +74,7 @@ class MainWindow(QMainWindow):
                 self.metrics_panel,
                 self.predictions_panel,
                 self.evaluation_panel,
+                self.predict_panel,
                 self.pretraining_panel,
             ),
         )
@@ -99,6 +105,7 @@ class MainWindow(QMainWindow):
             show_charts=self.show_charts,
             show_predictions=self.show_predictions_tab,
             show_evaluation=self.show_evaluation_tab,
+            show_predict=self.show_predict_tab,
             evaluate_run=self.evaluation_panel.choose_run,
             show_about=lambda: dialogs.show_about(self),
         )
@@ -117,10 +124,6 @@ class MainWindow(QMainWindow):
         controller.history_loaded.connect(self._show_history)
         controller.resumable_changed.connect(training.set_can_resume)
         controller.resumable_changed.connect(self._update_actions)
-        evaluation = self.evaluation_panel
-        evaluation.evaluated.connect(self.predictions_panel.show_evaluation)
-        evaluation.pictures_chosen.connect(self.predictions_panel.show_pair)
-        evaluation.pictures_chosen.connect(self.show_predictions_tab)
 
     def _connect_run_events(self) -> None:
         """Which panel shows which event of a run: one line each, by event type."""
@@ -165,6 +168,10 @@ class MainWindow(QMainWindow):
         self.layout_parts.tabs.setCurrentWidget(self.evaluation_panel)
 
     @Slot()
+    def show_predict_tab(self) -> None:
+        self.layout_parts.tabs.setCurrentWidget(self.predict_panel)
+
+    @Slot()
     def start_training(self) -> None:
         """Start a new run with the settings shown, once they are checked."""
         self.run_controller.start_new_run()
@@ -184,7 +191,7 @@ class MainWindow(QMainWindow):
             self.training_panel.mark_resumed()
         else:
             self.predictions_panel.clear()
-        self.evaluation_panel.set_run(None)  # its results belong to the run before
+        self.model_tabs.new_run_starting()
         self.show_charts()
         self.status.show("Preparing the data and the model…")
 
@@ -228,13 +235,9 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _evaluate_finished_run(self, event: TrainingFinished) -> None:
-        """A finetuning run that saved a model is measured (and calibrated) straight away."""
         request = self.session.last_request
-        is_finetuning = request is not None and request.config.objective.task == "finetune"
-        saved_a_model = event.status != STATUS_FAILED and event.epochs_completed > 0
-        if is_finetuning and saved_a_model and event.run_dir and not self.run_controller.is_closing:
-            self.evaluation_panel.set_run(event.run_dir)
-            self.evaluation_panel.evaluate()
+        if request is not None and not self.run_controller.is_closing:
+            self.model_tabs.run_finished(event, request.config.objective.task)
 
     @Slot(object)
     def _on_dataset_changed(self, summary: DatasetSummary | None) -> None:
@@ -259,6 +262,18 @@ class MainWindow(QMainWindow):
         self.training_panel.set_device(name, note)
         self.objective_panel.set_device_kind(str(getattr(info, "kind", "cpu")))
 
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if dropped_paths(event):  # the images panel takes a folder dropped onto it itself
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        """Pictures or a folder dropped anywhere else are predicted by the trained model."""
+        paths = dropped_paths(event)
+        if paths:
+            event.acceptProposedAction()
+            self.show_predict_tab()
+            self.predict_panel.predict(paths)
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.session.is_running:
             event.ignore()
@@ -271,6 +286,6 @@ class MainWindow(QMainWindow):
         save_window_settings(self, self.layout_parts.splitter, self.settings)
         self.dataset_panel.shutdown()
         self.predictions_panel.shutdown()
-        self.evaluation_panel.shutdown()
+        self.model_tabs.shutdown()
         self.metrics_panel.timer.stop()
         event.accept()

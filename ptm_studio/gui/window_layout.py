@@ -22,6 +22,7 @@ TABS = (
     ("Charts", "Live curves of the training (Ctrl+1)."),
     ("Predictions", "The validation images with the model's answers (Ctrl+2)."),
     ("Evaluation", "Scores per class, mix-ups and calibration of a trained model (Ctrl+3)."),
+    ("New pictures", "Put the model to use: drop pictures or a folder to predict them (Ctrl+4)."),
     ("Pretraining", "How pretraining on unlabelled images is going."),
 )
 

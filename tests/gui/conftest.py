@@ -126,6 +126,29 @@ def tiny_config(tiny_dataset: Path) -> RunConfig:
     return config
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run of the small CNN on tiny pictures (trained once per session, ~2 s): for the
+    tabs that use a trained model. Tests may add files beside its checkpoints, not change it."""
+    from ptm_studio.core.engine.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("trained")
+    make_sample_images(root / "images", classes=TINY_CLASSES, per_class=6, size=16)
+    config = RunConfig()
+    for field_path, value in (
+        ("data.data_dir", str(root / "images")),
+        ("data.image_size", 16),
+        ("data.batch_size", 4),
+        ("optim.num_epochs", 2),
+        ("model.backbone", "small_cnn"),
+        ("device.device", "cpu"),
+    ):
+        config = replace_field(config, field_path, value)
+    finished = Trainer.new_run(config, runs_root=root / "runs").run()
+    assert finished.status == STATUS_COMPLETED and finished.run_dir is not None
+    return finished.run_dir
+
+
 class FakeTrainer:
     """Speaks the Trainer's events in the Trainer's order, without torch: fast, deterministic,
     controllable (test_fake_trainer.py holds it to the real Trainer's order)."""

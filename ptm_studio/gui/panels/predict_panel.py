@@ -1,0 +1,366 @@
+"""PredictPanel: put the trained model to use on new pictures.
+
+Drop pictures or a folder (or choose them); each gets the model's top guesses with calibrated
+probabilities, or "not sure" below the threshold the user sets. The answers can be saved as a
+CSV, one row per file (unreadable ones flagged, not dropped). Predicting is core's
+``predict_pictures`` as a background Job with progress and Cancel.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    Slot,
+)
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ptm_studio.core.inference import (
+    NOT_SURE,
+    NOT_SURE_BELOW,
+    PredictedPictures,
+    Prediction,
+    predict_pictures,
+    write_predictions_csv,
+)
+from ptm_studio.core.runs import RunDirectory, saved_models
+from ptm_studio.gui import dialogs, theme
+from ptm_studio.gui.jobs.core_work import core_work
+from ptm_studio.gui.jobs.job import Job
+from ptm_studio.gui.plain_text import plain_label, plain_tooltip
+from ptm_studio.gui.widgets.job_progress import JobProgress
+from ptm_studio.gui.widgets.prediction_viewer import PredictionViewer
+from ptm_studio.gui.widgets.thumbnail_grid import ThumbnailCache, ThumbnailGrid
+
+THUMBNAIL_SIZE = 112
+CELL = QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 40)
+NOT_SURE_COLOUR = QColor("#8a8a8a")
+EMPTY_TEXT = "Drop pictures or a folder here, or choose them, to see what the model says."
+
+
+def dropped_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
+    """The local files and folders being dragged (nothing else: web links are not pictures)."""
+    mime = event.mimeData()
+    urls = mime.urls() if mime.hasUrls() else []
+    return [Path(url.toLocalFile()) for url in urls if url.isLocalFile()]
+
+
+class PredictedPicturesModel(QAbstractListModel):
+    """The answers in the order the files were given; the threshold decides "not sure"."""
+
+    def __init__(self, cache: ThumbnailCache, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cache = cache
+        self.predictions: tuple[Prediction, ...] = ()
+        self.threshold = 0.0
+        self._row_of: dict[str, int] = {}
+        cache.thumbnail_ready.connect(self._on_thumbnail_ready)
+
+    def set_predictions(self, predictions: Sequence[Prediction]) -> None:
+        self.beginResetModel()
+        self.predictions = tuple(predictions)
+        self._row_of = {str(p.path): row for row, p in enumerate(self.predictions)}
+        self.endResetModel()
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = threshold
+        if self.predictions:
+            self.dataChanged.emit(self.index(0), self.index(len(self.predictions) - 1))
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.predictions)
+
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> object:
+        if not index.isValid() or index.row() >= len(self.predictions):
+            return None
+        prediction = self.predictions[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.caption(prediction)
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._cache.pixmap(str(prediction.path)) or self._cache.placeholder
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if prediction.error:
+                return theme.INCORRECT_COLOUR
+            return NOT_SURE_COLOUR if prediction.answer(self.threshold) == NOT_SURE else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return plain_tooltip(self._describe(prediction))
+        return None
+
+    def caption(self, prediction: Prediction) -> str:
+        if prediction.error:
+            return "could not be read"
+        answer = prediction.answer(self.threshold)
+        if answer == NOT_SURE:
+            return f"{NOT_SURE} ({prediction.predicted_class}?)"
+        return f"{answer} {100 * prediction.confidence:.0f} %"
+
+    def _describe(self, prediction: Prediction) -> str:
+        if prediction.error:
+            return f"{prediction.path}\nCould not be read: {prediction.error}"
+        guesses = "\n".join(
+            f"{name}: {100 * probability:.1f} %"
+            for name, probability in zip(
+                prediction.top_classes, prediction.top_probabilities, strict=True
+            )
+        )
+        return f"{prediction.path}\n{guesses}"
+
+    @Slot(str)
+    def _on_thumbnail_ready(self, path: str) -> None:
+        row = self._row_of.get(path)
+        if row is not None:
+            model_index = self.index(row)
+            self.dataChanged.emit(model_index, model_index, [Qt.ItemDataRole.DecorationRole])
+
+
+class PredictPanel(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.runs_root: Path | None = None
+        self.run_dir: Path | None = None
+        self.result: PredictedPictures | None = None
+        self.viewer: PredictionViewer | None = None
+        self.job = Job("ptm-predict", self)
+        self.job.succeeded.connect(self.show_result)
+        self.job.failed.connect(self._on_failed)
+        self.job.cancelled.connect(self._on_cancelled)
+        self.job.running_changed.connect(self._on_running_changed)
+        self.cache = ThumbnailCache(THUMBNAIL_SIZE, self)
+        self.model = PredictedPicturesModel(self.cache, self)
+        self.grid = ThumbnailGrid(CELL)
+        self.grid.setModel(self.model)
+        self.grid.setToolTip("Click a picture to see it large with the model's top guesses.")
+        self.grid.clicked.connect(self._on_clicked)
+        self.progress = JobProgress(self.job, "pictures", starting_text="Loading the model…")
+        self.summary_label = plain_label(EMPTY_TEXT)
+        self.summary_label.setObjectName("summary")
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._build_model_row())
+        layout.addLayout(self._build_input_row())
+        layout.addWidget(self.progress)
+        layout.addWidget(self.summary_label)
+        layout.addWidget(self.grid, 1)
+        self._update_buttons()
+
+    def _build_model_row(self) -> QHBoxLayout:
+        self.run_label = plain_label("No trained model yet: train one, or choose a run.")
+        self.choose_run_button = QPushButton("Choose a run…")
+        self.choose_run_button.setToolTip("Predict with a model trained earlier (its run folder).")
+        self.choose_run_button.clicked.connect(self.choose_run)
+        row = QHBoxLayout()
+        row.addWidget(self.run_label, 1)
+        row.addWidget(self.choose_run_button)
+        return row
+
+    def _build_input_row(self) -> QHBoxLayout:
+        self.pictures_button = QPushButton("Choose pictures…")
+        self.pictures_button.clicked.connect(self.choose_pictures)
+        self.folder_button = QPushButton("Choose a folder…")
+        self.folder_button.setToolTip("Every picture in the folder and its subfolders.")
+        self.folder_button.clicked.connect(self.choose_folder)
+        self.top_spin = QSpinBox()
+        self.top_spin.setRange(1, 10)
+        self.top_spin.setValue(3)
+        self.top_spin.setToolTip("How many guesses to keep for each picture.")
+        self.threshold_spin = QSpinBox()
+        self.threshold_spin.setRange(0, 100)
+        self.threshold_spin.setSuffix(" %")
+        self.threshold_spin.setValue(round(100 * NOT_SURE_BELOW))
+        self.threshold_spin.setToolTip(
+            "When the model is less sure than this, the answer is 'not sure' instead of a "
+            "class. Confidences are calibrated once the run is evaluated, so 80 % means right "
+            "about 8 times in 10."
+        )
+        self.threshold_spin.valueChanged.connect(self._on_threshold_changed)
+        self.csv_button = QPushButton("Save as CSV…")
+        self.csv_button.setToolTip("One row per file, with its answer and top guesses.")
+        self.csv_button.clicked.connect(self.save_csv)
+        row = QHBoxLayout()
+        row.addWidget(self.pictures_button)
+        row.addWidget(self.folder_button)
+        row.addStretch(1)
+        for caption, spin in (
+            ("Guesses:", self.top_spin),
+            ("Not sure below:", self.threshold_spin),
+        ):
+            label = QLabel(caption)
+            label.setToolTip(spin.toolTip())
+            row.addWidget(label)
+            row.addWidget(spin)
+        row.addWidget(self.csv_button)
+        return row
+
+    # ----------------------------------------------------------------------- verbs
+    def set_run(self, run_dir: Path | None) -> None:
+        """Predict with this run's model from now on."""
+        models = saved_models(run_dir) if run_dir is not None else []
+        self.run_dir = Path(run_dir) if run_dir is not None and models else None
+        if self.run_dir is None:
+            self.run_label.setText("No trained model yet: train one, or choose a run.")
+        else:
+            self.run_label.setText(f"Model: {self.run_dir.name}, {models[0].describe().lower()}")
+            self.run_label.setToolTip(plain_tooltip(str(self.run_dir)))
+        self._update_buttons()
+
+    @Slot()
+    def choose_run(self) -> None:
+        start = str(self.run_dir.parent if self.run_dir else self.runs_root or Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder", start)
+        if not folder:
+            return
+        if not RunDirectory(folder).config_path.is_file():
+            self.summary_label.setText(f"{folder} is not a PTM Studio run folder.")
+            return
+        self.set_run(Path(folder))
+        if self.run_dir is None:
+            self.summary_label.setText(f"{folder} has no saved model yet.")
+
+    @Slot()
+    def choose_pictures(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Choose pictures to predict",
+            str(Path.home()),
+            "Pictures (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff);;All files (*)",
+        )
+        if files:
+            self.predict([Path(file) for file in files])
+
+    @Slot()
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of pictures")
+        if folder:
+            self.predict([Path(folder)])
+
+    def predict(self, inputs: Sequence[Path]) -> None:
+        """Predict these files and folders with the run's model (replacing a prediction under way)."""
+        if self.run_dir is None:
+            self.summary_label.setText("Train a model first, or choose a run to predict with.")
+            return
+        self.summary_label.setText("Predicting…")
+        self.job.restart(
+            core_work(
+                predict_pictures,
+                self.run_dir,
+                list(inputs),
+                top_k=self.top_spin.value(),
+            )
+        )
+
+    @Slot()
+    def save_csv(self) -> None:
+        if self.result is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the predictions", str(Path.home() / "predictions.csv"), "CSV (*.csv)"
+        )
+        if not path:
+            return
+        try:
+            write_predictions_csv(path, self.result.predictions, self.threshold)
+        except OSError as error:
+            dialogs.show_error(self, "Could not save the predictions", f"{path}: {error}")
+            return
+        self.summary_label.setText(f"Saved {len(self.result.predictions)} rows to {path}.")
+
+    @property
+    def threshold(self) -> float:
+        return self.threshold_spin.value() / 100
+
+    def shutdown(self) -> None:
+        self.job.cancel()
+        self.job.wait()
+        self.cache.clear()
+        self.cache.wait_for_done()
+
+    # ----------------------------------------------------------------------- showing
+    @Slot(object)
+    def show_result(self, result: PredictedPictures) -> None:
+        self.result = result
+        self.model.set_threshold(self.threshold)
+        self.model.set_predictions(result.predictions)
+        self._show_summary()
+        self._update_buttons()
+
+    def _show_summary(self) -> None:
+        if self.result is None:
+            return
+        predictions = self.result.predictions
+        if not predictions:
+            self.summary_label.setText("No pictures were found there.")
+            return
+        answers = Counter(p.answer(self.threshold) for p in predictions if not p.error)
+        unread = sum(1 for p in predictions if p.error)
+        counted = ", ".join(f"{count} {answer}" for answer, count in answers.most_common())
+        count = len(predictions)
+        text = f"{count} picture{'' if count == 1 else 's'}: {counted or 'none readable'}"
+        if unread:
+            text += f"; {unread} could not be read (hover over them to see why)"
+        if not self.result.is_calibrated:
+            text += ". These confidences are not calibrated yet: evaluate the run first"
+        self.summary_label.setText(text + ".")
+
+    @Slot(int)
+    def _on_threshold_changed(self, _value: int) -> None:
+        self.model.set_threshold(self.threshold)
+        self._show_summary()
+
+    @Slot(QModelIndex)
+    def _on_clicked(self, index: QModelIndex) -> None:
+        if self.result is not None and index.isValid():
+            self.viewer = PredictionViewer(
+                self.result.predictions, index.row(), self.threshold, self
+            )
+            self.viewer.show()
+
+    @Slot(str, str)
+    def _on_failed(self, message: str, _details: str) -> None:
+        self.summary_label.setText(f"The pictures could not be predicted: {message}")
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self.summary_label.setText("Prediction cancelled.")
+
+    @Slot(bool)
+    def _on_running_changed(self, _is_running: bool) -> None:
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        idle = not self.job.is_running
+        for button in (self.pictures_button, self.folder_button):
+            button.setEnabled(idle and self.run_dir is not None)
+        self.choose_run_button.setEnabled(idle)
+        self.csv_button.setEnabled(idle and self.result is not None)
+
+    # ----------------------------------------------------------------------- drops
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if dropped_paths(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = dropped_paths(event)
+        if paths:
+            event.acceptProposedAction()
+            self.predict(paths)
