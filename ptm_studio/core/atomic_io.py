@@ -26,6 +26,7 @@ def atomic_writer(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         prefix=f".{final_path.name}.", suffix=TEMP_SUFFIX, dir=final_path.parent
     )
     try:
+        _give_usual_permissions(descriptor, final_path)
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(descriptor, mode, encoding=encoding) as handle:
             yield handle
@@ -37,6 +38,33 @@ def atomic_writer(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+
+
+def _give_usual_permissions(descriptor: int, final_path: Path) -> None:
+    """mkstemp makes files only their owner may read (0600); a file replaced keeps its mode and
+    a new one gets what the user's umask allows, as open() would: a report or a CSV a user
+    hands on must be readable by whoever they hand it to."""
+    if not hasattr(os, "fchmod"):  # Windows: no such modes
+        return
+    try:
+        mode = final_path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    os.fchmod(descriptor, mode)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux says it (os.umask can only
+    read it by setting it, which races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

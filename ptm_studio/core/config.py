@@ -325,6 +325,21 @@ class RunConfig:
         model = dataclasses.replace(self.model, allow_download=False)
         return dataclasses.replace(self, model=model, run_name=None)
 
+    def with_absolute_paths(self) -> RunConfig:
+        """These settings with each relative folder or file that exists here made absolute, so
+        the run's config.json means the same from any working folder (evaluating, resuming or
+        reporting later from elsewhere). A path that does not exist is kept as typed: it may
+        be a run's name (weights=run), and an error should name it as the user wrote it."""
+        data = dataclasses.replace(
+            self.data,
+            data_dir=_absolute_if_here(self.data.data_dir),
+            monitor_dir=_absolute_if_here(self.data.monitor_dir),
+        )
+        model = dataclasses.replace(
+            self.model, weights_path=_absolute_if_here(self.model.weights_path)
+        )
+        return dataclasses.replace(self, data=data, model=model)
+
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad field; return self so calls chain."""
         for section in (
@@ -381,3 +396,12 @@ SECTIONS: dict[str, type] = {
     "device": DeviceConfig,
     "saving": SavingConfig,
 }
+
+
+def _absolute_if_here(path: str | None) -> str | None:
+    if not path:
+        return path
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or not candidate.exists():
+        return path
+    return str(candidate.absolute())

@@ -22,7 +22,7 @@ import numpy as np
 
 from ptm_studio.core.calibration import Calibration, calibrate, save_calibration, softmax
 from ptm_studio.core.checkpoints import CheckpointError, read_meta
-from ptm_studio.core.data import DatasetError
+from ptm_studio.core.data import DatasetError, DataSplit
 from ptm_studio.core.engine.events import PredictionRecord
 from ptm_studio.core.engine.setup import prepare_split
 from ptm_studio.core.inference import Predictor
@@ -208,10 +208,12 @@ def evaluate_run(
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     save: bool = True,
+    split: DataSplit | None = None,
 ) -> Evaluation:
     """Evaluate a finetuning run on the validation pictures of its own split (the same folder,
-    fraction and seed), with ``checkpoint`` or the run's model checkpoint; with ``save``, the
-    fitted temperature is kept beside those weights.
+    fraction and seed; or ``split``, when the caller has just made it), with ``checkpoint`` or
+    the run's model checkpoint; with ``save``, the fitted temperature is kept beside those
+    weights.
 
     Raises:
         CheckpointError: no usable checkpoint, or a pretraining run (no classes).
@@ -225,7 +227,7 @@ def evaluate_run(
             f"{run.path}: a pretraining run has no classes to evaluate. Finetune it on labelled "
             "pictures first, then evaluate that run."
         )
-    split = prepare_split(run.read_config())
+    split = split if split is not None else prepare_split(run.read_config())
     if not split.val:
         raise DatasetError(
             "The run has no validation pictures to measure it with.",

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from ptm_studio.core.atomic_io import atomic_writer, remove_stray_temp_files, write_json_atomic
+from ptm_studio.core.atomic_io import (
+    atomic_writer,
+    remove_stray_temp_files,
+    write_json_atomic,
+    write_text_atomic,
+)
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.locations import default_runs_root
 from ptm_studio.core.runs import RunDirectory, list_runs, load_run
@@ -21,6 +28,22 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) ->
         raise RuntimeError("power cut")
     assert json.loads(target.read_text()) == {"version": 1}
     assert [path.name for path in tmp_path.iterdir()] == ["data.json"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
+def test_a_written_file_gets_the_usual_permissions_and_a_replaced_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """Not mkstemp's owner-only 0600: a report a user hands on must be readable by others."""
+    previous = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "report.html", "<p>hello</p>")
+        assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o644
+        (tmp_path / "report.html").chmod(0o600)  # the user's own choice stays
+        write_text_atomic(tmp_path / "report.html", "<p>again</p>")
+        assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)
 
 
 def test_stray_temp_files_are_swept(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from ptm_studio.core.calibration import (
     softmax,
 )
 from ptm_studio.core.checkpoints import is_complete_checkpoint
-from ptm_studio.core.config import RunConfig
+from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.evaluation import evaluate_logits, evaluate_run, result_warnings
 from ptm_studio.core.inference import Predictor, collect_image_paths
 from ptm_studio.core.metrics import (
@@ -141,3 +141,21 @@ def test_a_trained_run_is_evaluated_on_its_own_validation_pictures(
     by_path = {record.path: record for record in evaluation.records}
     for answer in answers:
         assert answer.confidence == pytest.approx(by_path[str(answer.path)].confidence, abs=1e-5)
+
+
+def test_a_run_given_a_relative_folder_can_be_evaluated_from_anywhere(
+    tiny_config: Callable[..., RunConfig],
+    tiny_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """config.json keeps the folder as an absolute path: evaluating (or resuming, or writing
+    the report) later from another working folder finds the same pictures."""
+    monkeypatch.chdir(tiny_dataset.parent)
+    config = replace_field(tiny_config(num_epochs=1), "data.data_dir", tiny_dataset.name)
+    finished, _ = train_and_record(config, tmp_path / "runs")
+    assert finished.run_dir is not None
+    saved = RunDirectory(finished.run_dir).read_config()
+    assert saved.data.data_dir == str(tiny_dataset.absolute())
+    monkeypatch.chdir(tmp_path / "runs")
+    assert evaluate_run(finished.run_dir).num_pictures > 0

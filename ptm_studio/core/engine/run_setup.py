@@ -69,6 +69,9 @@ class NewRun:
     scan: DatasetScan | None = None
     recorder: RunRecorder | None = None
 
+    def __post_init__(self) -> None:
+        self.config = self.config.with_absolute_paths()  # config.json holds no relative path
+
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
         parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
         self.recorder = RunRecorder.create(self.runs_root, self.config)
@@ -92,6 +95,9 @@ class ResumedRun:
     changes: ResumeChanges = ResumeChanges()
     scan: DatasetScan | None = None
     recorder: RunRecorder | None = None
+
+    def __post_init__(self) -> None:
+        self.config = self.config.with_absolute_paths()  # config.json holds no relative path
 
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
         # Built first, as a new run is: a run whose pictures are not there (yet) is left as it
@@ -156,7 +162,7 @@ def apply_resume_changes(
         config = replace_field(config, field_path, value)
         fields.add(field_path)
         words.append(_describe_change(config, field_path, current, value))
-    return config.validate(), ResumeChanges(frozenset(fields), tuple(words))
+    return config.with_absolute_paths().validate(), ResumeChanges(frozenset(fields), tuple(words))
 
 
 def _is_same_setting(field_path: str, value: Any, current: Any) -> bool:
