@@ -15,8 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import logging
+import math
 import os
 import re
 import socket
