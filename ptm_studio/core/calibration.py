@@ -16,6 +16,11 @@ import numpy as np
 
 from ptm_studio.core.atomic_io import write_json_atomic
 
+NOT_SURE = "not sure"
+"""The answer when the model's calibrated confidence is below the user's threshold."""
+NOT_SURE_BELOW = 0.5
+"""The threshold offered first: with calibrated confidences, below it the model is wrong more
+often than right, so its answer is better not taken at its word."""
 NUM_BINS = 10
 TEMPERATURE_RANGE = (0.05, 20.0)
 

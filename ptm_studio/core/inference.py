@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from ptm_studio.core.atomic_io import atomic_writer
-from ptm_studio.core.calibration import saved_temperature, softmax
+from ptm_studio.core.calibration import NOT_SURE, saved_temperature, softmax
 from ptm_studio.core.checkpoints import (
     META_FILE,
     MODEL_FILE,
@@ -33,11 +34,6 @@ from ptm_studio.core.models.state_dicts import check_finite
 from ptm_studio.core.runs import NoSavedModel, model_checkpoint
 
 LOGGER = logging.getLogger(__name__)
-NOT_SURE = "not sure"
-"""The answer when the model's calibrated confidence is below the user's threshold."""
-NOT_SURE_BELOW = 0.5
-"""The threshold offered first: with calibrated confidences, below it the model is wrong more
-often than right, so its answer is better not taken at its word."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +206,24 @@ class Predictor:
         with torch.inference_mode():
             logits = self.model(torch.stack(tensors).to(self.device)).float().cpu().numpy()
         return readable, logits, failed
+
+
+class ModelSource:
+    """A run's (or checkpoint's) model, loaded on first use and kept, for work that asks for it
+    again and again (heatmaps picture by picture). Thread-safe to load; use the predictor from
+    one thread at a time (Grad-CAM hooks it while it draws)."""
+
+    def __init__(self, run_or_checkpoint: str | Path, device: str = "auto") -> None:
+        self.path = Path(run_or_checkpoint)
+        self.device = device
+        self._predictor: Predictor | None = None
+        self._lock = threading.Lock()
+
+    def predictor(self) -> Predictor:
+        with self._lock:
+            if self._predictor is None:
+                self._predictor = Predictor.from_run(self.path, device=self.device)
+            return self._predictor
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,8 @@ def test_train_then_predict(
             str(tiny_dataset / "square"),
             "--top-k",
             "2",
+            "--threshold",
+            "0",
             "--csv",
             str(csv_path),
         ]
@@ -102,6 +104,9 @@ def test_train_then_predict(
     saved = json.loads(results.read_text(encoding="utf-8"))
     assert saved["pictures"] == sum(item["support"] for item in saved["per_class"]) > 0
     assert len(saved["confusion"]) == len(saved["class_names"])
+    assert main(["report", "--run", str(output)]) == EXIT_OK
+    assert "<svg" in (output / "report.html").read_text(encoding="utf-8")
+    assert main(["report", "--run", str(tmp_path)]) == EXIT_USAGE  # not a run folder
 
     # A folder with a picture that cannot be read: every file keeps its row, that one flagged;
     # with a threshold no answer reaches, every readable picture is "not sure".
