@@ -31,6 +31,7 @@ class ActionHandlers:
     show_evaluation: Handler
     show_predict: Handler
     evaluate_run: Handler
+    export_model: Handler
     show_about: Handler
 
 
@@ -94,6 +95,10 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
     charts = make_action(window, "Charts", handlers.show_charts, "Ctrl+1")
     predictions = make_action(window, "Predictions", handlers.show_predictions, "Ctrl+2")
     evaluation = make_action(window, "Evaluation", handlers.show_evaluation, "Ctrl+3")
+    export = make_action(
+        window, "Export the model…", handlers.export_model, "Ctrl+Shift+E", "",
+        "Write the trained model as a folder others can use (TorchScript, ONNX, weights)",
+    )  # fmt: skip
     predict = make_action(
         window, "Predict new pictures", handlers.show_predict, "Ctrl+4", "",
         "Drop pictures or a folder to see what the trained model says",
@@ -123,7 +128,7 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
     menus = {
         "&File": ((actions.open_folder, actions.use_demo), (quit_action,)),
         "&Training": ((actions.start, actions.stop, actions.resume), (actions.auto,), (compare,)),
-        "&Model": ((evaluate, predict),),
+        "&Model": ((evaluate, predict), (export,)),
         "&View": ((charts, predictions, evaluation),),
         "&Help": ((about,),),
     }

@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
                 self.predictions_panel,
                 self.evaluation_panel,
                 self.predict_panel,
+                self.model_tabs.embedding_panel,
                 self.pretraining_panel,
             ),
         )
@@ -107,6 +108,7 @@ class MainWindow(QMainWindow):
             show_evaluation=self.show_evaluation_tab,
             show_predict=self.show_predict_tab,
             evaluate_run=self.evaluation_panel.choose_run,
+            export_model=self.model_tabs.open_export_dialog,
             show_about=lambda: dialogs.show_about(self),
         )
 

@@ -1,6 +1,7 @@
-"""ModelTabs: the tabs that put a trained model to use (Evaluation, New pictures) and how they
-follow the runs: a finished finetuning run is evaluated and predicts from then on; a new run
-clears the results of the one before."""
+"""ModelTabs: the tabs that put a trained model to use (Evaluation, New pictures, Map) and how
+they follow the runs: a finished finetuning run is evaluated, then predicts and maps from then
+on; a run chosen in the Evaluation tab is used by all three; a new run clears the results of
+the one before."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Slot
 
 from ptm_studio.core.engine.events import STATUS_FAILED, TrainingFinished
+from ptm_studio.gui.export_dialog import ExportDialog
+from ptm_studio.gui.panels.embedding_panel import EmbeddingPanel
 from ptm_studio.gui.panels.evaluation_panel import EvaluationPanel
 from ptm_studio.gui.panels.predict_panel import PredictPanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
@@ -26,8 +29,13 @@ class ModelTabs(QObject):
         super().__init__(parent)
         self.evaluation_panel = EvaluationPanel()
         self.predict_panel = PredictPanel()
+        self.embedding_panel = EmbeddingPanel()
         self.evaluation_panel.runs_root = self.predict_panel.runs_root = runs_root
         evaluation = self.evaluation_panel
+        evaluation.run_chosen.connect(self.use_run)
+        evaluation.export_requested.connect(self.open_export_dialog)
+        self.run_dir: Path | None = None  # the model the tabs use
+        self.export_dialog: ExportDialog | None = None
         evaluation.evaluated.connect(gallery.show_evaluation)  # calibrated confidences
         evaluation.pictures_chosen.connect(gallery.show_pair)
         evaluation.pictures_chosen.connect(show_gallery)
@@ -38,12 +46,36 @@ class ModelTabs(QObject):
         if task == "finetune" and saved_a_model and event.run_dir is not None:
             self.evaluation_panel.set_run(event.run_dir)
             self.evaluation_panel.evaluate()
-            self.predict_panel.set_run(event.run_dir)
+            self.use_run(event.run_dir)
+
+    @Slot(object)
+    def use_run(self, run_dir: Path) -> None:
+        """Predict, map and export with this run's model from now on."""
+        self.run_dir = run_dir
+        self.predict_panel.set_run(run_dir)
+        self.embedding_panel.set_run(run_dir)
+        self.evaluation_panel.set_can_export(True)
+
+    @Slot()
+    def open_export_dialog(self) -> None:
+        parent = self.evaluation_panel.window()
+        if self.run_dir is None:
+            self.evaluation_panel.summary_label.setText(
+                "Train a model first, or choose a run, to export it."
+            )
+            return
+        if self.export_dialog is not None:
+            self.export_dialog.done(0)
+        self.export_dialog = ExportDialog(self.run_dir, parent)
+        self.export_dialog.show()
 
     @Slot()
     def new_run_starting(self) -> None:
         self.evaluation_panel.set_run(None)  # its results belong to the run before
 
     def shutdown(self) -> None:
+        if self.export_dialog is not None:
+            self.export_dialog.done(0)
         self.evaluation_panel.shutdown()
         self.predict_panel.shutdown()
+        self.embedding_panel.shutdown()

@@ -23,6 +23,7 @@ TABS = (
     ("Predictions", "The validation images with the model's answers (Ctrl+2)."),
     ("Evaluation", "Scores per class, mix-ups and calibration of a trained model (Ctrl+3)."),
     ("New pictures", "Put the model to use: drop pictures or a folder to predict them (Ctrl+4)."),
+    ("Map", "The pictures as the trained model sees them: alike ones sit together."),
     ("Pretraining", "How pretraining on unlabelled images is going."),
 )
 

@@ -150,3 +150,40 @@ def test_cancel_stops_predicting_and_leaves_no_thread(
         panel.progress.cancel_button.click()
     qtbot.waitUntil(lambda: not panel.job.is_running)
     assert panel.summary_label.text() == "Prediction cancelled." and panel.folder_button.isEnabled()
+
+
+def test_the_heatmap_overlay_toggles_in_the_large_view(
+    qtbot: Any, trained_run: Path, tmp_path: Path
+) -> None:
+    panel = _panel(qtbot, trained_run)
+    with qtbot.waitSignal(panel.job.succeeded, timeout=30_000):
+        panel.predict([_pictures(trained_run, tmp_path)])
+    qtbot.waitUntil(lambda: not panel.job.is_running)
+    panel.grid.clicked.emit(panel.model.index(1))  # a readable picture
+    viewer = panel.viewer
+    assert viewer is not None
+    controls = viewer.heatmap
+    plain = viewer.image_label.pixmap().toImage()
+    assert controls.overlay_for(viewer.prediction.path) is None
+
+    with qtbot.waitSignal(controls.job.succeeded, timeout=30_000):
+        controls.switch.setChecked(True)
+    qtbot.waitUntil(lambda: controls.overlay_for(viewer.prediction.path) is not None)
+    shown = viewer.image_label.pixmap().toImage()
+    assert shown != plain  # the picture now carries the heatmap's colours
+    assert "Where it saw" in controls.status_label.text() or "Nothing" in (
+        controls.status_label.text()
+    )
+    controls.opacity_slider.setValue(100)  # all heatmap: again another picture
+    assert viewer.image_label.pixmap().toImage() != shown
+
+    other = controls.class_combo.findData(2)  # explain the third class, whatever the answer
+    name = controls.class_combo.itemText(other)
+    with qtbot.waitSignal(controls.job.succeeded, timeout=30_000):
+        controls.class_combo.setCurrentIndex(other)
+    qtbot.waitUntil(lambda: f"'{name}'" in controls.status_label.text())
+
+    controls.switch.setChecked(False)
+    assert viewer.image_label.pixmap().toImage() == plain
+    viewer.close()
+    qtbot.waitUntil(lambda: not controls.job.is_running)

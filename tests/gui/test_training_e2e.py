@@ -86,6 +86,13 @@ def test_start_button_trains_for_real_and_fills_plots_and_predictions(
     assert evaluation_panel.evaluation.num_pictures == window.predictions_panel.model.rowCount()
     assert "Evaluated (best model)" in window.predictions_panel.summary_label.text()
     qtbot.waitUntil(lambda: not evaluation_panel.job.is_running)
+    # The evaluated model explains its answers in the large view.
+    gallery = window.predictions_panel
+    gallery.grid.clicked.emit(gallery.model.index(0))
+    assert gallery.viewer is not None and gallery.viewer.heatmap.switch.isEnabled()
+    with qtbot.waitSignal(gallery.viewer.heatmap.job.succeeded, timeout=30_000):
+        gallery.viewer.heatmap.switch.setChecked(True)
+    gallery.close_viewer()
 
 
 def test_event_order_is_strict_for_a_one_epoch_run(qtbot: Any, make_window: Any) -> None:

@@ -56,6 +56,9 @@ class EvaluationPanel(QWidget):
     """(true class, predicted class): the user asked to see those pictures."""
     evaluated = Signal(object)
     """An Evaluation, with calibrated confidences per picture."""
+    run_chosen = Signal(object)
+    """The Path of a run the user chose to evaluate (the other tabs use it too)."""
+    export_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -105,12 +108,20 @@ class EvaluationPanel(QWidget):
         )
         self.evaluate_button.clicked.connect(self.evaluate)
         self.evaluate_button.setEnabled(False)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip(
+            "Write the model as a folder others can use without PTM Studio (TorchScript, "
+            "ONNX, weights), checked to answer as the app does."
+        )
+        self.export_button.clicked.connect(self.export_requested)
+        self.export_button.setEnabled(False)
         row = QHBoxLayout()
         row.addWidget(self.run_label, 1)
         row.addWidget(QLabel("Model:"))
         row.addWidget(self.checkpoint_combo)
         row.addWidget(self.choose_button)
         row.addWidget(self.evaluate_button)
+        row.addWidget(self.export_button)
         return row
 
     def _build_results_grid(self) -> QGridLayout:
@@ -201,6 +212,7 @@ class EvaluationPanel(QWidget):
         if self.checkpoint_combo.count() == 0:
             self._show_problem("This run has no saved model yet.")
             return
+        self.run_chosen.emit(Path(folder))
         self.evaluate()
 
     @Slot()
@@ -211,6 +223,9 @@ class EvaluationPanel(QWidget):
         checkpoint = Path(str(self.checkpoint_combo.currentData()))
         self.summary_label.setText(f"Measuring {self.checkpoint_combo.currentText().lower()}…")
         self.job.restart(core_work(evaluate_run, self.run_dir, checkpoint=checkpoint))
+
+    def set_can_export(self, can_export: bool) -> None:
+        self.export_button.setEnabled(can_export)
 
     def clear_results(self) -> None:
         self.evaluation = None

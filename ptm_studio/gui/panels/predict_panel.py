@@ -32,9 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ptm_studio.core.calibration import NOT_SURE_BELOW
 from ptm_studio.core.inference import (
     NOT_SURE,
-    NOT_SURE_BELOW,
+    ModelSource,
     PredictedPictures,
     Prediction,
     predict_pictures,
@@ -138,6 +139,7 @@ class PredictPanel(QWidget):
         self.setAcceptDrops(True)
         self.runs_root: Path | None = None
         self.run_dir: Path | None = None
+        self.model_source: ModelSource | None = None  # for the heatmaps of the large view
         self.result: PredictedPictures | None = None
         self.viewer: PredictionViewer | None = None
         self.job = Job("ptm-predict", self)
@@ -215,6 +217,7 @@ class PredictPanel(QWidget):
         """Predict with this run's model from now on."""
         models = saved_models(run_dir) if run_dir is not None else []
         self.run_dir = Path(run_dir) if run_dir is not None and models else None
+        self.model_source = ModelSource(self.run_dir) if self.run_dir is not None else None
         if self.run_dir is None:
             self.run_label.setText("No trained model yet: train one, or choose a run.")
         else:
@@ -287,7 +290,13 @@ class PredictPanel(QWidget):
     def threshold(self) -> float:
         return self.threshold_spin.value() / 100
 
+    def close_viewer(self) -> None:
+        if self.viewer is not None:
+            self.viewer.done(0)
+            self.viewer = None
+
     def shutdown(self) -> None:
+        self.close_viewer()
         self.job.cancel()
         self.job.wait()
         self.cache.clear()
@@ -328,8 +337,14 @@ class PredictPanel(QWidget):
     @Slot(QModelIndex)
     def _on_clicked(self, index: QModelIndex) -> None:
         if self.result is not None and index.isValid():
+            self.close_viewer()
             self.viewer = PredictionViewer(
-                self.result.predictions, index.row(), self.threshold, self
+                self.result.predictions,
+                index.row(),
+                self.threshold,
+                self,
+                source=self.model_source,
+                class_names=self.result.class_names,
             )
             self.viewer.show()
 

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from ptm_studio.core.engine.events import PredictionsReady
 from ptm_studio.core.evaluation import Evaluation
+from ptm_studio.core.inference import ModelSource
 from ptm_studio.gui import theme
 from ptm_studio.gui.plain_text import plain_label, plain_tooltip
 from ptm_studio.gui.widgets.image_viewer import ImageViewer
@@ -293,10 +294,12 @@ class PredictionsPanel(QWidget):
         layout.addWidget(self.pair_bar)
         layout.addWidget(self.grid, 1)
         self.viewer: ImageViewer | None = None
+        self.model_source: ModelSource | None = None  # the evaluated model, for heatmaps
 
     @Slot(object)
     def show_predictions(self, event: PredictionsReady) -> None:
         records = event.records
+        self.model_source = None  # these are the training's answers, not a saved model's
         if tuple(event.class_names) != self.model.class_names:
             self._fill_class_filter(tuple(event.class_names))
         self.model.set_predictions(tuple(event.class_names), tuple(records))
@@ -313,6 +316,7 @@ class PredictionsPanel(QWidget):
         if names != self.model.class_names:
             self._fill_class_filter(names)
         self.model.set_predictions(names, tuple(evaluation.records))
+        self.model_source = ModelSource(evaluation.checkpoint) if evaluation.checkpoint else None
         self.pair_bar.hide()
         correct = sum(1 for record in evaluation.records if record.is_correct)
         total = len(evaluation.records)
@@ -372,7 +376,8 @@ class PredictionsPanel(QWidget):
         record = index.data(RecordRole)
         if record is None:
             return
-        self.viewer = ImageViewer(record, self.model.class_names, self)
+        self.close_viewer()
+        self.viewer = ImageViewer(record, self.model.class_names, self, source=self.model_source)
         self.image_opened.emit(record)
         self.viewer.show()
 
@@ -381,7 +386,13 @@ class PredictionsPanel(QWidget):
         self.pair_bar.hide()
         self.summary_label.setText("Predictions appear here after the first epoch.")
 
+    def close_viewer(self) -> None:
+        if self.viewer is not None:
+            self.viewer.done(0)
+            self.viewer = None
+
     def shutdown(self) -> None:
+        self.close_viewer()
         self.cache.clear()
         self.cache.wait_for_done()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QDialog,
@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ptm_studio.core.inference import ModelSource
+from ptm_studio.gui.widgets.heatmap_controls import HeatmapControls
 from ptm_studio.gui.widgets.thumbnail_grid import load_thumbnail
 
 VIEW_SIZE = 448
@@ -32,27 +34,23 @@ def _plain_label(text: str = "") -> QLabel:
 
 class ImageViewer(QDialog):
     def __init__(
-        self, record: Any, class_names: tuple[str, ...], parent: QWidget | None = None
+        self,
+        record: Any,
+        class_names: tuple[str, ...],
+        parent: QWidget | None = None,
+        *,
+        source: ModelSource | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(Path(record.path).name)
-        image = load_thumbnail(record.path, VIEW_SIZE)
         self.image_label = _plain_label()
         self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image_label.setMinimumSize(256, 256)
-        if image.isNull():
-            self.image_label.setText(
-                "This image cannot be shown (the file may be missing or damaged)."
-            )
-        else:
-            if max(image.width(), image.height()) < VIEW_SIZE:  # small pictures: enlarge to see
-                image = image.scaled(
-                    VIEW_SIZE,
-                    VIEW_SIZE,
-                    Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation,
-                )
-            self.image_label.setPixmap(QPixmap.fromImage(image))
+        self.record = record
+        self.heatmap = HeatmapControls(source, class_names)
+        self.heatmap.overlay_changed.connect(self._show_picture)
+        self._show_picture()
+        self.heatmap.show_for(Path(record.path))
 
         def name_of(index: int) -> str:
             return class_names[index] if 0 <= index < len(class_names) else f"class {index}"
@@ -96,5 +94,29 @@ class ImageViewer(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(body)
+        layout.addWidget(self.heatmap)
         layout.addWidget(buttons)
         self.resize(820, 500)
+
+    @Slot()
+    def _show_picture(self) -> None:
+        image = self.heatmap.overlay_for(Path(self.record.path))
+        if image is None:
+            image = load_thumbnail(self.record.path, VIEW_SIZE)
+        if image.isNull():
+            self.image_label.setText(
+                "This image cannot be shown (the file may be missing or damaged)."
+            )
+            return
+        if max(image.width(), image.height()) < VIEW_SIZE:  # small pictures: enlarge to see
+            image = image.scaled(
+                VIEW_SIZE,
+                VIEW_SIZE,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        self.image_label.setPixmap(QPixmap.fromImage(image))
+
+    def done(self, result: int) -> None:
+        self.heatmap.shutdown()  # no heatmap thread outlives the view
+        super().done(result)

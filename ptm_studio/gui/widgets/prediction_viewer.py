@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.inference import Prediction
+from ptm_studio.core.inference import ModelSource, Prediction
 from ptm_studio.gui.plain_text import plain_label
+from ptm_studio.gui.widgets.heatmap_controls import HeatmapControls
 from ptm_studio.gui.widgets.thumbnail_grid import load_thumbnail
 
 VIEW_SIZE = 448
@@ -32,9 +33,14 @@ class PredictionViewer(QDialog):
         position: int,
         threshold: float = 0.0,
         parent: QWidget | None = None,
+        *,
+        source: ModelSource | None = None,
+        class_names: tuple[str, ...] = (),
     ) -> None:
         super().__init__(parent)
         self.predictions, self.position, self.threshold = list(predictions), position, threshold
+        self.heatmap = HeatmapControls(source, class_names)
+        self.heatmap.overlay_changed.connect(self._repaint_picture)
         self.image_label = plain_label()
         self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image_label.setMinimumSize(VIEW_SIZE, VIEW_SIZE)
@@ -72,6 +78,7 @@ class PredictionViewer(QDialog):
         buttons.addWidget(close_button)
         layout = QVBoxLayout(self)
         layout.addLayout(body, 1)
+        layout.addWidget(self.heatmap)
         layout.addLayout(buttons)
         self.resize(900, 560)
         self.show_position(position)
@@ -87,6 +94,7 @@ class PredictionViewer(QDialog):
             f"{prediction.path.name} ({self.position + 1} of {len(self.predictions)})"
         )
         self._show_picture(prediction.path)
+        self.heatmap.show_for(prediction.path)
         self.path_label.setText(str(prediction.path))
         self._show_answer(prediction)
         self.previous_button.setEnabled(self.position > 0)
@@ -102,12 +110,22 @@ class PredictionViewer(QDialog):
         if self.position < len(self.predictions) - 1:
             self.show_position(self.position + 1)
 
+    def done(self, result: int) -> None:
+        self.heatmap.shutdown()  # no heatmap thread outlives the view
+        super().done(result)
+
     @Slot()
     def show_in_folder(self) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.prediction.path.parent)))
 
+    @Slot()
+    def _repaint_picture(self) -> None:
+        self._show_picture(self.prediction.path)
+
     def _show_picture(self, path: Path) -> None:
-        image = load_thumbnail(str(path), VIEW_SIZE)
+        image = self.heatmap.overlay_for(path)  # the model's crop with its heatmap, when on
+        if image is None:
+            image = load_thumbnail(str(path), VIEW_SIZE)
         if image.isNull():
             self.image_label.setPixmap(QPixmap())
             self.image_label.setText("This picture cannot be shown.")
