@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,20 +211,23 @@ class Predictor:
 
 class ModelSource:
     """A run's (or checkpoint's) model, loaded on first use and kept, for work that asks for it
-    again and again (heatmaps picture by picture). Thread-safe to load; use the predictor from
-    one thread at a time (Grad-CAM hooks it while it draws)."""
+    again and again (heatmaps picture by picture, the map). Work on several threads takes turns
+    through :meth:`use`: Grad-CAM hooks the model while it draws, and another thread's forward
+    pass must not run through those hooks."""
 
     def __init__(self, run_or_checkpoint: str | Path, device: str = "auto") -> None:
         self.path = Path(run_or_checkpoint)
         self.device = device
         self._predictor: Predictor | None = None
-        self._lock = threading.Lock()
+        self._turn = threading.RLock()
 
-    def predictor(self) -> Predictor:
-        with self._lock:
+    @contextlib.contextmanager
+    def use(self) -> Iterator[Predictor]:
+        """The predictor (loaded the first time), for this thread alone until the block ends."""
+        with self._turn:
             if self._predictor is None:
                 self._predictor = Predictor.from_run(self.path, device=self.device)
-            return self._predictor
+            yield self._predictor
 
 
 @dataclass(frozen=True)

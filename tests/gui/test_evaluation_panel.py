@@ -165,3 +165,34 @@ def test_cancel_stops_the_evaluation_and_leaves_no_thread(
     assert calls == [best]
     assert "cancelled" in panel.summary_label.text() and panel.progress.isHidden()
     assert panel.evaluate_button.isEnabled()
+
+
+def test_the_gallery_shows_heatmaps_of_an_evaluated_model_and_drops_them_for_another(
+    qtbot: Any, trained_run: Path
+) -> None:
+    from ptm_studio.core.evaluation import evaluate_run
+    from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
+
+    gallery = PredictionsPanel()
+    qtbot.addWidget(gallery)
+    assert not gallery.heatmap_box.isEnabled()  # no saved model behind the answers yet
+    gallery.show_evaluation(evaluate_run(trained_run, save=False))
+    assert gallery.heatmap_box.isEnabled()
+    heatmaps = gallery.model.heatmaps
+    with qtbot.waitSignal(heatmaps.job.succeeded, timeout=60_000):
+        gallery.heatmap_box.setChecked(True)
+    rows = gallery.model.rowCount()
+    shown = [
+        gallery.model.data(gallery.model.index(row), Qt.ItemDataRole.DecorationRole)
+        for row in range(rows)
+    ]
+    drawn = [heatmaps.pixmap(gallery.model.record_at(row).path) for row in range(rows)]
+    assert all(pixmap is not None for pixmap in drawn)
+    assert all(a is b for a, b in zip(shown, drawn, strict=True))
+    gallery.heatmap_box.setChecked(False)
+    first = gallery.model.data(gallery.model.index(0), Qt.ItemDataRole.DecorationRole)
+    assert first is not drawn[0]  # the plain thumbnail again
+    gallery.clear()
+    gallery.show_evaluation(evaluate_run(trained_run, save=False))  # another evaluation
+    assert heatmaps.pixmap(gallery.model.record_at(0).path) is None
+    gallery.shutdown()

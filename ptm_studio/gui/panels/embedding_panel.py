@@ -74,23 +74,27 @@ def map_pictures(
 ) -> EmbeddingMap:
     """The work of the job: features of the run's validation pictures (``inputs`` None) or of
     the pictures in ``inputs``, projected to 2-D."""
-    predictor = source.predictor()
 
     def should_stop() -> bool:
         return context.is_cancelled
 
-    if inputs is None:
-        embeddings = embed_validation_pictures(
-            source.path, predictor=predictor, on_progress=context.progress, should_stop=should_stop
-        )
-    else:
-        embeddings = embed_paths(
-            predictor,
-            collect_image_paths(inputs),
-            on_progress=context.progress,
-            should_stop=should_stop,
-        )
-    return EmbeddingMap(embeddings, project_2d(embeddings.features), predictor.class_names)
+    with source.use() as predictor:
+        if inputs is None:
+            embeddings = embed_validation_pictures(
+                source.path,
+                predictor=predictor,
+                on_progress=context.progress,
+                should_stop=should_stop,
+            )
+        else:
+            embeddings = embed_paths(
+                predictor,
+                collect_image_paths(inputs),
+                on_progress=context.progress,
+                should_stop=should_stop,
+            )
+        class_names = predictor.class_names
+    return EmbeddingMap(embeddings, project_2d(embeddings.features), class_names)
 
 
 def colour_groups(embeddings: Embeddings, colour_by: str) -> tuple[list[str], np.ndarray]:

@@ -24,6 +24,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QPainter, QPen
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -40,7 +41,9 @@ from ptm_studio.core.evaluation import Evaluation
 from ptm_studio.core.inference import ModelSource
 from ptm_studio.gui import theme
 from ptm_studio.gui.plain_text import plain_label, plain_tooltip
+from ptm_studio.gui.widgets.gallery_heatmaps import GalleryHeatmaps
 from ptm_studio.gui.widgets.image_viewer import ImageViewer
+from ptm_studio.gui.widgets.job_progress import JobProgress
 from ptm_studio.gui.widgets.thumbnail_grid import ThumbnailCache, ThumbnailGrid
 
 THUMBNAIL_SIZE = 112
@@ -71,6 +74,9 @@ class PredictionsModel(QAbstractListModel):
         self._rows_of_path: dict[str, list[int]] = {}
         self.class_filter = -1
         self.pair_filter: tuple[int, int] | None = None  # (true, predicted): one matrix cell
+        self.heatmaps = GalleryHeatmaps(THUMBNAIL_SIZE, self)
+        self.heatmaps.overlay_ready.connect(self._on_thumbnail_ready)
+        self.show_heatmaps = False
         self.correctness = "all"
         self.sort_key = "loss"
         cache.thumbnail_ready.connect(self._on_thumbnail_ready)
@@ -130,6 +136,10 @@ class PredictionsModel(QAbstractListModel):
                 values = -values
         return np.argsort(values, kind="stable")
 
+    def shown_paths(self) -> list[str]:
+        """The paths in the order shown (filtered and sorted)."""
+        return [self.records[index].path for index in self._order]
+
     def record_at(self, row: int) -> Any:
         return self.records[self._order[row]]
 
@@ -145,7 +155,8 @@ class PredictionsModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{self.name_of(record.predicted_index)} {100 * record.confidence:.0f} %"
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._cache.pixmap(record.path) or self._cache.placeholder
+            drawn = self.heatmaps.pixmap(record.path) if self.show_heatmaps else None
+            return drawn or self._cache.pixmap(record.path) or self._cache.placeholder
         if role == Qt.ItemDataRole.ToolTipRole:
             verdict = "correct" if record.is_correct else "MISTAKE"
             return plain_tooltip(
@@ -267,6 +278,17 @@ class PredictionsPanel(QWidget):
         self.summary_label.setTextFormat(Qt.TextFormat.PlainText)
         for combo in (self.class_combo, self.correct_combo, self.sort_combo):
             combo.currentIndexChanged.connect(self._on_view_changed)
+        self.heatmap_box = QCheckBox("Heatmaps")
+        self.heatmap_box.setToolTip(
+            "Lay over each picture where the model looked for its answer (red: most). "
+            "Available once the run is evaluated."
+        )
+        self.heatmap_box.setEnabled(False)
+        self.heatmap_box.toggled.connect(self._on_heatmaps_toggled)
+        self.heatmap_progress = JobProgress(
+            self.model.heatmaps.job, "pictures", starting_text="Loading the model…"
+        )
+        self.model.heatmaps.job.failed.connect(self._on_heatmaps_failed)
         controls = QHBoxLayout()
         for caption, combo in (
             ("Class:", self.class_combo),
@@ -277,6 +299,7 @@ class PredictionsPanel(QWidget):
             label.setToolTip(combo.toolTip())
             controls.addWidget(label)
             controls.addWidget(combo)
+        controls.addWidget(self.heatmap_box)
         controls.addStretch(1)
         self.pair_label = plain_label()
         self.show_all_button = QPushButton("Show all")
@@ -291,6 +314,7 @@ class PredictionsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary_label)
         layout.addLayout(controls)
+        layout.addWidget(self.heatmap_progress)
         layout.addWidget(self.pair_bar)
         layout.addWidget(self.grid, 1)
         self.viewer: ImageViewer | None = None
@@ -300,6 +324,7 @@ class PredictionsPanel(QWidget):
     def show_predictions(self, event: PredictionsReady) -> None:
         records = event.records
         self.model_source = None  # these are the training's answers, not a saved model's
+        self._reset_heatmaps()
         if tuple(event.class_names) != self.model.class_names:
             self._fill_class_filter(tuple(event.class_names))
         self.model.set_predictions(tuple(event.class_names), tuple(records))
@@ -317,6 +342,7 @@ class PredictionsPanel(QWidget):
             self._fill_class_filter(names)
         self.model.set_predictions(names, tuple(evaluation.records))
         self.model_source = ModelSource(evaluation.checkpoint) if evaluation.checkpoint else None
+        self._reset_heatmaps()
         self.pair_bar.hide()
         correct = sum(1 for record in evaluation.records if record.is_correct)
         total = len(evaluation.records)
@@ -326,6 +352,30 @@ class PredictionsPanel(QWidget):
             f"Evaluated{where}: {correct} of {total} validation images correct{share}; "
             "confidences are calibrated."
         )
+
+    def _reset_heatmaps(self) -> None:
+        """Other answers, or another model: the drawn heatmaps no longer belong to them."""
+        self.model.heatmaps.clear()
+        self.heatmap_box.setEnabled(self.model_source is not None)
+        if self.heatmap_box.isChecked():
+            self._on_heatmaps_toggled(self.model_source is not None)
+
+    @Slot(bool)
+    def _on_heatmaps_toggled(self, checked: bool) -> None:
+        if checked and self.model_source is None:
+            self.heatmap_box.setChecked(False)
+            return
+        self.model.show_heatmaps = checked
+        if checked and self.model_source is not None:
+            self.model.heatmaps.draw(self.model_source, self.model.shown_paths())
+        else:
+            self.model.heatmaps.job.cancel()
+        self.grid.viewport().update()
+
+    @Slot(str, str)
+    def _on_heatmaps_failed(self, message: str, _details: str) -> None:
+        self.heatmap_box.setChecked(False)
+        self.summary_label.setText(f"No heatmaps: {message}")
 
     @Slot(int, int)
     def show_pair(self, true: int, predicted: int) -> None:
@@ -370,6 +420,8 @@ class PredictionsPanel(QWidget):
             correctness=self.correct_combo.currentData(),
             sort_key=self.sort_combo.currentData(),
         )
+        if self.model.show_heatmaps and self.model_source is not None:
+            self.model.heatmaps.draw(self.model_source, self.model.shown_paths())
 
     @Slot(QModelIndex)
     def _on_clicked(self, index: QModelIndex) -> None:
@@ -393,6 +445,7 @@ class PredictionsPanel(QWidget):
 
     def shutdown(self) -> None:
         self.close_viewer()
+        self.model.heatmaps.shutdown()
         self.cache.clear()
         self.cache.wait_for_done()
 

@@ -116,7 +116,8 @@ class HeatmapControls(QWidget):
 
         def work(_context: JobContext) -> tuple[int, Heatmap]:
             chosen = None if class_index == PREDICTED else class_index
-            return class_index, heatmap(source.predictor(), path, chosen)
+            with source.use() as predictor:  # taking turns with the map and the gallery
+                return class_index, heatmap(predictor, path, chosen)
 
         self.job.restart(work)
 
