@@ -266,13 +266,13 @@ def print_evaluation(evaluation: Evaluation) -> None:
             for s in evaluation.per_class
         ],
     )
-    print("\nConfusion matrix (rows: true class, columns: predicted):")
-    short = [name[:10] for name in evaluation.class_names]
+    print("\nConfusion matrix (rows: true class; columns: the answer, numbered as the rows):")
+    names = evaluation.class_names  # numbered columns: long names that start alike stay apart
     print_table(
-        ["", *short],
+        ["true class", *(str(number) for number in range(1, len(names) + 1))],
         [
-            [short[row], *(int(count) for count in evaluation.confusion[row])]
-            for row in range(len(short))
+            [f"{row + 1} {names[row]}", *(int(count) for count in evaluation.confusion[row])]
+            for row in range(len(names))
         ],
     )
     if evaluation.confused_pairs:

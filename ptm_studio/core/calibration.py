@@ -22,7 +22,12 @@ NOT_SURE_BELOW = 0.5
 """The threshold offered first: with calibrated confidences, below it the model is wrong more
 often than right, so its answer is better not taken at its word."""
 NUM_BINS = 10
-TEMPERATURE_RANGE = (0.05, 20.0)
+TEMPERATURE_RANGE = (0.1, 10.0)
+# One temperature from a handful of pictures, or from pictures the model never gets wrong, is
+# noise: with no mistakes the fit only ever sharpens, to the end of the range, and every later
+# answer would look certain. Below these the confidences are left as the model gives them.
+MIN_CALIBRATION_PICTURES = 30
+MIN_CALIBRATION_MISTAKES = 3
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -114,6 +119,27 @@ def expected_calibration_error(bins: tuple[ReliabilityBin, ...]) -> float:
     )
 
 
+def calibration_refusal(logits: np.ndarray, targets: np.ndarray) -> str:
+    """Why these pictures cannot calibrate the model, in words; empty when they can."""
+    pictures = len(targets)
+    mistakes = (
+        int((np.asarray(logits).argmax(axis=1) != np.asarray(targets)).sum()) if pictures else 0
+    )
+    if pictures < MIN_CALIBRATION_PICTURES:
+        return (
+            f"Only {pictures} validation pictures: too few to calibrate the confidences "
+            f"(at least {MIN_CALIBRATION_PICTURES} are needed), so they are shown as the "
+            "model gives them."
+        )
+    if mistakes < MIN_CALIBRATION_MISTAKES:
+        return (
+            f"The model got all but {mistakes} of the {pictures} validation pictures right: too "
+            "few mistakes to tell how far its confidence can be trusted, so the confidences "
+            "are shown as the model gives them."
+        )
+    return ""
+
+
 @dataclass(frozen=True)
 class Calibration:
     temperature: float
@@ -123,9 +149,16 @@ class Calibration:
     ece_after: float
     bins_before: tuple[ReliabilityBin, ...]
     bins_after: tuple[ReliabilityBin, ...]
+    refusal: str = ""  # why no temperature was fitted (then it is 1.0)
+
+    @property
+    def is_fitted(self) -> bool:
+        return not self.refusal
 
     def describe(self) -> str:
         """One sentence for the user."""
+        if self.refusal:
+            return self.refusal
         if not math.isfinite(self.ece_before):
             return "No validation pictures to calibrate the confidences with."
         if self.temperature > 1.05:
@@ -142,8 +175,10 @@ class Calibration:
 
 
 def calibrate(logits: np.ndarray, targets: np.ndarray) -> Calibration:
-    """Fit the temperature and measure the reliability before and after."""
-    temperature = fit_temperature(logits, targets)
+    """Fit the temperature (when the pictures allow: :func:`calibration_refusal`) and measure
+    the reliability before and after."""
+    refusal = calibration_refusal(logits, targets)
+    temperature = 1.0 if refusal else fit_temperature(logits, targets)
     before = reliability_bins(softmax(logits), targets)
     after = reliability_bins(softmax(logits, temperature), targets)
     has_pictures = len(targets) > 0
@@ -157,19 +192,29 @@ def calibrate(logits: np.ndarray, targets: np.ndarray) -> Calibration:
         ece_after=expected_calibration_error(after),
         bins_before=before,
         bins_after=after,
+        refusal=refusal,
     )
 
 
 CALIBRATION_FILE = "calibration.json"
 
 
-def save_calibration(checkpoint_folder: Path, calibration: Calibration, pictures: int) -> None:
-    """Keep the fitted temperature beside the weights it was fitted for: a newer checkpoint
-    replaces the folder, and with it this file, so a temperature never outlives its model."""
+def save_calibration(
+    checkpoint_folder: Path, calibration: Calibration, pictures: int, model_digest: str
+) -> None:
+    """Keep the fitted temperature beside the weights it was fitted for, with their digest: a
+    temperature is only ever used with those weights (a newer checkpoint in the same folder
+    does not inherit it). Without a fit (too few pictures or mistakes) an older file goes, so
+    what is used matches what the evaluation said."""
+    target = Path(checkpoint_folder) / CALIBRATION_FILE
+    if not calibration.is_fitted:
+        target.unlink(missing_ok=True)
+        return
     write_json_atomic(
-        Path(checkpoint_folder) / CALIBRATION_FILE,
+        target,
         {
             "temperature": calibration.temperature,
+            "model_sha256": model_digest,
             "fitted_on_pictures": pictures,
             "nll_before": calibration.nll_before,
             "nll_after": calibration.nll_after,
@@ -179,12 +224,16 @@ def save_calibration(checkpoint_folder: Path, calibration: Calibration, pictures
     )
 
 
-def saved_temperature(checkpoint_folder: Path) -> float | None:
-    """The temperature fitted for the weights in ``checkpoint_folder``, if one was."""
+def saved_temperature(checkpoint_folder: Path, model_digest: str | None) -> float | None:
+    """The temperature fitted for exactly these weights (``model_digest``, the sha256 the
+    checkpoint's meta.json records), if one was."""
     try:
         data = json.loads((Path(checkpoint_folder) / CALIBRATION_FILE).read_text(encoding="utf-8"))
         temperature = float(data["temperature"])
+        fitted_for = str(data["model_sha256"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     low, high = TEMPERATURE_RANGE
-    return temperature if low <= temperature <= high else None
+    if not model_digest or fitted_for != model_digest or not low <= temperature <= high:
+        return None
+    return temperature

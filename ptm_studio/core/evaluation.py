@@ -12,6 +12,7 @@ logits from anywhere.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from ptm_studio.core.calibration import Calibration, calibrate, save_calibration, softmax
-from ptm_studio.core.checkpoints import CheckpointError, read_meta
-from ptm_studio.core.data import DatasetError, DataSplit
+from ptm_studio.core.checkpoints import META_FILE, CheckpointError, read_meta
 from ptm_studio.core.engine.events import PredictionRecord
-from ptm_studio.core.engine.setup import prepare_split
-from ptm_studio.core.inference import Predictor
+from ptm_studio.core.engine.setup import validation_records
+from ptm_studio.core.inference import Predictor, model_digest
 from ptm_studio.core.metrics import (
     accuracy,
     balanced_accuracy,
@@ -37,6 +37,7 @@ from ptm_studio.core.metrics import (
 )
 from ptm_studio.core.runs import load_run, model_checkpoint
 
+LOGGER = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 FEW_PICTURES_PER_CLASS = 5  # fewer validation pictures than this: the class's scores are noise
 ONE_CLASS_SHARE = 0.9  # this share of all answers for one class: the model has stopped looking
@@ -76,9 +77,11 @@ class Evaluation:
         if self.num_pictures == 0:
             return "No validation pictures could be read: nothing to measure."
         low, high = self.accuracy_interval
-        margin = 100 * (high - low) / 2
+        below, above = round(100 * (self.accuracy - low)), round(100 * (high - self.accuracy))
+        # The Wilson interval is lopsided near 0 and 100 %: "± 7" at 100 % would reach 107.
+        spread = f"± {below}" if below == above else f"−{below}/+{above}"
         return (
-            f"Accuracy {100 * self.accuracy:.0f} % ± {margin:.0f} (95 % interval "
+            f"Accuracy {100 * self.accuracy:.0f} % {spread} (95 % interval "
             f"{100 * low:.0f}–{100 * high:.0f} %, {self.num_pictures} pictures); balanced "
             f"accuracy {100 * self.balanced_accuracy:.0f} %, macro-F1 {self.macro_f1:.2f}."
         )
@@ -176,7 +179,14 @@ def result_warnings(
     share = counts[favourite] / total
     true_shares = matrix.sum(axis=1) / total
     correct = np.trace(matrix) / total
-    if len(class_names) > 1 and share >= ONE_CLASS_SHARE:
+    # Answering one class for nearly everything is only a problem when the other classes are
+    # missed: with 95 cats and 5 dogs, all right, the share is just the data's.
+    halfway_to_perfect = (1 + 1 / len(class_names)) / 2
+    if (
+        len(class_names) > 1
+        and share >= ONE_CLASS_SHARE
+        and (balanced_accuracy(matrix) < halfway_to_perfect)
+    ):
         warnings.append(
             f"The model answers '{class_names[favourite]}' for {100 * share:.0f} % of the "
             "pictures: it has learnt which class is most common, not how to tell them apart."
@@ -208,12 +218,10 @@ def evaluate_run(
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     save: bool = True,
-    split: DataSplit | None = None,
 ) -> Evaluation:
-    """Evaluate a finetuning run on the validation pictures of its own split (the same folder,
-    fraction and seed; or ``split``, when the caller has just made it), with ``checkpoint`` or
-    the run's model checkpoint; with ``save``, the fitted temperature is kept beside those
-    weights.
+    """Evaluate a finetuning run on the validation pictures it was given when it started
+    (engine.setup.validation_records), with ``checkpoint`` or the run's model checkpoint; with
+    ``save``, the fitted temperature is kept beside those weights.
 
     Raises:
         CheckpointError: no usable checkpoint, or a pretraining run (no classes).
@@ -227,33 +235,47 @@ def evaluate_run(
             f"{run.path}: a pretraining run has no classes to evaluate. Finetune it on labelled "
             "pictures first, then evaluate that run."
         )
-    split = split if split is not None else prepare_split(run.read_config())
-    if not split.val:
-        raise DatasetError(
-            "The run has no validation pictures to measure it with.",
-            advice="Give it a val/ folder, or a validation share above 0.",
-        )
+    validation = validation_records(run)
     predictor = Predictor.from_run(folder, device=device)
     index = {name: position for position, name in enumerate(predictor.class_names)}
-    known = [record for record in split.val if record.class_name in index]
+    known = [record for record in validation if record.class_name in index]
     # A class added to the folder after training cannot be scored: say so, picture by picture.
     left_out = {
         str(record.path): f"its class '{record.class_name}' is not one the model was trained on"
-        for record in split.val
+        for record in validation
         if record.class_name not in index
     }
     scores = predictor.score_paths(
         [record.path for record in known], on_progress=on_progress, should_stop=should_stop
     )
     class_of = {record.path: record.class_name or "" for record in known}
-    targets = np.array([index[class_of[path]] for path in scores.paths], dtype=np.int64)
+    finite = np.isfinite(scores.logits).all(axis=1)  # an overflow would spoil every measure
+    left_out.update(
+        (str(path), "the model's output for it was not a number")
+        for path, is_finite in zip(scores.paths, finite, strict=True)
+        if not is_finite
+    )
+    paths = [path for path, is_finite in zip(scores.paths, finite, strict=True) if is_finite]
+    targets = np.array([index[class_of[path]] for path in paths], dtype=np.int64)
     evaluation = evaluate_logits(
-        scores.logits, targets, predictor.class_names, [str(path) for path in scores.paths]
+        scores.logits[finite], targets, predictor.class_names, [str(path) for path in paths]
     )
     if save and evaluation.num_pictures:
-        save_calibration(folder, evaluation.calibration, evaluation.num_pictures)
+        _save_calibration_if_same_weights(folder, evaluation, predictor.model_digest)
     left_out.update((str(path), reason) for path, reason in scores.unreadable.items())
     return dataclasses.replace(evaluation, left_out=tuple(left_out.items()), checkpoint=folder)
+
+
+def _save_calibration_if_same_weights(
+    folder: Path, evaluation: Evaluation, digest: str | None
+) -> None:
+    """Save the temperature beside the weights it was fitted for, unless training replaced
+    them while the evaluation ran (the new weights would get another model's temperature)."""
+    now = model_digest(read_meta(folder)) if (folder / META_FILE).exists() else None
+    if digest is None or now != digest:
+        LOGGER.warning("%s changed during the evaluation: its calibration is not saved", folder)
+        return
+    save_calibration(folder, evaluation.calibration, evaluation.num_pictures, digest)
 
 
 def _finite_or_none(value: Any) -> Any:

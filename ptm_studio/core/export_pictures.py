@@ -18,7 +18,7 @@ from PIL import Image
 
 from ptm_studio.core.checkpoints import META_FILE
 from ptm_studio.core.data import DatasetError, decode_side_for
-from ptm_studio.core.engine.setup import prepare_split
+from ptm_studio.core.engine.setup import validation_records
 from ptm_studio.core.runs import RunDirectory
 
 LOGGER = logging.getLogger(__name__)
@@ -86,13 +86,13 @@ def _from_predictions(run: RunDirectory) -> list[tuple[str, Path]]:
 
 
 def _from_split(run: RunDirectory) -> list[tuple[str, Path]]:
-    """The validation part of the run's split (a run stopped early has no predictions.csv)."""
+    """The validation pictures the run was given (a run stopped early has no predictions.csv)."""
     try:
-        split = prepare_split(run.read_config())
+        records = validation_records(run)
     except (DatasetError, OSError, ValueError) as error:  # ConfigError is a ValueError
         LOGGER.info("no validation pictures for the parity check of %s: %s", run.path, error)
         return []
-    return [(record.class_name or "", Path(record.path)) for record in split.val]
+    return [(record.class_name or "", Path(record.path)) for record in records]
 
 
 def _spread_over_classes(labelled: Iterable[tuple[str, Path]], limit: int) -> list[Path]:

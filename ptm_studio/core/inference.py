@@ -32,7 +32,7 @@ from ptm_studio.core.data import (
 from ptm_studio.core.devices import configure_cpu_threads, select_device
 from ptm_studio.core.models import ImageClassifier, build_classifier
 from ptm_studio.core.models.state_dicts import check_finite
-from ptm_studio.core.runs import NoSavedModel, model_checkpoint
+from ptm_studio.core.runs import NoSavedModel, is_being_trained, model_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Predictor:
         *,
         temperature: float = 1.0,
         checkpoint: Path | None = None,
+        model_digest: str | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.class_names = tuple(class_names)
@@ -100,6 +101,8 @@ class Predictor:
         self.temperature = temperature
         self.checkpoint = checkpoint
         """The checkpoint folder the weights came from (None when built in memory)."""
+        self.model_digest = model_digest
+        """The sha256 of those weights as the checkpoint recorded it (calibration is tied to it)."""
 
     @classmethod
     def from_run(cls, run_or_checkpoint: str | Path, device: str = "auto") -> Predictor:
@@ -112,6 +115,7 @@ class Predictor:
                 "Finetune it on labelled pictures first (weights: an earlier run)."
             )
         check_finite(loaded.model_state, source=str(folder / MODEL_FILE))
+        digest = model_digest(meta)
         model = build_classifier(meta["backbone"], int(meta["num_classes"]))
         model.load_state_dict(loaded.model_state)
         target = select_device(device)
@@ -124,8 +128,9 @@ class Predictor:
             meta["mean"],
             meta["std"],
             target,
-            temperature=saved_temperature(folder) or 1.0,
+            temperature=saved_temperature(folder, digest) or 1.0,
             checkpoint=folder,
+            model_digest=digest,
         )
 
     @property
@@ -209,6 +214,9 @@ class Predictor:
         return readable, logits, failed
 
 
+TURN_POLL_SECONDS = 0.1
+
+
 class ModelSource:
     """A run's (or checkpoint's) model, loaded on first use and kept, for work that asks for it
     again and again (heatmaps picture by picture, the map). Work on several threads takes turns
@@ -222,12 +230,23 @@ class ModelSource:
         self._turn = threading.RLock()
 
     @contextlib.contextmanager
-    def use(self) -> Iterator[Predictor]:
-        """The predictor (loaded the first time), for this thread alone until the block ends."""
-        with self._turn:
+    def use(self, should_stop: Callable[[], bool] | None = None) -> Iterator[Predictor]:
+        """The predictor (loaded the first time), for this thread alone until the block ends.
+        Waiting for another thread's turn ends with PredictionCancelled once ``should_stop``
+        says so: a cancelled job never hangs on the wait. Hold a turn briefly (a batch)."""
+        while not self._turn.acquire(timeout=TURN_POLL_SECONDS):
+            if should_stop is not None and should_stop():
+                raise PredictionCancelled
+        try:
             if self._predictor is None:
                 self._predictor = Predictor.from_run(self.path, device=self.device)
-            yield self._predictor
+            predictor = self._predictor
+            if predictor.checkpoint is not None:  # evaluated since it was loaded: honest now
+                fitted = saved_temperature(predictor.checkpoint, predictor.model_digest)
+                predictor.temperature = fitted or 1.0
+            yield predictor
+        finally:
+            self._turn.release()
 
 
 @dataclass(frozen=True)
@@ -293,6 +312,13 @@ def write_predictions_csv(
             )
 
 
+def model_digest(meta: dict[str, object]) -> str | None:
+    """The sha256 a checkpoint's meta.json records for its weights file."""
+    files = meta.get("files")
+    digest = files.get(MODEL_FILE) if isinstance(files, dict) else None
+    return str(digest) if digest else None
+
+
 def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
     """Files as given, and image files found recursively inside folders (sorted, hidden ones skipped)."""
     collected: list[Path] = []
@@ -313,7 +339,11 @@ def collect_image_paths(inputs: Iterable[str | Path]) -> list[Path]:
 def _load_usable_checkpoint(path: Path) -> LoadedCheckpoint:
     """A checkpoint folder itself, or the one of a run folder that holds its model."""
     if (path / META_FILE).exists():
-        return load_checkpoint(path, with_trainer_state=False)
+        # A checkpoint folder of a run being trained may hold its half-written swap: leave it.
+        run_folder = path.parent.parent
+        return load_checkpoint(
+            path, with_trainer_state=False, repair=not is_being_trained(run_folder)
+        )
     try:
         folder = model_checkpoint(path)
     except NoSavedModel as error:

@@ -19,8 +19,9 @@ from typing import Any
 
 from ptm_studio import __version__
 from ptm_studio.core.atomic_io import write_text_atomic
+from ptm_studio.core.checkpoints import CheckpointError
 from ptm_studio.core.config import RunConfig, config_fields
-from ptm_studio.core.data import DataSplit, ImageLoadError, load_image
+from ptm_studio.core.data import DatasetError, DataSplit, ImageLoadError, load_image
 from ptm_studio.core.engine.events import PredictionRecord
 from ptm_studio.core.engine.setup import prepare_split
 from ptm_studio.core.evaluation import Evaluation, evaluate_run
@@ -63,27 +64,35 @@ def write_report(
 ) -> Path:
     """Write the report of ``run_dir`` (to ``run_dir/report.html`` unless told otherwise) and
     return its path. A finetuning run with a saved model is evaluated on its validation
-    pictures for it (nothing is saved in the run); a pretraining run shows its curves.
+    pictures for it (nothing is saved in the run); a pretraining run shows its curves. When the
+    pictures are gone the report still holds the curves and settings, and says why.
 
     Raises:
         FileNotFoundError: not a run folder.
-        DatasetError: the run's pictures are not there any more.
         PredictionCancelled: ``should_stop`` returned True.
     """
     run = load_run(run_dir)
     config = run.read_config()
-    split = prepare_split(config) if config.objective.task == "finetune" else None
-    evaluation = None
-    if split is not None and saved_models(run.path):
-        evaluation = evaluate_run(
-            run.path,
-            device=device,
-            on_progress=on_progress,
-            should_stop=should_stop,
-            save=False,
-            split=split,
-        )
-    html = render_report(run, config, split, evaluation)
+    split, data_note = None, ""
+    try:
+        split = prepare_split(config)
+    except DatasetError as error:  # the pictures moved: the curves and settings still tell
+        data_note = str(error)
+    evaluation, results_note = None, ""
+    if config.objective.task == "finetune" and saved_models(run.path):
+        try:
+            evaluation = evaluate_run(
+                run.path,
+                device=device,
+                on_progress=on_progress,
+                should_stop=should_stop,
+                save=False,
+            )
+        except (DatasetError, CheckpointError) as error:
+            results_note = f"Nothing could be measured: {error}"
+    html = render_report(
+        run, config, split, evaluation, data_note=data_note, results_note=results_note
+    )
     target = Path(destination) if destination is not None else run.path / REPORT_FILE
     write_text_atomic(target, html)
     return target
@@ -94,16 +103,21 @@ def render_report(
     config: RunConfig,
     split: DataSplit | None,
     evaluation: Evaluation | None,
+    *,
+    data_note: str = "",
+    results_note: str = "",
 ) -> str:
     status = run.read_status()
     sections = [
         _header(run, config, status),
-        _data_section(config, split),
+        _data_section(config, split, data_note),
         _curves_section(run),
     ]
     if evaluation is not None:
         sections += [_evaluation_section(evaluation), _mistakes_section(evaluation)]
         sections.append(_calibration_section(evaluation))
+    elif results_note:
+        sections.append(f"<h2>Results</h2><p>{escape(results_note)}</p>")
     elif config.objective.task == "pretrain":
         sections.append(
             "<h2>Results</h2><p>This is a pretraining run: it learned features from unlabelled "
@@ -148,11 +162,11 @@ def _header(run: RunDirectory, config: RunConfig, status: dict[str, Any]) -> str
     )
 
 
-def _data_section(config: RunConfig, split: DataSplit | None) -> str:
+def _data_section(config: RunConfig, split: DataSplit | None, note: str = "") -> str:
     folder = config.data.data_dir or "the demo pictures"
     parts = [f"<h2>Data</h2><p>Folder: {escape(str(folder))}</p>"]
     if split is None:
-        return parts[0]
+        return parts[0] + (f'<p class="warning">{escape(note)}</p>' if note else "")
     train = _count_by_class(split.train)
     val = _count_by_class(split.val)
     rows = [(name, str(train.get(name, 0)), str(val.get(name, 0))) for name in split.class_names]
@@ -273,7 +287,9 @@ def _calibration_section(evaluation: Evaluation) -> str:
     return (
         "<h2>Can its confidence be trusted?</h2>"
         f"<p>{escape(calibration.describe())}</p>"
-        f"{reliability_chart(calibration.bins_before, calibration.bins_after)}"
+        + reliability_chart(
+            calibration.bins_before, calibration.bins_after if calibration.is_fitted else None
+        )
     )
 
 

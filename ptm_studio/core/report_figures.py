@@ -151,9 +151,12 @@ def _legend_entry(index: int, name: str, colour: str) -> str:
     )
 
 
-def reliability_chart(before: Sequence[ReliabilityBin], after: Sequence[ReliabilityBin]) -> str:
+def reliability_chart(
+    before: Sequence[ReliabilityBin], after: Sequence[ReliabilityBin] | None
+) -> str:
     """Bars of how often the model was right at each confidence, before (grey) and after
-    (blue) calibration, against the dashed diagonal of an honest model."""
+    (blue) calibration, against the dashed diagonal of an honest model; ``after`` None when
+    no temperature was fitted (then one series)."""
     plot_w, plot_h = WIDTH - MARGIN_LEFT - MARGIN_RIGHT, HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
     parts = [
         _svg_open("Reliability: confidence against how often the model was right"),
@@ -168,11 +171,16 @@ def reliability_chart(before: Sequence[ReliabilityBin], after: Sequence[Reliabil
         parts.append(
             f'<text x="{x:.1f}" y="{MARGIN_TOP + plot_h + 16}" text-anchor="middle">{tick}</text>'
         )
-    for side, bins, colour in ((0, before, "#999999"), (1, after, COLOURS[0])):
+    series = (
+        [(0, before, "#999999"), (1, after, COLOURS[0])]
+        if after is not None
+        else [(0, before, COLOURS[0])]
+    )
+    for side, bins, colour in series:
         for item in bins:
             if not item.count or not math.isfinite(item.accuracy):
                 continue
-            width = (item.upper - item.lower) * plot_w / 2 * 0.9
+            width = (item.upper - item.lower) * plot_w / len(series) * 0.9
             x = MARGIN_LEFT + item.lower * plot_w + side * width + 0.05 * width
             height = item.accuracy * plot_h
             parts.append(
@@ -181,8 +189,11 @@ def reliability_chart(before: Sequence[ReliabilityBin], after: Sequence[Reliabil
                 f"{100 * item.mean_confidence:.0f} % confident, {100 * item.accuracy:.0f} % right"
                 "</title></rect>"
             )
-    parts.append(_legend_entry(0, "before calibration", "#999999"))
-    parts.append(_legend_entry(1, "after calibration", COLOURS[0]))
+    if after is None:
+        parts.append(_legend_entry(0, "the model's confidence", COLOURS[0]))
+    else:
+        parts.append(_legend_entry(0, "before calibration", "#999999"))
+        parts.append(_legend_entry(1, "after calibration", COLOURS[0]))
     parts.append("</svg>")
     return "".join(parts)
 

@@ -69,6 +69,7 @@ class RunDirectory:
     checkpoints_dir = property(lambda self: self.path / "checkpoints")
     last_checkpoint_dir = property(lambda self: self.path / "checkpoints" / "last")
     best_checkpoint_dir = property(lambda self: self.path / "checkpoints" / "best")
+    validation_list_path = property(lambda self: self.path / "validation.csv")
     predictions_path = property(lambda self: self.path / "predictions.csv")
 
     @classmethod
@@ -140,6 +141,24 @@ class RunDirectory:
             writer.writeheader()
             writer.writerows(rows)
         write_text_atomic(self.predictions_path, buffer.getvalue())
+
+    def write_validation_list(self, records: Sequence[Any]) -> None:
+        """The run's validation pictures and their classes, as drawn when it started: an
+        evaluation later measures exactly these, even after pictures were added to the folder
+        (which would redraw the split and mix training pictures in)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "class"])
+        writer.writerows([str(record.path), record.class_name or ""] for record in records)
+        write_text_atomic(self.validation_list_path, buffer.getvalue())
+
+    def read_validation_list(self) -> list[tuple[Path, str]] | None:
+        """(path, class) of each validation picture the run was given; None for older runs."""
+        try:
+            with open(self.validation_list_path, encoding="utf-8", newline="") as handle:
+                return [(Path(row["path"]), row["class"]) for row in csv.DictReader(handle)]
+        except (OSError, KeyError, csv.Error):
+            return None
 
     def read_predictions(self) -> list[dict[str, str]]:
         with open(self.predictions_path, encoding="utf-8", newline="") as handle:

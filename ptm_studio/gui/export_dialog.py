@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QFileDialog,
     QHBoxLayout,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.export import FORMATS, ExportResult, export_model
+from ptm_studio.core.runs import saved_models
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
@@ -56,6 +58,13 @@ class ExportDialog(QDialog):
         self.job.failed.connect(self._on_failed)
         self.job.cancelled.connect(self._on_cancelled)
         self.job.running_changed.connect(self._on_running_changed)
+        self.model_combo = QComboBox()
+        for saved in saved_models(run_dir):
+            self.model_combo.addItem(saved.describe(), str(saved.folder))
+        self.model_combo.setToolTip(
+            "Which saved model of the run to export: the epoch with the best validation "
+            "score, or the last one."
+        )
         self.folder_edit = QLineEdit(str(default_destination(run_dir)))
         self.folder_edit.setToolTip("A new or empty folder; it is made for you.")
         browse = QPushButton("Choose…")
@@ -90,6 +99,11 @@ class ExportDialog(QDialog):
         close_button = QPushButton("Close")
         close_button.clicked.connect(self.reject)
         layout = QVBoxLayout(self)
+        model_row = QHBoxLayout()
+        model_row.addWidget(plain_label("Model:", word_wrap=False))
+        model_row.addWidget(self.model_combo)
+        model_row.addStretch(1)
+        layout.addLayout(model_row)
         folder_row = QHBoxLayout()
         folder_row.addWidget(plain_label("Folder:", word_wrap=False))
         folder_row.addWidget(self.folder_edit, 1)
@@ -131,10 +145,11 @@ class ExportDialog(QDialog):
         self.parity_table.hide()
         self.open_button.hide()
         self.status_label.setText("Exporting…")
+        checkpoint = self.model_combo.currentData()
         self.job.start(
             core_work(
                 export_model,
-                self.run_dir,
+                Path(str(checkpoint)) if checkpoint else self.run_dir,
                 self.destination,
                 formats=formats,
                 bake_preprocessing=self.bake_box.isChecked(),
@@ -193,6 +208,10 @@ class ExportDialog(QDialog):
     def _on_running_changed(self, is_running: bool) -> None:
         self.export_button.setEnabled(not is_running)
         self.folder_edit.setEnabled(not is_running)
+        self.model_combo.setEnabled(not is_running)
+        if not is_running and self.export_result is not None:
+            # Offer the next free folder: exporting again never meets "not empty".
+            self.folder_edit.setText(str(default_destination(self.run_dir)))
 
     def done(self, result: int) -> None:
         """Closing (button, Esc or the window's cross) cancels an export under way: core

@@ -64,8 +64,13 @@ class ModelTabs(QObject):
                 "Train a model first, or choose a run, to export it."
             )
             return
-        if self.export_dialog is not None:
-            self.export_dialog.done(0)
+        dialog = self.export_dialog
+        if dialog is not None and dialog.isVisible() and dialog.run_dir == self.run_dir:
+            dialog.raise_()  # an export under way is never cancelled by asking again
+            dialog.activateWindow()
+            return
+        if dialog is not None:
+            dialog.done(0)
         self.export_dialog = ExportDialog(self.run_dir, parent)
         self.export_dialog.show()
 

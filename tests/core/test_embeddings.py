@@ -207,3 +207,18 @@ def test_the_embed_command_end_to_end(
     nothing.mkdir()
     (nothing / "x.png").write_bytes(b"nope")
     assert main(["embed", "--run", str(run), str(nothing), "--to", str(out)]) == EXIT_DATA
+
+
+def test_both_ways_of_finding_the_axes_give_the_same_map() -> None:
+    """Many pictures: the features' scatter matrix; few: the SVD. Same map either way."""
+    from ptm_studio.core.embeddings import _principal_axes
+
+    features = np.random.default_rng(4).normal(size=(300, 12)) * np.linspace(6, 1, 12)
+    centred = features - features.mean(axis=0)
+    by_scatter, variances = _principal_axes(centred)  # 300 ≥ 12
+    _, singular, right = np.linalg.svd(centred, full_matrices=False)
+    assert np.allclose(np.abs(by_scatter), np.abs(right[:2].T), atol=1e-6)
+    assert np.allclose(variances[:2], singular[:2] ** 2)
+    few = centred[:8]  # 8 < 12: the SVD way
+    axes, _ = _principal_axes(few)
+    assert axes.shape == (12, 2)

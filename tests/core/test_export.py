@@ -22,7 +22,7 @@ from training_helpers import train_and_record
 from ptm_studio.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from ptm_studio.cli_arguments import EXPORT_FORMATS
 from ptm_studio.core import export_files
-from ptm_studio.core.checkpoints import save_checkpoint
+from ptm_studio.core.checkpoints import read_meta, save_checkpoint
 from ptm_studio.core.config import DataConfig, DeviceConfig, OptimConfig, RunConfig
 from ptm_studio.core.export import (
     FORMATS,
@@ -77,7 +77,10 @@ def resnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "epoch": 1,
     }
     folder = save_checkpoint(tmp_path_factory.mktemp("resnet") / "best", model.state_dict(), meta)
-    (folder / "calibration.json").write_text(json.dumps({"temperature": 2.5}))
+    digest = read_meta(folder)["files"]["model.safetensors"]  # a temperature is for these weights
+    (folder / "calibration.json").write_text(
+        json.dumps({"temperature": 2.5, "model_sha256": digest})
+    )
     return folder
 
 

@@ -63,9 +63,15 @@ def test_the_validation_pictures_are_mapped_coloured_hovered_and_opened(
 
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
     panel.save_button.click()
-    assert len(np.load(tmp_path / FEATURES_FILE)) == count
-    assert len((tmp_path / FILE_LIST).read_text(encoding="utf-8").splitlines()) == count
-    assert (tmp_path / MAP_CSV).is_file() and "Saved" in panel.summary_label.text()
+    saved = tmp_path / f"features of {trained_run.name}"  # a new folder: nothing written over
+    assert len(np.load(saved / FEATURES_FILE)) == count
+    assert len((saved / FILE_LIST).read_text(encoding="utf-8").splitlines()) == count
+    assert (saved / MAP_CSV).is_file() and "Saved" in panel.summary_label.text()
+    panel.save_button.click()
+    assert (tmp_path / f"features of {trained_run.name} 2" / FEATURES_FILE).is_file()
+    panel.set_run(trained_run)  # another (here: the same) run: the old map goes
+    assert panel.result is None and len(panel.scatter.data) == 0
+    assert not panel.save_button.isEnabled()
     panel.shutdown()
 
 
@@ -86,21 +92,20 @@ def test_pictures_without_a_class_are_neither_right_nor_wrong() -> None:
 def test_cancel_stops_the_map_and_leaves_no_thread(
     qtbot: Any, trained_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def slow(run_dir: Path, *, predictor: Any, on_progress: Any, should_stop: Any) -> Any:
+    def slow(predictor: Any, paths: Any, *, true_classes: Any, should_stop: Any) -> Any:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if should_stop():
                 raise PredictionCancelled
-            on_progress(1, 500)
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    monkeypatch.setattr(embedding_module, "embed_validation_pictures", slow)
+    monkeypatch.setattr(embedding_module, "embed_paths", slow)
     panel = EmbeddingPanel()
     qtbot.addWidget(panel)
     panel.set_run(trained_run)
     panel.start(None)
-    qtbot.waitUntil(lambda: "of 500 pictures" in panel.progress.label.text(), timeout=20_000)
+    qtbot.waitUntil(lambda: not panel.progress.isHidden(), timeout=20_000)
     with qtbot.waitSignal(panel.job.cancelled, timeout=10_000):
         panel.progress.cancel_button.click()
     qtbot.waitUntil(lambda: not panel.job.is_running)

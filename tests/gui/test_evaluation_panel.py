@@ -49,7 +49,7 @@ def test_results_are_shown_in_tables_words_and_the_reliability_plot(
     with qtbot.waitSignal(panel.evaluated) as shown:
         panel.show_evaluation(evaluation)
     assert shown.args == [evaluation]
-    assert panel.summary_label.text().startswith("Accuracy 62 % ±")  # 5 of 8
+    assert panel.summary_label.text().startswith("Accuracy 62 % −32/+24")  # 5 of 8
     assert panel.class_table.rowCount() == 3
     assert panel.class_table.item(1, 1).text() == "0.33"  # dog recall: 1 of 3
     assert panel.matrix_view.item(1, 2).text() == "2"
@@ -58,8 +58,8 @@ def test_results_are_shown_in_tables_words_and_the_reliability_plot(
     assert "'dog' taken for 'bird': 2 pictures" in panel.confused_list.item(0).text()
     assert "Few validation pictures" in panel.warnings_label.text()
     assert not panel.warnings_label.isHidden()
-    assert "temperature" in panel.calibration_label.text()
-    assert len(panel.reliability_plot._bars) == 2
+    assert "too few to calibrate" in panel.calibration_label.text()  # 8 pictures
+    assert len(panel.reliability_plot._bars) == 1  # the model's confidence alone
     panel.clear_results()
     assert panel.class_table.isHidden() and panel.warnings_label.isHidden()
 
@@ -122,7 +122,9 @@ def test_a_real_run_is_evaluated_in_the_background(
     assert panel.class_table.rowCount() == len(evaluation.class_names) == 3
     assert sum(item.support for item in evaluation.per_class) == evaluation.num_pictures > 0
     assert evaluation.checkpoint == finished.run_dir / "checkpoints" / "best"
-    assert (evaluation.checkpoint / "calibration.json").is_file()
+    # 3 validation pictures: too few to calibrate, and nothing is saved beside the weights.
+    assert not (evaluation.checkpoint / "calibration.json").exists()
+    assert "too few to calibrate" in panel.calibration_label.text()
     qtbot.waitUntil(lambda: not panel.job.is_running)
     assert panel.evaluate_button.isEnabled() and panel.progress.isHidden()
 
@@ -196,3 +198,27 @@ def test_the_gallery_shows_heatmaps_of_an_evaluated_model_and_drops_them_for_ano
     gallery.show_evaluation(evaluate_run(trained_run, save=False))  # another evaluation
     assert heatmaps.pixmap(gallery.model.record_at(0).path) is None
     gallery.shutdown()
+
+
+def test_an_evaluation_of_the_run_before_never_lands_on_the_next(
+    qtbot: Any, trained_run: Path
+) -> None:
+    """A new run starts while the last one is still being measured: its scores must not be
+    shown under the new run (nor sent to the gallery)."""
+    panel = EvaluationPanel()
+    qtbot.addWidget(panel)
+    panel.set_run(trained_run)
+    panel.evaluate()
+    panel.set_run(None)  # as when Start is pressed
+    qtbot.waitUntil(lambda: not panel.job.is_running, timeout=30_000)
+    assert panel.evaluation is None
+    panel.run_dir = Path("/elsewhere")
+    late = _evaluation_of(trained_run)
+    with qtbot.assertNotEmitted(panel.evaluated):
+        panel.show_evaluation(late)  # a result that arrives anyway is dropped
+
+
+def _evaluation_of(run: Path) -> Evaluation:
+    from ptm_studio.core.evaluation import evaluate_run
+
+    return evaluate_run(run, save=False)

@@ -23,6 +23,7 @@ def test_export_from_the_window_writes_the_folder_and_shows_the_parity_result(
     window.evaluation_panel.export_button.click()
     dialog = window.model_tabs.export_dialog
     assert dialog is not None and dialog.destination == trained_run / "export"
+    assert dialog.model_combo.currentText().startswith("Best (epoch")
     with qtbot.waitSignal(dialog.job.succeeded, timeout=120_000):
         dialog.export_button.click()
     qtbot.waitUntil(lambda: not dialog.job.is_running)
@@ -41,7 +42,7 @@ def test_export_from_the_window_writes_the_folder_and_shows_the_parity_result(
     assert dialog.parity_table.rowCount() == 3
     verdicts = {dialog.parity_table.item(row, 3).text() for row in range(3)}
     assert verdicts == {"matches the app"}
-    assert default_destination(trained_run) == trained_run / "export 2"  # the next one offered
+    assert dialog.folder_edit.text() == str(trained_run / "export 2")  # the next one offered
     dialog.close()
 
 

@@ -100,6 +100,8 @@ def test_a_folder_dropped_on_the_window_is_predicted_every_file_kept_in_the_csv(
     assert len(rows) == 4 and rows["broken.png"]["error"] and rows["broken.png"]["answer"] == ""
     assert {row["answer"] for name, row in rows.items() if name != "broken.png"} == {"not sure"}
     assert f"Saved 4 rows to {target}" in panel.summary_label.text()
+    panel.set_run(trained_run)  # another model: the answers of the one before go
+    assert panel.model.rowCount() == 0 and panel.result is None and not panel.csv_button.isEnabled()
 
 
 def test_the_large_view_steps_through_the_pictures(

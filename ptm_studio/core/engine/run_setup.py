@@ -75,6 +75,7 @@ class NewRun:
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
         parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
         self.recorder = RunRecorder.create(self.runs_root, self.config)
+        self.recorder.run.write_validation_list(parts.split.val)
         return parts
 
 

@@ -13,9 +13,11 @@ from torch.utils.data import DataLoader
 
 from ptm_studio.core.config import DeviceConfig, RunConfig
 from ptm_studio.core.data import (
+    DatasetError,
     DatasetScan,
     DataSplit,
     ImageDataset,
+    ImageRecord,
     build_transform,
     decode_side_for,
     demo_data_dir,
@@ -45,6 +47,7 @@ from ptm_studio.core.models import (
     get_backbone_spec,
     load_initial_weights,
 )
+from ptm_studio.core.runs import RunDirectory
 
 
 def seed_everything(seed: int) -> None:
@@ -100,6 +103,33 @@ def prepare_split(config: RunConfig, scan: DatasetScan | None = None) -> DataSpl
         label_fraction=config.data.label_fraction,
         seed=config.seed,
     )
+
+
+def validation_records(run: RunDirectory) -> tuple[ImageRecord, ...]:
+    """The validation pictures a run was given when it started (its validation.csv), so it is
+    measured later on exactly those; a run from before that list was kept draws its split
+    again from its folder.
+
+    Raises:
+        DatasetError: none of them is where the run found them, or the run has none.
+    """
+    recorded = run.read_validation_list()
+    if recorded is None:
+        records = prepare_split(run.read_config()).val
+    else:
+        records = tuple(ImageRecord(path, name or None, "val") for path, name in recorded)
+    if not records:
+        raise DatasetError(
+            "The run has no validation pictures to measure it with.",
+            advice="Give it a val/ folder, or a validation share above 0, and train it again.",
+        )
+    if not any(record.path.exists() for record in records):
+        folder = records[0].path.parent.parent
+        raise DatasetError(
+            f"The run's validation pictures are no longer in {folder}.",
+            advice="Put the folder back where it was (or mount the drive), then try again.",
+        )
+    return records
 
 
 @dataclass

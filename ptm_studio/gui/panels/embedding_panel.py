@@ -9,6 +9,7 @@ as .npy and CSV for use elsewhere.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,13 @@ from ptm_studio.core.embeddings import (
     Embeddings,
     Projection,
     embed_paths,
-    embed_validation_pictures,
     nearest_neighbours,
     project_2d,
     save_embeddings,
 )
+from ptm_studio.core.engine.setup import validation_records
 from ptm_studio.core.inference import ModelSource, Prediction, collect_image_paths
-from ptm_studio.core.runs import saved_models
+from ptm_studio.core.runs import load_run, saved_models
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.job import Job, JobContext
 from ptm_studio.gui.plain_text import plain_label
@@ -54,6 +55,7 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 COLOUR_BY = {"true": "True class", "predicted": "The model's answer", "correct": "Right or wrong"}
 CORRECTNESS_NAMES = ["right", "wrong", "class not known"]
 NEIGHBOURS = 8
+TURN_PICTURES = 64  # pictures per turn with the model (the large view's heatmaps wait at most this)
 PREVIEW_SIZE = 160
 EMPTY_TEXT = (
     "A map of the pictures as the trained model sees them: alike pictures sit together, and "
@@ -73,28 +75,42 @@ def map_pictures(
     source: ModelSource, inputs: list[Path] | None, context: JobContext
 ) -> EmbeddingMap:
     """The work of the job: features of the run's validation pictures (``inputs`` None) or of
-    the pictures in ``inputs``, projected to 2-D."""
+    the pictures in ``inputs``, a batch at a time (the model takes turns with the heatmaps of
+    the large view), projected to 2-D."""
 
     def should_stop() -> bool:
         return context.is_cancelled
 
-    with source.use() as predictor:
-        if inputs is None:
-            embeddings = embed_validation_pictures(
-                source.path,
-                predictor=predictor,
-                on_progress=context.progress,
-                should_stop=should_stop,
+    if inputs is None:
+        records = validation_records(load_run(source.path))
+        paths = [record.path for record in records]
+        classes = {record.path: record.class_name or "" for record in records}
+    else:
+        paths, classes = collect_image_paths(inputs), {}
+    parts = []
+    for start in range(0, len(paths), TURN_PICTURES):
+        with source.use(should_stop) as predictor:
+            chunk = paths[start : start + TURN_PICTURES]
+            parts.append(
+                embed_paths(predictor, chunk, true_classes=classes, should_stop=should_stop)
             )
-        else:
-            embeddings = embed_paths(
-                predictor,
-                collect_image_paths(inputs),
-                on_progress=context.progress,
-                should_stop=should_stop,
-            )
-        class_names = predictor.class_names
+            class_names, feature_dim = predictor.class_names, predictor.model.feature_dim
+        context.progress(min(start + TURN_PICTURES, len(paths)), len(paths))
+    if not parts:
+        with source.use(should_stop) as predictor:
+            class_names, feature_dim = predictor.class_names, predictor.model.feature_dim
+    embeddings = Embeddings.joined(parts, feature_dim)
     return EmbeddingMap(embeddings, project_2d(embeddings.features), class_names)
+
+
+def new_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name 2``, ``name 3``… : a folder that does not exist yet, so
+    saving never writes over files already there."""
+    candidate, number = parent / name, 1
+    while candidate.exists():
+        number += 1
+        candidate = parent / f"{name} {number}"
+    return candidate
 
 
 def colour_groups(embeddings: Embeddings, colour_by: str) -> tuple[list[str], np.ndarray]:
@@ -195,6 +211,16 @@ class EmbeddingPanel(QWidget):
 
     # ------------------------------------------------------------------ verbs
     def set_run(self, run_dir: Path | None) -> None:
+        """Map with this run's model from now on; the map of the one before goes."""
+        self.job.cancel()
+        if self.viewer is not None:
+            self.viewer.done(0)
+            self.viewer = None
+        self.result = None
+        self.scatter.clear()
+        self.legend.clear()
+        self.neighbours_model.set_paths([])
+        self._say(EMPTY_TEXT)
         has_model = run_dir is not None and bool(saved_models(run_dir))
         self.source = ModelSource(run_dir) if run_dir is not None and has_model else None
         name = Path(run_dir).name if run_dir is not None else ""
@@ -218,9 +244,11 @@ class EmbeddingPanel(QWidget):
     def save_features(self) -> None:
         if self.result is None:
             return
-        folder = QFileDialog.getExistingDirectory(self, "Choose where to save the features")
-        if not folder:
+        chosen = QFileDialog.getExistingDirectory(self, "Choose where to save the features")
+        if not chosen:
             return
+        run_name = self.source.path.name if self.source else "pictures"
+        folder = new_folder(Path(chosen), f"features of {run_name}")
         try:
             saved = save_embeddings(self.result.embeddings, folder, self.result.projection)
         except OSError as error:
@@ -270,7 +298,7 @@ class EmbeddingPanel(QWidget):
         self.legend.clear()
         for name, colour in zip(names, colours, strict=True):
             sample = pg.ScatterPlotItem(brush=pg.mkBrush(colour), pen=pg.mkPen(None), size=9)
-            self.legend.addItem(sample, name)
+            self.legend.addItem(sample, html.escape(name))  # the legend renders HTML
         self.plot.getPlotItem().autoRange()
 
     def _colours(self, names: list[str]) -> list[QColor]:

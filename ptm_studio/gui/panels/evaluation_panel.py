@@ -186,7 +186,9 @@ class EvaluationPanel(QWidget):
 
     # ----------------------------------------------------------------------- verbs
     def set_run(self, run_dir: Path | None) -> None:
-        """The run to evaluate next (its saved models fill the menu); clears shown results."""
+        """The run to evaluate next (its saved models fill the menu); clears shown results and
+        stops an evaluation of the run before (its results would land on this one)."""
+        self.job.cancel()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_combo.clear()
         if self.run_dir is None:
@@ -242,6 +244,8 @@ class EvaluationPanel(QWidget):
     # ----------------------------------------------------------------------- showing
     @Slot(object)
     def show_evaluation(self, evaluation: Evaluation) -> None:
+        if not self._belongs_to_this_run(evaluation):
+            return  # a late result of an evaluation of the run before
         self.evaluation = evaluation
         self.summary_label.setText(evaluation.summary())
         self.warnings_label.setText("\n".join(f"⚠ {text}" for text in evaluation.warnings))
@@ -250,8 +254,9 @@ class EvaluationPanel(QWidget):
         self._show_class_table(evaluation)
         self._show_matrix()
         self._show_confusions(evaluation)
+        calibration = evaluation.calibration
         self.reliability_plot.show_bins(
-            evaluation.calibration.bins_before, evaluation.calibration.bins_after
+            calibration.bins_before, calibration.bins_after if calibration.is_fitted else None
         )
         left_out = evaluation.left_out
         self.left_out_label.setText(
@@ -262,6 +267,12 @@ class EvaluationPanel(QWidget):
         )
         self._show_results_visible(evaluation.num_pictures > 0)
         self.evaluated.emit(evaluation)
+
+    def _belongs_to_this_run(self, evaluation: Evaluation) -> bool:
+        checkpoint = evaluation.checkpoint
+        if checkpoint is None or self.run_dir is None:
+            return checkpoint is None  # measured in memory (tests, previews): always shown
+        return checkpoint.resolve().is_relative_to(self.run_dir.resolve())
 
     def _show_class_table(self, evaluation: Evaluation) -> None:
         table = self.class_table

@@ -214,7 +214,12 @@ class PredictPanel(QWidget):
 
     # ----------------------------------------------------------------------- verbs
     def set_run(self, run_dir: Path | None) -> None:
-        """Predict with this run's model from now on."""
+        """Predict with this run's model from now on; the answers of the one before go."""
+        self.job.cancel()
+        self.close_viewer()
+        self.result = None
+        self.model.set_predictions(())
+        self.summary_label.setText(EMPTY_TEXT)
         models = saved_models(run_dir) if run_dir is not None else []
         self.run_dir = Path(run_dir) if run_dir is not None and models else None
         self.model_source = ModelSource(self.run_dir) if self.run_dir is not None else None

@@ -25,18 +25,22 @@ def draw_overlays(
 ) -> None:
     """The work: each picture's crop with its heatmap over it, ``side`` pixels square,
     delivered as {path: uint8 RGB array} a chunk at a time (plain values only)."""
-    with source.use() as predictor:
-        for start in range(0, len(paths), CHUNK):
-            context.check_cancelled()
-            chunk = [Path(path) for path in paths[start : start + CHUNK]]
+
+    def should_stop() -> bool:
+        return context.is_cancelled
+
+    for start in range(0, len(paths), CHUNK):
+        context.check_cancelled()
+        chunk = [Path(path) for path in paths[start : start + CHUNK]]
+        with source.use(should_stop) as predictor:  # a turn per chunk: the large view may draw
             drawn = heatmaps_for_paths(predictor, chunk)
-            pictures = {}
-            for found in drawn.heatmaps:
-                if found.path is not None and found.picture is not None:
-                    mixed = Image.fromarray(overlay(found.picture, found, OPACITY))
-                    pictures[str(found.path)] = np.asarray(mixed.resize((side, side)))
-            context.emit(pictures)
-            context.progress(min(start + CHUNK, len(paths)), len(paths))
+        pictures = {}
+        for found in drawn.heatmaps:
+            if found.path is not None and found.picture is not None:
+                mixed = Image.fromarray(overlay(found.picture, found, OPACITY))
+                pictures[str(found.path)] = np.asarray(mixed.resize((side, side)))
+        context.emit(pictures)
+        context.progress(min(start + CHUNK, len(paths)), len(paths))
 
 
 class GalleryHeatmaps(QObject):

@@ -114,9 +114,13 @@ class HeatmapControls(QWidget):
         self.status_label.setText("Drawing the heatmap…")
         source, path, class_index = self.source, self.path, self.class_index
 
-        def work(_context: JobContext) -> tuple[int, Heatmap]:
+        def work(context: JobContext) -> tuple[int, Heatmap]:
             chosen = None if class_index == PREDICTED else class_index
-            with source.use() as predictor:  # taking turns with the map and the gallery
+
+            def should_stop() -> bool:
+                return context.is_cancelled
+
+            with source.use(should_stop) as predictor:  # taking turns with the map
                 return class_index, heatmap(predictor, path, chosen)
 
         self.job.restart(work)

@@ -40,11 +40,17 @@ class ReliabilityPlot(pg.PlotWidget):
             "got right. Bars on the dashed line mean the confidence can be taken at its word."
         )
 
-    def show_bins(self, before: Sequence[ReliabilityBin], after: Sequence[ReliabilityBin]) -> None:
+    def show_bins(
+        self, before: Sequence[ReliabilityBin], after: Sequence[ReliabilityBin] | None
+    ) -> None:
+        """Bars before and after calibration; ``after`` None when none was fitted."""
         item = self.getPlotItem()
         for bars in self._bars:
             item.removeItem(bars)
             item.legend.removeItem(bars)
+        if after is None:
+            self._bars = [self._bar_item(before, 0, theme.TRAIN_COLOUR, "the model's confidence")]
+            return
         self._bars = [
             self._bar_item(before, -1, BEFORE_COLOUR, "before calibration"),
             self._bar_item(after, +1, theme.TRAIN_COLOUR, "after calibration"),
@@ -54,7 +60,7 @@ class ReliabilityPlot(pg.PlotWidget):
         self, bins: Sequence[ReliabilityBin], side: int, colour: QColor, name: str
     ) -> pg.BarGraphItem:
         filled = [b for b in bins if b.count and math.isfinite(b.accuracy)]
-        width = (100 * (bins[0].upper - bins[0].lower) if bins else 10) * 0.42
+        width = (100 * (bins[0].upper - bins[0].lower) if bins else 10) * (0.42 if side else 0.8)
         centres = [100 * (b.lower + b.upper) / 2 + side * width / 2 for b in filled]
         bars = pg.BarGraphItem(
             x=centres,
