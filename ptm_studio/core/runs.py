@@ -8,6 +8,8 @@ Layout of a run folder::
     checkpoints/last/    model.safetensors + meta.json + trainer_state.pt (see engine/checkpoints.py)
     checkpoints/best/    the best epoch so far (model.safetensors + meta.json)
     predictions.csv      per-image predictions on the validation set after the last epoch
+    validation.csv       the validation pictures and classes drawn at the start (measured later)
+    checkpoints/*/calibration.json   the temperature fitted for those weights (when evaluated)
 """
 
 from __future__ import annotations
