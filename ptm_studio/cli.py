@@ -231,12 +231,26 @@ def _stop_on_first_interrupt(stop_request: Any) -> Any:
     return handle
 
 
-def _run_evaluate(arguments: argparse.Namespace) -> int:
-    from ptm_studio.core.atomic_io import write_json_atomic
+def _unusable_run_errors() -> tuple[type[Exception], ...]:
+    """What a run that cannot be measured raises: a bad argument (exit 2) or pictures that are
+    gone (3). Imported when needed: these modules load torch."""
     from ptm_studio.core.checkpoints import CheckpointError
     from ptm_studio.core.data import DatasetError
-    from ptm_studio.core.evaluation import evaluate_run
     from ptm_studio.core.models import ModelError
+
+    return (CheckpointError, ModelError, FileNotFoundError, DatasetError)
+
+
+def _say_unusable(error: Exception) -> int:
+    from ptm_studio.core.data import DatasetError
+
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_DATA if isinstance(error, DatasetError) else EXIT_USAGE
+
+
+def _run_evaluate(arguments: argparse.Namespace) -> int:
+    from ptm_studio.core.atomic_io import write_json_atomic
+    from ptm_studio.core.evaluation import evaluate_run
 
     try:
         evaluation = evaluate_run(
@@ -245,12 +259,8 @@ def _run_evaluate(arguments: argparse.Namespace) -> int:
             device=arguments.device,
             on_progress=ProgressPrinter.picture_progress("Measuring the validation pictures"),
         )
-    except (CheckpointError, ModelError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatasetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DATA
+    except _unusable_run_errors() as error:
+        return _say_unusable(error)
     print_evaluation(evaluation)
     if arguments.json:
         write_json_atomic(arguments.json, evaluation.as_json())
@@ -446,9 +456,6 @@ def _run_runs(arguments: argparse.Namespace) -> int:
 
 
 def _run_report(arguments: argparse.Namespace) -> int:
-    from ptm_studio.core.checkpoints import CheckpointError
-    from ptm_studio.core.data import DatasetError
-    from ptm_studio.core.models import ModelError
     from ptm_studio.core.report import write_report
 
     try:
@@ -458,12 +465,8 @@ def _run_report(arguments: argparse.Namespace) -> int:
             device=arguments.device,
             on_progress=ProgressPrinter.picture_progress("Measuring the validation pictures"),
         )
-    except (CheckpointError, ModelError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatasetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DATA
+    except _unusable_run_errors() as error:
+        return _say_unusable(error)
     except OSError as error:
         print(f"error: the report could not be written: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_helpers import train_and_record
+from training_helpers import train_and_record, train_with_the_cli
 
 from ptm_studio.cli import EXIT_DATA, EXIT_OK, EXIT_USAGE, main
 from ptm_studio.core.config import RunConfig
@@ -180,9 +180,7 @@ def test_a_runs_validation_pictures_are_embedded_with_their_classes(
 def test_the_embed_command_end_to_end(
     tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "run"
-    training = ["--epochs", "1", "--image-size", "16", "--batch-size", "4", "--cpu-threads", "1"]
-    assert main(["train", "--data", str(tiny_dataset), "--output", str(run), *training]) == 0
+    run = train_with_the_cli(tiny_dataset, tmp_path / "run")
     capsys.readouterr()
     (tiny_dataset / "square" / "broken.png").write_bytes(b"not a picture")
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from training_helpers import train_with_the_cli
 
 from ptm_studio.cli import EXIT_OK, EXIT_USAGE, main
 from ptm_studio.core.data import load_image
@@ -270,9 +271,7 @@ def test_the_colours_and_the_overlay(tmp_path: Path) -> None:
 def test_the_heatmap_command_writes_an_overlay_per_picture(
     tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "run"
-    training = ["--epochs", "1", "--image-size", "16", "--batch-size", "4", "--cpu-threads", "1"]
-    assert main(["train", "--data", str(tiny_dataset), "--output", str(run), *training]) == 0
+    run = train_with_the_cli(tiny_dataset, tmp_path / "run")
     capsys.readouterr()
     (tiny_dataset / "square" / "broken.png").write_bytes(b"not a picture")
     out = tmp_path / "heatmaps"

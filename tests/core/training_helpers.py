@@ -28,3 +28,25 @@ def train_and_record(
     else:
         trainer = Trainer.new_run(config, callbacks=every, runs_root=runs_root, **options)
     return trainer.run(), recorder
+
+
+TINY_CLI_TRAINING = (
+    "--epochs",
+    "1",
+    "--image-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--cpu-threads",
+    "1",
+)
+
+
+def train_with_the_cli(dataset: Path, run: Path) -> Path:
+    """A one-epoch run of ``dataset`` into the new folder ``run``, as a user types it."""
+    from ptm_studio.cli import EXIT_OK, main
+
+    assert (
+        main(["train", "--data", str(dataset), "--output", str(run), *TINY_CLI_TRAINING]) == EXIT_OK
+    )
+    return run

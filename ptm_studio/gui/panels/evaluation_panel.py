@@ -14,7 +14,6 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -30,13 +29,14 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.evaluation import Evaluation, evaluate_run
-from ptm_studio.core.runs import RunDirectory, saved_models
+from ptm_studio.core.runs import saved_models
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
 from ptm_studio.gui.plain_text import plain_label, plain_tooltip
 from ptm_studio.gui.widgets.confusion_matrix import ConfusionMatrixView
 from ptm_studio.gui.widgets.job_progress import JobProgress
 from ptm_studio.gui.widgets.reliability_plot import ReliabilityPlot
+from ptm_studio.gui.widgets.run_chooser import ask_for_run
 
 EMPTY_TEXT = (
     "Evaluate a trained run to see its score for each class, which classes it mixes up and "
@@ -203,18 +203,17 @@ class EvaluationPanel(QWidget):
 
     @Slot()
     def choose_run(self) -> None:
-        start = str(self.run_dir.parent if self.run_dir else self.runs_root or Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder", start)
-        if not folder:
+        start = self.run_dir.parent if self.run_dir else self.runs_root or Path.home()
+        folder, problem = ask_for_run(self, start)
+        if folder is None:
+            if problem:
+                self._show_problem(problem)
             return
-        if not RunDirectory(folder).config_path.is_file():
-            self._show_problem(f"{folder} is not a PTM Studio run folder (it has no config.json).")
-            return
-        self.set_run(Path(folder))
+        self.set_run(folder)
         if self.checkpoint_combo.count() == 0:
             self._show_problem("This run has no saved model yet.")
             return
-        self.run_chosen.emit(Path(folder))
+        self.run_chosen.emit(folder)
         self.evaluate()
 
     @Slot()

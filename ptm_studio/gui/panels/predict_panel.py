@@ -41,13 +41,14 @@ from ptm_studio.core.inference import (
     predict_pictures,
     write_predictions_csv,
 )
-from ptm_studio.core.runs import RunDirectory, saved_models
+from ptm_studio.core.runs import saved_models
 from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
 from ptm_studio.gui.plain_text import plain_label, plain_tooltip
 from ptm_studio.gui.widgets.job_progress import JobProgress
 from ptm_studio.gui.widgets.prediction_viewer import PredictionViewer
+from ptm_studio.gui.widgets.run_chooser import ask_for_run
 from ptm_studio.gui.widgets.thumbnail_grid import ThumbnailCache, ThumbnailGrid
 
 THUMBNAIL_SIZE = 112
@@ -232,14 +233,13 @@ class PredictPanel(QWidget):
 
     @Slot()
     def choose_run(self) -> None:
-        start = str(self.run_dir.parent if self.run_dir else self.runs_root or Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Choose a run folder", start)
-        if not folder:
+        start = self.run_dir.parent if self.run_dir else self.runs_root or Path.home()
+        folder, problem = ask_for_run(self, start)
+        if folder is None:
+            if problem:
+                self.summary_label.setText(problem)
             return
-        if not RunDirectory(folder).config_path.is_file():
-            self.summary_label.setText(f"{folder} is not a PTM Studio run folder.")
-            return
-        self.set_run(Path(folder))
+        self.set_run(folder)
         if self.run_dir is None:
             self.summary_label.setText(f"{folder} has no saved model yet.")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QSlider, QWidget
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
 from ptm_studio.core.explain import Heatmap, heatmap, overlay
 from ptm_studio.core.inference import ModelSource
@@ -24,6 +24,23 @@ def rgb_image(pixels: np.ndarray) -> QImage:
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     height, width = pixels.shape[:2]
     return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def show_large(label: QLabel, image: QImage, size: int) -> None:
+    """``image`` on ``label``, small pictures enlarged to ``size`` to be seen; a picture that
+    cannot be read says so."""
+    if image.isNull():
+        label.setPixmap(QPixmap())
+        label.setText("This picture cannot be shown (the file may be missing or damaged).")
+        return
+    if max(image.width(), image.height()) < size:
+        image = image.scaled(
+            size,
+            size,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+    label.setPixmap(QPixmap.fromImage(image))
 
 
 class HeatmapControls(QWidget):

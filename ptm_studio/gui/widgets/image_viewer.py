@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -19,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.inference import ModelSource
-from ptm_studio.gui.widgets.heatmap_controls import HeatmapControls
+from ptm_studio.gui.widgets.heatmap_controls import HeatmapControls, show_large
 from ptm_studio.gui.widgets.thumbnail_grid import load_thumbnail
 
 VIEW_SIZE = 448
@@ -103,19 +102,7 @@ class ImageViewer(QDialog):
         image = self.heatmap.overlay_for(Path(self.record.path))
         if image is None:
             image = load_thumbnail(self.record.path, VIEW_SIZE)
-        if image.isNull():
-            self.image_label.setText(
-                "This image cannot be shown (the file may be missing or damaged)."
-            )
-            return
-        if max(image.width(), image.height()) < VIEW_SIZE:  # small pictures: enlarge to see
-            image = image.scaled(
-                VIEW_SIZE,
-                VIEW_SIZE,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
-        self.image_label.setPixmap(QPixmap.fromImage(image))
+        show_large(self.image_label, image, VIEW_SIZE)
 
     def done(self, result: int) -> None:
         self.heatmap.shutdown()  # no heatmap thread outlives the view

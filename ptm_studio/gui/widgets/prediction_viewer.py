@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QGridLayout,
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from ptm_studio.core.inference import ModelSource, Prediction
 from ptm_studio.gui.plain_text import plain_label
-from ptm_studio.gui.widgets.heatmap_controls import HeatmapControls
+from ptm_studio.gui.widgets.heatmap_controls import HeatmapControls, show_large
 from ptm_studio.gui.widgets.thumbnail_grid import load_thumbnail
 
 VIEW_SIZE = 448
@@ -126,18 +126,7 @@ class PredictionViewer(QDialog):
         image = self.heatmap.overlay_for(path)  # the model's crop with its heatmap, when on
         if image is None:
             image = load_thumbnail(str(path), VIEW_SIZE)
-        if image.isNull():
-            self.image_label.setPixmap(QPixmap())
-            self.image_label.setText("This picture cannot be shown.")
-            return
-        if max(image.width(), image.height()) < VIEW_SIZE:  # small pictures: enlarge to see
-            image = image.scaled(
-                VIEW_SIZE,
-                VIEW_SIZE,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
-        self.image_label.setPixmap(QPixmap.fromImage(image))
+        show_large(self.image_label, image, VIEW_SIZE)
 
     def _show_answer(self, prediction: Prediction) -> None:
         while self.bars.count():
