@@ -15,6 +15,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QFileDialog
 
+from ptm_studio.core.explain import Heatmaps
 from ptm_studio.core.inference import PredictionCancelled
 from ptm_studio.gui.panels import predict_panel as predict_module
 from ptm_studio.gui.panels.predict_panel import PredictPanel
@@ -189,3 +190,36 @@ def test_the_heatmap_overlay_toggles_in_the_large_view(
     assert viewer.image_label.pixmap().toImage() == plain
     viewer.close()
     qtbot.waitUntil(lambda: not controls.job.is_running)
+
+
+def test_the_grid_shows_heatmaps_and_drawing_them_can_be_cancelled(
+    qtbot: Any, trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    panel = _panel(qtbot, trained_run)
+    with qtbot.waitSignal(panel.job.succeeded, timeout=30_000):
+        panel.predict([_pictures(trained_run, tmp_path)])
+    qtbot.waitUntil(lambda: not panel.job.is_running)
+    heatmaps = panel.model.heatmaps
+    with qtbot.waitSignal(heatmaps.job.succeeded, timeout=60_000):
+        panel.heatmap_box.setChecked(True)
+    readable = [p for p in panel.model.predictions if not p.error]
+    assert all(heatmaps.pixmap(str(p.path)) is not None for p in readable)
+    row = panel.model.predictions.index(readable[0])
+    decoration = panel.model.data(panel.model.index(row), Qt.ItemDataRole.DecorationRole)
+    assert decoration is heatmaps.pixmap(str(readable[0].path))
+    panel.heatmap_box.setChecked(False)
+
+    from ptm_studio.gui.widgets import gallery_heatmaps
+
+    def slow(predictor: Any, paths: Any) -> Any:
+        time.sleep(0.3)
+        return Heatmaps(())  # nothing drawn: only the cancel ends the job
+
+    heatmaps.clear()
+    monkeypatch.setattr(gallery_heatmaps, "CHUNK", 1)
+    monkeypatch.setattr(gallery_heatmaps, "heatmaps_for_paths", slow)
+    panel.heatmap_box.setChecked(True)
+    qtbot.waitUntil(lambda: not panel.heatmap_progress.isHidden())
+    with qtbot.waitSignal(heatmaps.job.cancelled, timeout=10_000):
+        panel.heatmap_progress.cancel_button.click()
+    qtbot.waitUntil(lambda: not heatmaps.job.is_running)

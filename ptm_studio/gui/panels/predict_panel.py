@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -46,6 +47,7 @@ from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
 from ptm_studio.gui.plain_text import plain_label, plain_tooltip
+from ptm_studio.gui.widgets.gallery_heatmaps import GalleryHeatmaps
 from ptm_studio.gui.widgets.job_progress import JobProgress
 from ptm_studio.gui.widgets.prediction_viewer import PredictionViewer
 from ptm_studio.gui.widgets.run_chooser import ask_for_run
@@ -74,6 +76,9 @@ class PredictedPicturesModel(QAbstractListModel):
         self.threshold = 0.0
         self._row_of: dict[str, int] = {}
         cache.thumbnail_ready.connect(self._on_thumbnail_ready)
+        self.heatmaps = GalleryHeatmaps(THUMBNAIL_SIZE, self)
+        self.heatmaps.overlay_ready.connect(self._on_thumbnail_ready)
+        self.show_heatmaps = False
 
     def set_predictions(self, predictions: Sequence[Prediction]) -> None:
         self.beginResetModel()
@@ -98,7 +103,9 @@ class PredictedPicturesModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self.caption(prediction)
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._cache.pixmap(str(prediction.path)) or self._cache.placeholder
+            path = str(prediction.path)
+            drawn = self.heatmaps.pixmap(path) if self.show_heatmaps else None
+            return drawn or self._cache.pixmap(path) or self._cache.placeholder
         if role == Qt.ItemDataRole.ForegroundRole:
             if prediction.error:
                 return theme.INCORRECT_COLOUR
@@ -161,6 +168,9 @@ class PredictPanel(QWidget):
         layout.addLayout(self._build_model_row())
         layout.addLayout(self._build_input_row())
         layout.addWidget(self.progress)
+        self.heatmap_progress = JobProgress(self.model.heatmaps.job, "pictures")
+        self.model.heatmaps.job.failed.connect(self._on_heatmaps_failed)
+        layout.addWidget(self.heatmap_progress)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.grid, 1)
         self._update_buttons()
@@ -195,6 +205,9 @@ class PredictPanel(QWidget):
             "about 8 times in 10."
         )
         self.threshold_spin.valueChanged.connect(self._on_threshold_changed)
+        self.heatmap_box = QCheckBox("Heatmaps")
+        self.heatmap_box.setToolTip("Lay over each picture where the model looked for its answer.")
+        self.heatmap_box.toggled.connect(self._on_heatmaps_toggled)
         self.csv_button = QPushButton("Save as CSV…")
         self.csv_button.setToolTip("One row per file, with its answer and top guesses.")
         self.csv_button.clicked.connect(self.save_csv)
@@ -210,6 +223,7 @@ class PredictPanel(QWidget):
             label.setToolTip(spin.toolTip())
             row.addWidget(label)
             row.addWidget(spin)
+        row.addWidget(self.heatmap_box)
         row.addWidget(self.csv_button)
         return row
 
@@ -219,6 +233,7 @@ class PredictPanel(QWidget):
         self.job.cancel()
         self.close_viewer()
         self.result = None
+        self.model.heatmaps.clear()
         self.model.set_predictions(())
         self.summary_label.setText(EMPTY_TEXT)
         models = saved_models(run_dir) if run_dir is not None else []
@@ -302,6 +317,7 @@ class PredictPanel(QWidget):
 
     def shutdown(self) -> None:
         self.close_viewer()
+        self.model.heatmaps.shutdown()
         self.job.cancel()
         self.job.wait()
         self.cache.clear()
@@ -312,7 +328,9 @@ class PredictPanel(QWidget):
     def show_result(self, result: PredictedPictures) -> None:
         self.result = result
         self.model.set_threshold(self.threshold)
+        self.model.heatmaps.clear()
         self.model.set_predictions(result.predictions)
+        self._on_heatmaps_toggled(self.heatmap_box.isChecked())
         self._show_summary()
         self._update_buttons()
 
@@ -333,6 +351,21 @@ class PredictPanel(QWidget):
         if not self.result.is_calibrated:
             text += ". These confidences are not calibrated yet: evaluate the run first"
         self.summary_label.setText(text + ".")
+
+    @Slot(bool)
+    def _on_heatmaps_toggled(self, checked: bool) -> None:
+        self.model.show_heatmaps = checked
+        readable = [str(p.path) for p in self.model.predictions if not p.error]
+        if checked and self.model_source is not None and readable:
+            self.model.heatmaps.draw(self.model_source, readable)
+        elif not checked:
+            self.model.heatmaps.job.cancel()
+        self.grid.viewport().update()
+
+    @Slot(str, str)
+    def _on_heatmaps_failed(self, message: str, _details: str) -> None:
+        self.heatmap_box.setChecked(False)
+        self.summary_label.setText(f"No heatmaps: {message}")
 
     @Slot(int)
     def _on_threshold_changed(self, _value: int) -> None:
