@@ -140,3 +140,14 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
             for action in section:
                 menu.addAction(action)
     return actions
+
+
+def update_actions(
+    actions: MainActions, *, is_running: bool, is_stopping: bool, can_resume: bool
+) -> None:
+    """Enable what can be done now: nothing that changes the run's settings while it trains."""
+    actions.start.setEnabled(not is_running)
+    actions.stop.setEnabled(is_running and not is_stopping)
+    actions.resume.setEnabled(not is_running and can_resume)
+    for action in (actions.open_folder, actions.use_demo, actions.auto):
+        action.setEnabled(not is_running)

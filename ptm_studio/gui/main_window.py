@@ -7,16 +7,17 @@ the panels show the run's events (connected by event type below).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QMainWindow
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QMainWindow, QWidget
 
 from ptm_studio.core.engine import events
 from ptm_studio.core.engine.events import TrainingFinished, TrainingStarted
 from ptm_studio.gui import dialogs, theme
-from ptm_studio.gui.actions import ActionHandlers, install_actions
+from ptm_studio.gui.actions import ActionHandlers, install_actions, update_actions
 from ptm_studio.gui.dataset_summary import DatasetSummary
 from ptm_studio.gui.device_probe import DeviceProbe
 from ptm_studio.gui.jobs.training import TrainerFactory, TrainingSession
@@ -25,7 +26,6 @@ from ptm_studio.gui.panels.dataset_panel import DatasetPanel
 from ptm_studio.gui.panels.metrics_panel import MetricsPanel
 from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
-from ptm_studio.gui.panels.predict_panel import dropped_paths
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
@@ -49,7 +49,6 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("PTM Studio")
         self.setWindowIcon(theme.icon("app"))
-        self.setAcceptDrops(True)
         self.settings = SettingsModel(parent=self)
         self.session = TrainingSession(self, runs_root=runs_root, trainer_factory=trainer_factory)
         self.dataset_panel = DatasetPanel(self.settings)
@@ -59,13 +58,12 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel()
         self.metrics_panel = MetricsPanel()
         self.predictions_panel = PredictionsPanel()
-        self.model_tabs = ModelTabs(
-            self.predictions_panel, self.show_predictions_tab, runs_root, self
-        )
+        self.model_tabs = ModelTabs(self.predictions_panel, self.show_tab, self.session, self)
         self.evaluation_panel = self.model_tabs.evaluation_panel
         self.predict_panel = self.model_tabs.predict_panel
         self.pretraining_panel = PretrainingPanel()
         self.run_controller = RunController(self.session, self.settings, self.dataset_panel, self)
+        self.model_tabs.is_closing = lambda: self.run_controller.is_closing
         self.layout_parts = lay_out_window(
             self,
             (self.dataset_panel, self.model_panel, self.objective_panel),
@@ -73,9 +71,7 @@ class MainWindow(QMainWindow):
             (
                 self.metrics_panel,
                 self.predictions_panel,
-                self.evaluation_panel,
-                self.predict_panel,
-                self.model_tabs.embedding_panel,
+                *self.model_tabs.panels,
                 self.pretraining_panel,
             ),
         )
@@ -90,8 +86,11 @@ class MainWindow(QMainWindow):
         if self.dataset_panel.open_first_folder(first, use_demo=use_demo):
             self.status.show("Showing the demo images. Choose your own folder with Ctrl+O.", 15000)
         self.device_probe = DeviceProbe(self)
-        self.device_probe.device_found.connect(self._on_device_found)
-        QTimer.singleShot(200, self._start_device_probe)
+        for panel in (self.layout_parts, self.training_panel, self.objective_panel):
+            self.device_probe.device_found.connect(panel.show_device)
+        # With the probe as context: a window closed at once starts no device check.
+        device = self.settings.config.device.device
+        QTimer.singleShot(200, self.device_probe, partial(self.device_probe.start, device))
 
     def _action_handlers(self) -> ActionHandlers:
         controller = self.run_controller
@@ -105,8 +104,8 @@ class MainWindow(QMainWindow):
             compare=controller.compare_with_pretraining,
             show_charts=self.show_charts,
             show_predictions=self.show_predictions_tab,
-            show_evaluation=self.show_evaluation_tab,
-            show_predict=self.show_predict_tab,
+            show_evaluation=lambda: self.show_tab(self.evaluation_panel),
+            show_predict=lambda: self.show_tab(self.predict_panel),
             evaluate_run=self.evaluation_panel.choose_run,
             export_model=self.model_tabs.open_export_dialog,
             show_about=lambda: dialogs.show_about(self),
@@ -154,7 +153,7 @@ class MainWindow(QMainWindow):
         connect(events.TrainingFinished, status.training_finished)
         connect(events.TrainingFinished, self._remember_speed)
         connect(events.TrainingFinished, self.run_controller.note_finished)
-        connect(events.TrainingFinished, self._evaluate_finished_run)
+        connect(events.TrainingFinished, self.model_tabs.run_finished)
 
     # ------------------------------------------------------------------ verbs
     @Slot()
@@ -165,13 +164,8 @@ class MainWindow(QMainWindow):
     def show_predictions_tab(self) -> None:
         self.layout_parts.tabs.setCurrentIndex(1)
 
-    @Slot()
-    def show_evaluation_tab(self) -> None:
-        self.layout_parts.tabs.setCurrentWidget(self.evaluation_panel)
-
-    @Slot()
-    def show_predict_tab(self) -> None:
-        self.layout_parts.tabs.setCurrentWidget(self.predict_panel)
+    def show_tab(self, panel: QWidget) -> None:
+        self.layout_parts.tabs.setCurrentWidget(panel)
 
     @Slot()
     def start_training(self) -> None:
@@ -213,17 +207,17 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _update_actions(self) -> None:
-        is_running, actions = self.session.is_running, self.main_actions
-        actions.start.setEnabled(not is_running)
-        actions.stop.setEnabled(is_running and not self.session.is_stopping)
-        actions.resume.setEnabled(not is_running and self.run_controller.resume_dir is not None)
-        for action in (actions.open_folder, actions.use_demo, actions.auto):
-            action.setEnabled(not is_running)
+        update_actions(
+            self.main_actions,
+            is_running=self.session.is_running,
+            is_stopping=self.session.is_stopping,
+            can_resume=self.run_controller.resume_dir is not None,
+        )
 
     @Slot(object)
     def _show_pretraining_tab(self, event: TrainingStarted) -> None:
         if event.task == "pretrain":
-            self.layout_parts.tabs.setCurrentWidget(self.pretraining_panel)
+            self.show_tab(self.pretraining_panel)
 
     @Slot(object)
     def _remember_speed(self, event: TrainingFinished) -> None:
@@ -236,12 +230,6 @@ class MainWindow(QMainWindow):
             )
 
     @Slot(object)
-    def _evaluate_finished_run(self, event: TrainingFinished) -> None:
-        request = self.session.last_request
-        if request is not None and not self.run_controller.is_closing:
-            self.model_tabs.run_finished(event, request.config.objective.task)
-
-    @Slot(object)
     def _on_dataset_changed(self, summary: DatasetSummary | None) -> None:
         if summary is None:
             self.objective_panel.set_dataset(0, [])
@@ -251,30 +239,6 @@ class MainWindow(QMainWindow):
         self.objective_panel.set_dataset(
             summary.num_train_images, counts, is_labeled=summary.is_labeled
         )
-
-    @Slot()
-    def _start_device_probe(self) -> None:
-        self.device_probe.start(self.settings.config.device.device)
-
-    @Slot(object)
-    def _on_device_found(self, info: object) -> None:
-        name, note = str(getattr(info, "name", "")), str(getattr(info, "note", ""))
-        self.layout_parts.device_status.setText(f"Device: {name}")
-        self.layout_parts.device_status.setToolTip(note)
-        self.training_panel.set_device(name, note)
-        self.objective_panel.set_device_kind(str(getattr(info, "kind", "cpu")))
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if dropped_paths(event):  # the images panel takes a folder dropped onto it itself
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        """Pictures or a folder dropped anywhere else are predicted by the trained model."""
-        paths = dropped_paths(event)
-        if paths:
-            event.acceptProposedAction()
-            self.show_predict_tab()
-            self.predict_panel.predict(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.session.is_running:

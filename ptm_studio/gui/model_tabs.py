@@ -7,26 +7,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QEvent, QObject, Slot
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QWidget
 
 from ptm_studio.core.engine.events import STATUS_FAILED, TrainingFinished
 from ptm_studio.gui.export_dialog import ExportDialog
+from ptm_studio.gui.jobs.training import TrainingSession
 from ptm_studio.gui.panels.embedding_panel import EmbeddingPanel
 from ptm_studio.gui.panels.evaluation_panel import EvaluationPanel
 from ptm_studio.gui.panels.predict_panel import PredictPanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
+from ptm_studio.gui.widgets.predicted_pictures import dropped_paths
 
 
 class ModelTabs(QObject):
     def __init__(
         self,
         gallery: PredictionsPanel,
-        show_gallery: Callable[[], None],
-        runs_root: Path | None,
-        parent: QObject | None = None,
+        show_tab: Callable[[QWidget], None],
+        session: TrainingSession,
+        window: QWidget,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(window)
+        self.show_tab, self.session = show_tab, session
+        self.is_closing: Callable[[], bool] = lambda: False  # the window says when it quits
+        runs_root = session.runs_root
         self.evaluation_panel = EvaluationPanel()
         self.predict_panel = PredictPanel()
         self.embedding_panel = EmbeddingPanel()
@@ -38,12 +46,37 @@ class ModelTabs(QObject):
         self.export_dialog: ExportDialog | None = None
         evaluation.evaluated.connect(gallery.show_evaluation)  # calibrated confidences
         evaluation.pictures_chosen.connect(gallery.show_pair)
-        evaluation.pictures_chosen.connect(show_gallery)
+        evaluation.pictures_chosen.connect(lambda *_cell: show_tab(gallery))
+        # Pictures or a folder dropped anywhere on the window but the images panel (which
+        # takes a folder itself) are predicted by the trained model.
+        window.setAcceptDrops(True)
+        window.installEventFilter(self)
 
-    def run_finished(self, event: TrainingFinished, task: str) -> None:
+    @property
+    def panels(self) -> tuple[QWidget, ...]:
+        """The tabs, in their order in the window."""
+        return (self.evaluation_panel, self.predict_panel, self.embedding_panel)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if kind in (QEvent.Type.DragEnter, QEvent.Type.Drop):
+            drop = cast(QDropEvent, event)  # a QDragEnterEvent is a QDropEvent too
+            paths = dropped_paths(drop)
+            if paths:
+                drop.acceptProposedAction()
+                if kind == QEvent.Type.Drop:
+                    self.show_tab(self.predict_panel)
+                    self.predict_panel.predict(paths)
+                return True
+        return super().eventFilter(watched, event)
+
+    @Slot(object)
+    def run_finished(self, event: TrainingFinished) -> None:
         """A finetuning run that saved a model is measured (and calibrated) straight away."""
+        request = self.session.last_request
+        is_finetuning = request is not None and request.config.objective.task == "finetune"
         saved_a_model = event.status != STATUS_FAILED and event.epochs_completed > 0
-        if task == "finetune" and saved_a_model and event.run_dir is not None:
+        if is_finetuning and saved_a_model and event.run_dir is not None and not self.is_closing():
             self.evaluation_panel.set_run(event.run_dir)
             self.evaluation_panel.evaluate()
             self.use_run(event.run_dir)

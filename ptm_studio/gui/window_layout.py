@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
@@ -33,6 +33,12 @@ class WindowLayout:
     splitter: QSplitter
     tabs: QTabWidget
     device_status: QLabel
+
+    @Slot(object)
+    def show_device(self, info: object) -> None:
+        """The device the check found (a DeviceInfo), in the status bar."""
+        self.device_status.setText(f"Device: {getattr(info, 'name', '')}")
+        self.device_status.setToolTip(str(getattr(info, "note", "")))
 
 
 def lay_out_window(

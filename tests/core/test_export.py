@@ -20,7 +20,7 @@ from PIL import Image
 from training_helpers import train_and_record
 
 from ptm_studio.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from ptm_studio.cli_arguments import EXPORT_FORMATS
+from ptm_studio.cli_use_arguments import EXPORT_FORMATS
 from ptm_studio.core import export_files
 from ptm_studio.core.checkpoints import read_meta, save_checkpoint
 from ptm_studio.core.config import DataConfig, DeviceConfig, OptimConfig, RunConfig

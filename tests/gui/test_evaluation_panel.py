@@ -70,7 +70,7 @@ def test_clicking_a_matrix_cell_shows_exactly_those_pictures_in_the_gallery(
     window = make_window()
     evaluation = _evaluation(tmp_path / "pictures")
     window.evaluation_panel.show_evaluation(evaluation)
-    window.show_evaluation_tab()
+    window.show_tab(window.evaluation_panel)
     gallery = window.predictions_panel
     assert gallery.model.rowCount() == len(TRUE)
     assert "confidences are calibrated" in gallery.summary_label.text()

@@ -27,9 +27,10 @@ from ptm_studio.gui.panels.dataset_panel import DatasetPanel
 from ptm_studio.gui.panels.metrics_panel import MetricsPanel
 from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
-from ptm_studio.gui.panels.predictions_panel import PredictionsPanel, RecordRole
+from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
+from ptm_studio.gui.widgets.prediction_grid import RecordRole
 from ptm_studio.gui.wording import format_duration
 
 PANELS = [

@@ -108,3 +108,24 @@ def test_a_replaced_job_starts_when_the_old_one_ends_without_blocking_the_window
     release.set()
     qtbot.waitUntil(lambda: results == ["new"], timeout=10_000)
     qtbot.waitUntil(lambda: not job.is_running, timeout=5000)
+
+
+def test_cancelling_a_replacement_that_waits_to_start_says_cancelled(qtbot: Any) -> None:
+    """Cancel pressed while a restarted job waits for the old one to end: the panel must hear
+    "cancelled" (it shows the replacement as running), and the replacement never runs."""
+    import threading
+
+    job = Job("ptm-test")
+    release, ran = threading.Event(), []
+
+    def stubborn(context: JobContext) -> str:
+        release.wait(10)
+        return "old"
+
+    job.start(stubborn)
+    job.restart(lambda context: ran.append("new"))
+    with qtbot.waitSignal(job.cancelled, timeout=5000):
+        job.cancel()
+    release.set()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=10_000)
+    assert ran == []

@@ -181,10 +181,13 @@ class Job(QObject):
 
     def cancel(self) -> None:
         """Ask the run to stop (thread-safe flag, direct call); a replacement waiting to start
-        is dropped."""
+        is dropped, and reported as cancelled (it is what the user sees as running)."""
+        replacement_dropped = self._next_work is not None
         self._next_work = None
         if self._worker is not None:
             self._worker.context.stop_request.request()
+        if replacement_dropped:
+            self.cancelled.emit()
 
     def wait(self, timeout_ms: int = 60_000) -> bool:
         """Block until the thread has ended (shutdown, tests); True when it did."""

@@ -222,6 +222,11 @@ class ObjectivePanel(QGroupBox):
         self._backbone_spec = spec
         self.update_estimate()
 
+    @Slot(object)
+    def show_device(self, info: object) -> None:
+        """The device the check at launch found (a DeviceInfo): it changes the estimate."""
+        self.set_device_kind(str(getattr(info, "kind", "cpu")))
+
     def set_device_kind(self, kind: str) -> None:
         self._device_kind = kind
         self.update_estimate()

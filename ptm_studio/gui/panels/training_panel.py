@@ -147,6 +147,11 @@ class TrainingPanel(QGroupBox):
         if self.start_button.isEnabled():
             self.status_label.setText(text)
 
+    @Slot(object)
+    def show_device(self, info: object) -> None:
+        """The device the check at launch found (a DeviceInfo)."""
+        self.set_device(str(getattr(info, "name", "")), str(getattr(info, "note", "")))
+
     def set_device(self, name: str, note: str = "") -> None:
         self.device_label.setText(f"{name} — {note}" if note else name)
 
