@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -75,6 +76,20 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_writer(path, "w") as handle:
         handle.write(text)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON: NaN and ±Inf become null (JSON has no such numbers), paths and
+    keys become strings; dicts, lists and tuples are converted all the way down."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:

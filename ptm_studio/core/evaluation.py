@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ptm_studio.core.atomic_io import json_safe
 from ptm_studio.core.calibration import Calibration, calibrate, save_calibration, softmax
 from ptm_studio.core.checkpoints import META_FILE, CheckpointError, read_meta
 from ptm_studio.core.engine.events import PredictionRecord
@@ -89,7 +90,7 @@ class Evaluation:
     def as_json(self) -> dict[str, Any]:
         """Everything but the per-picture records, as plain JSON values (NaN becomes null)."""
         calibration = self.calibration
-        return _finite_or_none(
+        return json_safe(
             {
                 "checkpoint": str(self.checkpoint) if self.checkpoint else None,
                 "class_names": list(self.class_names),
@@ -276,16 +277,6 @@ def _save_calibration_if_same_weights(
         LOGGER.warning("%s changed during the evaluation: its calibration is not saved", folder)
         return
     save_calibration(folder, evaluation.calibration, evaluation.num_pictures, digest)
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_or_none(item) for item in value]
-    return value
 
 
 def _records(

@@ -32,6 +32,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
+from ptm_studio.core.atomic_io import json_safe
 from ptm_studio.core.calibration import softmax
 from ptm_studio.core.data import load_image
 from ptm_studio.core.export_files import DESCRIPTION_FILE, FILE_NAMES, quiet_torch_deprecations
@@ -120,11 +121,9 @@ class ParityReport:
             "file": self.file,
             "pictures": self.pictures,
             "same_answers": self.same_answers,
-            "largest_probability_difference": _finite_or_none(self.largest_difference),
+            "largest_probability_difference": json_safe(self.largest_difference),
             "same_input_answers": self.same_input_answers,
-            "same_input_largest_probability_difference": _finite_or_none(
-                self.same_input_difference
-            ),
+            "same_input_largest_probability_difference": json_safe(self.same_input_difference),
             "tolerances": {
                 "end_to_end": END_TO_END_TOLERANCE,
                 "same_input": SAME_INPUT_TOLERANCE,
@@ -391,7 +390,3 @@ def _short(error: BaseException) -> str:
         return f"it has no {error.args[0]!r}"
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 300 else text[:299] + "…"
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

@@ -28,3 +28,13 @@ def default_log_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_log_dir(APP_FOLDER_NAME, appauthor=False))
+
+
+def unused_folder(parent: Path, name: str, *, empty_is_unused: bool = False) -> Path:
+    """``parent/name``, or ``name 2``, ``name 3``… : the first that does not exist (or, with
+    ``empty_is_unused``, is an empty folder), so saving never writes over files already there."""
+    candidate, number = parent / name, 1
+    while candidate.exists() and not (empty_is_unused and not any(candidate.iterdir())):
+        number += 1
+        candidate = parent / f"{name} {number}"
+    return candidate

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ptm_studio.core.atomic_io import write_json_atomic, write_text_atomic
+from ptm_studio.core.atomic_io import json_safe, write_json_atomic, write_text_atomic
 from ptm_studio.core.checkpoints import (
     META_FILE,
     MODEL_FILE,
@@ -100,7 +100,7 @@ class RunDirectory:
         status.update(fields)
         status["updated"] = datetime.now().isoformat(timespec="seconds")
         status.setdefault("created", status["updated"])
-        write_json_atomic(self.status_path, _json_safe(status))
+        write_json_atomic(self.status_path, json_safe(status))
 
     def read_status(self) -> dict[str, Any]:
         try:
@@ -109,7 +109,7 @@ class RunDirectory:
             return {}
 
     def append_metrics(self, records: Iterable[dict[str, Any]]) -> None:
-        lines = "".join(json.dumps(_json_safe(record)) + "\n" for record in records)
+        lines = "".join(json.dumps(json_safe(record)) + "\n" for record in records)
         if not lines:
             return
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
@@ -404,16 +404,3 @@ def load_run(path: str | Path) -> RunDirectory:
 def _safe_folder_name(name: str) -> str:
     cleaned = re.sub(r"[^\w.\- ]+", "_", name, flags=re.UNICODE).strip(" .")
     return cleaned[:100] or "run"
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/Inf become null so every line stays valid JSON."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value

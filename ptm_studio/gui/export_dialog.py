@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.export import FORMATS, ExportResult, export_model
+from ptm_studio.core.locations import unused_folder
 from ptm_studio.core.runs import saved_models
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.core_work import core_work
@@ -39,12 +40,8 @@ FORMAT_WORDS = {
 
 
 def default_destination(run_dir: Path) -> Path:
-    """<run>/export, or <run>/export 2 … when that is taken: never an existing folder."""
-    candidate, number = run_dir / "export", 1
-    while candidate.exists() and any(candidate.iterdir()):
-        number += 1
-        candidate = run_dir / f"export {number}"
-    return candidate
+    """<run>/export, or <run>/export 2 … when that holds files (an empty one will do)."""
+    return unused_folder(run_dir, "export", empty_is_unused=True)
 
 
 class ExportDialog(QDialog):

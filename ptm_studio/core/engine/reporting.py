@@ -5,10 +5,10 @@ Plain functions of the run's state, so the Trainer keeps only the order in which
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
+from ptm_studio.core.atomic_io import json_safe
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.events import (
     BatchFinished,
@@ -118,10 +118,6 @@ def checkpoint_meta(config: RunConfig, task: TrainingTask, progress: RunProgress
         "std": list(task.spec.std),
         "epoch": progress.epochs_completed,
         "global_step": progress.global_step,
-        "val_accuracy": _finite_or_none(progress.final_val_accuracy),
+        "val_accuracy": json_safe(progress.final_val_accuracy),
         **task.meta(),
     }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

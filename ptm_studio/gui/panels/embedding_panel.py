@@ -38,6 +38,7 @@ from ptm_studio.core.embeddings import (
 )
 from ptm_studio.core.engine.setup import validation_records
 from ptm_studio.core.inference import ModelSource, Prediction, collect_image_paths
+from ptm_studio.core.locations import unused_folder
 from ptm_studio.core.runs import load_run, saved_models
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.job import Job, JobContext
@@ -101,16 +102,6 @@ def map_pictures(
             class_names, feature_dim = predictor.class_names, predictor.model.feature_dim
     embeddings = Embeddings.joined(parts, feature_dim)
     return EmbeddingMap(embeddings, project_2d(embeddings.features), class_names)
-
-
-def new_folder(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``name 2``, ``name 3``… : a folder that does not exist yet, so
-    saving never writes over files already there."""
-    candidate, number = parent / name, 1
-    while candidate.exists():
-        number += 1
-        candidate = parent / f"{name} {number}"
-    return candidate
 
 
 def colour_groups(embeddings: Embeddings, colour_by: str) -> tuple[list[str], np.ndarray]:
@@ -248,7 +239,7 @@ class EmbeddingPanel(QWidget):
         if not chosen:
             return
         run_name = self.source.path.name if self.source else "pictures"
-        folder = new_folder(Path(chosen), f"features of {run_name}")
+        folder = unused_folder(Path(chosen), f"features of {run_name}")
         try:
             saved = save_embeddings(self.result.embeddings, folder, self.result.projection)
         except OSError as error:
