@@ -1,13 +1,16 @@
-"""Choices made before a run starts: Auto's settings, a backbone's usual image size, and a rough
-time estimate. The window shows them; the decisions live here so the command line and a future
-Auto recipe make the same ones."""
+"""Choices made before a run starts: Auto's settings, a backbone's usual image size, a rough time
+estimate, whether the pictures chosen can train at all, and the task a folder without classes
+needs. The window shows them; the decisions live here so the command line and a future Auto
+recipe make the same ones."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 
-from ptm_studio.core.config import RunConfig
+from ptm_studio.core.config import PRETRAIN_LOSSES, SUPERVISED_LOSSES, ObjectiveConfig, RunConfig
+from ptm_studio.core.data.manifest import DatasetError, DatasetScan
+from ptm_studio.core.data.preflight import preflight
 from ptm_studio.core.data.problems import IMBALANCE_WARNING_RATIO
 from ptm_studio.core.models import get_backbone_spec
 
@@ -81,3 +84,104 @@ def estimate_images_per_second(parameter_count: int, image_size: int, device_kin
     scale = max(1.0, parameter_count / 1e5) ** 0.8 * (image_size / 64) ** 2
     speed = min(3000.0, 20000.0 / scale)
     return speed * (20.0 if device_kind in GPU_KINDS else 1.0)
+
+
+def why_it_cannot_train(scan: DatasetScan, config: RunConfig) -> DatasetError | None:
+    """Why the pictures ``scan`` found cannot train with ``config`` (its task, validation share
+    and allowed share of bad files), or None when they can: the very check a run makes before
+    it starts (``preflight``), made while the user is still choosing."""
+    try:
+        preflight(
+            scan,
+            task=config.objective.task,
+            validation_fraction=config.data.validation_fraction,
+            max_bad_file_fraction=config.data.max_bad_file_fraction,
+        )
+    except DatasetError as error:
+        return error
+    return None
+
+
+# What :func:`choose_task` just did, for the window to put into words.
+TASK_UNCHANGED = ""
+TASK_SWITCHED = "switched"  # to pretraining: the folder has pictures but no classes
+TASK_SWITCH_KEPT = "kept"  # an earlier automatic switch still has its reason
+TASK_RESTORED = "restored"  # the reason went away: the user's own task is back
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    """The task (and loss) to train a folder with, and whether PTM Studio chose it.
+
+    ``replaced`` holds the user's own (task, loss) while an automatic choice stands in for it,
+    so the switch can be undone when its reason goes away; None when the task is the user's.
+    """
+
+    task: str
+    loss: str
+    replaced: tuple[str, str] | None = None
+    change: str = TASK_UNCHANGED
+
+    @property
+    def is_automatic(self) -> bool:
+        return self.replaced is not None
+
+
+def needs_pretraining(scan: DatasetScan | None) -> bool:
+    """Pictures without any class folders: only pretraining can learn from them."""
+    return scan is not None and scan.layout == "unlabeled" and bool(scan.records)
+
+
+def choose_task(
+    scan: DatasetScan | None,
+    objective: ObjectiveConfig,
+    earlier: TaskChoice | None,
+    *,
+    user_chose_task: bool = False,
+) -> TaskChoice:
+    """The task for the folder ``scan`` describes, never overriding a choice the user made.
+
+    Args:
+        scan: the folder just looked at (None: none, or it could not be read).
+        objective: the task and loss the settings hold now.
+        earlier: the automatic choice made for an earlier folder, if any. When the settings no
+            longer hold its task, someone (the user, a resumed run) chose another since: it is
+            theirs, and no longer undone.
+        user_chose_task: the user chose the task themselves (in the Task box, by resuming a
+            run, in an earlier session): it is never changed for them.
+
+    A folder of pictures without classes switches finetuning to pretraining (the only task it
+    can train); any other folder undoes that switch, back to the user's own task and loss.
+    """
+    if earlier is not None and (not earlier.is_automatic or earlier.task != objective.task):
+        earlier = None
+    if user_chose_task and earlier is None:
+        return TaskChoice(objective.task, objective.loss)
+    if needs_pretraining(scan):
+        if earlier is not None:
+            return replace(earlier, loss=objective.loss, change=TASK_SWITCH_KEPT)
+        if objective.task == "pretrain":
+            return TaskChoice(objective.task, objective.loss)  # the user's own choice
+        loss = objective.loss if objective.loss in PRETRAIN_LOSSES else PRETRAIN_LOSSES[0]
+        return TaskChoice("pretrain", loss, (objective.task, objective.loss), TASK_SWITCHED)
+    if earlier is not None and earlier.replaced is not None:
+        task, loss = earlier.replaced
+        if loss not in (PRETRAIN_LOSSES if task == "pretrain" else SUPERVISED_LOSSES):
+            loss = SUPERVISED_LOSSES[0]
+        return TaskChoice(task, loss, None, TASK_RESTORED)
+    return TaskChoice(objective.task, objective.loss)
+
+
+def with_task(config: RunConfig, choice: TaskChoice) -> RunConfig:
+    """``config`` training with the task and loss of ``choice``."""
+    objective = replace(config.objective, task=choice.task, loss=choice.loss)
+    return replace(config, objective=objective)
+
+
+def as_the_user_chose(config: RunConfig, choice: TaskChoice | None) -> RunConfig:
+    """``config`` with an automatic task choice undone: what to remember for the next launch
+    (that folder switches it again, and says so)."""
+    if choice is None or choice.replaced is None or config.objective.task != choice.task:
+        return config
+    task, loss = choice.replaced
+    return with_task(config, TaskChoice(task, loss))

@@ -143,10 +143,16 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
 
 
 def update_actions(
-    actions: MainActions, *, is_running: bool, is_stopping: bool, can_resume: bool
+    actions: MainActions,
+    *,
+    is_running: bool,
+    is_stopping: bool,
+    can_resume: bool,
+    can_start: bool = True,
 ) -> None:
-    """Enable what can be done now: nothing that changes the run's settings while it trains."""
-    actions.start.setEnabled(not is_running)
+    """Enable what can be done now: nothing that changes the run's settings while it trains,
+    and no Start before the images shown can train (``can_start``)."""
+    actions.start.setEnabled(not is_running and can_start)
     actions.stop.setEnabled(is_running and not is_stopping)
     actions.resume.setEnabled(not is_running and can_resume)
     for action in (actions.open_folder, actions.use_demo, actions.auto):

@@ -16,6 +16,9 @@ from ptm_studio.core.config import DataConfig
 from ptm_studio.core.data import DatasetScan, DataSplit, ImageRecord, split_for_run
 
 EXAMPLES_PER_CLASS = 24
+# Pictures between two progress reports: often enough that a small or slow folder shows how far
+# it is (the Job passes on at most ten reports a second, however often they come).
+SCAN_REPORT_EVERY = 16
 
 ScanFunction = Callable[..., "DatasetSummary"]
 """``scan(root, *, progress, should_stop) -> DatasetSummary`` (tests pass their own)."""
@@ -94,16 +97,19 @@ def scan_dataset(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     split_settings: SplitSettings | None = None,
+    report_every: int = SCAN_REPORT_EVERY,
 ) -> DatasetSummary:
     """Run the core scan on ``root`` and describe it; ``progress(done, total)`` (0 while the
-    total is unknown), ``should_stop() -> bool``."""
+    total is unknown) every ``report_every`` pictures, ``should_stop() -> bool``."""
     from ptm_studio.core.data import scan_folder
 
     def report(done: int, total: int | None) -> None:
         if progress is not None:
             progress(done, total or 0)
 
-    scan = scan_folder(Path(root), on_progress=report, should_cancel=should_stop)
+    scan = scan_folder(
+        Path(root), on_progress=report, should_cancel=should_stop, report_every=report_every
+    )
     return summarize_scan(scan, split_settings or SplitSettings())
 
 

@@ -32,7 +32,7 @@ from ptm_studio.gui.panels.training_panel import TrainingPanel
 from ptm_studio.gui.run_controller import RunController
 from ptm_studio.gui.run_history import RunHistory
 from ptm_studio.gui.settings_model import SettingsModel
-from ptm_studio.gui.status_messages import StatusMessages, ready_text
+from ptm_studio.gui.status_messages import StatusMessages, start_text
 from ptm_studio.gui.window_layout import lay_out_window
 from ptm_studio.gui.window_settings import restore_window_settings, save_window_settings
 
@@ -55,6 +55,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel(self.settings)
         self.model_panel.runs_root = runs_root
         self.objective_panel = ObjectivePanel(self.settings)
+        self.dataset_panel.folder_task.write_task = self.objective_panel.set_task
         self.training_panel = TrainingPanel()
         self.metrics_panel = MetricsPanel()
         self.predictions_panel = PredictionsPanel()
@@ -80,7 +81,7 @@ class MainWindow(QMainWindow):
         self.status = StatusMessages(self.statusBar())
         self._connect_panels()
         self._connect_run_events()
-        self._update_actions()
+        self._on_readiness_changed(self.dataset_panel.is_ready)  # no images yet: Start waits
         folder = restore_window_settings(self, self.layout_parts.splitter, self.settings)
         first = initial_folder or (Path(folder) if folder else None)
         if self.dataset_panel.open_first_folder(first, use_demo=use_demo):
@@ -118,6 +119,7 @@ class MainWindow(QMainWindow):
         training.resume_requested.connect(controller.resume_training)
         self.dataset_panel.dataset_changed.connect(self._on_dataset_changed)
         self.dataset_panel.dataset_changed.connect(self.status.dataset_changed)
+        self.dataset_panel.readiness_changed.connect(self._on_readiness_changed)
         self.model_panel.backbone_changed.connect(self.objective_panel.set_backbone)
         self.objective_panel.set_backbone(self.model_panel.current_spec)
         self.session.running_changed.connect(self._on_running_changed)
@@ -170,6 +172,10 @@ class MainWindow(QMainWindow):
     @Slot()
     def start_training(self) -> None:
         """Start a new run with the settings shown, once they are checked."""
+        dataset = self.dataset_panel
+        if dataset.summary is not None and not dataset.is_ready:  # Start is disabled then
+            dialogs.show_info(self, "Cannot start yet", self._start_text())
+            return
         self.run_controller.start_new_run()
 
     @Slot()
@@ -212,6 +218,7 @@ class MainWindow(QMainWindow):
             is_running=self.session.is_running,
             is_stopping=self.session.is_stopping,
             can_resume=self.run_controller.resume_dir is not None,
+            can_start=self.dataset_panel.is_ready,
         )
 
     @Slot(object)
@@ -234,10 +241,27 @@ class MainWindow(QMainWindow):
         if summary is None:
             self.objective_panel.set_dataset(0, [])
             return
-        self.training_panel.show_ready(ready_text(summary, self.dataset_panel.is_showing_demo))
         counts = [item.train_count for item in summary.classes]
-        self.objective_panel.set_dataset(
-            summary.num_train_images, counts, is_labeled=summary.is_labeled
+        self.objective_panel.set_dataset(summary.num_train_images, counts)
+
+    @Slot(bool)
+    def _on_readiness_changed(self, is_ready: bool) -> None:
+        """Start only for images that can train; the idle line says why it waits."""
+        if self.dataset_panel.summary is None:
+            self.objective_panel.set_dataset(0, [])  # no estimate from the folder before
+            self.status.show("")  # nor its count in the status bar
+        self.training_panel.set_can_start(is_ready)
+        self.training_panel.show_ready(self._start_text())
+        self._update_actions()
+
+    def _start_text(self) -> str:
+        dataset = self.dataset_panel
+        return start_text(
+            dataset.summary,
+            dataset.blocker,
+            is_checking=dataset.is_checking,
+            folder=dataset.folder,
+            is_demo=dataset.is_showing_demo,
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -249,7 +273,8 @@ class MainWindow(QMainWindow):
                 self.run_controller.is_closing = True
                 self.stop_training()
             return
-        save_window_settings(self, self.layout_parts.splitter, self.settings)
+        remembered = self.dataset_panel.folder_task.remembered_config()
+        save_window_settings(self, self.layout_parts.splitter, remembered)
         self.dataset_panel.shutdown()
         self.predictions_panel.shutdown()
         self.model_tabs.shutdown()

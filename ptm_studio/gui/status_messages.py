@@ -8,6 +8,7 @@ import logging
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QStatusBar
 
+from ptm_studio.core.data.manifest import DatasetError
 from ptm_studio.core.engine.events import (
     STATUS_COMPLETED,
     STATUS_FAILED,
@@ -36,6 +37,24 @@ def ready_text(summary: DatasetSummary, is_demo: bool) -> str:
     else:
         ready = f"Ready: {where} ({summary.num_images}, no classes) for pretraining. Press Start"
     return ready + (", or choose your own folder (Ctrl+O)." if is_demo else ".")
+
+
+def start_text(
+    summary: DatasetSummary | None,
+    blocker: DatasetError | None,
+    *,
+    is_checking: bool,
+    folder: str,
+    is_demo: bool,
+) -> str:
+    """The training panel's idle line: ready, or why Start waits (the images panel says more)."""
+    if is_checking:
+        return f"Looking at {folder} … Start is possible once its pictures have been checked."
+    if summary is None:
+        return "Choose a folder of images (step 1), then press Start."
+    if blocker is not None:
+        return f"Cannot start yet: {blocker.message} Step 1 says what to do."
+    return ready_text(summary, is_demo)
 
 
 class StatusMessages(QObject):

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.gui.plain_text import plain_label
+from ptm_studio.gui.widgets.wheel_guard import WheelGuard, guard_wheel
 
 TABS = (
     ("Charts", "Live curves of the training (Ctrl+1)."),
@@ -33,6 +34,8 @@ class WindowLayout:
     splitter: QSplitter
     tabs: QTabWidget
     device_status: QLabel
+    settings_scroll: QScrollArea
+    wheel_guard: WheelGuard
 
     @Slot(object)
     def show_device(self, info: object) -> None:
@@ -57,6 +60,8 @@ def lay_out_window(
     settings_scroll.setWidget(settings_column)
     settings_scroll.setWidgetResizable(True)
     settings_scroll.setMinimumWidth(460)
+    # The wheel scrolls the settings; it never changes the box that passes under the pointer.
+    wheel_guard = guard_wheel(settings_scroll)
     tabs = QTabWidget()
     for index, (panel, (title, tip)) in enumerate(zip(result_tabs, TABS, strict=True)):
         tabs.addTab(panel, title)
@@ -74,4 +79,4 @@ def lay_out_window(
     window.setCentralWidget(splitter)
     device_status = plain_label("Checking the device…", word_wrap=False)
     window.statusBar().addPermanentWidget(device_status)
-    return WindowLayout(splitter, tabs, device_status)
+    return WindowLayout(splitter, tabs, device_status, settings_scroll, wheel_guard)

@@ -39,10 +39,12 @@ def restore_window_settings(
     return folder
 
 
-def save_window_settings(window: QMainWindow, splitter: QSplitter, settings: SettingsModel) -> None:
+def save_window_settings(window: QMainWindow, splitter: QSplitter, config: RunConfig) -> None:
+    """``config``: the settings to start from next time (the user's own choices: an automatic
+    task switch is undone by the caller, so it is made again, and said, for that folder)."""
     stored = QSettings()
     stored.setValue("window/geometry", window.saveGeometry())
     stored.setValue("window/state", window.saveState())
     stored.setValue("window/splitter", splitter.saveState())
-    stored.setValue("last/folder", settings.config.data.data_dir or "")
-    stored.setValue("last/config", settings.config.for_another_run().to_json())
+    stored.setValue("last/folder", config.data.data_dir or "")
+    stored.setValue("last/config", config.for_another_run().to_json())

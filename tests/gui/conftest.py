@@ -8,7 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,21 @@ def tiny_dataset(tmp_path: Path) -> Path:
     root = tmp_path / "images"
     make_sample_images(root, classes=TINY_CLASSES, per_class=6, size=16)
     return root
+
+
+@pytest.fixture
+def make_unlabelled_folder(tmp_path: Path) -> Callable[..., Path]:
+    """``make(name, count=8)``: a folder of ``count`` tiny pictures and no class subfolders."""
+
+    def make(name: str = "flat", count: int = 8) -> Path:
+        root = tmp_path / name
+        images = make_sample_images(root, classes=("only",), per_class=count)
+        for path in images["only"]:
+            path.rename(root / path.name)
+        (root / "only").rmdir()
+        return root
+
+    return make
 
 
 @pytest.fixture

@@ -3,11 +3,14 @@ value back changed, and a folder without classes leaves settings that can start.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.data import scan_folder
 from ptm_studio.gui.jobs.job import Job, JobContext
+from ptm_studio.gui.panels.folder_task import FolderTask
 from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
 from ptm_studio.gui.settings_model import SettingsModel
@@ -51,11 +54,14 @@ def test_a_network_the_list_does_not_offer_is_kept_until_the_user_picks_one(qtbo
 
 
 def test_a_folder_without_classes_switches_to_pretraining_with_a_loss_that_can_start(
-    qtbot: Any, tmp_path: Path
+    qtbot: Any, tmp_path: Path, make_unlabelled_folder: Callable[..., Path]
 ) -> None:
     panel = _objective(qtbot, RunConfig())
     panel.pretrain_settings.monitor_edit.setText(str(tmp_path))  # ignored while finetuning
-    panel.set_dataset(12, [], is_labeled=False)
+    folder_task = FolderTask(panel.settings)
+    folder_task.write_task = panel.set_task  # as the window wires it
+    folder_task.follow(scan_folder(make_unlabelled_folder()))
+    assert folder_task.choice is not None and folder_task.choice.is_automatic
     config = panel.settings.config.validate()  # no ConfigError: the loss goes with the task
     assert (config.objective.task, config.objective.loss) == ("pretrain", "nt_xent")
     assert config.data.monitor_dir == str(tmp_path)  # the box's folder, kept for pretraining
@@ -74,15 +80,13 @@ def test_a_change_made_while_the_panels_hear_of_another_leaves_them_all_up_to_da
 
 
 def test_an_unlabelled_folder_in_the_window_can_be_trained_at_once(
-    qtbot: Any, make_window: Any, fake_trainer: type[FakeTrainer], tmp_path: Path
+    qtbot: Any,
+    make_window: Any,
+    fake_trainer: type[FakeTrainer],
+    make_unlabelled_folder: Callable[..., Path],
 ) -> None:
-    from ptm_studio.gui.panels._preview import make_sample_images
-
-    images = make_sample_images(tmp_path / "flat", classes=("only",), per_class=8)
-    for path in images["only"]:
-        path.rename(tmp_path / "flat" / path.name)
-    (tmp_path / "flat" / "only").rmdir()
-    window = make_window(trainer_factory=fake_trainer, initial_folder=tmp_path / "flat")
+    folder = make_unlabelled_folder()
+    window = make_window(trainer_factory=fake_trainer, initial_folder=folder)
     qtbot.waitUntil(lambda: window.settings.config.objective.task == "pretrain", timeout=5000)
     with qtbot.waitSignal(window.session.training_finished, timeout=10_000):
         window.start_training()

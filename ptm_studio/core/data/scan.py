@@ -24,7 +24,14 @@ from ptm_studio.core.data.manifest import (
 )
 from ptm_studio.core.data.preflight import preflight
 from ptm_studio.core.data.problems import ScanFacts, find_problems, imbalance_ratio
-from ptm_studio.core.data.walk import FoundFile, Listing, ProgressReporter, fingerprint, list_tree
+from ptm_studio.core.data.walk import (
+    PROGRESS_EVERY,
+    FoundFile,
+    Listing,
+    ProgressReporter,
+    fingerprint,
+    list_tree,
+)
 
 __all__ = [
     "DatasetError",
@@ -69,6 +76,7 @@ def scan_folder(
     verify_images: bool = True,
     on_progress: Callable[[int, int | None], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    report_every: int = PROGRESS_EVERY,
 ) -> DatasetScan:
     """Find every image under ``root``, label it from its folders and report what is wrong.
 
@@ -78,6 +86,8 @@ def scan_folder(
             names are checked.
         on_progress: called with (done, total) now and then; total is None while still listing.
         should_cancel: polled often; when it returns True the scan raises ScanCancelled.
+        report_every: files between two progress reports (a window that throttles the
+            reports itself asks for more, so a small or slow folder still shows its progress).
 
     Raises:
         DatasetError: ``root`` is not a folder.
@@ -89,7 +99,7 @@ def scan_folder(
             f"The folder {folder} does not exist (or is not a folder).",
             "Check the path, or choose the folder that holds your pictures again.",
         )
-    progress = ProgressReporter(on_progress, should_cancel)
+    progress = ProgressReporter(on_progress, should_cancel, report_every=report_every)
     progress.step(0, None, force=True)
     listing = list_tree(folder, progress)
     files, link_copies = _without_link_copies(listing.files)

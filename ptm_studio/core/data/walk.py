@@ -32,7 +32,7 @@ JUNK_NAMES = frozenset(
 )
 
 _CANCEL_CHECK_EVERY = 64
-_PROGRESS_EVERY = 512
+PROGRESS_EVERY = 512  # files between two progress reports, unless asked otherwise
 
 
 def is_junk_name(name: str) -> bool:
@@ -47,9 +47,12 @@ class ProgressReporter:
         self,
         on_progress: Callable[[int, int | None], None] | None,
         should_cancel: Callable[[], bool] | None,
+        *,
+        report_every: int = PROGRESS_EVERY,
     ) -> None:
         self._on_progress = on_progress
         self._should_cancel = should_cancel
+        self._report_every = max(1, report_every)
 
     def check_cancel(self) -> None:
         if self._should_cancel is not None and self._should_cancel():
@@ -59,7 +62,7 @@ class ProgressReporter:
         """Report ``done`` of ``total``; checks for cancel every few steps."""
         if force or done % _CANCEL_CHECK_EVERY == 0:
             self.check_cancel()
-        if self._on_progress is not None and (force or done % _PROGRESS_EVERY == 0):
+        if self._on_progress is not None and (force or done % self._report_every == 0):
             self._on_progress(done, total)
 
 

@@ -2,9 +2,14 @@
 
 Shows classes with counts (and a bar per class), example thumbnails of the selected class, the
 split the run will use (the core's own split, with the settings' validation share), and the
-problems found with what to do about each. A folder with no class subfolders is accepted for
-pretraining. The folder is a setting (``data.data_dir``): the panel scans whatever folder the
-settings name, whoever chose it (the user, a resumed run, the last session).
+problems found with what to do about each, first of all anything that keeps the folder from
+training with the settings (the core's own check before a run). A folder with no class
+subfolders switches the task to pretraining, and a folder with classes switches it back
+(:class:`FolderTask`: only a switch PTM Studio made, never the user's own choice), with a
+notice saying so. The folder is a setting (``data.data_dir``): the panel scans whatever folder
+the settings name, whoever chose it (the user, a resumed run, the last session). The moment
+another folder is named, what described the previous one is cleared and the panel is not ready
+(``readiness_changed``) until the new one has been looked at and can train.
 """
 
 from __future__ import annotations
@@ -26,15 +31,14 @@ from PySide6.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from ptm_studio.core.config import RunConfig
+from ptm_studio.core.data.manifest import DatasetError
 from ptm_studio.gui import dialogs, theme
 from ptm_studio.gui.dataset_summary import (
-    ClassSummary,
     DatasetSummary,
     ScanFunction,
     SplitSettings,
@@ -43,12 +47,19 @@ from ptm_studio.gui.dataset_summary import (
 )
 from ptm_studio.gui.device_probe import demo_folder
 from ptm_studio.gui.jobs.job import Job, JobContext
+from ptm_studio.gui.panels.dataset_words import (
+    blocker_of,
+    describe_counts,
+    describe_folder,
+    fill_problem_tree,
+    verdict_settings,
+)
+from ptm_studio.gui.panels.folder_task import FolderTask
 from ptm_studio.gui.plain_text import plain_label, plain_tooltip
 from ptm_studio.gui.settings_model import SettingsModel
+from ptm_studio.gui.widgets.job_progress import JobProgress
 from ptm_studio.gui.widgets.settings_binding import show_text
 from ptm_studio.gui.widgets.thumbnail_grid import PathListModel, ThumbnailCache, ThumbnailGrid
-
-SEVERITY_TEXT = {"error": "Must fix", "warning": "Check", "info": "Note"}
 
 
 def split_settings_of(config: RunConfig) -> SplitSettings:
@@ -57,9 +68,12 @@ def split_settings_of(config: RunConfig) -> SplitSettings:
 
 
 class DatasetPanel(QGroupBox):
-    """``dataset_changed(DatasetSummary | None)`` fires when a scan finishes (None when cleared)."""
+    """``dataset_changed(DatasetSummary | None)`` fires when a scan ends (None when it failed);
+    ``readiness_changed(bool)`` whenever whether the folder can train changes (False from the
+    moment another folder is named until its scan says it can train with the settings)."""
 
     dataset_changed = Signal(object)
+    readiness_changed = Signal(bool)
 
     def __init__(
         self,
@@ -72,15 +86,20 @@ class DatasetPanel(QGroupBox):
         self.setAcceptDrops(True)
         self.settings = settings or SettingsModel(parent=self)
         self.summary: DatasetSummary | None = None
+        self.blocker: DatasetError | None = None
+        """Why the folder shown cannot train with the settings (None: it can, or none shown)."""
+        self.is_checking = False
+        self._readiness: tuple[bool, bool, str] | None = None  # last told (ready, checking, why)
+        self._verdict_settings = verdict_settings(self.settings.config)
+        self._is_describing = False
         self._scan_function = scan_function or scan_dataset
         self._scanned_folder = ""  # the folder the summary (or the scan under way) is of
         self._split = split_settings_of(self.settings.config)
+        self.folder_task = FolderTask(self.settings, self)
         self.scan_job = Job("ptm-scan", self)
-        self.scan_job.progressed.connect(self._on_scan_progress)
         self.scan_job.succeeded.connect(self.show_summary)
         self.scan_job.failed.connect(self._on_scan_failed)
         self.scan_job.cancelled.connect(self._on_scan_cancelled)
-        self.scan_job.running_changed.connect(self._on_scan_running)
 
         self.folder_edit = QLineEdit()
         self.folder_edit.setReadOnly(True)
@@ -92,14 +111,23 @@ class DatasetPanel(QGroupBox):
         self.demo_button = QPushButton(theme.icon("demo"), "Demo images")
         self.demo_button.setToolTip("Use the small example dataset that comes with PTM Studio.")
         self.demo_button.clicked.connect(self.use_demo_images)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setToolTip("Looking at every file in the folder.")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop looking at the folder.")
-        self.cancel_button.clicked.connect(self.cancel_scan)
+        self.scan_progress = JobProgress(
+            self.scan_job,
+            "pictures",
+            starting_text="Looking for pictures…",
+            counting_text="{done} pictures found so far…",
+        )
+        self.scan_progress.setToolTip("Looking at every picture in the folder.")
+        self.scan_progress.cancel_button.setToolTip("Stop looking at the folder.")
         self.summary_label = plain_label(
             "Choose a folder of images to start. Tip: try the demo images."
         )
+        self.notice_label = plain_label()
+        self.notice_label.setObjectName("noticeBanner")
+        self.notice_label.setToolTip(
+            "PTM Studio changed a setting because of the folder chosen; it says which and why."
+        )
+        self.notice_label.setVisible(False)
         self.class_table = QTableWidget(0, 3)
         self.class_table.setHorizontalHeaderLabels(["Class", "Images", ""])
         self.class_table.setToolTip(
@@ -133,17 +161,11 @@ class DatasetPanel(QGroupBox):
         top.addWidget(self.folder_edit, 1)
         top.addWidget(self.choose_button)
         top.addWidget(self.demo_button)
-        progress_row = QHBoxLayout()
-        progress_row.addWidget(self.progress_bar, 1)
-        progress_row.addWidget(self.cancel_button)
-        self.progress_row = QWidget()
-        self.progress_row.setLayout(progress_row)
-        progress_row.setContentsMargins(0, 0, 0, 0)
-        self.progress_row.setVisible(False)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.progress_row)
+        layout.addWidget(self.scan_progress)
         layout.addWidget(self.summary_label)
+        layout.addWidget(self.notice_label)
         layout.addWidget(self.class_table, 2)
         layout.addWidget(self.thumbnail_strip)
         layout.addWidget(plain_label("Problems:"))
@@ -154,6 +176,11 @@ class DatasetPanel(QGroupBox):
     @property
     def folder(self) -> str:
         return self.settings.config.data.data_dir or ""
+
+    @property
+    def is_ready(self) -> bool:
+        """The folder shown has been looked at and can train with the settings as they are."""
+        return self.summary is not None and self.blocker is None and not self.is_checking
 
     @Slot()
     def choose_folder(self) -> None:
@@ -181,19 +208,37 @@ class DatasetPanel(QGroupBox):
         if folder != self._scanned_folder:
             self._scan(folder)
         elif split_changed and self.summary is not None and self.summary.scan is not None:
-            self.show_summary(self.summary)  # the same pictures, split as the settings now say
+            self._show_summary(self.summary)  # the same pictures, split as the settings say
+        elif verdict_settings(config) != self._verdict_settings:
+            self._show_verdict()  # another task (or share of bad files) may decide it now
 
     def _scan(self, folder: str) -> None:
         self._scanned_folder = folder
+        self._forget_shown_folder()
         if not folder:
+            self.is_checking = False
+            self.scan_job.cancel()  # a scan of the folder before would describe the wrong one
+            self.summary_label.setText("Choose a folder of images to start.")
+            self._tell_readiness()
             return
-        self.summary_label.setText(f"Looking at {folder} …")
+        self.is_checking = True
+        self.summary_label.setText(f"Looking at {folder} … Start waits until it has been checked.")
+        self._tell_readiness()
         scan, root = self._scan_function, Path(folder)
 
         def work(context: JobContext) -> DatasetSummary:
             return scan(root, progress=context.progress, should_stop=lambda: context.is_cancelled)
 
         self.scan_job.restart(work)
+
+    def _forget_shown_folder(self) -> None:
+        """Another folder is named: nothing of the previous one stays on screen."""
+        self.summary = None
+        self.blocker = None
+        self.class_table.setRowCount(0)
+        self.thumbnail_model.set_paths([])
+        self.problem_tree.clear()
+        self.notice_label.setVisible(False)
 
     @Slot()
     def use_demo_images(self) -> None:
@@ -248,48 +293,67 @@ class DatasetPanel(QGroupBox):
                 return str(path)
         return None
 
-    @Slot(bool)
-    def _on_scan_running(self, is_running: bool) -> None:
-        self.progress_row.setVisible(is_running)
-        self.progress_bar.setRange(0, 0)  # busy until the first count arrives
-
-    @Slot(int, int)
-    def _on_scan_progress(self, done: int, total: int) -> None:
-        if total > 0:
-            self.progress_bar.setRange(0, total)
-            self.progress_bar.setValue(done)
-        self.progress_bar.setFormat(f"{done} files looked at")
-
     @Slot(str, str)
     def _on_scan_failed(self, message: str, details: str) -> None:
         message = f"Could not read the folder {self._scanned_folder}: {message}"
         self.summary_label.setText(message)
         self.summary = None
+        self.is_checking = False
+        self._tell_readiness()
         self.dataset_changed.emit(None)
         dialogs.show_error(self, "Could not read the folder", message, details)
 
     @Slot()
     def _on_scan_cancelled(self) -> None:
+        if not self.is_checking:
+            return  # the folder was cleared: nothing to check any more
+        self.is_checking = False
         self.summary_label.setText("Looking at the folder was cancelled. Choose it again to retry.")
+        self._tell_readiness()
 
     @Slot(object)
     def show_summary(self, summary: DatasetSummary) -> None:
+        """A folder has been looked at: show it, with the task it needs (and say so)."""
+        self.is_checking = False
+        self._show_summary(summary, follow_task=True)
+
+    def _show_summary(self, summary: DatasetSummary, *, follow_task: bool = False) -> None:
         if summary.scan is not None and summary.split_settings != self._split:
             summary = summarize_scan(summary.scan, self._split)
         self.summary = summary
-        if summary.is_labeled:
-            self.summary_label.setText(
-                f"{len(summary.classes)} classes, {summary.num_images} images. {summary.split_description}"
-            )
-        else:
-            self.summary_label.setText(
-                f"No class subfolders: {summary.unlabeled_count} images without labels. They can be used "
-                "to pretrain (choose “Learn from unlabelled images” in step 3). To learn classes, put each "
-                "class in its own subfolder."
-            )
-        self._fill_classes(summary)
-        self._fill_problems(summary)
-        self.dataset_changed.emit(summary)
+        self._is_describing = True  # readiness is told once the folder is described
+        try:
+            if follow_task:
+                self.folder_task.follow(summary.scan)  # may switch the task, or switch it back
+            self._fill_classes(summary)
+            self._show_verdict()
+            self.dataset_changed.emit(summary)
+        finally:
+            self._is_describing = False
+        self._tell_readiness()
+
+    def _show_verdict(self) -> None:
+        """Whether the folder shown can train with the settings now, in the label and the
+        problems; the task's notice; and tell the window."""
+        summary = self.summary
+        self._verdict_settings = verdict_settings(self.settings.config)
+        if summary is not None:
+            self.blocker = blocker_of(summary, self.settings.config)
+            self.summary_label.setText(describe_folder(summary, self.blocker))
+            fill_problem_tree(self.problem_tree, summary, self.blocker)
+        notice = self.folder_task.notice
+        self.notice_label.setText(notice)
+        self.notice_label.setVisible(bool(notice) and summary is not None)
+        self._tell_readiness()
+
+    def _tell_readiness(self) -> None:
+        if self._is_describing:
+            return
+        why = f"{self.blocker.message}" if self.blocker is not None else ""
+        readiness = (self.is_ready, self.is_checking, why)
+        if readiness != self._readiness:
+            self._readiness = readiness
+            self.readiness_changed.emit(self.is_ready)
 
     def _fill_classes(self, summary: DatasetSummary) -> None:
         self.class_table.setRowCount(len(summary.classes))
@@ -299,7 +363,7 @@ class DatasetPanel(QGroupBox):
             name_item.setToolTip(plain_tooltip(item.name))
             count_item = QTableWidgetItem(f"{item.total}")
             count_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            count_item.setToolTip(_describe_counts(item))
+            count_item.setToolTip(describe_counts(item))
             self.class_table.setItem(row, 0, name_item)
             self.class_table.setItem(row, 1, count_item)
             bar = QProgressBar()
@@ -313,29 +377,6 @@ class DatasetPanel(QGroupBox):
             self.class_table.selectRow(0)
         else:
             self.thumbnail_model.set_paths([])
-
-    def _fill_problems(self, summary: DatasetSummary) -> None:
-        self.problem_tree.clear()
-        if not summary.problems:
-            QTreeWidgetItem(self.problem_tree, ["No problems found.", ""])
-            return
-        for problem in summary.problems:
-            top = QTreeWidgetItem(
-                self.problem_tree,
-                [
-                    f"{SEVERITY_TEXT.get(problem.severity, problem.severity)}: {problem.title}",
-                    problem.advice,
-                ],
-            )
-            top.setToolTip(0, plain_tooltip(problem.detail or problem.title))
-            top.setToolTip(1, plain_tooltip(problem.advice))
-            if problem.detail:
-                QTreeWidgetItem(top, [problem.detail, ""])
-            for path in problem.paths[:200]:
-                child = QTreeWidgetItem(top, [path, ""])
-                child.setToolTip(0, plain_tooltip(path))
-            if len(problem.paths) > 200:
-                QTreeWidgetItem(top, [f"… and {len(problem.paths) - 200} more", ""])
 
     @Slot()
     def _on_class_selected(self) -> None:
@@ -352,15 +393,6 @@ class DatasetPanel(QGroupBox):
         self.scan_job.wait()
         self.thumbnail_cache.clear()
         self.thumbnail_cache.wait_for_done()
-
-
-def _describe_counts(item: ClassSummary) -> str:
-    parts = [f"{item.train_count} for training", f"{item.val_count} for validation"]
-    if item.test_count:
-        parts.append(f"{item.test_count} in test/ (a final check, never trained on)")
-    if item.unused_count:
-        parts.append(f"{item.unused_count} not used (only part of the labels is used)")
-    return ", ".join(parts)
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

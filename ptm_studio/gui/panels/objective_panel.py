@@ -207,14 +207,22 @@ class ObjectivePanel(QGroupBox):
         self._write()
 
     # ------------------------------------------------------------------ what the window tells it
-    def set_dataset(
-        self, num_train_images: int, class_counts: list[int], *, is_labeled: bool = True
-    ) -> None:
+    def set_dataset(self, num_train_images: int, class_counts: list[int]) -> None:
+        """The pictures the estimate and Auto go by (the task a folder needs is the images
+        panel's to set: see FolderTask)."""
         self._num_train_images = num_train_images
         self._class_counts = tuple(class_counts)
-        if not is_labeled:  # no classes: only pretraining can use it (as if the user chose it)
-            show_choice(self.task_combo, "pretrain")
         self.update_estimate()
+
+    def set_task(self, task: str, loss: str) -> None:
+        """Select ``task`` and ``loss`` as a user would: they are written with what the other
+        boxes hold for that task (the folder kept for pretraining comes along)."""
+        with self._showing.active():
+            show_choice(self.task_combo, task)
+            self._on_task_changed()  # the losses offered depend on the task
+            show_choice(self.loss_combo, loss)
+            self._on_loss_changed()
+        self._write()
 
     @Slot(object)
     def set_backbone(self, spec: Any) -> None:

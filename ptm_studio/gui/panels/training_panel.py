@@ -36,6 +36,8 @@ from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.wording import format_duration, format_megabytes
 
 REFRESH_INTERVAL_MS = 100
+IDLE_TEXT = {True: "Ready", False: "Not ready"}
+"""The bar before any run, by whether the images can train (after a run it says how it ended)."""
 
 
 def _plain_label(text: str = "") -> QLabel:
@@ -71,7 +73,7 @@ class TrainingPanel(QGroupBox):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
-        self.progress_bar.setFormat("Ready")
+        self.progress_bar.setFormat(IDLE_TEXT[True])
         self.progress_bar.setToolTip("Progress of the whole run.")
         self.status_label = _plain_label("Ready. Choose a folder of images, then press Start.")
         self.status_label.setWordWrap(True)
@@ -135,6 +137,8 @@ class TrainingPanel(QGroupBox):
         self._pending_batch: BatchFinished | None = None
         self.last_speed = float("nan")
         self._can_resume = False
+        self._can_start = True  # the window says when the images cannot train (set_can_start)
+        self._is_running = False
         self._is_resumed = False
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_INTERVAL_MS)
@@ -143,8 +147,9 @@ class TrainingPanel(QGroupBox):
         self.set_running(False)
 
     def show_ready(self, text: str) -> None:
-        """The idle message (what is loaded, what to do next); kept until a run starts."""
-        if self.start_button.isEnabled():
+        """The idle message (what is loaded, what to do next, or why Start waits); kept until
+        a run starts."""
+        if not self._is_running:
             self.status_label.setText(text)
 
     @Slot(object)
@@ -156,14 +161,22 @@ class TrainingPanel(QGroupBox):
         self.device_label.setText(f"{name} — {note}" if note else name)
 
     def set_running(self, is_running: bool, *, is_stopping: bool = False) -> None:
-        self.start_button.setEnabled(not is_running)
+        self._is_running = is_running
+        self.start_button.setEnabled(not is_running and self._can_start)
         self.stop_button.setEnabled(is_running and not is_stopping)
         self.resume_button.setEnabled(not is_running and self._can_resume)
         self.frozen_banner.setVisible(is_running)
 
+    def set_can_start(self, can_start: bool) -> None:
+        """Whether the images (and settings) shown can train: Start waits until they can."""
+        self._can_start = can_start
+        self.start_button.setEnabled(can_start and not self._is_running)
+        if self.progress_bar.format() in IDLE_TEXT.values():  # not the ending of a run
+            self.progress_bar.setFormat(IDLE_TEXT[can_start])
+
     def set_can_resume(self, can_resume: bool) -> None:
         self._can_resume = can_resume
-        self.resume_button.setEnabled(can_resume and self.start_button.isEnabled())
+        self.resume_button.setEnabled(can_resume and not self._is_running)
 
     def show_stopping(self) -> None:
         self.status_label.setText("Stopping after the current batch and saving the model…")

@@ -25,10 +25,14 @@ class JobProgress(QWidget):
         unit: str = "pictures",
         *,
         starting_text: str = "Starting…",
+        counting_text: str = "{done} {unit}",
         parent: QWidget | None = None,
     ) -> None:
+        """``counting_text`` is shown while the job does not know its total yet (``{done}``,
+        ``{unit}``): a folder being listed before its pictures are checked, say."""
         super().__init__(parent)
         self.job, self.unit, self.starting_text = job, unit, starting_text
+        self.counting_text = counting_text
         self.bar = QProgressBar()
         self.bar.setTextVisible(False)
         self.bar.setMaximumHeight(14)
@@ -41,7 +45,7 @@ class JobProgress(QWidget):
         layout.addWidget(self.bar, 1)
         layout.addWidget(self.label)
         layout.addWidget(self.cancel_button)
-        self._started = time.monotonic()
+        self._total_known_at: tuple[float, int] | None = None  # (when, done) of the first total
         job.running_changed.connect(self._on_running_changed)
         job.progressed.connect(self.show_progress)
         self.setVisible(job.is_running)
@@ -56,7 +60,7 @@ class JobProgress(QWidget):
     def _on_running_changed(self, is_running: bool) -> None:
         self.setVisible(is_running)
         if is_running:
-            self._started = time.monotonic()
+            self._total_known_at = None
             self.bar.setRange(0, 0)  # busy until the first report says how much there is
             self.label.setText(self.starting_text)
             self.cancel_button.setEnabled(True)
@@ -67,15 +71,23 @@ class JobProgress(QWidget):
             return
         if total <= 0:
             self.bar.setRange(0, 0)
-            self.label.setText(f"{done} {self.unit}")
+            self.label.setText(self.counting_text.format(done=done, unit=self.unit))
             return
+        if self._total_known_at is None:
+            self._total_known_at = (time.monotonic(), done)
         self.bar.setRange(0, total)
         self.bar.setValue(min(done, total))
         self.label.setText(f"{done} of {total} {self.unit}{self._estimate(done, total)}")
 
     def _estimate(self, done: int, total: int) -> str:
-        elapsed = time.monotonic() - self._started
-        if done >= total or done < ESTIMATE_AFTER_SHARE * total or elapsed < ESTIMATE_AFTER_SECONDS:
+        """Time left at the pace since the total became known (what came before, such as
+        loading a model or listing a folder, says nothing about the pace of the rest)."""
+        assert self._total_known_at is not None
+        since, done_then = self._total_known_at
+        elapsed, progressed = time.monotonic() - since, done - done_then
+        if done >= total or progressed <= 0 or elapsed < ESTIMATE_AFTER_SECONDS:
             return ""
-        left = elapsed / done * (total - done)
+        if done < ESTIMATE_AFTER_SHARE * total:
+            return ""
+        left = elapsed / progressed * (total - done)
         return f", about {format_duration(left)} left"
