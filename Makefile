@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint install clean
 
+# The window needs a few system libraries (X11/xcb, OpenGL, fonts) that Python packages do not
+# bring: the check installs them when run as root with apt-get, else prints the command to type.
 run: $(STAMP)
+	$(BIN)/python -m ptm_studio.system_libraries --install
 	$(BIN)/ptm-studio --demo
 
 test: $(STAMP)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,10 +23,14 @@ TEMP_SUFFIX = ".partial"
 def atomic_writer(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Yield a file object; on clean exit its content replaces ``path`` atomically."""
     final_path = Path(path)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(
-        prefix=f".{final_path.name}.", suffix=TEMP_SUFFIX, dir=final_path.parent
-    )
+    final_path.parent.mkdir(parents=True, exist_ok=True)  # its error names the folder
+    try:
+        descriptor, temp_name = tempfile.mkstemp(
+            prefix=f".{final_path.name}.", suffix=TEMP_SUFFIX, dir=final_path.parent
+        )
+    except OSError as error:
+        # Named by the file the user asked for, not by a temp name they never chose.
+        raise OSError(error.errno, error.strerror, str(final_path)) from error
     try:
         _give_usual_permissions(descriptor, final_path)
         encoding = None if "b" in mode else "utf-8"
@@ -35,10 +40,29 @@ def atomic_writer(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             os.fsync(handle.fileno())
         os.replace(temp_name, final_path)
         _fsync_directory(final_path.parent)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
+        buried = _os_error_beneath(error)
+        if buried is not None:
+            # A writer that hid the real cause (torch.save turns a full disk into a
+            # RuntimeError about zip positions): callers are told what the disk said.
+            raise OSError(buried.errno, buried.strerror, str(final_path)) from error
         raise
+
+
+def _os_error_beneath(error: BaseException) -> OSError | None:
+    """The OSError that ``error`` (not itself an OSError) was raised while handling, if any."""
+    if not isinstance(error, Exception) or isinstance(error, OSError):
+        return None
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _give_usual_permissions(descriptor: int, final_path: Path) -> None:
@@ -100,6 +124,28 @@ def write_with_atomic(path: str | Path, save: Callable[[IO[bytes]], None]) -> No
     """Let ``save`` write into a binary file object (e.g. ``torch.save(obj, f)``) atomically."""
     with atomic_writer(path, "wb") as handle:
         save(handle)
+
+
+def free_space(folder: Path) -> int | None:
+    """Bytes free to this user on the disk that holds (or will hold) ``folder``; None when
+    that cannot be told."""
+    existing = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
+    if existing is None:
+        return None
+    try:
+        return shutil.disk_usage(existing).free
+    except OSError:
+        return None
+
+
+def folder_size(folder: Path) -> int:
+    """The bytes of the files under ``folder`` (0 when it is not there)."""
+    total = 0
+    for path in Path(folder).rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+    return total
 
 
 def remove_stray_temp_files(folder: str | Path) -> list[Path]:

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
+import logging
 import platform
 import random
 import shutil
@@ -31,17 +30,41 @@ import torch
 import torchvision
 
 from ptm_studio import __version__
-from ptm_studio.core.atomic_io import write_bytes_atomic, write_json_atomic, write_with_atomic
+from ptm_studio.core.atomic_io import (
+    folder_size,
+    free_space,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_with_atomic,
+)
+from ptm_studio.core.checkpoint_files import (
+    CHECKPOINT_FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION,
+)
+from ptm_studio.core.checkpoint_files import META_FILE as META_FILE
+from ptm_studio.core.checkpoint_files import MODEL_FILE as MODEL_FILE
+from ptm_studio.core.checkpoint_files import TRAINER_STATE_FILE as TRAINER_STATE_FILE
+from ptm_studio.core.checkpoint_files import CheckpointError as CheckpointError
+from ptm_studio.core.checkpoint_files import (
+    CheckpointFromNewerVersion as CheckpointFromNewerVersion,
+)
+from ptm_studio.core.checkpoint_files import hash_files, sibling
+from ptm_studio.core.checkpoint_files import is_complete_checkpoint as is_complete_checkpoint
+from ptm_studio.core.checkpoint_files import read_meta as read_meta
+from ptm_studio.core.checkpoint_files import recover_checkpoint as recover_checkpoint
+from ptm_studio.core.checkpoint_files import verify_checkpoint as verify_checkpoint
+from ptm_studio.core.file_reading import (
+    MAX_WEIGHTS_FILE_BYTES,
+    check_readable_file,
+    open_for_reading,
+)
 
-MODEL_FILE = "model.safetensors"
-META_FILE = "meta.json"
-TRAINER_STATE_FILE = "trainer_state.pt"
-CHECKPOINT_FORMAT_VERSION = 1
-FREE_SPACE_MARGIN = 50 * 1024 * 1024
-
-
-class CheckpointError(Exception):
-    """A checkpoint is missing, incomplete or damaged; the message names the folder."""
+# On top of the bytes a save writes: meta.json, folder entries and the filesystem's rounding
+# of every file up to whole blocks. A save never needs more than that on top.
+SPACE_MARGIN = 1024 * 1024
+# torch.save's cost per tensor besides its data (zip record, pickle, alignment; ~270 measured).
+SAVED_BYTES_PER_TENSOR = 1024
+SAVED_BYTES_BESIDES_TENSORS = 64 * 1024  # counters, RNG state lists and the like, pickled
+LOGGER = logging.getLogger(__name__)
 
 
 class DamagedCheckpointError(CheckpointError):
@@ -62,22 +85,44 @@ class DamagedCheckpointError(CheckpointError):
         self.folder, self.previous = folder, previous
 
 
-class CheckpointFromNewerVersion(CheckpointError):
-    """A checkpoint written by a newer PTM Studio: intact, but this version cannot open it."""
-
-
 class CheckpointWriteError(CheckpointError):
-    """A checkpoint could not be written (disk full, read-only folder); the previous one is kept."""
+    """A checkpoint could not be written (disk full, read-only folder). ``kept`` is the intact
+    checkpoint the run can go on from; the message says only what is true of it.
 
-    def __init__(self, folder: Path, reason: str) -> None:
-        super().__init__(
-            f"Could not save a checkpoint in {folder}: {reason}. The previous checkpoint is kept; "
-            "free some space (or choose a writable folder), then press Resume."
-        )
-        self.folder = folder
+    Make it with :meth:`because` (or :meth:`from_os_error`), which looks at what is on disk and
+    gives :class:`NothingSavedYetError` when the run has nothing to go on from.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        reason: str,
+        *,
+        kept: Path | None = None,
+        needed_bytes: int | None = None,
+        free_bytes: int | None = None,
+    ) -> None:
+        self.folder, self.reason, self.kept = Path(folder), reason, kept
+        self.needed_bytes, self.free_bytes = needed_bytes, free_bytes
+        super().__init__(self._describe())
 
     @classmethod
-    def from_os_error(cls, folder: Path, error: OSError) -> CheckpointWriteError:
+    def because(
+        cls,
+        folder: Path,
+        reason: str,
+        *,
+        needed_bytes: int | None = None,
+        free_bytes: int | None = None,
+    ) -> CheckpointWriteError:
+        kept = resumable_checkpoint_near(folder)
+        kind = cls if kept is not None else NothingSavedYetError
+        return kind(folder, reason, kept=kept, needed_bytes=needed_bytes, free_bytes=free_bytes)
+
+    @classmethod
+    def from_os_error(
+        cls, folder: Path, error: OSError, *, needed_bytes: int | None = None
+    ) -> CheckpointWriteError:
         reasons = {
             errno.ENOSPC: "the disk is full",
             errno.EDQUOT: "the disk quota is used up",
@@ -85,7 +130,78 @@ class CheckpointWriteError(CheckpointError):
             errno.EACCES: "PTM Studio may not write there",
             errno.EPERM: "PTM Studio may not write there",
         }
-        return cls(folder, reasons.get(error.errno or 0, error.strerror or str(error)))
+        reason = reasons.get(error.errno or 0, error.strerror or str(error))
+        is_space = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        free = free_space(folder) if is_space else None
+        return cls.because(
+            folder, reason, needed_bytes=needed_bytes if is_space else None, free_bytes=free
+        )
+
+    def _describe(self) -> str:
+        text = f"Could not save a checkpoint in {self.folder}: {self.reason}"
+        free, needed = self.free_bytes, self.needed_bytes
+        if free is not None:
+            text += f" ({_megabytes(free)} free" + (
+                f", about {_megabytes(needed)} needed)" if needed is not None else ")"
+            )
+        if free is None and needed is None:  # read-only, no permission: not a space problem
+            fix = "make the folder writable again (or choose another)"
+        elif needed is not None and free is not None and needed > free:
+            fix = f"free at least {_megabytes(needed - free)} on that disk"
+        else:
+            fix = "free some space on that disk"
+        if self.kept is None:
+            return (
+                f"{text}. Nothing of this run is saved yet, so there is nothing to resume:"
+                f" {fix}, or choose a runs folder on another disk, then start the run again."
+            )
+        return (
+            f"{text}. The checkpoint {self.kept.name!r} {_saved_when(self.kept)} is kept and"
+            f" intact: {fix}, then resume the run (Resume in the app, --resume on the command"
+            " line) to go on from it."
+        )
+
+
+class NothingSavedYetError(CheckpointWriteError):
+    """A checkpoint could not be written and the run has no intact one to go on from: the
+    run fails (there is nothing to resume) rather than pausing."""
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count < 10e6 else f"{count / 1e6:.0f} MB"
+
+
+def _saved_when(folder: Path) -> str:
+    try:
+        meta = read_meta(folder)
+    except CheckpointError:
+        return ""
+    epochs, step = meta.get("epoch", "?"), meta.get("global_step", "?")
+    return (
+        f"(step {step}, during the first epoch)"
+        if epochs == 0
+        else f"(epoch {epochs}, step {step})"
+    )
+
+
+def resumable_checkpoint_near(folder: Path) -> Path | None:
+    """The intact checkpoint with trainer state a run can go on from: ``folder`` itself, else
+    one beside it (a run's "last" when its "best" could not be written). Fallback copies
+    (``*-previous``) and damaged ones set aside do not count: a run does not resume from them
+    by itself."""
+    folder = Path(folder)
+    try:
+        siblings = sorted(
+            path
+            for path in folder.parent.iterdir()
+            if path != folder and not path.name.startswith(".") and "-" not in path.name
+        )
+    except OSError:
+        siblings = []
+    for candidate in (folder, *siblings):
+        if (candidate / TRAINER_STATE_FILE).is_file() and is_complete_checkpoint(candidate):
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)
@@ -108,41 +224,87 @@ def save_checkpoint(
 
     With ``keep_previous`` the checkpoint it replaces is kept as :func:`previous_checkpoint_dir`,
     so a checkpoint damaged later (a failing disk, a copy cut short) still has a fallback.
+    Raises CheckpointWriteError (NothingSavedYetError when the run has no intact checkpoint
+    to go on from) and leaves nothing half-written when the disk is full or read-only.
     """
     folder = Path(folder)
-    partial = _sibling(folder, "partial")
+    partial = sibling(folder, "partial")
     shutil.rmtree(partial, ignore_errors=True)
     plain_state = {
         name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model_state.items()
     }
     model_bytes = safetensors.torch.save(plain_state)
-    # Adam's state is about twice the weights: refuse early when that clearly will not fit.
-    _check_free_space(folder, needed=3 * len(model_bytes) + FREE_SPACE_MARGIN)
+    needed = space_needed(len(model_bytes), trainer_state)
     try:
+        _make_room(folder, needed)
         partial.mkdir(parents=True)
         write_bytes_atomic(partial / MODEL_FILE, model_bytes)
         if trainer_state is not None:
             write_with_atomic(
                 partial / TRAINER_STATE_FILE, lambda handle: torch.save(trainer_state, handle)
             )
-        files = _hash_files(partial)
+        files = hash_files(partial)
         full_meta = {**_environment_meta(), **meta, "complete": True, "files": files}
         write_json_atomic(partial / META_FILE, full_meta)
-    except OSError as error:
+        _swap_into_place(partial, folder, keep_previous)
+    except BaseException as error:
         shutil.rmtree(partial, ignore_errors=True)  # never leave half a checkpoint behind
-        raise CheckpointWriteError.from_os_error(folder, error) from error
-    _swap_into_place(partial, folder, keep_previous)
+        recover_checkpoint(folder)  # a swap cut short: the old checkpoint back in place
+        if isinstance(error, CheckpointWriteError) or not isinstance(error, OSError):
+            raise
+        raise CheckpointWriteError.from_os_error(folder, error, needed_bytes=needed) from error
     return folder
 
 
-def _check_free_space(folder: Path, needed: int) -> None:
-    existing = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
-    if existing is None:
+def space_needed(model_bytes: int, trainer_state: dict[str, Any] | None) -> int:
+    """What saving a checkpoint adds on disk at its peak: the new files are written in full
+    beside the checkpoint they replace (which stays until the swap), so the peak is the
+    existing files plus these bytes and a little for the filesystem."""
+    written = model_bytes
+    if trainer_state is not None:
+        tensor_bytes, tensor_count = _tensor_bytes(trainer_state, set())
+        written += (
+            tensor_bytes + tensor_count * SAVED_BYTES_PER_TENSOR + SAVED_BYTES_BESIDES_TENSORS
+        )
+    return written + SPACE_MARGIN
+
+
+def _tensor_bytes(value: Any, seen: set[tuple[str, int]]) -> tuple[int, int]:
+    """The bytes torch.save writes for the tensors in ``value`` (each storage once), and how
+    many tensors there are, without writing anything."""
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        key = (str(value.device), storage.data_ptr())
+        if key in seen:
+            return 0, 1
+        seen.add(key)
+        return storage.nbytes(), 1
+    items = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, dict | list | tuple):
+        return 0, 0
+    total = count = 0
+    for item in items:
+        item_bytes, item_count = _tensor_bytes(item, seen)
+        total, count = total + item_bytes, count + item_count
+    return total, count
+
+
+def _make_room(folder: Path, needed: int) -> None:
+    """Refuse early when the save clearly cannot fit, before anything is written. When only
+    fallback copies (``*-previous``, replaced by this save or the next) stand in the way, they
+    go first: the checkpoint in ``folder`` itself stays intact until the new one replaces it."""
+    free = free_space(folder)
+    if free is None or free >= needed:
         return
-    free = shutil.disk_usage(existing).free
-    if free < needed:
-        reason = f"the disk is nearly full ({free / 1e6:.0f} MB free, about {needed / 1e6:.0f} MB needed)"
-        raise CheckpointWriteError(folder, reason)
+    fallbacks = sorted(folder.parent.glob("*-previous")) if folder.parent.is_dir() else []
+    room = free + sum(folder_size(fallback) for fallback in fallbacks)
+    if room < needed:
+        raise CheckpointWriteError.because(
+            folder, "the disk is nearly full", needed_bytes=needed, free_bytes=free
+        )
+    for fallback in fallbacks:
+        LOGGER.warning("%s is removed to make room for the new checkpoint", fallback)
+        shutil.rmtree(fallback, ignore_errors=True)
 
 
 def load_checkpoint(
@@ -167,11 +329,12 @@ def load_checkpoint(
             raise
         problem = str(error).removeprefix(f"{folder}: ")
         raise DamagedCheckpointError(folder, problem, previous) from error
+    check_readable_file(folder / MODEL_FILE, max_bytes=MAX_WEIGHTS_FILE_BYTES)
     model_state = safetensors.torch.load_file(str(folder / MODEL_FILE), device="cpu")
     trainer_state = None
     state_path = folder / TRAINER_STATE_FILE
     if with_trainer_state and state_path.exists():
-        with open(state_path, "rb") as handle:
+        with open_for_reading(state_path, max_bytes=MAX_WEIGHTS_FILE_BYTES) as handle:
             trainer_state = torch.load(handle, map_location="cpu", weights_only=True)
     return LoadedCheckpoint(folder, model_state, meta, trainer_state)
 
@@ -196,7 +359,7 @@ def use_previous_checkpoint(folder: str | Path) -> Path:
     previous = intact_previous(folder)
     if previous is None:
         raise CheckpointError(f"{folder}: there is no intact previous checkpoint to use")
-    partial = _sibling(folder, "partial")
+    partial = sibling(folder, "partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(previous, partial)
     if folder.exists():
@@ -206,56 +369,8 @@ def use_previous_checkpoint(folder: str | Path) -> Path:
     return folder
 
 
-def read_meta(folder: str | Path) -> dict[str, Any]:
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{folder}: no checkpoint here (meta.json is missing)") from error
-    except json.JSONDecodeError as error:
-        raise CheckpointError(
-            f"{folder}: the checkpoint is incomplete or corrupt (meta.json cannot be read)"
-        ) from error
-    if not meta.get("complete"):
-        raise CheckpointError(f"{folder}: the checkpoint is incomplete or corrupt")
-    if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointFromNewerVersion(
-            f"{folder}: made with a newer PTM Studio; please update the app to open it"
-        )
-    return dict(meta)
-
-
-def verify_checkpoint(folder: str | Path) -> dict[str, Any]:
-    """The checkpoint's meta.json after checking it is complete and its files match their
-    recorded hashes; CheckpointError naming what is wrong otherwise."""
-    meta = read_meta(folder)
-    _verify_hashes(Path(folder), meta)
-    return meta
-
-
-def is_complete_checkpoint(folder: str | Path) -> bool:
-    try:
-        verify_checkpoint(folder)
-    except CheckpointError:
-        return False
-    return True
-
-
-def recover_checkpoint(folder: str | Path) -> Path:
-    """Finish or undo a swap cut short by a crash, and remove half-written folders."""
-    folder = Path(folder)
-    old, partial = _sibling(folder, "old"), _sibling(folder, "partial")
-    if not folder.exists() and old.exists() and is_complete_checkpoint(old):
-        old.rename(folder)
-    elif not folder.exists() and partial.exists() and is_complete_checkpoint(partial):
-        partial.rename(folder)  # a copy put in place by use_previous_checkpoint, cut short
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(partial, ignore_errors=True)
-    return folder
-
-
 def _swap_into_place(partial: Path, folder: Path, keep_previous: bool = False) -> None:
-    old = _sibling(folder, "old")
+    old = sibling(folder, "old")
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
@@ -265,36 +380,6 @@ def _swap_into_place(partial: Path, folder: Path, keep_previous: bool = False) -
         shutil.rmtree(previous, ignore_errors=True)
         old.rename(previous)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _sibling(folder: Path, role: str) -> Path:
-    return folder.parent / f".{folder.name}.{role}"
-
-
-def _hash_files(folder: Path) -> dict[str, str]:
-    return {path.name: _sha256(path) for path in sorted(folder.iterdir()) if path.name != META_FILE}
-
-
-def _verify_hashes(folder: Path, meta: dict[str, Any]) -> None:
-    recorded = meta.get("files", {})
-    if MODEL_FILE not in recorded:
-        raise CheckpointError(f"{folder}: the checkpoint lists no model file")
-    for name, expected in recorded.items():
-        path = folder / name
-        if not path.exists():
-            raise CheckpointError(f"{folder}: {name} is missing")
-        if _sha256(path) != expected:
-            raise CheckpointError(
-                f"{folder}: {name} is incomplete or corrupt (it does not match its checksum)"
-            )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _environment_meta() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from ptm_studio.core.checkpoints import (
     CheckpointError,
     CheckpointWriteError,
     DamagedCheckpointError,
+    NothingSavedYetError,
 )
 from ptm_studio.core.config import ConfigError
 from ptm_studio.core.data import DatasetError, ImageLoadError
@@ -35,6 +36,8 @@ _ENDINGS: tuple[tuple[type[BaseException], Ending], ...] = (
     (ImageLoadError, Ending.DATA_UNUSABLE),
     (WeightsError, Ending.WEIGHTS_UNUSABLE),
     (ModelError, Ending.WEIGHTS_UNUSABLE),
+    # A save that failed with nothing to go on from cannot pause: there is nothing to resume.
+    (NothingSavedYetError, Ending.FILE_ERROR),
     (CheckpointWriteError, Ending.PAUSED_DISK),
     (DamagedCheckpointError, Ending.CHECKPOINT_DAMAGED),
     (CheckpointError, Ending.CHECKPOINT_UNUSABLE),
