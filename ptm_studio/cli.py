@@ -2,16 +2,18 @@
 report | scan | models | runs``.
 
 Every RunConfig field has a flag, generated from the config dataclasses, so the CLI and the GUI
-always offer the same settings. Exit codes: 0 success, 1 training failed, 2 bad arguments or
-settings, 3 the data cannot be used, 130 stopped by Ctrl-C (a checkpoint is saved first).
+always offer the same settings. Exit codes: 0 success; 1 training failed or could not go on
+(a full disk, the pictures gone: the run is kept resumable when something was saved); 2 a bad
+argument, setting or file given; 3 the pictures cannot be used; 130 stopped by Ctrl-C or a
+termination signal (a checkpoint is saved first).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import logging
+import os
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,60 +28,139 @@ from ptm_studio.cli_arguments import (
     EXIT_USAGE,
     build_parser,
     config_from_arguments,
+    flag_for,
     resume_changes_from_arguments,
+    scan_config,
 )
 from ptm_studio.cli_output import (
     ProgressPrinter,
+    TerminalSafeStream,
+    plain,
     print_comparison,
     print_models,
     print_runs,
     print_scan,
     print_summary,
 )
-from ptm_studio.core.config import ConfigError
+from ptm_studio.cli_stopping import (
+    StopAtOnce,
+    on_training_thread,
+    stop_at_once,
+    stopping_on_signals,
+)
+from ptm_studio.core.config import ConfigError, ConfigFileError
 from ptm_studio.core.engine.events import (
     STATUS_FAILED,
     STATUS_STOPPED,
     Ending,
     TrainingFinished,
 )
+from ptm_studio.core.locations import UnusableFolderError, why_unwritable
 
 Result = TypeVar("Result")
+LOGGER = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Nothing raised reaches the user as a traceback: a bad
+    setting or file is said in a line (exit 2), anything unexpected goes to the log in full and
+    is said in a line that points there (exit 1). Names printed cannot drive the terminal."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalSafeStream(sys.stdout), TerminalSafeStream(sys.stderr)
+    try:
+        return _run_command(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    arguments = parser.parse_args(argv)
+    try:
+        arguments = parser.parse_args(argv)  # a bad flag or value is named here
+    except SystemExit as done:  # --help, --version, or argparse's own error (exit code 2)
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
     handler = HANDLERS.get(getattr(arguments, "command", ""))
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
     try:
         return int(handler(arguments))
-    except ConfigError as error:
-        print(f"error: setting {error.field_path}: {error.message}", file=sys.stderr)
+    except ConfigFileError as error:
+        print(f"error: {plain(str(error))}", file=sys.stderr)
         return EXIT_USAGE
+    except ConfigError as error:
+        where = error.field_path
+        if where in vars(arguments):  # typed on the command line: name the flag
+            where = f"{flag_for(where)} ({where})"
+        print(f"error: setting {where}: {plain(error.message)}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnusableFolderError as error:
+        print(f"error: {plain(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nStopped.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as error:
+        if error.filename is None:
+            return _report_unexpected(error)
+        # Writing a file the user named (--csv, --json, --to) or reading one they gave.
+        target = Path(os.fsdecode(error.filename))
+        print(
+            f"error: {plain(str(target))} could not be used: {plain(why_unwritable(target.parent, error))}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except (BrokenPipeError, SystemExit):
+        raise
+    except Exception as error:
+        return _report_unexpected(error)
 
 
-def train_entry_point() -> None:
-    """``ptm-studio-train …`` is ``ptm-studio train …``."""
-    from ptm_studio.core.app_logging import configure_logging
-
-    configure_logging()
-    sys.exit(main(["train", *sys.argv[1:]]))
+def _report_unexpected(error: Exception) -> int:
+    LOGGER.error("Unexpected error in the command line", exc_info=error)
+    log_files = [
+        str(handler.baseFilename)
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename != os.devnull
+    ]
+    log_file = log_files[-1] if log_files else None
+    where = f" The details are in the log: {log_file}." if log_file else ""
+    summary = (str(error).strip().splitlines() or [""])[0][:300]
+    print(
+        f"error: something went wrong that PTM Studio did not expect "
+        f"({type(error).__name__}: {plain(summary)}).{where} Please report it with that file.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 # ---------------------------------------------------------------------------- commands
 def _run_train(arguments: argparse.Namespace) -> int:
+    """Train a new run or resume one. Ctrl-C, SIGTERM (logout, shutdown, ``kill``) and SIGHUP
+    (the terminal closed) stop it after the batch with a checkpoint saved (exit 130); a second
+    one stops at once, keeping the last complete checkpoint (see stop_at_once)."""
     from ptm_studio.core.engine.control import StopRequest
-    from ptm_studio.core.engine.trainer import Trainer
 
+    stop_request = StopRequest()
+    try:
+        with stopping_on_signals(stop_request):
+            return _train(arguments, stop_request)
+    except StopAtOnce:
+        return stop_at_once()
+
+
+def _train(arguments: argparse.Namespace, stop_request: Any) -> int:
     if arguments.resume and arguments.output:
         print(
             "error: --output makes a new run; --resume goes on in the run's own folder",
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if arguments.use_previous_checkpoint and not arguments.resume:
+        print("error: --use-previous-checkpoint goes with --resume RUN_DIR", file=sys.stderr)
+        return EXIT_USAGE
+    if arguments.resume:
+        return _resume(arguments, stop_request)
     runs_root = arguments.runs_root
     if arguments.output:
         if arguments.output.exists() and any(arguments.output.iterdir()):
@@ -91,40 +172,113 @@ def _run_train(arguments: argparse.Namespace) -> int:
             return EXIT_USAGE
         arguments.output.rmdir() if arguments.output.exists() else None
         runs_root = arguments.output.parent
-    if arguments.use_previous_checkpoint:
-        if not arguments.resume:
-            print("error: --use-previous-checkpoint goes with --resume RUN_DIR", file=sys.stderr)
-            return EXIT_USAGE
-        exit_code = _put_previous_checkpoint_in_place(arguments.resume)
-        if exit_code != EXIT_OK:
-            return exit_code
-    stop_request = StopRequest()
+    from ptm_studio.core.engine.trainer import Trainer
+
     progress = ProgressPrinter(quiet=arguments.quiet)
-    if arguments.resume:
-        try:
-            trainer = Trainer.resume(
-                arguments.resume,
-                changes=resume_changes_from_arguments(arguments),
-                callbacks=[progress],
-                stop_request=stop_request,
-            )
-        except FileNotFoundError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-    else:
-        trainer = Trainer.new_run(
-            config_from_arguments(arguments),
-            runs_root=runs_root,
+    trainer = Trainer.new_run(
+        _with_config_file_paths(config_from_arguments(arguments), arguments),
+        runs_root=runs_root,
+        callbacks=[progress],
+        stop_request=stop_request,
+    )
+    return _train_and_report(trainer, progress)
+
+
+def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
+    """Resume the run, holding its lock from before anything in its folder is touched (the
+    previous checkpoint put in place included) until the run has ended."""
+    # Only the lock is imported first (no torch): a run being trained is refused in a moment.
+    from ptm_studio.core.run_lock import RunInUseError, RunLock
+
+    run_dir = Path(arguments.resume)
+    if not (run_dir / "config.json").is_file():
+        print(
+            f"error: {run_dir} is not a PTM Studio run folder (it has no config.json); "
+            "give --resume the folder of an earlier run (`ptm-studio runs` lists them)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        lock = RunLock.acquire(run_dir)
+    except RunInUseError as busy:
+        print(f"error: {busy}", file=sys.stderr)
+        return EXIT_USAGE
+    from ptm_studio.core.engine.trainer import Trainer
+
+    try:
+        if arguments.use_previous_checkpoint:
+            exit_code = _put_previous_checkpoint_in_place(run_dir)
+            if exit_code != EXIT_OK:
+                lock.release()
+                return exit_code
+        progress = ProgressPrinter(quiet=arguments.quiet)
+        changes = resume_changes_from_arguments(arguments)
+        trainer = Trainer.resume(
+            run_dir,
+            changes=_changes_with_config_file_paths(changes, arguments),
             callbacks=[progress],
             stop_request=stop_request,
+            run_lock=lock,
         )
-    previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
-    try:
-        finished = on_training_thread(trainer.run)
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    print_summary(finished, progress.epochs)
+        exit_code = _train_and_report(trainer, progress)
+    except StopAtOnce:
+        raise  # the training thread may still write: the lock goes with the process
+    except BaseException:
+        lock.release()
+        raise
+    lock.release()
+    return exit_code
+
+
+def _train_and_report(trainer: Any, progress: ProgressPrinter) -> int:
+    finished = on_training_thread(trainer.run)
+    if finished.kind not in (Ending.RUN_BUSY, Ending.DATA_CHANGED):
+        print_summary(finished, progress.epochs)  # else nothing ran: the reason says it all
     return _exit_code(finished)
+
+
+# Settings that name a folder or a file. Given in a --config file as relative paths, they are
+# taken from the config file's folder (so the file means the same from any working folder);
+# given as flags, from the working folder. Either way config.json stores them absolute.
+PATH_SETTINGS = ("data.data_dir", "data.monitor_dir", "model.weights_path")
+
+
+def _with_config_file_paths(config: Any, arguments: argparse.Namespace) -> Any:
+    from ptm_studio.core.config import get_field, replace_field
+
+    for field_path in PATH_SETTINGS:
+        value = get_field(config, field_path)
+        resolved = _from_config_file_folder(field_path, value, arguments)
+        if resolved != value:
+            config = replace_field(config, field_path, resolved)
+    return config
+
+
+def _changes_with_config_file_paths(
+    changes: dict[str, Any], arguments: argparse.Namespace
+) -> dict[str, Any]:
+    return {
+        name: _from_config_file_folder(name, value, arguments) if name in PATH_SETTINGS else value
+        for name, value in changes.items()
+    }
+
+
+def _from_config_file_folder(field_path: str, value: Any, arguments: argparse.Namespace) -> Any:
+    """A relative path that came from the --config file, taken from that file's folder."""
+    config_file = getattr(arguments, "config", None)
+    given_as_flag = field_path in vars(arguments) or (
+        (field_path == "model.weights_path" and getattr(arguments, "init_from", None))
+        or (field_path == "data.data_dir" and getattr(arguments, "demo", False))
+    )
+    if not config_file or given_as_flag or not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    candidate = (Path(config_file).expanduser().absolute().parent / path).absolute()
+    if field_path == "model.weights_path" and not candidate.exists():
+        return value  # an earlier run's name (weights=run), looked up in the runs folder
+    return str(candidate)
 
 
 def _exit_code(finished: TrainingFinished) -> int:
@@ -133,9 +287,23 @@ def _exit_code(finished: TrainingFinished) -> int:
         if finished.kind == Ending.CHECKPOINT_DAMAGED and finished.previous_checkpoint:
             message += " To do so, add --use-previous-checkpoint."
         print(f"error: {message}", file=sys.stderr)
-        data_endings = (Ending.DATA_UNUSABLE, Ending.DATA_CHANGED)
-        return EXIT_DATA if finished.kind in data_endings else EXIT_FAILED
+        return _failure_exit_code(finished.kind)
+    if finished.kind in (Ending.PAUSED_DISK, Ending.PAUSED_DATA_MISSING):
+        # Not the user's Ctrl-C: the run could not go on (a full disk, the pictures gone); it
+        # is kept resumable and the summary above says how.
+        print(f"error: {finished.error_message}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_INTERRUPTED if finished.status == STATUS_STOPPED else EXIT_OK
+
+
+def _failure_exit_code(kind: str) -> int:
+    if kind in (Ending.DATA_UNUSABLE, Ending.DATA_CHANGED):
+        return EXIT_DATA
+    # A setting or a file given (the weights, the network's name) that cannot be used, or
+    # a run another process is training now.
+    if kind in (Ending.INVALID_SETTINGS, Ending.WEIGHTS_UNUSABLE, Ending.RUN_BUSY):
+        return EXIT_USAGE
+    return EXIT_FAILED
 
 
 def _put_previous_checkpoint_in_place(run: Path) -> int:
@@ -158,92 +326,53 @@ def _run_compare(arguments: argparse.Namespace) -> int:
     if not arguments.init_from:
         print("error: compare needs --init-from PRETRAINED_RUN", file=sys.stderr)
         return EXIT_USAGE
-    config = config_from_arguments(arguments)
+    config = _with_config_file_paths(config_from_arguments(arguments), arguments)
     stop_request = StopRequest()
 
     def callbacks_for(start: str, seed: int) -> list[ProgressPrinter]:
         print(f"\n— Finetuning from {start} (seed {seed}) —", file=sys.stderr)
         return [ProgressPrinter(quiet=arguments.quiet)]
 
-    previous_handler = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop_request))
     try:
-        result = on_training_thread(
-            lambda: compare_initialisations(
-                config,
-                arguments.init_from,
-                alternative=arguments.against,
-                seeds=arguments.seeds,
-                runs_root=arguments.runs_root,
-                callbacks_for=callbacks_for,
-                stop_request=stop_request,
+        with stopping_on_signals(stop_request):
+            result = on_training_thread(
+                lambda: compare_initialisations(
+                    config,
+                    arguments.init_from,
+                    alternative=arguments.against,
+                    seeds=arguments.seeds,
+                    runs_root=arguments.runs_root,
+                    callbacks_for=callbacks_for,
+                    stop_request=stop_request,
+                )
             )
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
+    except StopAtOnce:
+        return stop_at_once()
     print_comparison(result, arguments.against)
     failed = [arm for arm in result.arms if arm.finished.status == STATUS_FAILED]
     for arm in failed:
         print(
             f"error ({arm.label}, seed {arm.seed}): {arm.finished.error_message}", file=sys.stderr
         )
-    if failed:
-        return EXIT_FAILED
+    if failed:  # the worst of the failures: training failed, else a setting, else the data
+        return min(_failure_exit_code(arm.finished.kind) for arm in failed)
     return EXIT_INTERRUPTED if stop_request.is_requested else EXIT_OK
-
-
-def on_training_thread(work: Callable[[], Result]) -> Result:
-    """Run ``work`` on a training thread, as the app does, while the main thread waits.
-
-    Off the main thread PyTorch reports a dead picture-loading process from inside the loader,
-    where the watchdog catches it; on the main thread its signal handler raises at whatever line
-    is running. Ctrl-C still reaches the main thread's handler (which asks the run to stop).
-    """
-    results: list[Result] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            results.append(work())
-        except BaseException as error:  # handed to the main thread, which raises it
-            errors.append(error)
-
-    thread = threading.Thread(target=target, name="ptm-training", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.2)
-    if errors:
-        raise errors[0]
-    return results[0]
-
-
-def _stop_on_first_interrupt(stop_request: Any) -> Any:
-    def handle(_signal_number: int, _frame: object) -> None:
-        if stop_request.is_requested:
-            raise KeyboardInterrupt
-        print(
-            "\nStopping after this batch and saving a checkpoint (Ctrl-C again to abort)…",
-            file=sys.stderr,
-        )
-        stop_request.request()
-
-    return handle
 
 
 def _run_scan(arguments: argparse.Namespace) -> int:
     from ptm_studio.core.data import DatasetError, demo_data_dir, preflight, scan_folder
 
+    settings = scan_config(arguments)
+    task, validation_fraction = settings.objective.task, settings.data.validation_fraction
     folder = arguments.folder or demo_data_dir()
-    if not folder.is_dir():
-        print(f"error: {folder} is not a folder", file=sys.stderr)
-        return EXIT_USAGE
     scan = scan_folder(folder, on_progress=ProgressPrinter.scan_progress)
     print_scan(scan)
     try:
-        preflight(scan, task=arguments.task, validation_fraction=arguments.validation_fraction)
+        preflight(scan, task=task, validation_fraction=validation_fraction)
     except DatasetError as error:
-        print(f"\nThis folder cannot be used for {arguments.task} yet: {error}", file=sys.stderr)
+        print(f"\nThis folder cannot be used for {task} yet: {plain(str(error))}", file=sys.stderr)
         return EXIT_DATA
-    print(f"\nReady for {arguments.task}.")
+    print(f"\nReady for {task}.")
     return EXIT_OK
 
 

@@ -7,11 +7,19 @@ import argparse
 import dataclasses
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 from ptm_studio import __version__
 from ptm_studio.cli_use_arguments import add_model_use_commands
+from ptm_studio.cli_values import (
+    config_file,
+    existing_folder,
+    folder_to_write,
+    path_setting,
+    run_folder,
+    run_name_or_folder,
+    whole_number,
+)
 from ptm_studio.core.config import SECTIONS, RunConfig, config_fields, replace_field
 
 # Every headless command; `python -m ptm_studio COMMAND` dispatches here, anything else opens the app.
@@ -79,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(command="models")
     runs = commands.add_parser("runs", help="List earlier runs.")
     runs.add_argument(
-        "--runs-root", type=Path, help="Folder holding the runs (default: your data folder)."
+        "--runs-root",
+        type=folder_to_write,
+        help="Folder holding the runs (default: your data folder).",
     )
     runs.set_defaults(command="runs")
     return parser
@@ -101,7 +111,7 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
         )
         train.add_argument(
             "--seeds",
-            type=int,
+            type=whole_number(0, 2**32 - 1),
             nargs="+",
             default=[0],
             help="Repeat with these seeds (default: 0).",
@@ -109,25 +119,31 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
     if name in ("finetune", "compare"):
         train.add_argument(
             "--init-from",
-            type=Path,
+            type=run_name_or_folder,
             metavar="RUN_DIR",
             help="Start from the backbone an earlier run learnt (same as --weights run "
             "--weights-path RUN_DIR).",
         )
     train.add_argument(
-        "--config", type=Path, help="A config.json (e.g. from an earlier run) to start from."
+        "--config",
+        type=config_file,
+        help="A config.json (e.g. from an earlier run) to start from; relative folders and files "
+        "in it are taken from the config file's folder.",
     )
     train.add_argument(
         "--output",
-        type=Path,
+        type=folder_to_write,
         help="Folder for this run (default: a new folder under your data folder).",
     )
-    train.add_argument("--runs-root", type=Path, help="Where new run folders are created.")
+    train.add_argument(
+        "--runs-root", type=folder_to_write, help="Where new run folders are created."
+    )
     train.add_argument(
         "--resume",
-        type=Path,
+        type=run_folder,
         metavar="RUN_DIR",
-        help="Continue a stopped run from its last checkpoint.",
+        help="Continue a stopped run from its last checkpoint. Refused (exit 2) while another "
+        "process trains the run, and (exit 3) when its pictures changed since it started.",
     )
     train.add_argument(
         "--use-previous-checkpoint",
@@ -158,7 +174,7 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
 
 
 def _add_config_flag(
-    group: argparse._ArgumentGroup,
+    group: argparse._ActionsContainer,
     field_path: str,
     config_field: dataclasses.Field,
     owner: type,
@@ -177,6 +193,10 @@ def _add_config_flag(
         options["action"] = argparse.BooleanOptionalAction
     elif typing.get_origin(base) is tuple:
         options.update(nargs="*", choices=choices, metavar="NAME")
+    elif base is str and config_field.name.endswith(("_dir", "_path")):
+        options.update(
+            type=path_setting, metavar="DIR" if config_field.name.endswith("_dir") else "PATH"
+        )
     else:
         options.update(type=base, choices=choices)
         options["metavar"] = config_field.name.split("_")[-1].upper() if choices is None else None
@@ -197,9 +217,17 @@ def _show_default(value: Any) -> str:
 
 def _add_scan_command(commands: Any) -> None:
     scan = commands.add_parser("scan", help="Check a dataset folder and report problems.")
-    scan.add_argument("folder", type=Path, nargs="?", help="The folder (default: the demo data).")
-    scan.add_argument("--task", default="finetune", choices=("finetune", "pretrain"))
-    scan.add_argument("--validation-fraction", type=float, default=0.2)
+    scan.add_argument(
+        "folder", type=existing_folder, nargs="?", help="The folder (default: the demo data)."
+    )
+    # The same flags, checks and defaults as train's: what scan calls ready, train accepts.
+    defaults = RunConfig()
+    for field_path in ("objective.task", "data.validation_fraction"):
+        section_name, name = field_path.split(".")
+        section_type = SECTIONS[section_name]
+        config_field = next(item for item in dataclasses.fields(section_type) if item.name == name)
+        default = getattr(getattr(defaults, section_name), name)
+        _add_config_flag(scan, field_path, config_field, section_type, default)
     scan.set_defaults(command="scan")
 
 
@@ -216,6 +244,20 @@ def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
     if arguments.output:
         config = replace_field(config, "run_name", arguments.output.name)
     return config.validate()
+
+
+def scan_config(arguments: argparse.Namespace) -> RunConfig:
+    """The settings `scan` checks the folder for, validated as train validates them."""
+    config = RunConfig()
+    for name, value in vars(arguments).items():
+        if "." in name:
+            config = replace_field(config, name, value)
+    return config.validate()
+
+
+def flag_for(field_path: str) -> str:
+    """The flag that sets a setting: ``optim.num_epochs`` → ``--num-epochs``."""
+    return "--" + field_path.rsplit(".", 1)[-1].replace("_", "-")
 
 
 def _flags_given(arguments: argparse.Namespace) -> dict[str, Any]:

@@ -149,8 +149,8 @@ def is_pretraining(event: EpochFinished) -> bool:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(headers[i]), *(len(row[i]) for row in cells)) for i in range(len(headers))]
+    cells = [[plain(cell) for cell in row] for row in rows]
+    widths = [max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in range(len(headers))]
     print("  ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)))
     print("  ".join("-" * width for width in widths))
     for row in cells:
@@ -220,13 +220,13 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
     if epochs:
         print()
     for label, value in rows:
-        print(f"{label + ':':<{width}}{value}")
+        print(f"{label + ':':<{width}}{plain(value)}")
 
 
 def print_scan(scan: Any) -> None:
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 60 + "\r")
-    print(f"Folder: {scan.root}  (layout: {scan.layout.replace('_', ' ')})")
+    print(f"Folder: {plain(scan.root)}  (layout: {scan.layout.replace('_', ' ')})")
     splits = [split for split in ("train", "val", "test", "unassigned") if scan.records_in(split)]
     if scan.class_names:
         rows = [
@@ -238,9 +238,9 @@ def print_scan(scan: Any) -> None:
         f"{len(scan.records)} readable images, {len(scan.unreadable)} unreadable, {len(scan.ignored)} ignored."
     )
     for problem in scan.problems:
-        print(f"\n[{problem.severity}] {problem.message}\n  → {problem.advice}")
+        print(f"\n[{problem.severity}] {plain(problem.message)}\n  → {plain(problem.advice)}")
         for path in problem.paths[:5]:
-            print(f"    {path}")
+            print(f"    {plain(path)}")
         if len(problem.paths) > 5:
             print(f"    … and {len(problem.paths) - 5} more")
 
@@ -329,3 +329,51 @@ def print_comparison(result: Any, alternative: str) -> None:
 def clear_progress_line() -> None:
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 60 + "\r")
+
+
+_CONTROL_CHARACTERS = {
+    code: f"\\x{code:02x}" for code in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0))
+}
+_CONTROL_CHARACTERS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def plain(text: object) -> str:
+    """``text`` safe to print on a terminal: control characters (a newline or an escape
+    sequence inside a folder name) shown as ``\\n``, ``\\x1b``…, and the bytes of a name that
+    is not valid text (kept by Python as lone surrogates) shown as ``\\xe9``."""
+    return _show_undecodable(str(text).translate(_CONTROL_CHARACTERS))
+
+
+def _show_undecodable(text: str) -> str:
+    if not any("\udc80" <= character <= "\udcff" for character in text):
+        return text
+    return "".join(
+        f"\\x{ord(character) - 0xDC00:02x}" if "\udc80" <= character <= "\udcff" else character
+        for character in text
+    )
+
+
+# What the terminal must never receive raw, whatever prints it: every control character but the
+# line breaks, tabs and carriage returns the output itself is made of.
+_UNSAFE_FOR_TERMINAL = {
+    code: escaped
+    for code, escaped in _CONTROL_CHARACTERS.items()
+    if code not in (ord("\n"), ord("\r"), ord("\t"))
+}
+
+
+class TerminalSafeStream:
+    """A text stream that writes through to ``stream`` with escape sequences and other control
+    characters shown as ``\\x1b``…, and bytes that are not text as ``\\xe9``: a folder named
+    with an escape code cannot recolour, clear or retitle the user's terminal, and a name
+    that is not UTF-8 cannot make printing fail."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_show_undecodable(text.translate(_UNSAFE_FOR_TERMINAL)))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding…
+        return getattr(self._stream, name)

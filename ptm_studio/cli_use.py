@@ -5,6 +5,7 @@ one core function; exit codes as in cli.py."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +61,7 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
 
 def run_predict(arguments: argparse.Namespace) -> int:
     from ptm_studio.core.checkpoints import CheckpointError
-    from ptm_studio.core.inference import Predictor, collect_image_paths, write_predictions_csv
+    from ptm_studio.core.inference import Predictor, write_predictions_csv
     from ptm_studio.core.models import ModelError
 
     try:
@@ -68,10 +69,8 @@ def run_predict(arguments: argparse.Namespace) -> int:
     except (CheckpointError, ModelError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    paths = collect_image_paths(arguments.paths)
-    missing = [path for path in paths if not path.exists()]
-    if missing:
-        print(f"error: {missing[0]} does not exist", file=sys.stderr)
+    paths = _pictures_to_read(arguments.paths)
+    if paths is None:
         return EXIT_USAGE
     predictions = predictor.predict_paths(
         paths, top_k=arguments.top_k, on_progress=ProgressPrinter.picture_progress("Predicting")
@@ -228,8 +227,15 @@ def run_report(arguments: argparse.Namespace) -> int:
     except _unusable_run_errors() as error:
         return _say_unusable(error)
     except OSError as error:
-        print(f"error: the report could not be written: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        from ptm_studio.core.locations import why_unwritable
+
+        target = Path(os.fsdecode(error.filename)) if error.filename else Path(".")
+        print(
+            f"error: the report could not be written to {error.filename or 'its file'}: "
+            f"{why_unwritable(target.parent, error)}. Choose another file with --to.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     clear_progress_line()
     print(f"Wrote the report to {report}; open it in any browser (it needs no internet).")
     return EXIT_OK

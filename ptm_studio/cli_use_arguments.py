@@ -4,9 +4,16 @@ export, report); cli_arguments.py builds the parser and calls :func:`add_model_u
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from ptm_studio.cli_values import (
+    existing_folder,
+    folder_to_write,
+    new_file,
+    pictures,
+    run_folder,
+    whole_number,
+)
 from ptm_studio.core.calibration import NOT_SURE_BELOW
 
 # The formats ptm_studio.core.export writes, named here so `--help` loads no torch (a test
@@ -36,13 +43,13 @@ def _add_evaluate_command(commands: Any) -> None:
             "the confidences are honest and saves it beside the checkpoint (predict uses it)."
         ),
     )
-    evaluate.add_argument("--run", type=Path, required=True, help="A finetuning run folder.")
+    evaluate.add_argument("--run", type=run_folder, required=True, help="A finetuning run folder.")
     evaluate.add_argument(
         "--checkpoint",
-        type=Path,
+        type=existing_folder,
         help="One of the run's checkpoint folders (default: its best, else its last).",
     )
-    evaluate.add_argument("--json", type=Path, help="Also write the results to this JSON file.")
+    evaluate.add_argument("--json", type=new_file, help="Also write the results to this JSON file.")
     evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     evaluate.set_defaults(command="evaluate")
 
@@ -60,16 +67,6 @@ def _probability(text: str) -> float:
     return value
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def _add_predict_command(commands: Any) -> None:
     predict = commands.add_parser(
         "predict",
@@ -77,11 +74,11 @@ def _add_predict_command(commands: Any) -> None:
         description="Prints a table (or writes a CSV) with the top classes of each image.",
     )
     predict.add_argument(
-        "--run", type=Path, required=True, help="A run folder (or a checkpoint folder)."
+        "--run", type=run_folder, required=True, help="A run folder (or a checkpoint folder)."
     )
-    predict.add_argument("paths", nargs="+", type=Path, help="Image files and/or folders.")
+    predict.add_argument("paths", nargs="+", type=pictures, help="Image files and/or folders.")
     predict.add_argument(
-        "--top-k", type=_at_least_one, default=3, help="How many classes to show per image."
+        "--top-k", type=whole_number(1, 1000), default=3, help="How many classes to show per image."
     )
     predict.add_argument(
         "--threshold",
@@ -93,7 +90,7 @@ def _add_predict_command(commands: Any) -> None:
             "calibrated once the run has been evaluated."
         ),
     )
-    predict.add_argument("--csv", type=Path, help="Write the predictions to this CSV file too.")
+    predict.add_argument("--csv", type=new_file, help="Write the predictions to this CSV file too.")
     predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     predict.set_defaults(command="predict")
 
@@ -110,16 +107,20 @@ def _add_embed_command(commands: Any) -> None:
         ),
     )
     embed.add_argument(
-        "--run", type=Path, required=True, help="A run folder (or a checkpoint folder)."
+        "--run", type=run_folder, required=True, help="A run folder (or a checkpoint folder)."
     )
     embed.add_argument(
         "paths",
         nargs="*",
-        type=Path,
+        type=pictures,
         help="Image files and/or folders (default: the run's validation pictures).",
     )
     embed.add_argument(
-        "--to", type=Path, required=True, metavar="FOLDER", help="Folder to write the files into."
+        "--to",
+        type=folder_to_write,
+        required=True,
+        metavar="FOLDER",
+        help="Folder to write the files into.",
     )
     embed.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     embed.set_defaults(command="embed")
@@ -146,11 +147,15 @@ def _add_heatmap_command(commands: Any) -> None:
         ),
     )
     heatmap.add_argument(
-        "--run", type=Path, required=True, help="A run folder (or a checkpoint folder)."
+        "--run", type=run_folder, required=True, help="A run folder (or a checkpoint folder)."
     )
-    heatmap.add_argument("paths", nargs="+", type=Path, help="Image files and/or folders.")
+    heatmap.add_argument("paths", nargs="+", type=pictures, help="Image files and/or folders.")
     heatmap.add_argument(
-        "--to", type=Path, required=True, metavar="FOLDER", help="Folder to write the PNGs into."
+        "--to",
+        type=folder_to_write,
+        required=True,
+        metavar="FOLDER",
+        help="Folder to write the PNGs into.",
     )
     heatmap.add_argument(
         "--class",
@@ -181,16 +186,16 @@ def _add_export_command(commands: Any) -> None:
         ),
     )
     export.add_argument(
-        "--run", type=Path, required=True, help="A run folder (or a checkpoint folder)."
+        "--run", type=run_folder, required=True, help="A run folder (or a checkpoint folder)."
     )
     export.add_argument(
         "--checkpoint",
-        type=Path,
+        type=existing_folder,
         help="One of the run's checkpoint folders (default: its best, else its last).",
     )
     export.add_argument(
         "--to",
-        type=Path,
+        type=folder_to_write,
         required=True,
         dest="destination",
         metavar="FOLDER",
@@ -223,9 +228,11 @@ def _add_report_command(commands: Any) -> None:
             "mistakes as pictures and the calibration, in one file that needs no internet."
         ),
     )
-    report.add_argument("--run", type=Path, required=True, help="A run folder.")
+    report.add_argument("--run", type=run_folder, required=True, help="A run folder.")
     report.add_argument(
-        "--to", type=Path, help="The HTML file to write (default: report.html in the run folder)."
+        "--to",
+        type=new_file,
+        help="The HTML file to write (default: report.html in the run folder).",
     )
     report.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     report.set_defaults(command="report")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ptm_studio.core.atomic_io import write_json_atomic
+from ptm_studio.core.file_reading import read_text
 
 NOT_SURE = "not sure"
 """The answer when the model's calibrated confidence is below the user's threshold."""
@@ -228,7 +229,7 @@ def saved_temperature(checkpoint_folder: Path, model_digest: str | None) -> floa
     """The temperature fitted for exactly these weights (``model_digest``, the sha256 the
     checkpoint's meta.json records), if one was."""
     try:
-        data = json.loads((Path(checkpoint_folder) / CALIBRATION_FILE).read_text(encoding="utf-8"))
+        data = json.loads(read_text(Path(checkpoint_folder) / CALIBRATION_FILE))
         temperature = float(data["temperature"])
         fitted_for = str(data["model_sha256"])
     except (OSError, ValueError, KeyError, TypeError):

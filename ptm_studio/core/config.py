@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ptm_studio.core.config_values import ConfigError as ConfigError
+from ptm_studio.core.config_values import ConfigFileError as ConfigFileError
 from ptm_studio.core.config_values import check_choice, check_range, from_plain, to_plain
 from ptm_studio.core.config_values import config_fields as config_fields
 from ptm_studio.core.config_values import get_field as get_field
 from ptm_studio.core.config_values import replace_field as replace_field
+from ptm_studio.core.file_reading import MAX_SETTINGS_FILE_BYTES, UnreadableText, read_text
 
 CONFIG_FORMAT_VERSION = 1
 
@@ -385,7 +387,20 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        """The config in a file; ConfigFileError when the file cannot be read (missing, a
+        folder or a pipe, too large, not UTF-8 text, not JSON, not an object of settings)."""
+        try:
+            text = read_text(path, max_bytes=MAX_SETTINGS_FILE_BYTES)
+        except FileNotFoundError:
+            raise ConfigFileError(str(path), "there is no such file; check the path") from None
+        except (OSError, UnreadableText) as error:
+            reason = error.reason if isinstance(error, UnreadableText) else error.strerror
+            raise ConfigFileError(str(path), str(reason or error)) from None
+        try:
+            return cls.from_json(text)
+        except ConfigError as error:
+            where = "" if error.field_path == "<file>" else f"setting {error.field_path}: "
+            raise ConfigFileError(str(path), where + error.message) from None
 
 
 SECTIONS: dict[str, type] = {
@@ -403,5 +418,5 @@ def _absolute_if_here(path: str | None) -> str | None:
         return path
     candidate = Path(path).expanduser()
     if candidate.is_absolute() or not candidate.exists():
-        return path
+        return str(candidate) if candidate.is_absolute() else path  # ~/pictures as the folder
     return str(candidate.absolute())

@@ -24,6 +24,17 @@ class ConfigError(ValueError):
         self.message = message
 
 
+class ConfigFileError(ConfigError):
+    """A config file that cannot be read at all (missing, a folder, not UTF-8, not JSON…)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__("<file>", message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"the config file {self.path} cannot be used: {self.message}"
+
+
 def config_fields(config: Any) -> dict[str, Any]:
     """Every setting by its dotted name (``optim.learning_rate``), in declaration order."""
     fields: dict[str, Any] = {}
@@ -66,7 +77,13 @@ def check_range(
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(field_path, f"must be a number, got {value!r}")
     if value != value or value < low or value > high or (low_open and value == low):
-        raise ConfigError(field_path, f"must be between {low:g} and {high:g}, got {value!r}")
+        raise ConfigError(
+            field_path, f"must be between {_number(low)} and {_number(high)}, got {value!r}"
+        )
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 def check_choice(field_path: str, value: str, allowed: tuple[str, ...]) -> None:

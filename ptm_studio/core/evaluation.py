@@ -36,7 +36,8 @@ from ptm_studio.core.metrics import (
     per_class_report,
     wilson_interval,
 )
-from ptm_studio.core.runs import load_run, model_checkpoint
+from ptm_studio.core.run_models import model_checkpoint
+from ptm_studio.core.runs import load_run
 
 LOGGER = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]

@@ -35,6 +35,7 @@ from ptm_studio.core.export_files import (
 from ptm_studio.core.export_parity import ParityReport, check_parity
 from ptm_studio.core.export_pictures import generated_pictures, validation_pictures
 from ptm_studio.core.export_readme import readme_text
+from ptm_studio.core.file_reading import read_text
 from ptm_studio.core.inference import PredictionCancelled, Predictor
 
 PARITY_FILE = "parity.json"
@@ -180,7 +181,7 @@ def verify_export(
     default the checkpoint model.json names), e.g. after the folder was copied or edited."""
     folder = Path(folder)
     try:
-        description = json.loads((folder / DESCRIPTION_FILE).read_text(encoding="utf-8"))
+        description = json.loads(read_text(folder / DESCRIPTION_FILE))
         source = Path(source or description["source"]["checkpoint"])
         formats = list(description["files"])
     except (OSError, ValueError, KeyError, TypeError) as error:

@@ -36,6 +36,7 @@ from ptm_studio.core.atomic_io import json_safe
 from ptm_studio.core.calibration import softmax
 from ptm_studio.core.data import load_image
 from ptm_studio.core.export_files import DESCRIPTION_FILE, FILE_NAMES, quiet_torch_deprecations
+from ptm_studio.core.file_reading import read_text
 from ptm_studio.core.inference import PredictionCancelled, Predictor
 from ptm_studio.core.models import build_classifier
 
@@ -163,7 +164,7 @@ def check_parity(
     if not app.paths:
         return tuple(_failed(name, "none of the parity pictures could be read") for name in formats)
     try:
-        description = json.loads((folder / DESCRIPTION_FILE).read_text(encoding="utf-8"))
+        description = json.loads(read_text(folder / DESCRIPTION_FILE))
         prepared = _prepare_as_described(app.paths, description["preprocessing"])
     except Exception as error:  # model.json unreadable or describing nonsense: no file can pass
         reason = f"{DESCRIPTION_FILE} cannot be followed ({_short(error)})"

@@ -32,7 +32,8 @@ from ptm_studio.core.data import (
 from ptm_studio.core.devices import configure_cpu_threads, select_device
 from ptm_studio.core.models import ImageClassifier, build_classifier
 from ptm_studio.core.models.state_dicts import check_finite
-from ptm_studio.core.runs import NoSavedModel, is_being_trained, model_checkpoint
+from ptm_studio.core.run_models import NoSavedModel, model_checkpoint
+from ptm_studio.core.runs import is_being_trained
 
 LOGGER = logging.getLogger(__name__)
 

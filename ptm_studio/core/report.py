@@ -26,7 +26,8 @@ from ptm_studio.core.engine.events import PredictionRecord
 from ptm_studio.core.engine.setup import prepare_split
 from ptm_studio.core.evaluation import Evaluation, evaluate_run
 from ptm_studio.core.report_figures import Series, confusion_table, line_chart, reliability_chart
-from ptm_studio.core.runs import RunDirectory, load_run, saved_models
+from ptm_studio.core.run_models import saved_models
+from ptm_studio.core.runs import RunDirectory, load_run
 
 REPORT_FILE = "report.html"
 WORST_MISTAKES = 12

@@ -10,6 +10,11 @@ Layout of a run folder::
     predictions.csv      per-image predictions on the validation set after the last epoch
     validation.csv       the validation pictures and classes drawn at the start (measured later)
     checkpoints/*/calibration.json   the temperature fitted for those weights (when evaluated)
+    run.lock             held by the process training the run (see run_lock.py); never deleted
+
+Every field read from run.json or config.json is checked for its type: a damaged file (not
+UTF-8, not JSON, a list, a word where a number belongs) makes that one run show as damaged
+(``RunInfo.status`` "damaged (…)") and never stops the listing of the others.
 """
 
 from __future__ import annotations
@@ -30,16 +35,14 @@ from typing import Any
 
 from ptm_studio.core.atomic_io import json_safe, write_json_atomic, write_text_atomic
 from ptm_studio.core.checkpoints import (
-    META_FILE,
-    MODEL_FILE,
-    CheckpointError,
     intact_previous,
     is_complete_checkpoint,
     recover_checkpoint,
-    verify_checkpoint,
 )
 from ptm_studio.core.config import RunConfig
+from ptm_studio.core.file_reading import MAX_LIST_FILE_BYTES, read_bytes, read_text
 from ptm_studio.core.locations import default_runs_root
+from ptm_studio.core.run_lock import LockHolder, lock_holder
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +60,14 @@ class RunInfo:
     epochs_completed: int
     best_val_accuracy: float | None
     class_names: tuple[str, ...]
+    problem: str = ""  # what is damaged in its run.json or config.json ("" when nothing)
+
+    @property
+    def is_damaged(self) -> bool:
+        return bool(self.problem)
+
+
+STATUS_UNREADABLE = "run.json unreadable"
 
 
 class RunDirectory:
@@ -103,10 +114,21 @@ class RunDirectory:
         write_json_atomic(self.status_path, json_safe(status))
 
     def read_status(self) -> dict[str, Any]:
+        """run.json's fields; {} when there is none yet or it is damaged (see
+        :meth:`read_status_checked`). Each field's type is still the reader's to check."""
+        return self.read_status_checked()[0]
+
+    def read_status_checked(self) -> tuple[dict[str, Any], str]:
+        """run.json's fields and what is wrong with the file ("" when nothing is)."""
         try:
-            return dict(json.loads(self.status_path.read_text(encoding="utf-8")))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+            raw = json.loads(read_text(self.status_path))
+        except FileNotFoundError:
+            return {}, ""
+        except (OSError, ValueError):  # a folder, a pipe, not UTF-8, not JSON
+            return {}, STATUS_UNREADABLE
+        if not isinstance(raw, dict):
+            return {}, f"{STATUS_UNREADABLE}: it holds a {type(raw).__name__}, not fields"
+        return raw, ""
 
     def append_metrics(self, records: Iterable[dict[str, Any]]) -> None:
         lines = "".join(json.dumps(json_safe(record)) + "\n" for record in records)
@@ -122,18 +144,32 @@ class RunDirectory:
         if not self.metrics_path.exists():
             return []
         records = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+        try:
+            data = read_bytes(self.metrics_path, max_bytes=MAX_LIST_FILE_BYTES)
+        except OSError as error:  # a pipe or a folder in its place, far too large, unreadable
+            LOGGER.warning("%s cannot be read: %s", self.metrics_path, error)
+            return []
+        text = data.decode("utf-8", errors="replace")
+        for line in text.splitlines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:
                 continue
+            if not isinstance(record, dict):
+                continue  # a damaged line that happens to be JSON
             if record_type is None or record.get("type") == record_type:
                 records.append(record)
         return records
 
     def truncate_metrics_after(self, global_step: int) -> None:
-        """Drop log lines written after the checkpoint a resumed run continues from."""
-        kept = [r for r in self.read_metrics() if int(r.get("global_step", 0)) <= global_step]
+        """Drop log lines written after the checkpoint a resumed run continues from (and
+        lines whose step cannot be read)."""
+        kept = [
+            record
+            for record in self.read_metrics()
+            if (step := whole_number(record.get("global_step", 0))) is not None
+            and step <= global_step
+        ]
         write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -157,34 +193,101 @@ class RunDirectory:
     def read_validation_list(self) -> list[tuple[Path, str]] | None:
         """(path, class) of each validation picture the run was given; None for older runs."""
         try:
-            with open(self.validation_list_path, encoding="utf-8", newline="") as handle:
-                return [(Path(row["path"]), row["class"]) for row in csv.DictReader(handle)]
-        except (OSError, KeyError, csv.Error):
+            text = read_text(self.validation_list_path, max_bytes=MAX_LIST_FILE_BYTES)
+            rows = [(row["path"], row["class"]) for row in csv.DictReader(io.StringIO(text))]
+        except (OSError, KeyError, ValueError, csv.Error):  # ValueError: not UTF-8
             return None
+        if any(not isinstance(path, str) or not path for path, _ in rows):
+            return None  # a cut row: the list cannot be trusted
+        return [(Path(path), name if isinstance(name, str) else "") for path, name in rows]
 
     def read_predictions(self) -> list[dict[str, str]]:
-        with open(self.predictions_path, encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
+        text = read_text(self.predictions_path, max_bytes=MAX_LIST_FILE_BYTES)
+        return list(csv.DictReader(io.StringIO(text)))
 
     def info(self) -> RunInfo:
-        status = self.read_status()
+        """The run as the history lists it; a damaged run.json or config.json shows as
+        status "damaged (…)" naming what is wrong, with what could be read."""
+        status, problem = self.read_status_checked()
+        fields = _StatusFields(status)
+        state = fields.text("status", "unknown")
+        created = fields.text("created", "")
+        epochs = fields.count("epochs_completed")
+        best = fields.fraction("best_val_accuracy")
+        class_names = fields.names("class_names")
+        problem = problem or fields.problem
         try:
             config = self.read_config()
             task, backbone = config.objective.task, config.model.backbone
-        except (OSError, ValueError):
+        except Exception as error:  # any damage: this run shows as damaged
+            LOGGER.warning("%s cannot be read: %s", self.config_path, error)
             task, backbone = "?", "?"
-        best = status.get("best_val_accuracy")
+            problem = problem or "config.json unreadable"
         return RunInfo(
             path=self.path,
             name=self.path.name,
-            status=str(status.get("status", "unknown")),
+            status=f"damaged ({problem})" if problem else state,
             task=task,
             backbone=backbone,
-            created=str(status.get("created", "")),
-            epochs_completed=int(status.get("epochs_completed", 0)),
-            best_val_accuracy=float(best) if isinstance(best, int | float) else None,
-            class_names=tuple(status.get("class_names", ())),
+            created=created,
+            epochs_completed=epochs,
+            best_val_accuracy=best,
+            class_names=class_names,
+            problem=problem,
         )
+
+
+def whole_number(value: Any) -> int | None:
+    """``value`` when it is a whole number (not a bool, not a word); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+class _StatusFields:
+    """run.json's fields read with their types checked; ``problem`` names the first wrong one."""
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = ""
+
+    def _wrong(self, name: str, expected: str) -> None:
+        if not self.problem:
+            self.problem = f"run.json: {name} is not {expected}"
+
+    def text(self, name: str, default: str) -> str:
+        value = self.status.get(name, default)
+        if isinstance(value, str):
+            return value
+        self._wrong(name, "text")
+        return default
+
+    def count(self, name: str) -> int:
+        value = whole_number(self.status.get(name, 0))
+        if value is None or value < 0:
+            self._wrong(name, "a whole number")
+            return 0
+        return value
+
+    def fraction(self, name: str) -> float | None:
+        value = self.status.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._wrong(name, "a number")
+            return None
+        return float(value) if math.isfinite(value) else None  # NaN: nothing measured yet
+
+    def names(self, name: str) -> tuple[str, ...]:
+        value = self.status.get(name, [])
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        self._wrong(name, "a list of names")
+        return ()
 
 
 def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
@@ -192,24 +295,49 @@ def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
     root = Path(runs_root) if runs_root else default_runs_root()
     if not root.is_dir():
         return []
-    runs = [
-        RunDirectory(child).info() for child in root.iterdir() if (child / "config.json").is_file()
-    ]
+    runs = [_run_info(child) for child in sorted(root.iterdir()) if _is_run_folder(child)]
     return sorted(runs, key=lambda run: (run.created, run.name), reverse=True)
+
+
+def _is_run_folder(path: Path) -> bool:
+    try:
+        return (path / "config.json").is_file()
+    except OSError:  # a folder we may not look into
+        return False
+
+
+def _run_info(path: Path) -> RunInfo:
+    """One run's line of the history; whatever is wrong with it stays on its line."""
+    try:
+        return RunDirectory(path).info()
+    except Exception as error:  # one damaged run never hides the others
+        LOGGER.warning("run %s cannot be read: %s", path, error)
+        problem = "its files cannot be read"
+        return RunInfo(path, path.name, f"damaged ({problem})", "?", "?", "", 0, None, (), problem)
 
 
 def find_interrupted_runs(runs_root: str | Path | None = None) -> list[RunInfo]:
     """Runs that were still "running" when the app or computer stopped (a crash, a kill, a power
-    cut) and have a complete checkpoint to resume from, newest first."""
+    cut) and have a complete checkpoint to resume from, newest first. A run that cannot be
+    looked at (its checkpoints unreadable) is left out, never the others."""
     interrupted = []
     for run in list_runs(runs_root):
-        if run.status != "running" or is_being_trained(run.path):
+        if run.status != "running":
             continue
-        last = recover_checkpoint(RunDirectory(run.path).last_checkpoint_dir)
-        # A damaged last save still counts when the one before it is intact (offered then).
-        if is_complete_checkpoint(last) or intact_previous(last) is not None:
-            interrupted.append(run)
+        try:
+            if _can_resume_interrupted(run.path):
+                interrupted.append(run)
+        except Exception:  # one damaged run never hides the others
+            LOGGER.exception("could not check whether %s can be resumed", run.path)
     return interrupted
+
+
+def _can_resume_interrupted(run_path: Path) -> bool:
+    if is_being_trained(run_path):
+        return False
+    last = recover_checkpoint(RunDirectory(run_path).last_checkpoint_dir)
+    # A damaged last save still counts when the one before it is intact (offered then).
+    return is_complete_checkpoint(last) or intact_previous(last) is not None
 
 
 # Runs a Trainer in this process is training now (a process cannot tell from its own pid).
@@ -229,8 +357,30 @@ def this_process() -> dict[str, Any]:
 
 def is_being_trained(run_path: str | Path) -> bool:
     """Whether a live process (this one or another) is training this run right now."""
+    return trainer_of(run_path) is not None
+
+
+def trainer_of(run_path: str | Path) -> LockHolder | None:
+    """Who trains this run right now (None: nobody): the holder of the run's lock
+    (run_lock.py), or else a live process that run.json says is training it (a version from
+    before locks were kept, or a drive that keeps no locks)."""
+    try:
+        holder = lock_holder(run_path)
+    except OSError:
+        holder = None
+    return holder or recorded_trainer(run_path)
+
+
+def recorded_trainer(run_path: str | Path) -> LockHolder | None:
+    """The live process run.json names as training the run, if it still runs."""
     status = RunDirectory(run_path).read_status()
-    return status.get("status") == "running" and _is_still_running(Path(run_path), status)
+    if status.get("status") != "running" or not _is_still_running(Path(run_path), status):
+        return None
+    pid, started, host = status.get("pid"), status.get("process_started"), status.get("host")
+    since = datetime.fromtimestamp(started) if isinstance(started, int | float) else None
+    return LockHolder(
+        pid if isinstance(pid, int) else None, host if isinstance(host, str) else "", since, ""
+    )
 
 
 def _is_still_running(run_path: Path, status: dict[str, Any]) -> bool:
@@ -257,128 +407,6 @@ def _process_started_at(pid: int) -> float | None:
         return float(psutil.Process(pid).create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
-
-
-class NoSavedModel(CheckpointError):
-    """A run folder holds no checkpoint with a model (yet)."""
-
-
-class UnusableCheckpoints(CheckpointError):
-    """Every checkpoint of a run that could hold its model is damaged; ``problems`` says how."""
-
-    def __init__(self, problems: list[CheckpointError]) -> None:
-        super().__init__("; ".join(str(problem) for problem in problems))
-        self.problems = problems
-
-
-def model_checkpoint(run_path: str | Path) -> Path:
-    """The checkpoint of a run whose model predictions and later runs use: ``best`` when it is
-    complete, else ``last`` (pretraining keeps only ``last``).
-
-    A checkpoint swap a crash cut short is finished first, unless another window is training
-    the run right now (its half-written folders are work in progress, not debris).
-
-    Raises:
-        NoSavedModel: the run has no checkpoint yet.
-        UnusableCheckpoints: its checkpoints are incomplete or damaged (each problem named).
-    """
-    run = RunDirectory(run_path)
-    may_repair = not is_being_trained(run.path)
-    problems: list[CheckpointError] = []
-    for folder in (run.best_checkpoint_dir, run.last_checkpoint_dir):
-        if may_repair:
-            recover_checkpoint(folder)
-        if not (folder / MODEL_FILE).exists() and not (folder / META_FILE).exists():
-            continue
-        try:
-            verify_checkpoint(folder)
-        except CheckpointError as problem:
-            LOGGER.warning("%s cannot be used: %s", folder, problem)
-            problems.append(problem)
-            continue
-        return folder
-    if problems:
-        raise UnusableCheckpoints(problems)
-    raise NoSavedModel(f"{run.path}: no saved model was found in this run folder")
-
-
-@dataclass(frozen=True)
-class SavedModel:
-    """A checkpoint of a run that holds a model, as a user picks one: "Best (epoch 7, 81 %)"."""
-
-    folder: Path
-    kind: str  # "best" or "last"
-    epoch: int
-    val_accuracy: float | None
-
-    def describe(self) -> str:
-        accuracy = f", {100 * self.val_accuracy:.0f} %" if self.val_accuracy is not None else ""
-        return f"{self.kind.capitalize()} (epoch {self.epoch}{accuracy})"
-
-
-def saved_models(run_path: str | Path) -> list[SavedModel]:
-    """The run's complete checkpoints, best first, from their meta.json alone (cheap enough to
-    fill a menu; the weights are verified when one is loaded)."""
-    run = RunDirectory(run_path)
-    found = []
-    for kind, folder in (("best", run.best_checkpoint_dir), ("last", run.last_checkpoint_dir)):
-        meta = _read_complete_meta(folder)
-        if meta is None:
-            continue
-        accuracy = meta.get("val_accuracy")
-        found.append(
-            SavedModel(
-                folder=folder,
-                kind=kind,
-                epoch=int(meta.get("epoch", 0)),
-                val_accuracy=float(accuracy)
-                if isinstance(accuracy, int | float) and math.isfinite(accuracy)
-                else None,
-            )
-        )
-    return found
-
-
-def _read_complete_meta(folder: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("complete") else None
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """Where a resumed run continues: what its last checkpoint's meta.json records."""
-
-    epochs_completed: int
-    global_step: int
-    saved_at: datetime | None
-
-
-def read_resume_point(run_path: str | Path) -> ResumePoint | None:
-    """The counters of ``checkpoints/last`` (read-only, no torch; None when there is none).
-
-    When last's meta.json is unreadable, those of the save before it (``last-previous``), which
-    a resume is then offered to go on from. It does not verify the checkpoint's files:
-    :func:`find_interrupted_runs` and the loader do.
-    """
-    last = RunDirectory(run_path).last_checkpoint_dir
-    for folder in (last, last.with_name(f"{last.name}-previous")):
-        meta = _read_complete_meta(folder)
-        if meta is not None:
-            break
-    else:
-        return None
-    try:
-        saved_at: datetime | None = datetime.fromisoformat(str(meta.get("saved_at", "")))
-    except ValueError:
-        saved_at = None
-    return ResumePoint(
-        epochs_completed=int(meta.get("epoch", 0) or 0),
-        global_step=int(meta.get("global_step", 0) or 0),
-        saved_at=saved_at,
-    )
 
 
 def resolve_run_folder(name_or_path: str, runs_root: str | Path | None = None) -> Path:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from ptm_studio.core.export import FORMATS, ExportResult, export_model
 from ptm_studio.core.locations import unused_folder
-from ptm_studio.core.runs import saved_models
+from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job

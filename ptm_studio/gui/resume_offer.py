@@ -16,13 +16,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton, QWidget
 
-from ptm_studio.core.runs import (
-    RunDirectory,
-    RunInfo,
-    find_interrupted_runs,
-    list_runs,
-    read_resume_point,
-)
+from ptm_studio.core.run_models import read_resume_point
+from ptm_studio.core.runs import RunDirectory, RunInfo, find_interrupted_runs, list_runs
 from ptm_studio.gui.run_history import load_history
 
 TASK_WORDS = {

@@ -28,7 +28,8 @@ from ptm_studio.core.config import ConfigError, RunConfig, replace_field
 from ptm_studio.core.data.manifest import DatasetScan
 from ptm_studio.core.engine.events import STATUS_FAILED, STATUS_STOPPED, Ending, TrainingFinished
 from ptm_studio.core.locations import default_runs_root
-from ptm_studio.core.runs import RunDirectory, read_resume_point
+from ptm_studio.core.run_models import read_resume_point
+from ptm_studio.core.runs import RunDirectory, trainer_of
 from ptm_studio.gui import dialogs, resume_offer
 from ptm_studio.gui.dataset_summary import DatasetSummary
 from ptm_studio.gui.device_probe import demo_folder
@@ -168,7 +169,11 @@ class RunController(QObject):
             LOGGER.exception("could not look for interrupted runs")
             return
         for index, run in enumerate(runs):
-            offer = describe_run(run, other_runs=len(runs) - index - 1)
+            try:
+                offer = describe_run(run, other_runs=len(runs) - index - 1)
+            except Exception:  # a damaged run is not offered; the others still are
+                LOGGER.exception("could not describe the interrupted run %s", run.path)
+                continue
             if offer is None:
                 continue
             choice = resume_offer.ask_to_resume(self._parent, offer)
@@ -179,7 +184,26 @@ class RunController(QObject):
                 return
             self._mark_not_resumed(run.path)
 
+    def _refuse_if_being_trained(self, run_dir: Path) -> bool:
+        """True (after saying so) when another window or the command line trains the run now:
+        a second trainer would mix its checkpoints and logs with the first one's."""
+        try:
+            holder = trainer_of(run_dir)
+        except OSError:
+            return False  # cannot tell here; the run's lock still refuses a second trainer
+        if holder is None:
+            return False
+        dialogs.show_error(
+            self._parent,
+            "This run is being trained now",
+            f"The run in {run_dir} is being trained now, by {holder.describe()}. Wait for "
+            "that training to end (or stop it there), then resume it here.",
+        )
+        return True
+
     def _mark_not_resumed(self, run_path: Path) -> None:
+        if trainer_of(run_path) is not None:
+            return  # it was resumed elsewhere while the question was open: it is not ours
         try:
             RunDirectory(run_path).write_status(
                 status=STATUS_STOPPED,
@@ -204,7 +228,7 @@ class RunController(QObject):
 
     def resume_run(self, run_dir: Path) -> bool:
         """Show the run's settings and curves, then continue it from its last checkpoint."""
-        if self.session.is_running:
+        if self.session.is_running or self._refuse_if_being_trained(run_dir):
             return False
         run = RunDirectory(run_dir)
         point = read_resume_point(run_dir)
@@ -250,6 +274,9 @@ class RunController(QObject):
         self._set_resume_dir(Path(event.run_dir) if is_resumable and event.run_dir else None)
         if event.status != STATUS_FAILED or self.is_closing:
             return
+        if event.kind == Ending.RUN_BUSY:  # another trainer took it first: nothing was done
+            dialogs.show_error(self._parent, "This run is being trained now", event.error_message)
+            return
         if not self.offer_previous_checkpoint(event):
             dialogs.show_error(
                 self._parent,
@@ -271,6 +298,8 @@ class RunController(QObject):
         last = RunDirectory(event.run_dir).last_checkpoint_dir
         if event.previous_checkpoint is None or intact_previous(last) is None:
             return False
+        if self._refuse_if_being_trained(Path(event.run_dir)):
+            return True  # its checkpoints are another trainer's now
         question = f"{event.error_message}\n\nGo on from the previous save now?"
         if not dialogs.ask_yes_no(self._parent, "The last save of this run is damaged", question):
             return True

@@ -200,7 +200,7 @@ def test_the_embed_command_end_to_end(
     assert len(rows) == 6 and all(row["true_class"] for row in rows)
 
     assert main(["embed", "--run", str(tmp_path), "--to", str(out)]) == EXIT_USAGE
-    assert "no trained model" in capsys.readouterr().err
+    assert "not a PTM Studio run folder" in capsys.readouterr().err
     nothing = tmp_path / "nothing"
     nothing.mkdir()
     (nothing / "x.png").write_bytes(b"nope")

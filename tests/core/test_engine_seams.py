@@ -218,7 +218,7 @@ def test_the_command_line_applies_or_refuses_settings_given_with_resume(
     assert "Resumed with Epochs: 1 → 2" in capsys.readouterr().err
     assert len(RunDirectory(run).read_metrics("epoch")) == 2
     assert cli_main(["train", "--resume", str(tmp_path / "no such run"), "--quiet"]) == 2
-    assert "not a PTM Studio run folder" in capsys.readouterr().err
+    assert "--resume: there is no folder" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- the scan

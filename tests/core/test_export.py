@@ -449,7 +449,7 @@ def test_the_cli_exports_a_tiny_trained_run(
     assert main(["export", "--run", str(run), "--to", str(tmp_path / "export")]) == EXIT_USAGE
     assert "already exists and is not empty" in capsys.readouterr().err
     assert main(["export", "--run", str(tmp_path), "--to", str(tmp_path / "x")]) == EXIT_USAGE
-    assert "no trained model found here" in capsys.readouterr().err
+    assert "not a PTM Studio run folder" in capsys.readouterr().err
 
 
 def test_the_cli_offers_the_formats_the_core_writes() -> None:

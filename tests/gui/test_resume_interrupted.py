@@ -7,6 +7,7 @@ run.json put back to "running", which is what a killed process leaves behind.
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -424,3 +425,86 @@ def test_a_resumed_runs_one_time_choices_do_not_carry_over_to_the_next_run(
     window.close()
     saved = RunConfig.from_json(str(QSettings().value("last/config")))
     assert not saved.model.allow_download and saved.run_name is None
+
+
+def _hold_the_run_lock(run_dir: Path) -> Any:
+    """Another process (a second window, the command line) training the run: it holds its lock
+    and run.json says "running" for it."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom ptm_studio.core.run_lock import RunLock\n"
+            f"RunLock.acquire({str(run_dir)!r}); print('held', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_run_another_process_trains_is_neither_offered_nor_resumed(
+    qtbot: Any,
+    make_window: Any,
+    tiny_config: RunConfig,
+    tmp_path: Path,
+    answers: Any,
+    dialog_calls: list[tuple[str, tuple[Any, ...]]],
+) -> None:
+    """Issue 11, case 1 in the app: the launch offer leaves it out, and Resume (the button,
+    the offer, the previous-save question) refuses it, naming the process, before the window's
+    settings or the run folder are touched."""
+    runs_root = tmp_path / "runs"
+    busy = make_interrupted_run(tiny_config, runs_root, after_epoch=1)
+    free = make_interrupted_run(tiny_config, runs_root, after_epoch=1)
+    RunDirectory(busy).write_status(created="2030-01-01T10:00:00")  # the newest: asked first
+    status_before = RunDirectory(busy).status_path.read_bytes()
+    holder = _hold_the_run_lock(busy)
+    try:
+        window = make_window()
+        settings_before = window.settings.config
+        answers.choices = [ResumeChoice.LATER]
+        window.run_controller.offer_to_resume_interrupted_runs()
+        assert [offer.run_dir for offer in answers.offers] == [free]
+        assert window.run_controller.resume_run(busy) is False
+        assert not window.session.is_running and window.settings.config == settings_before
+        [error] = [args for name, args in dialog_calls if name == "show_error"]
+        assert error[1] == "This run is being trained now"
+        assert f"process {holder.pid}" in error[2] and "then resume it here" in error[2]
+        assert RunDirectory(busy).status_path.read_bytes() == status_before
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    answers.choices = [ResumeChoice.LATER]
+    window.run_controller.offer_to_resume_interrupted_runs()  # its trainer died: offered now
+    assert answers.offers[-1].run_dir == busy
+
+
+def test_a_damaged_run_json_does_not_stop_the_offer_for_the_others(
+    qtbot: Any, make_window: Any, tiny_config: RunConfig, tmp_path: Path, answers: Any
+) -> None:
+    runs_root = tmp_path / "runs"
+    interrupted = make_interrupted_run(tiny_config, runs_root, after_epoch=1)
+    for name, damage in (
+        ("not_utf8", b'{"status": "running", "created": "\xff"}'),
+        ("a_list", b'["running"]'),
+        ("a_word_for_a_number", b'{"status": "running", "epochs_completed": "x"}'),
+        ("a_number_for_names", b'{"status": "running", "class_names": 5}'),
+    ):
+        copy = runs_root / name
+        shutil.copytree(interrupted, copy)
+        (copy / "run.json").write_bytes(damage)
+    damaged_meta = runs_root / "damaged_meta"
+    shutil.copytree(interrupted, damaged_meta)
+    meta = RunDirectory(damaged_meta).last_checkpoint_dir / "meta.json"
+    meta.write_text(meta.read_text(encoding="utf-8").replace('"epoch": 1', '"epoch": "x"'))
+    window = make_window()
+    answers.choices = [ResumeChoice.LATER]
+    window.run_controller.offer_to_resume_interrupted_runs()
+    assert [offer.run_dir for offer in answers.offers] == [interrupted]

@@ -326,7 +326,10 @@ def test_i3_a_large_photo_is_scanned_at_reduced_size_and_trains(
     original_load = JpegImagePlugin.JpegImageFile.load
 
     def recording_load(self: JpegImagePlugin.JpegImageFile) -> object:
-        decoded.append((Path(str(self.filename)), self.size))
+        # The loader hands Pillow the file it opened (checked), so the name is the file's;
+        # later calls, once the pixels are in memory and the file let go, decode nothing.
+        if self.fp is not None:
+            decoded.append((Path(str(self.fp.name)), self.size))
         return original_load(self)
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", recording_load)

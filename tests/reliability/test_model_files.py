@@ -32,7 +32,6 @@ from PIL import Image
 from torch import nn
 from torchvision.models import get_model
 
-from ptm_studio.cli import main
 from ptm_studio.core.checkpoints import (
     TRAINER_STATE_FILE,
     load_checkpoint,
@@ -51,6 +50,7 @@ from ptm_studio.core.models import (
 from ptm_studio.core.models import weights as weights_module
 from ptm_studio.core.runs import RunDirectory
 
+from .cli_checks import run_cli
 from .conftest import NothingLost
 
 UNSAFE_OVERRIDE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -78,12 +78,6 @@ def save_config(config: RunConfig, folder: Path) -> Path:
     path = folder / "config.json"
     path.write_text(config.to_json(), encoding="utf-8")
     return path
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *arguments: object) -> tuple[int, str, str]:
-    code = main([str(argument) for argument in arguments])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def cli_finetune(
@@ -228,7 +222,7 @@ def test_m1_a_pickle_that_runs_code_is_refused_and_the_code_never_runs(
 
     set_override()
     code, _, err = cli_finetune(capsys, nothing_lost, tmp_path, evil)
-    assert code == 1
+    assert code == 2  # a file given that cannot be used
     assert "downloaded weights.pth" in err and "could run code" in err
     assert not marker.exists(), "code hidden in the file ran"
 
@@ -307,7 +301,7 @@ def test_m2_programs_and_whole_models_are_refused_with_the_reason_and_export_adv
         "safetensors.torch.save_file",  # … or a safetensors file
     )
     code, _, err = cli_finetune(capsys, nothing_lost, tmp_path, path)
-    assert code == 1 and what in err and "state_dict" in err
+    assert code == 2 and what in err and "state_dict" in err
     assert sha256(path) == digest
     nothing_lost.check()
 
@@ -428,7 +422,7 @@ def test_m4_a_renamed_picture_or_lfs_pointer_is_not_a_model_file(
         finetune_from(nothing_lost, tmp_path, path), f"'{name}' is not a model file", what, advice
     )
     code, _, err = cli_finetune(capsys, nothing_lost, tmp_path, path)
-    assert code == 1 and "is not a model file" in err and what in err
+    assert code == 2 and "is not a model file" in err and what in err
     assert path.read_bytes() == content
     nothing_lost.check()
 

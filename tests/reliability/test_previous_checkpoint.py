@@ -17,7 +17,8 @@ from ptm_studio.core.checkpoints import (
 )
 from ptm_studio.core.config import replace_field
 from ptm_studio.core.engine.trainer import Trainer
-from ptm_studio.core.runs import find_interrupted_runs, read_resume_point
+from ptm_studio.core.run_models import read_resume_point
+from ptm_studio.core.runs import find_interrupted_runs
 
 from .conftest import NothingLost, assert_checkpoint_loads, folder_digest
 

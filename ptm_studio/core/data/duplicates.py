@@ -7,6 +7,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ptm_studio.core.file_reading import MAX_PICTURE_FILE_BYTES, open_for_reading
+
 _CHUNK_BYTES = 1 << 20
 
 
@@ -38,7 +40,7 @@ def find_identical_files(
 def _digest(path: Path) -> bytes | None:
     hasher = hashlib.blake2b(digest_size=20)
     try:
-        with open(path, "rb") as file:
+        with open_for_reading(path, max_bytes=MAX_PICTURE_FILE_BYTES) as file:
             while chunk := file.read(_CHUNK_BYTES):
                 hasher.update(chunk)
     except OSError:

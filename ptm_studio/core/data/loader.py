@@ -14,9 +14,17 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ptm_studio.core.file_reading import (
+    MAX_PICTURE_FILE_BYTES,
+    FileTooLarge,
+    NotARegularFile,
+    open_for_reading,
+)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -110,9 +118,8 @@ def is_multi_frame(path: str | Path) -> bool:
     Opens the file without decoding it; raises ``ImageLoadError`` when it is not a usable image.
     """
     path = Path(path)
-    _check_file(path)
     try:
-        with _open(path) as image:
+        with _open_file(path) as file, _open(path, file) as image:
             return _has_several_frames(image)
     except ImageLoadError:
         raise
@@ -123,9 +130,8 @@ def is_multi_frame(path: str | Path) -> bool:
 def _load(path: Path, max_side: int | None) -> tuple[Image.Image, bool]:
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be a positive number of pixels, not {max_side}")
-    _check_file(path)
     try:
-        with _open(path) as image:
+        with _open_file(path) as file, _open(path, file) as image:
             multi_frame = _has_several_frames(image)
             if max_side is not None:
                 image.draft("RGB", fitted_size(image.size, max_side))
@@ -153,23 +159,36 @@ def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _check_file(path: Path) -> None:
-    """Reject what needs no decoder to reject, with the most specific reason."""
+def _open_file(path: Path) -> BinaryIO:
+    """The file, opened once (a regular file of a sane size: a pipe named x.jpg would block
+    forever), after rejecting what needs no decoder to reject, with the most specific reason."""
     try:
-        with path.open("rb") as file:
-            head = file.read(4)
+        file = open_for_reading(path, max_bytes=MAX_PICTURE_FILE_BYTES)
     except IsADirectoryError as error:
         raise ImageLoadError(path, "this is a folder, not an image file") from error
+    except (NotARegularFile, FileTooLarge) as error:
+        raise ImageLoadError(path, str(error.strerror)) from error
     except OSError as error:
         raise ImageLoadError(path, _reason_for(error)) from error
+    try:
+        head = file.read(4)
+        file.seek(0)
+    except OSError as error:
+        file.close()
+        raise ImageLoadError(path, _reason_for(error)) from error
+    problem = None
     if path.name.startswith("._") or head == _APPLEDOUBLE_MAGIC:
-        raise ImageLoadError(path, "a macOS metadata file (AppleDouble “._” file), not an image")
-    if not head:
-        raise ImageLoadError(path, "the file is empty")
+        problem = "a macOS metadata file (AppleDouble “._” file), not an image"
+    elif not head:
+        problem = "the file is empty"
+    if problem:
+        file.close()
+        raise ImageLoadError(path, problem)
+    return file
 
 
-def _open(path: Path) -> Image.Image:
-    image = Image.open(path, formats=_OPENER_FORMATS)
+def _open(path: Path, file: BinaryIO) -> Image.Image:
+    image = Image.open(file, formats=_OPENER_FORMATS)
     if image.format not in ALLOWED_FORMATS:
         image.close()
         raise ImageLoadError(path, _NOT_AN_IMAGE)

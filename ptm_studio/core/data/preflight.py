@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ptm_studio.core.data.manifest import DatasetError, DatasetScan
-from ptm_studio.core.data.problems import show, single_class_advice
+from ptm_studio.core.data.problems import names_not_text, show, single_class_advice
 
 _EXAMPLES = 3
 
@@ -23,6 +23,7 @@ def preflight(
     if task not in ("finetune", "pretrain"):
         raise ValueError(f"task must be 'finetune' or 'pretrain', not {task!r}")
     _check_some_images(scan)
+    _check_names(scan)
     _check_bad_files(scan, max_bad_file_fraction)
     if task == "pretrain":
         return
@@ -43,6 +44,12 @@ def _check_some_images(scan: DatasetScan) -> None:
         f"No pictures were found in {scan.root}.",
         "Choose the folder that holds your pictures (JPEG, PNG, BMP, GIF, WebP or TIFF files).",
     )
+
+
+def _check_names(scan: DatasetScan) -> None:
+    problem = names_not_text(scan.root, scan.class_names, scan.records)
+    if problem is not None:
+        raise DatasetError(problem.message, problem.advice)
 
 
 def _check_bad_files(scan: DatasetScan, max_bad_file_fraction: float) -> None:

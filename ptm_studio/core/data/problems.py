@@ -47,6 +47,7 @@ def imbalance_ratio(counts: dict[str, int]) -> float:
 def find_problems(facts: ScanFacts) -> tuple[Problem, ...]:
     """Every problem worth showing, errors first, then warnings, then information."""
     problems = [
+        *_name_problems(facts.root, facts.class_names, facts.records),
         *_unreadable_problems(facts),
         *_class_problems(facts),
         *_duplicate_problems(facts),
@@ -54,6 +55,39 @@ def find_problems(facts: ScanFacts) -> tuple[Problem, ...]:
     ]
     order = {"error": 0, "warning": 1, "info": 2}
     return tuple(sorted(problems, key=lambda problem: order[problem.severity]))
+
+
+def is_not_text(name: str) -> bool:
+    """Whether a file or folder name holds bytes that are not UTF-8 (Python keeps them as lone
+    surrogates): such a name cannot be written into the run's files, nor shown faithfully."""
+    return any("\udc80" <= character <= "\udcff" for character in name)
+
+
+def _name_problems(
+    root: Path, class_names: Sequence[str], records: Sequence[ImageRecord]
+) -> list[Problem]:
+    bad_classes = [root / name for name in class_names if is_not_text(name)]
+    bad_files = [record.path for record in records if is_not_text(str(record.path))]
+    paths = tuple(dict.fromkeys([*bad_classes, *bad_files]))
+    if not paths:
+        return []
+    message = (
+        f"{_count(len(paths), 'name is', 'names are')} not valid text (not UTF-8, e.g. written "
+        f"by an old program or copied from an old disk): {_examples(list(paths), root)}."
+    )
+    advice = (
+        "Rename these folders and files (any name you can type works). On Linux, "
+        "`convmv -f latin1 -t utf8 -r --notest FOLDER` renames them all at once."
+    )
+    return [Problem("names_not_text", "error", message, advice, paths)]
+
+
+def names_not_text(
+    root: Path, class_names: Sequence[str], records: Sequence[ImageRecord]
+) -> Problem | None:
+    """The problem with names that are not text, or None when every name is text."""
+    found = _name_problems(root, class_names, records)
+    return found[0] if found else None
 
 
 def show(path: Path, root: Path) -> str:

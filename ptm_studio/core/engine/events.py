@@ -249,6 +249,7 @@ class Ending(enum.StrEnum):
     OUT_OF_MEMORY = "out_of_memory"
     FILE_ERROR = "file_error"  # reading or writing a file failed (the message names it)
     UNEXPECTED = "unexpected"  # a bug: the details hold the traceback
+    RUN_BUSY = "run_busy"  # another trainer holds the run now: nothing was done or written
 
     @property
     def status(self) -> str:

@@ -5,6 +5,12 @@ folder, downloading weights) can be stopped and is reported like any other failu
 are built before the run folder is touched; from then on ``recorder`` is set, so a resume whose
 checkpoint cannot be loaded records why in that folder.
 
+A run's folder is locked (run_lock.py) for as long as it trains: a resume takes the lock before
+anything else (RunInUseError when another trainer holds it), a new run as soon as its folder is
+made; :meth:`release` (the Trainer calls it at the very end) frees it. A resume then checks the
+folder still holds the pictures the run started with (same_data.py), still before the run
+folder is touched.
+
 Resuming goes on with the run's own settings. A setting given with the resume is applied when
 the run can go on with it (more epochs, how often to save) and refused otherwise, naming it:
 never silently dropped (:func:`apply_resume_changes`).
@@ -12,6 +18,7 @@ never silently dropped (:func:`apply_resume_changes`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +29,13 @@ from ptm_studio.core.data import DatasetScan, demo_data_dir
 from ptm_studio.core.engine.failures import check_same_classes
 from ptm_studio.core.engine.parts import TrainingParts, build_training
 from ptm_studio.core.engine.recorder import RunRecorder
+from ptm_studio.core.engine.same_data import check_same_data, describe_data
 from ptm_studio.core.engine.setup import resolve_data_dir
 from ptm_studio.core.engine.stepping import follow_schedule_from_here, restore_trainer_state
-from ptm_studio.core.runs import load_run, read_resume_point
+from ptm_studio.core.locations import default_runs_root
+from ptm_studio.core.run_lock import RunInUseError, RunLock
+from ptm_studio.core.run_models import read_resume_point
+from ptm_studio.core.runs import RunDirectory, load_run, recorded_trainer, resolve_run_folder
 
 DownloadProgress = Callable[[int, int], None]
 
@@ -47,6 +58,9 @@ class RunSetup(Protocol):
 
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts: ...
 
+    def release(self) -> None:
+        """Free what the run held (its folder's lock); called once, when it has ended."""
+
 
 @dataclass
 class ReadyParts:
@@ -58,6 +72,9 @@ class ReadyParts:
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
         return self.parts
 
+    def release(self) -> None:
+        return None
+
 
 @dataclass
 class NewRun:
@@ -68,15 +85,24 @@ class NewRun:
     runs_root: Path | None = None
     scan: DatasetScan | None = None
     recorder: RunRecorder | None = None
+    lock: RunLock | None = None
 
     def __post_init__(self) -> None:
-        self.config = self.config.with_absolute_paths()  # config.json holds no relative path
+        # config.json holds no relative path, and no run name where the run's folder is meant.
+        self.config = with_run_folder_named(self.config.with_absolute_paths())
 
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
         parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
-        self.recorder = RunRecorder.create(self.runs_root, self.config)
-        self.recorder.run.write_validation_list(parts.split.val)
+        run = RunDirectory.create(self.runs_root or default_runs_root(), self.config.run_name)
+        self.lock = RunLock.acquire(run.path)  # a new folder: nobody else can hold it yet
+        recorder = self.recorder = RunRecorder.start_in(run, self.config)
+        recorder.run.write_validation_list(parts.split.val)
+        recorder.record_data(describe_data(parts.split, resolve_data_dir(self.config)))
         return parts
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 @dataclass(frozen=True)
@@ -96,21 +122,32 @@ class ResumedRun:
     changes: ResumeChanges = ResumeChanges()
     scan: DatasetScan | None = None
     recorder: RunRecorder | None = None
+    lock: RunLock | None = None
+    """The run's lock, when the caller took it already (it frees it then); else taken here."""
 
     def __post_init__(self) -> None:
         self.config = self.config.with_absolute_paths()  # config.json holds no relative path
+        self._owns_lock = self.lock is None
 
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
-        # Built first, as a new run is: a run whose pictures are not there (yet) is left as it
-        # was, still offered for resuming, and nothing is written into its folder.
+        if self.lock is None:
+            self.lock = RunLock.acquire(self.run_dir)  # RunInUseError: another trainer has it
+        _check_no_other_trainer(self.run_dir)
+        # Built first, as a new run is: a run whose pictures are not there (yet) or changed is
+        # left as it was, still offered for resuming, and nothing is written into its folder.
         parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
+        data_now = describe_data(parts.split, resolve_data_dir(self.config))
+        recorded = RunDirectory(self.run_dir).read_status().get("data")
+        note = check_same_data(recorded, data_now, resolve_data_dir(self.config))
+        if note:
+            self.changes = ResumeChanges(self.changes.fields, (*self.changes.words, note))
         recorder = self.recorder = RunRecorder.open(self.run_dir, self.config)
+        recorder.record_data(data_now)  # a run from before this record is checked from now on
         loaded = recorder.load_last_checkpoint()
-        check_same_classes(
-            tuple(loaded.meta.get("class_names", ())),
-            parts.task.class_names,
-            resolve_data_dir(self.config),
-        )
+        trained_on = loaded.meta.get("class_names", [])
+        if isinstance(trained_on, list) and all(isinstance(name, str) for name in trained_on):
+            check_same_classes(tuple(trained_on), parts.task.class_names, self.config_data_dir)
+        # else a damaged meta.json: run.json's record of the pictures was checked above
         rng_state = restore_trainer_state(loaded, parts.step.context, parts.progress, parts.task)
         parts.batches.pending_rng_state = rng_state  # restored when the batches start
         if "optim.num_epochs" in self.changes.fields:
@@ -122,18 +159,49 @@ class ResumedRun:
             recorder.write_config(self.config)  # a later resume goes on with them too
         return parts
 
+    @property
+    def config_data_dir(self) -> Path:
+        return resolve_data_dir(self.config)
+
+    def release(self) -> None:
+        if self.lock is not None and self._owns_lock:
+            self.lock.release()
+
 
 def plan_resume(
-    run_dir: Path, changes: Mapping[str, Any] | None, scan: DatasetScan | None = None
+    run_dir: Path,
+    changes: Mapping[str, Any] | None,
+    scan: DatasetScan | None = None,
+    lock: RunLock | None = None,
 ) -> ResumedRun:
     """Read the run's settings and apply ``changes`` (dotted names → values); raises
     ConfigError naming a setting that cannot change, FileNotFoundError for a folder that is
-    not a run."""
+    not a run. ``lock``: the run's lock, when the caller holds it already."""
     run = load_run(run_dir)
     point = read_resume_point(run.path)
     epochs_completed = point.epochs_completed if point is not None else 0
     config, applied = apply_resume_changes(run.read_config(), changes or {}, epochs_completed)
-    return ResumedRun(run.path, config, applied, scan)
+    return ResumedRun(run.path, config, applied, scan, lock=lock)
+
+
+def _check_no_other_trainer(run_dir: Path) -> None:
+    """The lock is ours; a live process that run.json names (a version from before locks were
+    kept) may still be training the run without one."""
+    other = recorded_trainer(run_dir)
+    if other is not None and other.pid != os.getpid():
+        raise RunInUseError(run_dir, other)
+
+
+def with_run_folder_named(config: RunConfig) -> RunConfig:
+    """Starting weights given as an earlier run's name (``--init-from pre_flowers``) name its
+    folder instead, so a resume or an evaluation elsewhere finds the same run."""
+    weights_path = config.model.weights_path
+    if config.model.weights != "run" or not weights_path or Path(weights_path).is_absolute():
+        return config
+    folder = resolve_run_folder(weights_path)
+    if not folder.is_dir():
+        return config  # the loader names it as the user wrote it
+    return replace_field(config, "model.weights_path", str(folder.absolute()))
 
 
 def apply_resume_changes(

@@ -3,7 +3,10 @@
 The loop is a few named steps (``_train_one_epoch``, ``_end_epoch``, ``_save_checkpoint``),
 one event per lifecycle point, and after each batch the checks a cooperative loop needs: the
 user's stop, then what callbacks asked through the TrainingControl (stop, save, evaluate).
-``run`` never raises for a failed run: it reports ``TrainingFinished`` with a structured kind.
+``run`` never raises for a failed run: it reports ``TrainingFinished`` with a structured kind,
+and whatever fails (building, a callback, a save, even an exception that is not an Exception)
+the run's folder records how it ended, so it is never left marked "running", and its lock is
+freed.
 
 Three ways to get one::
 
@@ -51,7 +54,7 @@ from ptm_studio.core.engine.loops import kept_as_it_was
 from ptm_studio.core.engine.parts import TrainingParts
 from ptm_studio.core.engine.policies import standard_callbacks
 from ptm_studio.core.engine.progress import ProgressThrottle
-from ptm_studio.core.engine.recorder import CheckpointContent, RunRecorder
+from ptm_studio.core.engine.recorder import CheckpointContent, RecordingAbandoned, RunRecorder
 from ptm_studio.core.engine.reporting import (
     batch_event,
     checkpoint_meta,
@@ -62,6 +65,7 @@ from ptm_studio.core.engine.reporting import (
 from ptm_studio.core.engine.run_setup import NewRun, ReadyParts, ResumedRun, RunSetup, plan_resume
 from ptm_studio.core.engine.setup import resolve_data_dir
 from ptm_studio.core.engine.stepping import capture_trainer_state
+from ptm_studio.core.run_lock import RunInUseError, RunLock
 
 LOGGER = logging.getLogger(__name__)
 STOPPED_BEFORE_TRAINING = "Stopped before training began; nothing was downloaded or saved."
@@ -130,13 +134,16 @@ class Trainer:
         scan: DatasetScan | None = None,
         callbacks: Iterable[Callback] = (),
         stop_request: StopRequest | None = None,
+        run_lock: RunLock | None = None,
     ) -> Trainer:
         """Go on with the run in ``run_dir`` from its last checkpoint, with its own settings.
 
         ``changes`` (dotted names → values, e.g. ``{"optim.num_epochs": 20}``) are applied when
         the run can go on with them; any other raises ConfigError naming the setting, here,
-        before anything runs (see run_setup.apply_resume_changes)."""
-        setup = plan_resume(Path(run_dir), changes, scan)
+        before anything runs (see run_setup.apply_resume_changes). ``run_lock``: the run's lock
+        when the caller took it already (and frees it); otherwise :meth:`run` takes it first
+        and ends with kind ``run_busy`` when another trainer holds it."""
+        setup = plan_resume(Path(run_dir), changes, scan, lock=run_lock)
         return cls(setup, callbacks=callbacks, stop_request=stop_request)
 
     @property
@@ -146,13 +153,36 @@ class Trainer:
     # ----------------------------------------------------------------- the whole run
     def run(self) -> TrainingFinished:
         started = time.perf_counter()
-        failure = Failure()
+        not_an_exception: BaseException | None = None
+        try:
+            try:
+                ending, failure = self._train_and_describe()
+            except BaseException as caught:  # SystemExit from a callback: record, then raise
+                not_an_exception = caught
+                ending = Ending.UNEXPECTED
+                failure = Failure.of(caught, ending)
+            finished = self._finished(ending, failure, time.perf_counter() - started)
+            self._emit_finished(finished)
+            self._release_device()
+        finally:
+            self.setup.release()  # after the last write: the next trainer may start now
+        if not_an_exception is not None:
+            raise not_an_exception
+        return finished
+
+    def _train_and_describe(self) -> tuple[Ending, Failure]:
+        """Prepare and train; how it ended, and why in words when it did not complete."""
         try:
             self._prepare()
-            ending = self._train()
+            return self._train(), Failure()
         except StoppedBeforeTraining:
-            ending = Ending.STOPPED_BEFORE_TRAINING
-            failure = Failure(STOPPED_BEFORE_TRAINING)
+            return Ending.STOPPED_BEFORE_TRAINING, Failure(STOPPED_BEFORE_TRAINING)
+        except RunInUseError as busy:  # nothing was done: the other trainer's run is its own
+            LOGGER.warning("%s", busy)
+            return Ending.RUN_BUSY, Failure(str(busy))
+        except RecordingAbandoned as abandoned:  # stopped at once: run.json already says so
+            LOGGER.info("%s", abandoned)
+            return Ending.STOPPED, Failure(str(abandoned))
         except Exception as caught:  # every failure becomes a readable TrainingFinished
             ending = ending_for(caught)
             # Described here, kept as words: the exception's frames hold the model and the
@@ -162,10 +192,7 @@ class Trainer:
                 LOGGER.warning("training paused: %s", caught)
             else:
                 LOGGER.exception("training failed")
-        finished = self._finished(ending, failure, time.perf_counter() - started)
-        self._emit_finished(finished)
-        self._release_device()
-        return finished
+            return ending, failure
 
     def _prepare(self) -> None:
         self.parts = self.setup.prepare(self._download_progress)
@@ -179,6 +206,11 @@ class Trainer:
         self, ending: Ending, failure: Failure, elapsed_seconds: float
     ) -> TrainingFinished:
         progress = self.parts.progress if self.parts is not None else None
+        try:
+            skipped_files = tuple(self._skipped_files())
+        except Exception:  # the ending matters more than this list
+            LOGGER.exception("could not list the pictures left out")
+            skipped_files = ()
         return TrainingFinished(
             status=ending.status,
             kind=ending,
@@ -189,7 +221,7 @@ class Trainer:
             elapsed_seconds=elapsed_seconds,
             error_message=failure.message,
             error_details=failure.details,
-            skipped_files=tuple(self._skipped_files()),
+            skipped_files=skipped_files,
             previous_checkpoint=failure.previous_checkpoint,
         )
 
@@ -198,9 +230,12 @@ class Trainer:
         if self.recorder is not None and self.recorder not in self.callbacks.callbacks:
             self.callbacks.callbacks.insert(0, self.recorder)  # a resume that failed early
         last_events: list[EngineEvent] = [finished]
-        skipped = self._skipped_files()
-        if skipped != self._reported_skips:
-            last_events.insert(0, PicturesSkipped(tuple(skipped.items())))
+        try:
+            skipped = self._skipped_files()
+            if skipped != self._reported_skips:
+                last_events.insert(0, PicturesSkipped(tuple(skipped.items())))
+        except Exception:  # the ending still goes out
+            LOGGER.exception("could not report the pictures left out")
         for event in last_events:
             for callback in self.callbacks.callbacks:
                 try:
@@ -369,4 +404,7 @@ class Trainer:
         parts = self.parts
         if parts is not None and parts.device.device.type == "cuda":
             self.parts = None
-            torch.cuda.empty_cache()
+            try:
+                torch.cuda.empty_cache()
+            except Exception:  # a broken device: the run has ended anyway
+                LOGGER.exception("could not give the device memory back")

@@ -16,6 +16,14 @@ from typing import Any, BinaryIO
 import safetensors.torch
 import torch
 
+from ptm_studio.core.file_reading import (
+    MAX_WEIGHTS_FILE_BYTES,
+    FileTooLarge,
+    NotARegularFile,
+    check_readable_file,
+    describe_size,
+    open_for_reading,
+)
 from ptm_studio.core.models.errors import WeightsError
 from ptm_studio.core.models.matching import LoadReport, apply_state_dict
 from ptm_studio.core.models.state_dicts import clean_state_dict
@@ -52,6 +60,10 @@ _NOT_A_MODEL_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_REASON_CHARACTERS = 160
 _PICKLE_PROTOCOL_OPCODE = b"\x80"
+# What an archive may unpack to, against its size: torch.save's entries are stored, not
+# compressed, so real files stay near 1x (the allowance covers small files' fixed parts).
+_MAX_UNPACKED_RATIO = 1.5
+_UNPACKED_ALLOWANCE = 1024 * 1024
 
 
 def disable_unsafe_load_override() -> None:
@@ -100,7 +112,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 def _read_start(file_path: Path) -> tuple[bytes, int]:
     """The first bytes and the size; missing, folder, unreadable or empty → WeightsError."""
     try:
-        with open(file_path, "rb") as handle:
+        with open_for_reading(file_path, max_bytes=MAX_WEIGHTS_FILE_BYTES) as handle:
             size = os.fstat(handle.fileno()).st_size
             head = handle.read(_SNIFF_BYTES)
     except FileNotFoundError:
@@ -113,6 +125,12 @@ def _read_start(file_path: Path) -> tuple[bytes, int]:
         raise WeightsError(
             f"'{file_path}' is a folder, not a weights file.",
             advice="Choose the .safetensors or .pt file inside it.",
+            path=file_path,
+        ) from None
+    except (NotARegularFile, FileTooLarge) as error:
+        raise WeightsError(
+            f"'{file_path}' cannot be used as a weights file: {error.strerror}.",
+            advice="Choose the .safetensors or .pt file that holds the weights.",
             path=file_path,
         ) from None
     except OSError as error:
@@ -169,18 +187,21 @@ def _load_safetensors(file_path: Path, head: bytes, size: int) -> dict[str, torc
         )
     try:
         # The Rust reader takes a path; it opens unicode, spaced and long paths natively.
+        check_readable_file(file_path, max_bytes=MAX_WEIGHTS_FILE_BYTES)
         return safetensors.torch.load_file(os.fspath(file_path), device="cpu")
     except Exception as error:  # SafetensorError, OSError, and whatever a damaged file provokes
         raise _corrupt(file_path, f"not a valid safetensors file: {error}") from error
 
 
 def _load_pickled_weights(file_path: Path) -> Any:
-    with open(file_path, "rb") as handle:
+    with open_for_reading(file_path, max_bytes=MAX_WEIGHTS_FILE_BYTES) as handle:
         is_zip = zipfile.is_zipfile(handle)
         # is_zipfile leaves the position wherever its search for the zip directory ended.
         handle.seek(0)
         if is_zip:
             _refuse_programs(file_path, handle)
+            handle.seek(0)
+            _refuse_expanding_archives(file_path, handle)
             handle.seek(0)
         try:
             return torch.load(handle, map_location="cpu", weights_only=True)
@@ -203,6 +224,29 @@ def _refuse_programs(file_path: Path, handle: BinaryIO) -> None:
         raise _program_refusal(file_path, "a TorchScript program")
     if any(name.endswith("archive_format") for name in names):
         raise _program_refusal(file_path, "an exported program (torch.export / .pt2)")
+
+
+def _refuse_expanding_archives(file_path: Path, handle: BinaryIO) -> None:
+    """Refuse an archive that unpacks to far more than its size, before anything is unpacked.
+
+    torch.save stores its archive entries uncompressed, so a weights file unpacks to about its own
+    size; a compressed one was made by something else and may unpack to gigabytes (a 3 MB file
+    to 7 GB of memory). The sizes come from the archive's directory, which costs nothing to read.
+    """
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            unpacked = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as error:
+        raise _corrupt(file_path, _first_line(error)) from error
+    size = os.fstat(handle.fileno()).st_size
+    if unpacked > _MAX_UNPACKED_RATIO * size + _UNPACKED_ALLOWANCE:
+        raise WeightsError(
+            f"'{file_path.name}' is a compressed archive that would unpack to "
+            f"{describe_size(unpacked)} from {describe_size(size)}; files saved by PyTorch are "
+            "not compressed, so PTM Studio does not unpack it.",
+            advice=EXPORT_ADVICE,
+            path=file_path,
+        )
 
 
 def _program_refusal(file_path: Path, what: str) -> WeightsError:

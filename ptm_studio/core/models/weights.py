@@ -19,16 +19,13 @@ from torchvision.models import get_model_weights
 from ptm_studio.core.atomic_io import atomic_writer
 from ptm_studio.core.checkpoints import MODEL_FILE
 from ptm_studio.core.config import ModelConfig
+from ptm_studio.core.file_reading import MAX_WEIGHTS_FILE_BYTES, open_for_reading
 from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError, WeightsError
 from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
 from ptm_studio.core.models.safe_load import LoadReport, apply_state_dict, load_state_dict_file
-from ptm_studio.core.runs import (
-    NoSavedModel,
-    UnusableCheckpoints,
-    model_checkpoint,
-    resolve_run_folder,
-)
+from ptm_studio.core.run_models import NoSavedModel, UnusableCheckpoints, model_checkpoint
+from ptm_studio.core.runs import resolve_run_folder
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -174,7 +171,7 @@ def _verify_cached_hash(spec: BackboneSpec, path: Path, expected_hash: str | Non
     if expected_hash is None:
         return
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_for_reading(path, max_bytes=MAX_WEIGHTS_FILE_BYTES) as handle:
         while chunk := handle.read(_DOWNLOAD_CHUNK_BYTES):
             digest.update(chunk)
     if not digest.hexdigest().startswith(expected_hash):

@@ -39,7 +39,8 @@ from ptm_studio.core.embeddings import (
 from ptm_studio.core.engine.setup import validation_records
 from ptm_studio.core.inference import ModelSource, Prediction, collect_image_paths
 from ptm_studio.core.locations import unused_folder
-from ptm_studio.core.runs import load_run, saved_models
+from ptm_studio.core.run_models import saved_models
+from ptm_studio.core.runs import load_run
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.job import Job, JobContext
 from ptm_studio.gui.plain_text import plain_label

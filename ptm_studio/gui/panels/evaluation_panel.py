@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.evaluation import Evaluation, evaluate_run
-from ptm_studio.core.runs import saved_models
+from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
 from ptm_studio.gui.plain_text import plain_label, plain_tooltip

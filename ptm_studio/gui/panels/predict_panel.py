@@ -35,7 +35,7 @@ from ptm_studio.core.inference import (
     predict_pictures,
     write_predictions_csv,
 )
-from ptm_studio.core.runs import saved_models
+from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui import dialogs
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
