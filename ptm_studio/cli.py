@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ptm_studio import cli_use
+from ptm_studio import cli_rates, cli_use
 from ptm_studio.cli_arguments import (
     COMMANDS,
     EXIT_DATA,
@@ -176,7 +176,7 @@ def _train(arguments: argparse.Namespace, stop_request: Any) -> int:
 
     progress = ProgressPrinter(quiet=arguments.quiet)
     trainer = Trainer.new_run(
-        _with_config_file_paths(config_from_arguments(arguments), arguments),
+        config_from_arguments(arguments),
         runs_root=runs_root,
         callbacks=[progress],
         stop_request=stop_request,
@@ -215,7 +215,7 @@ def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
         changes = resume_changes_from_arguments(arguments)
         trainer = Trainer.resume(
             run_dir,
-            changes=_changes_with_config_file_paths(changes, arguments),
+            changes=changes,
             callbacks=[progress],
             stop_request=stop_request,
             run_lock=lock,
@@ -235,50 +235,6 @@ def _train_and_report(trainer: Any, progress: ProgressPrinter) -> int:
     if finished.kind not in (Ending.RUN_BUSY, Ending.DATA_CHANGED):
         print_summary(finished, progress.epochs)  # else nothing ran: the reason says it all
     return _exit_code(finished)
-
-
-# Settings that name a folder or a file. Given in a --config file as relative paths, they are
-# taken from the config file's folder (so the file means the same from any working folder);
-# given as flags, from the working folder. Either way config.json stores them absolute.
-PATH_SETTINGS = ("data.data_dir", "data.monitor_dir", "model.weights_path")
-
-
-def _with_config_file_paths(config: Any, arguments: argparse.Namespace) -> Any:
-    from ptm_studio.core.config import get_field, replace_field
-
-    for field_path in PATH_SETTINGS:
-        value = get_field(config, field_path)
-        resolved = _from_config_file_folder(field_path, value, arguments)
-        if resolved != value:
-            config = replace_field(config, field_path, resolved)
-    return config
-
-
-def _changes_with_config_file_paths(
-    changes: dict[str, Any], arguments: argparse.Namespace
-) -> dict[str, Any]:
-    return {
-        name: _from_config_file_folder(name, value, arguments) if name in PATH_SETTINGS else value
-        for name, value in changes.items()
-    }
-
-
-def _from_config_file_folder(field_path: str, value: Any, arguments: argparse.Namespace) -> Any:
-    """A relative path that came from the --config file, taken from that file's folder."""
-    config_file = getattr(arguments, "config", None)
-    given_as_flag = field_path in vars(arguments) or (
-        (field_path == "model.weights_path" and getattr(arguments, "init_from", None))
-        or (field_path == "data.data_dir" and getattr(arguments, "demo", False))
-    )
-    if not config_file or given_as_flag or not isinstance(value, str) or not value:
-        return value
-    path = Path(value).expanduser()
-    if path.is_absolute():
-        return str(path)
-    candidate = (Path(config_file).expanduser().absolute().parent / path).absolute()
-    if field_path == "model.weights_path" and not candidate.exists():
-        return value  # an earlier run's name (weights=run), looked up in the runs folder
-    return str(candidate)
 
 
 def _exit_code(finished: TrainingFinished) -> int:
@@ -326,7 +282,7 @@ def _run_compare(arguments: argparse.Namespace) -> int:
     if not arguments.init_from:
         print("error: compare needs --init-from PRETRAINED_RUN", file=sys.stderr)
         return EXIT_USAGE
-    config = _with_config_file_paths(config_from_arguments(arguments), arguments)
+    config = config_from_arguments(arguments)
     stop_request = StopRequest()
 
     def callbacks_for(start: str, seed: int) -> list[ProgressPrinter]:
@@ -402,6 +358,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": _run_scan,
     "models": _run_models,
     "runs": _run_runs,
+    "find-lr": cli_rates.run_find_lr,
 }
 assert set(HANDLERS) == COMMANDS
 

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from ptm_studio import __version__
@@ -20,7 +21,7 @@ from ptm_studio.cli_values import (
     run_name_or_folder,
     whole_number,
 )
-from ptm_studio.core.config import SECTIONS, RunConfig, config_fields, replace_field
+from ptm_studio.core.config import SECTIONS, RunConfig, config_fields, get_field, replace_field
 
 # Every headless command; `python -m ptm_studio COMMAND` dispatches here, anything else opens the app.
 COMMANDS = frozenset(
@@ -38,6 +39,7 @@ COMMANDS = frozenset(
         "scan",
         "models",
         "runs",
+        "find-lr",
     }
 )
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -80,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Finetunes the same data twice per seed — from the pretrained backbone "
         "(--init-from) and from --against — with the same split, seed and budget, then prints "
         "both accuracies side by side.",
+    )
+    _add_train_command(
+        commands,
+        "find-lr",
+        help_text="Find a learning rate: a short test with rising rates, and the one to use.",
+        description="Trains for at most a few hundred steps with an exponentially rising "
+        "learning rate on the folder, with the settings a run would use, then suggests the "
+        "rate where the loss fell fastest (at most a tenth of the one with the lowest loss). "
+        "Nothing is saved.",
     )
     add_model_use_commands(commands)
     _add_scan_command(commands)
@@ -124,12 +135,28 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
             help="Start from the backbone an earlier run learnt (same as --weights run "
             "--weights-path RUN_DIR).",
         )
+    if name == "find-lr":
+        train.add_argument(
+            "--steps",
+            type=whole_number(10, 1000),
+            default=100,
+            help="At most this many training steps, each at a higher rate (default: 100).",
+        )
     train.add_argument(
         "--config",
         type=config_file,
         help="A config.json (e.g. from an earlier run) to start from; relative folders and files "
         "in it are taken from the config file's folder.",
     )
+    if name != "find-lr":
+        _add_run_folder_flags(train)
+    train.add_argument("--demo", action="store_true", help="Train on the built-in demo flowers.")
+    train.add_argument("--quiet", action="store_true", help="No progress bar, only the summary.")
+    _add_settings_flags(train)
+
+
+def _add_run_folder_flags(train: argparse.ArgumentParser) -> None:
+    """Where a run is written, and going on with one (not for a test that writes nothing)."""
     train.add_argument(
         "--output",
         type=folder_to_write,
@@ -151,8 +178,9 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
         help="With --resume, when the last checkpoint is damaged: go on from the one saved "
         "before it (the damaged one is kept aside).",
     )
-    train.add_argument("--demo", action="store_true", help="Train on the built-in demo flowers.")
-    train.add_argument("--quiet", action="store_true", help="No progress bar, only the summary.")
+
+
+def _add_settings_flags(train: argparse.ArgumentParser) -> None:
     defaults = RunConfig()
     for section_name, section_type in SECTIONS.items():
         group = train.add_argument_group(f"{section_name} settings")
@@ -241,9 +269,9 @@ def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
             config = replace_field(config, "objective.task", "pretrain")
         if config.objective.loss == "cross_entropy" and "objective.loss" not in vars(arguments):
             config = replace_field(config, "objective.loss", "nt_xent")
-    if arguments.output:
+    if getattr(arguments, "output", None):
         config = replace_field(config, "run_name", arguments.output.name)
-    return config.validate()
+    return _with_config_file_paths(config, arguments).validate()
 
 
 def scan_config(arguments: argparse.Namespace) -> RunConfig:
@@ -279,4 +307,46 @@ def resume_changes_from_arguments(arguments: argparse.Namespace) -> dict[str, An
     run applies those it can and refuses the others by name (see Trainer.resume)."""
     changes = config_fields(RunConfig.load(arguments.config)) if arguments.config else {}
     changes.update(_flags_given(arguments))
-    return changes
+    return _changes_with_config_file_paths(changes, arguments)
+
+
+# Settings that name a folder or a file. Given in a --config file as relative paths, they are
+# taken from the config file's folder (so the file means the same from any working folder);
+# given as flags, from the working folder. Either way config.json stores them absolute.
+PATH_SETTINGS = ("data.data_dir", "data.monitor_dir", "model.weights_path")
+
+
+def _with_config_file_paths(config: Any, arguments: argparse.Namespace) -> Any:
+    for field_path in PATH_SETTINGS:
+        value = get_field(config, field_path)
+        resolved = _from_config_file_folder(field_path, value, arguments)
+        if resolved != value:
+            config = replace_field(config, field_path, resolved)
+    return config
+
+
+def _changes_with_config_file_paths(
+    changes: dict[str, Any], arguments: argparse.Namespace
+) -> dict[str, Any]:
+    return {
+        name: _from_config_file_folder(name, value, arguments) if name in PATH_SETTINGS else value
+        for name, value in changes.items()
+    }
+
+
+def _from_config_file_folder(field_path: str, value: Any, arguments: argparse.Namespace) -> Any:
+    """A relative path that came from the --config file, taken from that file's folder."""
+    config_file = getattr(arguments, "config", None)
+    given_as_flag = field_path in vars(arguments) or (
+        (field_path == "model.weights_path" and getattr(arguments, "init_from", None))
+        or (field_path == "data.data_dir" and getattr(arguments, "demo", False))
+    )
+    if not config_file or given_as_flag or not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    candidate = (Path(config_file).expanduser().absolute().parent / path).absolute()
+    if field_path == "model.weights_path" and not candidate.exists():
+        return value  # an earlier run's name (weights=run), looked up in the runs folder
+    return str(candidate)

@@ -103,6 +103,8 @@ TARGETS = [(command, action) for command in sorted(COMMANDS) for action in _targ
 def _base_arguments(command: str, places: Places) -> dict[str, list[str]]:
     """Arguments that make ``command`` valid but quick: training commands get an empty folder
     (refused with exit 3 once every setting is checked), the others the trained run."""
+    if command == "find-lr":
+        return {"--data": [str(places.empty)], "--quiet": []}
     if command in ("train", "finetune", "pretrain", "compare"):
         base = {"--data": [str(places.empty)], "--runs-root": [str(places.runs_root)]}
         if command == "compare":

@@ -114,12 +114,17 @@ def accumulate_gradients(
 
 def apply_update(context: StepContext) -> None:
     """Clip, step the optimiser and the schedule once, with the gradients accumulated."""
+    update_weights(context)
+    context.scheduler.step()
+
+
+def update_weights(context: StepContext) -> None:
+    """Clip and step the optimiser at the rates it holds now (the schedule is not moved)."""
     if context.gradient_clip_norm > 0:
         context.scaler.unscale_(context.optimizer)
         nn.utils.clip_grad_norm_(context.trained_module.parameters(), context.gradient_clip_norm)
     context.scaler.step(context.optimizer)
     context.scaler.update()
-    context.scheduler.step()
 
 
 def optimization_step(

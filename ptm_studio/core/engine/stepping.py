@@ -14,7 +14,13 @@ from ptm_studio.core.checkpoints import (
     capture_rng_state,
 )
 from ptm_studio.core.config import RunConfig
-from ptm_studio.core.engine.loops import StepContext, StepResult, accumulate_gradients, apply_update
+from ptm_studio.core.engine.loops import (
+    StepContext,
+    StepResult,
+    accumulate_gradients,
+    apply_update,
+    update_weights,
+)
 from ptm_studio.core.engine.memory import MicroBatching, OutOfMemoryError, is_out_of_memory
 from ptm_studio.core.engine.progress import RunProgress
 from ptm_studio.core.engine.tasks import TrainingTask
@@ -52,6 +58,14 @@ class TrainingStep:
         step = self.micro_batching.run(batch, self._accumulate_gradients, "training")
         if math.isfinite(step.loss):  # a NaN loss skips the update (see DivergenceGuard)
             self._apply_update()
+        return step
+
+    def at_current_rates(self, batch: Any) -> StepResult:
+        """One step at the rates the optimiser holds now, the schedule left where it is: a
+        learning-rate test sets the rates itself (and could run past a one-cycle schedule)."""
+        step = self.micro_batching.run(batch, self._accumulate_gradients, "training")
+        if math.isfinite(step.loss):
+            update_weights(self.context)
         return step
 
     def _accumulate_gradients(self, pieces: list[Any]) -> StepResult:

@@ -1,0 +1,178 @@
+"""The learning-rate test: train for a few hundred steps at most with an exponentially rising
+learning rate, watch the loss, and suggest a rate from the curve; the model and the optimiser are
+put back exactly as they were, so the run that follows starts from the same state.
+
+The suggestion's rule, said to the user with the value: *where the loss fell fastest*, but never
+above a tenth of the rate at which the loss was lowest. The loss falls fastest where the rate is
+large enough to learn quickly and still far from the rates at which training blows up; the
+tenth of the lowest-loss rate keeps the choice on the safe side when the curve is noisy.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ptm_studio.core.checkpoints import capture_rng_state, restore_rng_state
+from ptm_studio.core.engine.parts import TrainingParts
+
+LOWEST_RATE, HIGHEST_RATE = 1e-7, 10.0
+MAX_STEPS = 100
+SMOOTHING = 0.9  # exponential moving average of the loss (debiased)
+DIVERGED_FACTOR = 4.0  # the test ends once the smoothed loss is this many times its lowest
+MIN_POINTS = 8
+SUGGESTION_RULE = "where the loss fell fastest, at most a tenth of the rate with the lowest loss"
+
+
+@dataclass(frozen=True)
+class RateTest:
+    """What a learning-rate test found: the curve, the suggestion and why."""
+
+    rates: tuple[float, ...]
+    losses: tuple[float, ...]  # smoothed
+    suggestion: float | None
+    rule: str
+    ended_because: str
+
+    def describe(self) -> str:
+        if self.suggestion is None:
+            return f"No suggestion: {self.rule}."
+        return f"Suggested learning rate: {self.suggestion:.2g} ({self.rule})."
+
+
+def rate_schedule(lowest: float, highest: float, steps: int) -> list[float]:
+    """``steps`` rates rising exponentially from ``lowest`` to ``highest``."""
+    if steps < 2 or not 0 < lowest < highest:
+        raise ValueError("a rate test needs at least 2 steps and 0 < lowest < highest")
+    ratio = highest / lowest
+    return [lowest * ratio ** (index / (steps - 1)) for index in range(steps)]
+
+
+def range_test(
+    step_at_rate: Callable[[float], float],
+    rates: list[float],
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[list[float], list[float], str]:
+    """Train one step at each rate (``step_at_rate(rate) -> loss``) until the loss blows up;
+    the rates tried, their smoothed losses, and why the test ended."""
+    tried: list[float] = []
+    smoothed: list[float] = []
+    average, lowest = 0.0, math.inf
+    for index, rate in enumerate(rates):
+        if should_stop():
+            return tried, smoothed, "stopped"
+        loss = step_at_rate(rate)
+        if on_step is not None:
+            on_step(index + 1, len(rates))
+        if not math.isfinite(loss):
+            return tried, smoothed, "the loss became infinite or not a number"
+        average = SMOOTHING * average + (1 - SMOOTHING) * loss
+        value = average / (1 - SMOOTHING ** (index + 1))
+        tried.append(rate)
+        smoothed.append(value)
+        lowest = min(lowest, value)
+        if index >= MIN_POINTS and value > DIVERGED_FACTOR * lowest:
+            return tried, smoothed, "the loss blew up"
+    return tried, smoothed, "all rates were tried"
+
+
+def suggest_rate(rates: list[float], losses: list[float]) -> tuple[float | None, str]:
+    """The rate to train with, and the rule that chose it (or why there is none)."""
+    if len(rates) < MIN_POINTS:
+        return None, "the test ended too early to tell (the loss blew up at once)"
+    values = np.asarray(losses, dtype=float)
+    lowest_index = int(np.argmin(values))
+    if values[lowest_index] > 0.95 * values[0]:
+        return None, "the loss did not fall at any rate tried; keep the usual rate"
+    # The first points are mostly the smoothing settling; the fall is looked for before the
+    # lowest point (after it the loss is rising towards the blow-up).
+    start = max(1, len(values) // 10)
+    end = max(start + 2, lowest_index + 1)
+    slopes = np.gradient(values, np.log10(np.asarray(rates, dtype=float)))
+    steepest = start + int(np.argmin(slopes[start:end]))
+    suggestion = min(rates[steepest], rates[lowest_index] / 10)
+    return float(suggestion), SUGGESTION_RULE
+
+
+def find_learning_rate(
+    parts: TrainingParts,
+    *,
+    lowest: float = LOWEST_RATE,
+    highest: float = HIGHEST_RATE,
+    max_steps: int = MAX_STEPS,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[int, int], None] | None = None,
+) -> RateTest:
+    """Run the test on the run's own model, pictures, loss and optimiser; everything is put
+    back afterwards (weights, optimiser state, schedule, random state), even if it fails."""
+    context = parts.step.context
+    module, optimizer = context.trained_module, context.optimizer
+    kept = _snapshot(parts)
+    # Each group keeps its share of the rate (the backbone's is smaller when so configured).
+    bases = list(getattr(context.scheduler, "base_lrs", [g["lr"] for g in optimizer.param_groups]))
+    shares = [base / max(bases) for base in bases]
+    batches = _endless_batches(parts)
+
+    def step_at_rate(rate: float) -> float:
+        for group, share in zip(optimizer.param_groups, shares, strict=True):
+            group["lr"] = rate * share
+        return parts.step.at_current_rates(next(batches)).loss
+
+    try:
+        module.train()
+        rates, losses, ended = range_test(
+            step_at_rate,
+            rate_schedule(lowest, highest, max_steps),
+            should_stop=should_stop,
+            on_step=on_step,
+        )
+    finally:
+        _restore(parts, kept)
+    suggestion, rule = suggest_rate(rates, losses)
+    return RateTest(tuple(rates), tuple(losses), suggestion, rule, ended)
+
+
+def _endless_batches(parts: TrainingParts) -> Iterator[Any]:
+    epoch = 0
+    while True:
+        yielded = False
+        for batch in parts.batches.epoch(epoch, 0):
+            yielded = True
+            yield batch
+        if not yielded:
+            return
+        epoch += 1
+
+
+def _snapshot(parts: TrainingParts) -> dict[str, Any]:
+    context = parts.step.context
+    return {
+        "weights": copy.deepcopy(context.trained_module.state_dict()),
+        "modes": [(child, child.training) for child in context.trained_module.modules()],
+        "optimizer": copy.deepcopy(context.optimizer.state_dict()),
+        "scheduler": copy.deepcopy(context.scheduler.state_dict()),
+        "scaler": copy.deepcopy(context.scaler.state_dict()),
+        "rng": capture_rng_state(),
+        "skipped": dict(parts.batches.skipped),
+    }
+
+
+def _restore(parts: TrainingParts, kept: dict[str, Any]) -> None:
+    context = parts.step.context
+    context.trained_module.load_state_dict(kept["weights"])
+    for child, was_training in kept["modes"]:
+        child.train(was_training)
+    context.optimizer.load_state_dict(kept["optimizer"])
+    context.scheduler.load_state_dict(kept["scheduler"])
+    context.scaler.load_state_dict(kept["scaler"])
+    restore_rng_state(kept["rng"])
+    # Pictures skipped while testing are reported by the run itself if it meets them again.
+    parts.batches.skipped.clear()
+    parts.batches.skipped.update(kept["skipped"])
