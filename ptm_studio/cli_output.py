@@ -17,6 +17,7 @@ from ptm_studio.core.engine.events import (
     DownloadProgressed,
     EarlyStopRequested,
     EpochFinished,
+    LearningAdvice,
     TrainingAdjusted,
     TrainingFinished,
     TrainingStarted,
@@ -110,6 +111,13 @@ class ProgressPrinter(Callback):
         print(
             f"{prefix}Ending early after epoch {event.epochs_completed}: {event.reason}.",
             file=self.stream,
+        )
+
+    def on_learning_advice(self, event: LearningAdvice, control: TrainingControl) -> None:
+        # Shown even with --quiet: the user should change something.
+        prefix = "\r" + " " * 100 + "\r" if self.is_terminal else ""
+        print(
+            f"{prefix}warning (epoch {event.epochs_completed}): {event.message}", file=self.stream
         )
 
     def on_training_adjusted(self, event: TrainingAdjusted, control: TrainingControl) -> None:

@@ -149,6 +149,7 @@ class MainWindow(QMainWindow):
         connect(events.PretrainSamplesReady, pretraining.show_samples)
         connect(events.PicturesSkipped, training.show_skipped)
         connect(events.EarlyStopRequested, training.show_early_stop)
+        connect(events.LearningAdvice, training.show_advice)
         connect(events.TrainingAdjusted, training.show_adjustment)
         connect(events.TrainingAdjusted, status.training_adjusted)
         connect(events.TrainingFinished, training.finish_run)

@@ -45,6 +45,7 @@ class TrainingControl:
         self._stop_reason: str | None = None
         self._should_save = False
         self._should_evaluate = False
+        self._advice: list[tuple[str, str]] = []
 
     def request_stop(self, reason: str) -> None:
         """End the run after this batch or epoch; ``reason`` is logged and shown to the user."""
@@ -54,6 +55,15 @@ class TrainingControl:
     def request_save(self) -> None:
         """Save a resumable checkpoint after this batch."""
         self._should_save = True
+
+    def advise(self, kind: str, message: str) -> None:
+        """Tell the user something about the run (fired as LearningAdvice after the hook)."""
+        self._advice.append((kind, message))
+
+    def take_advice(self) -> list[tuple[str, str]]:
+        """The advice given since the last call (the Trainer's side)."""
+        advice, self._advice = self._advice, []
+        return advice
 
     def request_evaluation(self) -> None:
         """Run the validation pass after this batch (fires EvaluationFinished)."""

@@ -218,6 +218,17 @@ class EarlyStopRequested(EngineEvent):
 
 
 @dataclass(frozen=True)
+class LearningAdvice(EngineEvent):
+    """A callback's word to the user about how the run goes, e.g. that it is not learning
+    (``kind`` "not_learning"); ``message`` says what was seen, the likely causes and what to try."""
+
+    kind: str
+    message: str
+    epochs_completed: int
+    global_step: int
+
+
+@dataclass(frozen=True)
 class TrainingAdjusted(EngineEvent):
     """Fires when the run changed how it works to keep going, e.g. after running out of memory.
 

@@ -6,8 +6,13 @@ They act only through the TrainingControl, like any callback a user of the engin
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.callbacks import Callback
@@ -83,6 +88,71 @@ class PeriodicEvaluation(Callback):
             control.request_evaluation()
 
 
+NOT_LEARNING_EPOCHS = 3  # epochs in a row at what guessing gives before the user is told
+GUESSING_MARGIN = 0.02  # within 2 points of guessing counts as guessing
+ONE_ANSWER_SHARE = 0.95  # this share of one answer is "the same answer for everything"
+
+
+class LearningWatch(Callback):
+    """Tells the user, once, when a classifier is not learning: for NOT_LEARNING_EPOCHS epochs
+    in a row its validation accuracy is no better than guessing (chance, or always answering
+    the largest class), or it gives one answer for nearly every picture. A MobileNet from random
+    weights can sit there for a whole run without a word otherwise."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self._streak = 0
+        self._said = False
+
+    def on_epoch_finished(self, event: EpochFinished, control: TrainingControl) -> None:
+        matrix = event.confusion_matrix
+        if self._said or matrix is None or not math.isfinite(event.val_accuracy):
+            return  # pretraining, or no validation pictures to judge by
+        counts = np.asarray(matrix, dtype=float)
+        total = counts.sum()
+        if total <= 0 or counts.shape[0] < 2:
+            return
+        guess = _best_guess(counts, event.per_class)
+        one_answer = counts.sum(axis=0).max() / total >= ONE_ANSWER_SHARE
+        at_guessing = event.val_accuracy <= guess.share + GUESSING_MARGIN
+        self._streak = self._streak + 1 if (at_guessing or one_answer) else 0
+        if self._streak >= NOT_LEARNING_EPOCHS:
+            self._said = True
+            control.advise("not_learning", _not_learning_message(self.config, guess, self._streak))
+
+
+@dataclass(frozen=True)
+class _Guess:
+    share: float  # the accuracy guessing gets
+    words: str  # "always answering 'daisy'" or "guessing at random (1 in 5)"
+
+
+def _best_guess(counts: np.ndarray, per_class: tuple[dict[str, Any], ...]) -> _Guess:
+    shares = counts.sum(axis=1) / counts.sum()
+    largest = int(np.argmax(shares))
+    chance = 1 / len(shares)
+    if shares[largest] > chance + GUESSING_MARGIN and largest < len(per_class):
+        name = per_class[largest].get("class_name", "the largest class")
+        return _Guess(float(shares[largest]), f"always answering '{name}'")
+    return _Guess(chance, f"guessing at random (1 in {len(shares)})")
+
+
+def _not_learning_message(config: RunConfig, guess: _Guess, epochs: int) -> str:
+    tries = ["find a learning rate (Find a learning rate…, or `ptm-studio find-lr`)"]
+    if config.model.weights == "random":
+        tries.append("start from ImageNet weights or an earlier run instead of random weights")
+    if config.data.image_size < 64:
+        tries.append("a larger image size, if what tells the classes apart is small")
+    tries.append("more epochs or more pictures")
+    return (
+        f"For {epochs} epochs the model has done no better than {guess.words} "
+        f"({100 * guess.share:.0f} % of the validation pictures): it is not learning yet. "
+        "Likely causes: a learning rate too high or too low, a network from random weights "
+        "that needs more pictures or epochs, or pictures too small to show what tells the "
+        f"classes apart. Try: {'; '.join(tries)}."
+    )
+
+
 def standard_callbacks(config: RunConfig) -> list[Callback]:
     """The rules every run follows, from its settings."""
     return [
@@ -91,4 +161,5 @@ def standard_callbacks(config: RunConfig) -> list[Callback]:
         ),
         EarlyStopping(config.optim.early_stopping_patience),
         PeriodicEvaluation(config.optim.evaluate_every_steps),
+        LearningWatch(config),
     ]

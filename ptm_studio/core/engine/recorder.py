@@ -36,6 +36,7 @@ from ptm_studio.core.engine.events import (
     Ending,
     EpochFinished,
     EvaluationFinished,
+    LearningAdvice,
     PicturesSkipped,
     PredictionsReady,
     TrainingFinished,
@@ -226,6 +227,12 @@ class RunRecorder(Callback):
     @_while_recording
     def on_early_stop_requested(self, event: EarlyStopRequested, control: TrainingControl) -> None:
         self.run.write_status(ended_early_because=event.reason)
+
+    @_while_recording
+    def on_learning_advice(self, event: LearningAdvice, control: TrainingControl) -> None:
+        advice = self.run.read_status().get("advice")
+        kept = advice if isinstance(advice, list) else []
+        self.run.write_status(advice=[*kept, {"kind": event.kind, "message": event.message}])
 
     @_while_recording
     def on_pictures_skipped(self, event: PicturesSkipped, control: TrainingControl) -> None:

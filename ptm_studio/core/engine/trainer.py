@@ -40,6 +40,7 @@ from ptm_studio.core.engine.events import (
     EarlyStopRequested,
     Ending,
     EngineEvent,
+    LearningAdvice,
     PicturesSkipped,
     TrainingAdjusted,
     TrainingFinished,
@@ -333,6 +334,10 @@ class Trainer:
         )
         for extra_event in outcome.events:
             self._emit(extra_event)
+        for kind, message in self.control.take_advice():
+            self._emit(
+                LearningAdvice(kind, message, progress.epochs_completed, progress.global_step)
+            )
         self._report_skipped_files()
         self._save_checkpoint("epoch")
         if is_best and task.keeps_best_checkpoint:

@@ -26,6 +26,7 @@ from ptm_studio.core.engine.events import (
     DownloadProgressed,
     EarlyStopRequested,
     EpochFinished,
+    LearningAdvice,
     PicturesSkipped,
     TrainingAdjusted,
     TrainingFinished,
@@ -192,6 +193,11 @@ class TrainingPanel(QGroupBox):
         self._show_notice(
             "early_stop", f"Ended early after epoch {event.epochs_completed}: {event.reason}."
         )
+
+    @Slot(object)
+    def show_advice(self, event: LearningAdvice) -> None:
+        """A word from the run about how it goes (e.g. that it is not learning), kept visible."""
+        self._show_notice(event.kind, event.message)
 
     @Slot(object)
     def show_skipped(self, event: PicturesSkipped) -> None:
