@@ -185,3 +185,28 @@ def as_the_user_chose(config: RunConfig, choice: TaskChoice | None) -> RunConfig
         return config
     task, loss = choice.replaced
     return with_task(config, TaskChoice(task, loss))
+
+
+@dataclass(frozen=True)
+class DurationEstimate:
+    """How long a run will take, measured on this computer (see engine/speed.py)."""
+
+    seconds_per_epoch: float
+    epochs: int
+    how: str
+
+    @property
+    def total_seconds(self) -> float:
+        return self.seconds_per_epoch * self.epochs
+
+
+def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> DurationEstimate:
+    """Build the run's parts (nothing is written), time a few of its steps, and scale them to
+    its epochs: the figure shown before Start. Raises what building raises (DatasetError…)."""
+    from ptm_studio.core.engine.parts import build_training
+    from ptm_studio.core.engine.speed import measure_speed
+
+    parts = build_training(config, scan=scan)
+    measured = measure_speed(parts)
+    per_epoch = measured.seconds_per_epoch(len(parts.split.train), len(parts.split.val))
+    return DurationEstimate(per_epoch, config.optim.num_epochs, measured.describe())

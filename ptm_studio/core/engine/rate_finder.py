@@ -10,16 +10,14 @@ tenth of the lowest-loss rate keeps the choice on the safe side when the curve i
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from ptm_studio.core.checkpoints import capture_rng_state, restore_rng_state
 from ptm_studio.core.engine.parts import TrainingParts
+from ptm_studio.core.engine.trial_steps import steps_leaving_no_trace
 
 LOWEST_RATE, HIGHEST_RATE = 1e-7, 10.0
 MAX_STEPS = 100
@@ -112,67 +110,23 @@ def find_learning_rate(
 ) -> RateTest:
     """Run the test on the run's own model, pictures, loss and optimiser; everything is put
     back afterwards (weights, optimiser state, schedule, random state), even if it fails."""
-    context = parts.step.context
-    module, optimizer = context.trained_module, context.optimizer
-    kept = _snapshot(parts)
+    optimizer = parts.step.context.optimizer
     # Each group keeps its share of the rate (the backbone's is smaller when so configured).
-    bases = list(getattr(context.scheduler, "base_lrs", [g["lr"] for g in optimizer.param_groups]))
+    scheduler = parts.step.context.scheduler
+    bases = list(getattr(scheduler, "base_lrs", [g["lr"] for g in optimizer.param_groups]))
     shares = [base / max(bases) for base in bases]
-    batches = _endless_batches(parts)
+    with steps_leaving_no_trace(parts) as batches:
 
-    def step_at_rate(rate: float) -> float:
-        for group, share in zip(optimizer.param_groups, shares, strict=True):
-            group["lr"] = rate * share
-        return parts.step.at_current_rates(next(batches)).loss
+        def step_at_rate(rate: float) -> float:
+            for group, share in zip(optimizer.param_groups, shares, strict=True):
+                group["lr"] = rate * share
+            return parts.step.at_current_rates(next(batches)).loss
 
-    try:
-        module.train()
         rates, losses, ended = range_test(
             step_at_rate,
             rate_schedule(lowest, highest, max_steps),
             should_stop=should_stop,
             on_step=on_step,
         )
-    finally:
-        _restore(parts, kept)
     suggestion, rule = suggest_rate(rates, losses)
     return RateTest(tuple(rates), tuple(losses), suggestion, rule, ended)
-
-
-def _endless_batches(parts: TrainingParts) -> Iterator[Any]:
-    epoch = 0
-    while True:
-        yielded = False
-        for batch in parts.batches.epoch(epoch, 0):
-            yielded = True
-            yield batch
-        if not yielded:
-            return
-        epoch += 1
-
-
-def _snapshot(parts: TrainingParts) -> dict[str, Any]:
-    context = parts.step.context
-    return {
-        "weights": copy.deepcopy(context.trained_module.state_dict()),
-        "modes": [(child, child.training) for child in context.trained_module.modules()],
-        "optimizer": copy.deepcopy(context.optimizer.state_dict()),
-        "scheduler": copy.deepcopy(context.scheduler.state_dict()),
-        "scaler": copy.deepcopy(context.scaler.state_dict()),
-        "rng": capture_rng_state(),
-        "skipped": dict(parts.batches.skipped),
-    }
-
-
-def _restore(parts: TrainingParts, kept: dict[str, Any]) -> None:
-    context = parts.step.context
-    context.trained_module.load_state_dict(kept["weights"])
-    for child, was_training in kept["modes"]:
-        child.train(was_training)
-    context.optimizer.load_state_dict(kept["optimizer"])
-    context.scheduler.load_state_dict(kept["scheduler"])
-    context.scaler.load_state_dict(kept["scaler"])
-    restore_rng_state(kept["rng"])
-    # Pictures skipped while testing are reported by the run itself if it meets them again.
-    parts.batches.skipped.clear()
-    parts.batches.skipped.update(kept["skipped"])

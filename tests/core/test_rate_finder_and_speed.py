@@ -1,5 +1,6 @@
-"""The learning-rate test (issue 12): on a problem whose good rates are known it suggests one of
-them, and it leaves the model, the optimiser and the schedule exactly as they were."""
+"""The learning-rate test and the speed measurement (issue 12): on a problem whose good rates
+are known the test suggests one of them; both leave the model, the optimiser and the schedule
+exactly as they were."""
 
 from __future__ import annotations
 
@@ -118,3 +119,27 @@ def test_the_command_suggests_a_rate_and_writes_no_run(
     assert "Suggested learning rate" in out and "--learning-rate" in out
     assert "<- suggested" in out
     assert not default_runs_root().exists() or not any(default_runs_root().iterdir())
+
+
+def test_a_speed_measurement_times_loading_and_computing_and_changes_nothing(
+    tiny_config: Callable[..., RunConfig],
+) -> None:
+    from ptm_studio.core.engine.speed import MEASURED_STEPS, WARM_UP_STEPS, measure_speed
+
+    parts = build_training(tiny_config())
+    module = parts.step.context.trained_module
+    weights = {name: value.clone() for name, value in module.state_dict().items()}
+    # Each step: 0.1 s to load its batch, 0.3 s to train on it (a clock that says so).
+    ticks = []
+    for step in range(WARM_UP_STEPS + MEASURED_STEPS):
+        ticks += [0.4 * step, 0.4 * step + 0.1, 0.4 * step + 0.4]
+    clock = iter(ticks)
+    measured = measure_speed(parts, clock=lambda: next(clock))
+    assert measured.loading_seconds == pytest.approx(0.1)
+    assert measured.computing_seconds == pytest.approx(0.3)
+    # Batches of 4: 0.1 s per training picture; a validation picture is loaded and goes
+    # forward only, (0.1 + 0.3 / 3) / 4 = 0.05 s.
+    assert measured.seconds_per_epoch(64, 32) == pytest.approx(64 * 0.1 + 32 * 0.05)
+    assert "4 pictures" in measured.describe()
+    assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
+    assert parts.step.context.optimizer.state_dict()["state"] == {}
