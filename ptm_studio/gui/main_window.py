@@ -279,5 +279,6 @@ class MainWindow(QMainWindow):
         self.dataset_panel.shutdown()
         self.predictions_panel.shutdown()
         self.model_tabs.shutdown()
+        self.objective_panel.shutdown()
         self.metrics_panel.timer.stop()
         event.accept()

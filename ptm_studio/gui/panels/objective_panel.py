@@ -2,7 +2,9 @@
 augmentation), bound to the window's SettingsModel.
 
 "Auto" asks the core for sensible values for the data and the device; the estimate under the
-form says roughly how long one epoch will take before anything starts.
+form says roughly how long one epoch will take before anything starts. "Find a learning
+rate…" beside the learning-rate box runs the learning-rate test on the settings shown and offers
+its suggestion (see RateFinderView).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QPushButton,
     QSpinBox,
     QWidget,
@@ -37,6 +40,7 @@ from ptm_studio.gui.panels.objective_words import (
 from ptm_studio.gui.panels.pretrain_settings import PretrainSettings
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.settings_model import SettingsModel
+from ptm_studio.gui.widgets.rate_finder_view import RateFinderView
 from ptm_studio.gui.widgets.settings_binding import (
     Showing,
     keep_unedited,
@@ -145,6 +149,9 @@ class ObjectivePanel(QGroupBox):
         self.auto_button.clicked.connect(self.apply_auto)
         self.estimate_label = plain_label()
         self.estimate_label.setObjectName("hint")
+        self.rate_finder = RateFinderView()
+        self.rate_finder.find_button.clicked.connect(self.find_learning_rate)
+        self.rate_finder.rate_chosen.connect(self.use_learning_rate)
 
     def _lay_out(self) -> None:
         augmentation_box = QWidget()
@@ -162,7 +169,11 @@ class ObjectivePanel(QGroupBox):
         form.addRow("Label smoothing:", self.smoothing_spin)
         form.addRow("", self.class_weights_check)
         form.addRow("Optimiser:", self.optimizer_combo)
-        form.addRow("Learning rate:", self.learning_rate_spin)
+        learning_rate_row = QHBoxLayout()
+        learning_rate_row.addWidget(self.learning_rate_spin, 1)
+        learning_rate_row.addWidget(self.rate_finder.find_button)
+        form.addRow("Learning rate:", learning_rate_row)
+        form.addRow(self.rate_finder)
         form.addRow("Weight decay:", self.weight_decay_spin)
         form.addRow("Epochs:", self.epochs_spin)
         form.addRow("Batch size:", self.batch_spin)
@@ -253,6 +264,20 @@ class ObjectivePanel(QGroupBox):
         self.settings.replace(auto_settings(self.settings.config, facts, self._device_kind))
 
     @Slot()
+    def find_learning_rate(self) -> None:
+        """The learning-rate test on the settings shown, in the background."""
+        self.rate_finder.start_test(self.settings.config)
+
+    @Slot(float)
+    def use_learning_rate(self, rate: float) -> None:
+        """The user took the test's suggestion: it is their setting now, as if typed."""
+        self.settings.set("optim.learning_rate", rate)
+
+    def shutdown(self) -> None:
+        """Stop a learning-rate test still running and wait for its thread (closing)."""
+        self.rate_finder.shutdown()
+
+    @Slot()
     def update_estimate(self) -> None:
         images = self._num_train_images
         if images <= 0:
@@ -297,6 +322,7 @@ class ObjectivePanel(QGroupBox):
             self.pretrain_settings.show_settings(config)
             self._on_loss_changed()
         self._shown = self.apply_to(config)
+        self.rate_finder.show_learning_rate(config.optim.learning_rate)
         self.update_estimate()
 
     @Slot()
