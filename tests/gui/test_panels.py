@@ -193,7 +193,7 @@ def test_objective_panel_auto_and_round_trip(qtbot: Any) -> None:
     config = panel.settings.config.validate()
     assert config.objective.use_class_weights  # 100 vs 10 is imbalanced
     assert "flip" in config.data.augmentations
-    assert "per epoch" in panel.estimate_label.text()
+    assert "epoch" in panel.estimate_label.text()
     other = ObjectivePanel()
     qtbot.addWidget(other)
     other.settings.replace(config)

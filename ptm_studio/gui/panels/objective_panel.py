@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import Any
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QEvent, Qt, Slot
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -40,6 +40,7 @@ from ptm_studio.gui.panels.objective_words import (
 from ptm_studio.gui.panels.pretrain_settings import PretrainSettings
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.settings_model import SettingsModel
+from ptm_studio.gui.widgets.duration_estimate import DurationEstimate
 from ptm_studio.gui.widgets.rate_finder_view import RateFinderView
 from ptm_studio.gui.widgets.settings_binding import (
     Showing,
@@ -48,7 +49,6 @@ from ptm_studio.gui.widgets.settings_binding import (
     show_choice,
     show_number,
 )
-from ptm_studio.gui.wording import format_duration
 
 
 class ObjectivePanel(QGroupBox):
@@ -149,7 +149,9 @@ class ObjectivePanel(QGroupBox):
         self.auto_button.clicked.connect(self.apply_auto)
         self.estimate_label = plain_label()
         self.estimate_label.setObjectName("hint")
+        self.duration = DurationEstimate(self.estimate_label, self)
         self.rate_finder = RateFinderView()
+        self.rate_finder.job.running_changed.connect(self.duration.set_paused)
         self.rate_finder.find_button.clicked.connect(self.find_learning_rate)
         self.rate_finder.rate_chosen.connect(self.use_learning_rate)
 
@@ -274,8 +276,15 @@ class ObjectivePanel(QGroupBox):
         self.settings.set("optim.learning_rate", rate)
 
     def shutdown(self) -> None:
-        """Stop a learning-rate test still running and wait for its thread (closing)."""
+        """Stop a learning-rate test or a speed measurement still running and wait (closing)."""
         self.rate_finder.shutdown()
+        self.duration.shutdown()
+
+    def changeEvent(self, event: QEvent) -> None:
+        # Disabled while a run trains: no measuring then (it would slow the run and itself).
+        if event.type() == QEvent.Type.EnabledChange:
+            self.duration.set_paused(not self.isEnabled())
+        super().changeEvent(event)
 
     @Slot()
     def update_estimate(self) -> None:
@@ -293,11 +302,8 @@ class ObjectivePanel(QGroupBox):
             parameters = int(getattr(spec, "parameter_count", 1e5) or 1e5)
             speed = estimate_images_per_second(parameters, size, self._device_kind)
             how = "rough guess"
-        per_epoch = images / speed
-        total = per_epoch * self.settings.config.optim.num_epochs
-        self.estimate_label.setText(
-            f"About {format_duration(per_epoch)} per epoch, {format_duration(total)} in all ({how})."
-        )
+        # The guess is shown at once; a measurement on this computer replaces it moments later.
+        self.duration.show(self.settings.config, images / speed, how)
 
     # ------------------------------------------------------------------ settings in and out
     @Slot(object)
