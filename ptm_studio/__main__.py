@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import io
 import os
 import sys
@@ -29,9 +30,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging()  # a log file in the user's data folder, and faulthandler
     if arguments and (arguments[0] in COMMANDS or arguments[0] in CLI_FLAGS):
         return run_command_line(arguments)
+    unknown = not_for_the_window(arguments, COMMANDS)
+    if unknown is not None:
+        print(f"error: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     from ptm_studio.gui.app import main as gui_main
 
     return gui_main(arguments)
+
+
+def not_for_the_window(arguments: Sequence[str], commands: frozenset[str]) -> str | None:
+    """Why these arguments are neither a command nor the window's (``--demo``, and Qt's own
+    single-dash options such as ``-platform xcb``); None when the window may open with them.
+    A mistyped command must not open the window instead."""
+    for argument in arguments:
+        if argument.startswith("-") and not argument.startswith("--"):
+            continue  # Qt's options, and their values after them, are Qt's to judge
+        if argument == "--demo":
+            continue
+        if argument.startswith("--") or argument in ("--", ""):
+            return f"unknown option {argument!r}; `ptm-studio --help` lists the commands"
+        if arguments.index(argument) == 0:
+            close = difflib.get_close_matches(argument, sorted(commands), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return f"unknown command {argument!r}{hint}; `ptm-studio --help` lists them"
+    return None
 
 
 def asks_for_help_or_version(arguments: Sequence[str]) -> bool:

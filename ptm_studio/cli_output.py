@@ -282,7 +282,7 @@ def print_runs(runs: Sequence[Any]) -> None:
     rows = [
         [
             run.name,
-            run.status,
+            _shown_status(run),
             run.task,
             run.backbone,
             run.epochs_completed,
@@ -294,6 +294,16 @@ def print_runs(runs: Sequence[Any]) -> None:
         for run in runs
     ]
     print_table(["run", "status", "task", "backbone", "epochs", "best val acc", "folder"], rows)
+
+
+def _shown_status(run: Any) -> str:
+    """run.json says "running" also for a run whose process died (a crash, a kill): only a
+    live one is shown as running; the other can be resumed."""
+    from ptm_studio.core.runs import is_being_trained
+
+    if run.status == "running" and not is_being_trained(run.path):
+        return "interrupted (resume it)"
+    return str(run.status)
 
 
 def print_comparison(result: Any, alternative: str) -> None:
@@ -343,6 +353,15 @@ _CONTROL_CHARACTERS = {
     code: f"\\x{code:02x}" for code in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0))
 }
 _CONTROL_CHARACTERS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+# Characters that reorder or break what follows them (a right-to-left override makes
+# "photo\u202egnp.exe" read as "photoexe.png"; a line separator starts a new line).
+_CONTROL_CHARACTERS.update(
+    {
+        code: f"\\u{code:04x}"
+        for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    }
+)
+_CONTROL_CHARACTERS.update({0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\x85"})
 
 
 def plain(text: object) -> str:

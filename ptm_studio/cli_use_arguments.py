@@ -38,7 +38,7 @@ def _add_evaluate_command(commands: Any) -> None:
         "evaluate",
         help="Measure a trained run on its validation pictures (and calibrate its confidences).",
         description=(
-            "Per-class precision, recall and F1, accuracy with a 95 %% interval, the confusion "
+            "Per-class precision, recall and F1, accuracy with a 95 % interval, the confusion "
             "matrix, the pairs most often confused and plain warnings. Fits one temperature so "
             "the confidences are honest and saves it beside the checkpoint (predict uses it)."
         ),

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ptm_studio.core.file_reading import MAX_SETTINGS_FILE_BYTES, describe_size
 
+MAX_NAME_BYTES = 255  # the longest file or folder name the usual file systems allow
+
 
 def _kind(path: Path) -> str | None:
     """'file', 'folder', 'special' (pipe, socket, device) or None when nothing is there."""
@@ -38,7 +40,14 @@ def _path(text: str) -> Path:
         raise argparse.ArgumentTypeError("an empty path; give a file or folder")
     if "\x00" in text:
         raise argparse.ArgumentTypeError("the path holds a NUL character")
-    return Path(text).expanduser()
+    path = Path(text).expanduser()
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > MAX_NAME_BYTES]
+    if too_long:
+        raise argparse.ArgumentTypeError(
+            f"a name in the path is {len(os.fsencode(too_long[0]))} bytes long; "
+            f"files and folders can have at most {MAX_NAME_BYTES}"
+        )
+    return path
 
 
 def path_setting(text: str) -> str:
@@ -112,6 +121,8 @@ def pictures(text: str) -> Path:
 
 def new_file(text: str) -> Path:
     """A file to write: not a folder, not a pipe, in a folder that exists or can be made."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text} ends with '/': give a file name, not a folder")
     path = _path(text)
     kind = _kind(path)
     if kind == "folder":

@@ -38,7 +38,10 @@ def atomic_writer(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp_name, final_path)
+        try:
+            os.replace(temp_name, final_path)
+        except OSError as error:  # e.g. the file is write-protected: name it, not the temp
+            raise OSError(error.errno, error.strerror, str(final_path)) from error
         _fsync_directory(final_path.parent)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):

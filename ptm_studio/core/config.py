@@ -368,7 +368,11 @@ class RunConfig:
     def from_dict(cls, payload: dict[str, Any]) -> RunConfig:
         payload = dict(payload)
         version = payload.pop("format_version", CONFIG_FORMAT_VERSION)
-        if not isinstance(version, int) or version > CONFIG_FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ConfigError(
+                "format_version", f"must be a whole number such as 1, got {version!r}"
+            )
+        if version > CONFIG_FORMAT_VERSION:
             raise ConfigError(
                 "format_version",
                 f"this config was written by a newer PTM Studio (format {version}); please update the app",
@@ -378,9 +382,14 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
         try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError("<file>", f"not valid JSON ({error})") from error
+            payload = json.loads(text, object_pairs_hook=_refuse_repeated_settings)
+        except RecursionError:
+            raise ConfigError("<file>", "not valid JSON (nested far too deeply)") from None
+        except ValueError as error:  # JSONDecodeError, a number of thousands of digits, a repeat
+            reason = str(error)
+            if "integer string conversion" in reason:
+                reason = "a number in it has thousands of digits"
+            raise ConfigError("<file>", f"not valid JSON ({reason[:200]})") from None
         if not isinstance(payload, dict):
             raise ConfigError("<file>", "expected a JSON object with the run settings")
         return cls.from_dict(payload)
@@ -401,6 +410,16 @@ class RunConfig:
         except ConfigError as error:
             where = "" if error.field_path == "<file>" else f"setting {error.field_path}: "
             raise ConfigFileError(str(path), where + error.message) from None
+
+
+def _refuse_repeated_settings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A setting given twice is a mistake in the file (which one was meant?), not a choice."""
+    settings: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in settings:
+            raise ValueError(f"'{name}' is given twice; keep one")
+        settings[name] = value
+    return settings
 
 
 SECTIONS: dict[str, type] = {

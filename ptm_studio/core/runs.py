@@ -127,7 +127,7 @@ class RunDirectory:
         except (OSError, ValueError):  # a folder, a pipe, not UTF-8, not JSON
             return {}, STATUS_UNREADABLE
         if not isinstance(raw, dict):
-            return {}, f"{STATUS_UNREADABLE}: it holds a {type(raw).__name__}, not fields"
+            return {}, f"{STATUS_UNREADABLE}: it holds {_kind_of_json(raw)}, not fields"
         return raw, ""
 
     def append_metrics(self, records: Iterable[dict[str, Any]]) -> None:
@@ -237,6 +237,17 @@ class RunDirectory:
         )
 
 
+def _kind_of_json(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, list):
+        return "a list"
+    return "a number" if isinstance(value, int | float) else "text"
+
+
+MOST_EPOCHS = 10**7  # beyond any run: a larger count is damage, not history
+
+
 def whole_number(value: Any) -> int | None:
     """``value`` when it is a whole number (not a bool, not a word); else None."""
     if isinstance(value, bool):
@@ -268,7 +279,7 @@ class _StatusFields:
 
     def count(self, name: str) -> int:
         value = whole_number(self.status.get(name, 0))
-        if value is None or value < 0:
+        if value is None or value < 0 or value > MOST_EPOCHS:
             self._wrong(name, "a whole number")
             return 0
         return value
@@ -279,6 +290,9 @@ class _StatusFields:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self._wrong(name, "a number")
+            return None
+        if math.isfinite(value) and not 0 <= value <= 1:
+            self._wrong(name, "a share between 0 and 1")
             return None
         return float(value) if math.isfinite(value) else None  # NaN: nothing measured yet
 

@@ -179,11 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     window = MainWindow(use_demo=args.demo)
     app.aboutToQuit.connect(window.session.shutdown)
-    stop_and_quit_on_signals(app, window)
+    # Kept until the loop ends: the wake-up socket must outlive every signal that can arrive.
+    restore_signals = stop_and_quit_on_signals(app, window)
     window.show()
     # Once the window is on screen: a run a crash interrupted is offered for resuming (T5).
     QTimer.singleShot(0, window.run_controller.offer_to_resume_interrupted_runs)
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        restore_signals()
 
 
 if __name__ == "__main__":

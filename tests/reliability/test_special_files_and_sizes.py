@@ -158,3 +158,30 @@ def test_text_that_is_not_utf8_says_where(tmp_path: Path) -> None:
     path.write_bytes('{"name": "caf\u00e9"}'.encode("latin-1"))
     with pytest.raises(ValueError, match=r"not UTF-8 text \(byte 0xe9 at position 13\)"):
         read_text(path)
+
+
+@pytest.mark.parametrize("mode", ["F", "I", "RGBA"])
+def test_a_small_file_of_many_deep_pixels_is_reduced_before_it_is_converted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A 9400 × 9400 float TIFF is 667 KB on disk; converted at full size it took 4.5 GB."""
+    from PIL import Image
+
+    from ptm_studio.core.data import loader
+
+    path = tmp_path / ("big.png" if mode == "RGBA" else "big.tif")
+    fill = {"F": 0.5, "I": 70000, "RGBA": (0, 0, 0, 0)}[mode]
+    Image.new(mode, (9400, 6000), fill).save(
+        path, **({} if mode == "RGBA" else {"compression": "tiff_deflate"})
+    )
+    converted: list[tuple[int, int]] = []
+    original = loader._to_rgb
+
+    def recording(where: Path, image: Image.Image) -> Image.Image:
+        converted.append(image.size)
+        return original(where, image)
+
+    monkeypatch.setattr(loader, "_to_rgb", recording)
+    picture = loader.load_image(path)
+    assert max(converted[0]) <= loader.WORKING_MAX_SIDE
+    assert picture.mode == "RGB" and picture.size == (-(-9400 // 3), 6000 // 3)  # box of 3

@@ -8,6 +8,7 @@ truncated, disguised, oversized) raises ``ImageLoadError`` with a reason a perso
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ptm_studio.core.file_reading import (
     MAX_PICTURE_FILE_BYTES,
@@ -46,6 +47,9 @@ _DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default, used if someone sets i
 _NOT_AN_IMAGE = "not an image (or a format PTM Studio does not read)"
 _CORRUPT = "the file is truncated or corrupt"
 _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# Pictures are converted to RGB at most this large; a phone's 4032 × 3024 photo is kept whole.
+WORKING_MAX_SIDE = 4096
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "I", "F", "CMYK"})
 
 
 class ImageLoadError(Exception):
@@ -138,7 +142,7 @@ def _load(path: Path, max_side: int | None) -> tuple[Image.Image, bool]:
             # A full decode here is what rejects truncated files: LOAD_TRUNCATED_IMAGES stays
             # off, so Pillow raises instead of filling the missing part with grey.
             image.load()
-            picture = _to_rgb(path, _apply_orientation(image))
+            picture = _to_rgb(path, _upright_within_working_size(image))
     except ImageLoadError:
         raise
     except Exception as error:  # each Pillow plugin fails in its own way; _reason_for sorts them
@@ -235,14 +239,42 @@ def _has_several_frames(image: Image.Image) -> bool:
     return several
 
 
-def _apply_orientation(image: Image.Image) -> Image.Image:
-    """Turn the picture upright as its EXIF tag says; a broken EXIF block is ignored, not fatal."""
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # EXIF orientation → the turn that makes the picture upright
+
+
+def _upright_within_working_size(image: Image.Image) -> Image.Image:
+    """The picture turned upright as its EXIF tag says (a broken EXIF block is ignored, not
+    fatal) and no larger than WORKING_MAX_SIDE. The turn is read from the original, then made
+    on the reduced picture, so a huge picture is never copied at full size. Always a new image:
+    the opened one is unusable once its file is closed."""
     try:
-        upright = ImageOps.exif_transpose(image)
+        turn = _TURNS.get(int(image.getexif().get(0x0112, 1)))
     except (SyntaxError, ValueError, TypeError, KeyError, struct.error):
-        upright = None
-    # A copy either way: the opened image is closed (and unusable) once its file is.
-    return upright if upright is not None else image.copy()
+        turn = None
+    working = _within_working_size(image)
+    if turn is not None:
+        return working.transpose(turn)
+    return working if working is not image else image.copy()
+
+
+def _within_working_size(image: Image.Image) -> Image.Image:
+    """A picture larger than WORKING_MAX_SIDE is reduced (box averages) before its colours are
+    converted: turning a 9400 × 9400 float TIFF or transparent PNG of a few hundred KB into RGB
+    at full size took 3–4.5 GB; no network looks at more than a fraction of these pixels."""
+    longest = max(image.size)
+    if longest <= WORKING_MAX_SIDE:
+        return image
+    if image.mode not in _REDUCIBLE_MODES:
+        image = image.convert("I" if image.mode.startswith("I;16") else "RGBA")
+    return image.reduce(math.ceil(longest / WORKING_MAX_SIDE))
 
 
 def _to_rgb(path: Path, image: Image.Image) -> Image.Image:

@@ -48,6 +48,8 @@ _SNIFF_BYTES = 64
 # The safetensors library refuses headers above 100 MB; checking first means a hostile
 # length is refused before anything reads or allocates that much.
 _MAX_SAFETENSORS_HEADER_BYTES = 100 * 1024 * 1024
+_HEADER_BYTES_WORTH_COUNTING = 1024 * 1024  # a header this large may list countless tensors
+_MAX_TENSORS = 100_000
 _NOT_A_MODEL_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"version https://git-lfs", "a Git LFS pointer (a small stand-in for the real file)"),
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -185,12 +187,29 @@ def _load_safetensors(file_path: Path, head: bytes, size: int) -> dict[str, torc
             f"not a valid safetensors file: its header claims {header_length} bytes "
             f"but the file has {size}",
         )
+    if header_length > _HEADER_BYTES_WORTH_COUNTING:
+        _refuse_countless_tensors(file_path, header_length)
     try:
         # The Rust reader takes a path; it opens unicode, spaced and long paths natively.
         check_readable_file(file_path, max_bytes=MAX_WEIGHTS_FILE_BYTES)
         return safetensors.torch.load_file(os.fspath(file_path), device="cpu")
     except Exception as error:  # SafetensorError, OSError, and whatever a damaged file provokes
         raise _corrupt(file_path, f"not a valid safetensors file: {error}") from error
+
+
+def _refuse_countless_tensors(file_path: Path, header_length: int) -> None:
+    """A header listing a million tensors would take a minute and gigabytes to load before it
+    is refused as not fitting; no network has nearly that many (ViT-L: about 300)."""
+    with open_for_reading(file_path, max_bytes=MAX_WEIGHTS_FILE_BYTES) as handle:
+        handle.seek(8)
+        count = handle.read(header_length).count(b'"data_offsets"')
+    if count > _MAX_TENSORS:
+        raise WeightsError(
+            f"'{file_path.name}' lists {count:,} tensors; no network PTM Studio builds has more "
+            f"than a few thousand, so these weights cannot be for it.",
+            advice="Choose the weights file made for the network you picked.",
+            path=file_path,
+        )
 
 
 def _load_pickled_weights(file_path: Path) -> Any:

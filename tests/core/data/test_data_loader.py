@@ -292,7 +292,7 @@ def test_broken_exif_block_is_ignored_not_fatal(
     def broken_exif(image):  # type: ignore[no-untyped-def]
         raise SyntaxError("not a TIFF file")
 
-    monkeypatch.setattr(loader.ImageOps, "exif_transpose", broken_exif)
+    monkeypatch.setattr(loader.Image.Image, "getexif", broken_exif)
     assert_rgb(load_image(path), (3, 2))
 
 
