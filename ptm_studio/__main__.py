@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ptm_studio import early_signals
+
 # Asking for help or the version goes to the command-line interface too.
 CLI_FLAGS = frozenset({"-h", "--help", "--version"})
 # The commands that make a new run folder (unless they --resume one).
@@ -21,6 +23,8 @@ EXIT_USAGE = 2  # as ptm_studio.cli_arguments.EXIT_USAGE: the settings cannot be
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and not asks_for_help_or_version(arguments):
+        early_signals.remember_stop_signals()  # no Ctrl-C in the middle of importing torch
     from ptm_studio.cli_arguments import COMMANDS
 
     if not asks_for_help_or_version(arguments):

@@ -191,6 +191,9 @@ def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
     from ptm_studio.core.run_lock import RunInUseError, RunLock
 
     run_dir = Path(arguments.resume)
+    if (run_dir / "config.json").exists() and not (run_dir / "config.json").is_file():
+        print(f"error: {run_dir}/config.json is not an ordinary file", file=sys.stderr)
+        return EXIT_USAGE
     if not (run_dir / "config.json").is_file():
         print(
             f"error: {run_dir} is not a PTM Studio run folder (it has no config.json); "
@@ -221,6 +224,10 @@ def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
             run_lock=lock,
         )
         exit_code = _train_and_report(trainer, progress)
+    except FileNotFoundError as nothing:  # no checkpoint to go on from, or not a run any more
+        lock.release()
+        print(f"error: {plain(str(nothing))}", file=sys.stderr)
+        return EXIT_USAGE
     except StopAtOnce:
         raise  # the training thread may still write: the lock goes with the process
     except BaseException:

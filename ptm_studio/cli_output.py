@@ -302,7 +302,9 @@ def _shown_status(run: Any) -> str:
     from ptm_studio.core.runs import is_being_trained
 
     if run.status == "running" and not is_being_trained(run.path):
-        return "interrupted (resume it)"
+        last = run.path / "checkpoints" / "last"
+        saved = last.exists() or last.with_name("last-previous").exists()
+        return "interrupted (resume it)" if saved else "interrupted (nothing saved)"
     return str(run.status)
 
 

@@ -14,9 +14,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from ptm_studio import early_signals
 from ptm_studio.cli_arguments import EXIT_INTERRUPTED
 
 Result = TypeVar("Result")
+# True while the main thread only waits for the training thread: the one place where a second
+# stop signal may raise (StopAtOnce) without cutting something in half.
+_waiting_for_training = False
 
 
 def on_training_thread(work: Callable[[], Result]) -> Result:
@@ -36,9 +40,14 @@ def on_training_thread(work: Callable[[], Result]) -> Result:
             errors.append(error)
 
     thread = threading.Thread(target=target, name="ptm-training", daemon=True)
+    global _waiting_for_training
     thread.start()
-    while thread.is_alive():
-        thread.join(0.2)
+    _waiting_for_training = True
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    finally:
+        _waiting_for_training = False
     if errors:
         raise errors[0]
     return results[0]
@@ -80,6 +89,9 @@ def stopping_on_signals(stop_request: Any) -> Iterator[None]:
         for number in STOP_SIGNALS
         if signal.getsignal(number) is not signal.SIG_IGN
     }
+    if early_signals.take():  # Ctrl-C while the command was starting: stop before it starts
+        _say("\nStopping before the run starts; nothing is written.")
+        stop_request.request()
     try:
         yield
     finally:
@@ -90,7 +102,9 @@ def stopping_on_signals(stop_request: Any) -> Iterator[None]:
 def _stop_on_first_interrupt(stop_request: Any) -> Any:
     def handle(signal_number: int, _frame: object) -> None:
         if stop_request.is_requested:
-            raise StopAtOnce
+            if _waiting_for_training:  # only then: raised anywhere else it would cut an import
+                raise StopAtOnce
+            return  # still starting: the first stop is enough, nothing has begun yet
         name = signal.Signals(signal_number).name
         if name == "SIGHUP":
             _silence_the_terminal()

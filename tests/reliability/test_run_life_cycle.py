@@ -469,3 +469,109 @@ def test_a_recorder_abandoned_from_another_thread_writes_nothing_more(
     assert status["status"] == "stopped" and status["note"] == "test: at once"
     assert status["epochs_completed"] == 1
     assert_checkpoint_loads(abandon.recorder.run.last_checkpoint_dir)
+
+
+def _same_size_pictures(root: Path) -> Path:
+    """Two classes of uncompressed BMPs: every file has exactly the same size."""
+    from PIL import Image
+
+    for name, colour in (("cat", (200, 40, 40)), ("dog", (40, 40, 200))):
+        (root / name).mkdir(parents=True)
+        for index in range(6):
+            shade = tuple(max(0, value - 8 * index) for value in colour)
+            Image.new("RGB", (16, 16), shade).save(root / name / f"{index}.bmp")
+    return root
+
+
+def test_pictures_replaced_by_others_of_the_same_size_are_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names and sizes alone said 'the same pictures' when the cats had become dogs."""
+    from ptm_studio.cli import main
+
+    pictures = _same_size_pictures(tmp_path / "pics")
+    run = tmp_path / "runs" / "bmp"
+    arguments = ["train", "--data", str(pictures), "--output", str(run), "--epochs", "1"]
+    assert main([*arguments, "--quiet", *TINY]) == EXIT_OK
+    for index in range(6):  # the dogs' files copied over the cats' (dates kept, as cp -p does)
+        shutil.copy2(pictures / "dog" / f"{index}.bmp", pictures / "cat" / f"{index}.bmp")
+    before_run = _listing(run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == EXIT_DATA
+    assert (
+        "pictures in 'cat' were changed (the same names, other contents)" in capsys.readouterr().err
+    )
+    changed = {name for name in _listing(run) if _listing(run)[name] != before_run.get(name)}
+    assert changed <= {"run.lock"}, changed
+
+
+def test_pictures_only_touched_resume_and_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ptm_studio.cli import main
+
+    pictures = _same_size_pictures(tmp_path / "pics")
+    run = tmp_path / "runs" / "bmp"
+    arguments = ["train", "--data", str(pictures), "--output", str(run), "--epochs", "1"]
+    assert main([*arguments, "--quiet", *TINY]) == EXIT_OK
+    for picture in pictures.rglob("*.bmp"):
+        os.utime(picture, (time.time() + 60, time.time() + 60))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == EXIT_OK
+    assert "only their modification times changed" in capsys.readouterr().err
+
+
+def test_a_run_killed_before_its_first_save_says_there_is_nothing_to_resume(
+    case: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ptm_studio.cli import main
+
+    _, _, run = case
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / ".last.partial").mkdir()  # what a kill mid-save leaves
+    status = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    (run / "run.json").write_text(json.dumps({**status, "status": "running"}), encoding="utf-8")
+    before = (run / "run.json").read_bytes()
+    assert main(["runs", "--runs-root", str(run.parent)]) == EXIT_OK
+    assert "interrupted (nothing saved)" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run), "--quiet"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no saved checkpoint to go on from" in err and "--config" in err
+    assert "Traceback" not in err
+    assert (run / "run.json").read_bytes() == before  # nothing was written
+
+
+def test_a_stop_signal_while_the_command_starts_is_remembered_not_raised() -> None:
+    """Ctrl-C in the middle of importing torch left it half-imported ('no attribute fx')."""
+    from ptm_studio import early_signals
+    from ptm_studio.cli_stopping import stopping_on_signals
+    from ptm_studio.core.engine.control import StopRequest
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        early_signals.remember_stop_signals()
+        os.kill(os.getpid(), signal.SIGINT)  # raises nothing: written down
+        time.sleep(0.05)
+        stop_request = StopRequest()
+        with stopping_on_signals(stop_request):
+            assert stop_request.is_requested  # the command stops before it starts
+            os.kill(os.getpid(), signal.SIGINT)  # a second one while starting: no StopAtOnce
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        early_signals.take()
+
+
+def test_a_run_stopped_while_its_pictures_are_checked_leaves_no_folder(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    from ptm_studio.core.engine.control import StopRequest
+
+    stop_request = StopRequest()
+    stop_request.request()
+    finished = Trainer.new_run(
+        tiny_config(), runs_root=tmp_path / "runs", stop_request=stop_request
+    ).run()
+    assert finished.status == "stopped" and finished.run_dir is None
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from ptm_studio.core.config import ConfigError, RunConfig, get_field, replace_field
 from ptm_studio.core.data import DatasetScan, demo_data_dir
+from ptm_studio.core.engine.control import StoppedBeforeTraining
 from ptm_studio.core.engine.failures import check_same_classes
 from ptm_studio.core.engine.parts import TrainingParts, build_training
 from ptm_studio.core.engine.recorder import RunRecorder
@@ -86,6 +87,8 @@ class NewRun:
     scan: DatasetScan | None = None
     recorder: RunRecorder | None = None
     lock: RunLock | None = None
+    # Asked before the run folder is made: a run stopped by then leaves nothing behind.
+    stop_requested: Callable[[], bool] = lambda: False
 
     def __post_init__(self) -> None:
         # config.json holds no relative path, and no run name where the run's folder is meant.
@@ -93,6 +96,8 @@ class NewRun:
 
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
         parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
+        if self.stop_requested():  # Stop (or Ctrl-C) while the pictures were checked
+            raise StoppedBeforeTraining
         run = RunDirectory.create(self.runs_root or default_runs_root(), self.config.run_name)
         self.lock = RunLock.acquire(run.path)  # a new folder: nobody else can hold it yet
         recorder = self.recorder = RunRecorder.start_in(run, self.config)
@@ -179,9 +184,28 @@ def plan_resume(
     not a run. ``lock``: the run's lock, when the caller holds it already."""
     run = load_run(run_dir)
     point = read_resume_point(run.path)
+    if point is None and not has_saved_anything(run):
+        raise NothingToResume(run.path)
     epochs_completed = point.epochs_completed if point is not None else 0
     config, applied = apply_resume_changes(run.read_config(), changes or {}, epochs_completed)
     return ResumedRun(run.path, config, applied, scan, lock=lock)
+
+
+class NothingToResume(FileNotFoundError):
+    """A run that stopped before its first checkpoint: there is nothing to go on from."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(
+            f"{run_dir}: this run has no saved checkpoint to go on from (it stopped before its "
+            f"first save). Start a new run with its settings instead: ptm-studio train --config "
+            f"'{run_dir / 'config.json'}'"
+        )
+
+
+def has_saved_anything(run: RunDirectory) -> bool:
+    """Whether a checkpoint of the run exists at all (complete, damaged, or the one before)."""
+    last = run.last_checkpoint_dir
+    return last.exists() or last.with_name(f"{last.name}-previous").exists()
 
 
 def _check_no_other_trainer(run_dir: Path) -> None:

@@ -1,12 +1,14 @@
 """Whether a resumed run would train on the pictures it started with.
 
 A run records what it trains on when it starts (run.json ``data``): per class, how many
-pictures, a digest of their names, one of their names and sizes, and one with their
-modification times too. A resume compares the folder as it is now with that record, before
+pictures, a digest of their names, one of their names and sizes, one of their first and last
+bytes (a few KB each: cheap, and a picture replaced by another of the same size differs there),
+and one with their modification times too. A resume compares the folder as it is now with that record, before
 anything in the run folder is touched:
 
-* the same names and sizes: the same pictures; when only the modification times differ (the
-  folder was copied, or touched by a backup tool) the resume goes on and says so;
+* the same names, sizes and first and last bytes: the same pictures; when only the
+  modification times differ (the folder was copied, or touched by a backup tool) the resume
+  goes on and says so;
 * classes added, removed or renamed, pictures added, removed, renamed or with other contents:
   the run refuses (DataChangedError: exit 3 in the command line) and says what changed. Going on
   would draw another validation share (mixing pictures the run trained on into it) and shuffle
@@ -27,10 +29,12 @@ from typing import Any
 
 from ptm_studio.core.data import DataSplit, ImageRecord
 from ptm_studio.core.engine.failures import DataChangedError, check_same_classes
+from ptm_studio.core.file_reading import MAX_PICTURE_FILE_BYTES, open_for_reading
 
 LOGGER = logging.getLogger(__name__)
 UNLABELLED = ""  # the "class" of pictures without one (pretraining on a plain folder)
-_DIGESTS = ("names", "contents", "dates")
+_DIGESTS = ("names", "contents", "dates")  # every record has these
+SAMPLE_BYTES = 4096  # read at each end of every picture for the "samples" digest
 
 
 def describe_data(split: DataSplit, root: Path) -> dict[str, Any]:
@@ -47,8 +51,9 @@ def describe_data(split: DataSplit, root: Path) -> dict[str, Any]:
 
 def _describe_class(records: Iterable[ImageRecord], root: Path) -> dict[str, Any]:
     pictures = sorted(_picture_facts(record.path, root) for record in records)
-    digests = {kind: hashlib.sha256() for kind in _DIGESTS}
-    for name, size, modified_ns in pictures:
+    digests = {kind: hashlib.sha256() for kind in (*_DIGESTS, "samples")}
+    for name, size, modified_ns, sample in pictures:
+        digests["samples"].update(f"{name}\0".encode("utf-8", "surrogateescape") + sample)
         digests["names"].update(f"{name}\n".encode("utf-8", "surrogateescape"))
         digests["contents"].update(f"{name}\0{size}\n".encode("utf-8", "surrogateescape"))
         digests["dates"].update(
@@ -60,16 +65,21 @@ def _describe_class(records: Iterable[ImageRecord], root: Path) -> dict[str, Any
     }
 
 
-def _picture_facts(path: Path, root: Path) -> tuple[str, int, int]:
+def _picture_facts(path: Path, root: Path) -> tuple[str, int, int, bytes]:
     try:
         name = path.relative_to(root).as_posix()
     except ValueError:
         name = path.as_posix()
     try:
-        facts = os.stat(path)
+        with open_for_reading(path, max_bytes=MAX_PICTURE_FILE_BYTES) as handle:
+            facts = os.fstat(handle.fileno())
+            sample = handle.read(SAMPLE_BYTES)
+            if facts.st_size > 2 * SAMPLE_BYTES:
+                handle.seek(-SAMPLE_BYTES, os.SEEK_END)
+            sample += hashlib.sha256(handle.read(SAMPLE_BYTES)).digest()
     except OSError:
-        return name, -1, -1
-    return name, facts.st_size, facts.st_mtime_ns
+        return name, -1, -1, b""
+    return name, facts.st_size, facts.st_mtime_ns, hashlib.sha256(sample).digest()
 
 
 def check_same_data(recorded: Any, now: dict[str, Any], root: Path) -> str:
@@ -139,7 +149,10 @@ def _class_change(name: str, before: dict[str, Any], after: dict[str, Any]) -> s
         return f"{_pictures(-difference)} {_were(-difference)} removed from {shown} (or can no longer be read)"
     if before["names"] != after["names"]:
         return f"pictures in {shown} were renamed or replaced by others (as many as before)"
-    if before["contents"] != after["contents"]:
+    changed_inside = (
+        isinstance(before.get("samples"), str) and before["samples"] != after["samples"]
+    )
+    if before["contents"] != after["contents"] or changed_inside:
         return f"pictures in {shown} were changed (the same names, other contents)"
     return ""
 

@@ -196,6 +196,8 @@ class Trainer:
             return ending, failure
 
     def _prepare(self) -> None:
+        if isinstance(self.setup, NewRun):
+            self.setup.stop_requested = lambda: self.stop_request.is_requested
         self.parts = self.setup.prepare(self._download_progress)
         self.parts.adjustments.listen(self._on_adjusted)
         standard = standard_callbacks(self.parts.config)
