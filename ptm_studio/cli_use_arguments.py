@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from ptm_studio.cli_values import (
-    existing_folder,
+    checkpoint_folder,
     folder_to_write,
     new_file,
     pictures,
@@ -46,7 +46,7 @@ def _add_evaluate_command(commands: Any) -> None:
     evaluate.add_argument("--run", type=run_folder, required=True, help="A finetuning run folder.")
     evaluate.add_argument(
         "--checkpoint",
-        type=existing_folder,
+        type=checkpoint_folder,
         help="One of the run's checkpoint folders (default: its best, else its last).",
     )
     evaluate.add_argument("--json", type=new_file, help="Also write the results to this JSON file.")
@@ -190,7 +190,7 @@ def _add_export_command(commands: Any) -> None:
     )
     export.add_argument(
         "--checkpoint",
-        type=existing_folder,
+        type=checkpoint_folder,
         help="One of the run's checkpoint folders (default: its best, else its last).",
     )
     export.add_argument(

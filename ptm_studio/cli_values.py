@@ -89,6 +89,17 @@ def existing_folder(text: str) -> Path:
     return path
 
 
+def checkpoint_folder(text: str) -> Path:
+    """One of a run's checkpoint folders (``RUN/checkpoints/best``)."""
+    path = existing_folder(text)
+    if (path / "checkpoints").is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{path} is a run folder; give one of its checkpoints ({path / 'checkpoints' / 'best'} "
+            f"or {path / 'checkpoints' / 'last'}), or leave --checkpoint out for the best one"
+        )
+    return path
+
+
 def run_folder(text: str) -> Path:
     """A run folder (or one of its checkpoint folders): what a trained run is given as."""
     path = existing_folder(text)

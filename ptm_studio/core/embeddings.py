@@ -229,12 +229,19 @@ def nearest_neighbours(
     return [(int(row), float(similarity[row])) for row in order[:k]]
 
 
+def one_line(path: object) -> str:
+    """A path on one line: a line break or carriage return in a name written as ``\\n``,
+    ``\\r`` (backslashes are left alone: they separate folders on Windows)."""
+    return str(path).replace("\n", "\\n").replace("\r", "\\r")
+
+
 def save_embeddings(
     embeddings: Embeddings, folder: str | Path, projection: Projection | None = None
 ) -> SavedEmbeddings:
     """Write the features and the map into ``folder`` (created if needed; these files replaced):
 
-    - ``embeddings.npy``: float32 ``[pictures, features]``, row i is line i of ``files.txt``;
+    - ``embeddings.npy``: float32 ``[pictures, features]``, row i is line i of ``files.txt``
+      (a line break or carriage return in a name is written ``\\n``, ``\\r``);
     - ``embeddings.csv``: path, true class, predicted, confidence, feature_1 … feature_F;
     - ``embedding_map.csv``: path, x, y, true class, predicted, confidence (the PCA map);
     - ``unreadable.csv``: path, reason — the files that could not be read (header only if none).
@@ -251,7 +258,7 @@ def save_embeddings(
     )
     with atomic_writer(saved.features, "wb") as handle:
         np.save(handle, embeddings.features.astype(np.float32), allow_pickle=False)
-    write_text_atomic(saved.file_list, "".join(f"{path}\n" for path in embeddings.paths))
+    write_text_atomic(saved.file_list, "".join(f"{one_line(path)}\n" for path in embeddings.paths))
     labels = ["path", "true_class", "predicted", "confidence"]
     columns = [f"feature_{index}" for index in range(1, embeddings.features.shape[1] + 1)]
     _write_csv(

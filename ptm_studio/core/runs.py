@@ -23,7 +23,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import re
 import socket
@@ -43,6 +42,8 @@ from ptm_studio.core.config import RunConfig
 from ptm_studio.core.file_reading import MAX_LIST_FILE_BYTES, read_bytes, read_text
 from ptm_studio.core.locations import default_runs_root
 from ptm_studio.core.run_lock import LockHolder, lock_holder
+from ptm_studio.core.status_fields import StatusFields, kind_of_json
+from ptm_studio.core.status_fields import whole_number as whole_number
 
 LOGGER = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class RunDirectory:
         except (OSError, ValueError):  # a folder, a pipe, not UTF-8, not JSON
             return {}, STATUS_UNREADABLE
         if not isinstance(raw, dict):
-            return {}, f"{STATUS_UNREADABLE}: it holds {_kind_of_json(raw)}, not fields"
+            return {}, f"{STATUS_UNREADABLE}: it holds {kind_of_json(raw)}, not fields"
         return raw, ""
 
     def append_metrics(self, records: Iterable[dict[str, Any]]) -> None:
@@ -209,7 +210,7 @@ class RunDirectory:
         """The run as the history lists it; a damaged run.json or config.json shows as
         status "damaged (…)" naming what is wrong, with what could be read."""
         status, problem = self.read_status_checked()
-        fields = _StatusFields(status)
+        fields = StatusFields(status)
         state = fields.text("status", "unknown")
         created = fields.text("created", "")
         epochs = fields.count("epochs_completed")
@@ -235,73 +236,6 @@ class RunDirectory:
             class_names=class_names,
             problem=problem,
         )
-
-
-def _kind_of_json(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, list):
-        return "a list"
-    return "a number" if isinstance(value, int | float) else "text"
-
-
-MOST_EPOCHS = 10**7  # beyond any run: a larger count is damage, not history
-
-
-def whole_number(value: Any) -> int | None:
-    """``value`` when it is a whole number (not a bool, not a word); else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-class _StatusFields:
-    """run.json's fields read with their types checked; ``problem`` names the first wrong one."""
-
-    def __init__(self, status: dict[str, Any]) -> None:
-        self.status = status
-        self.problem = ""
-
-    def _wrong(self, name: str, expected: str) -> None:
-        if not self.problem:
-            self.problem = f"run.json: {name} is not {expected}"
-
-    def text(self, name: str, default: str) -> str:
-        value = self.status.get(name, default)
-        if isinstance(value, str):
-            return value
-        self._wrong(name, "text")
-        return default
-
-    def count(self, name: str) -> int:
-        value = whole_number(self.status.get(name, 0))
-        if value is None or value < 0 or value > MOST_EPOCHS:
-            self._wrong(name, "a whole number")
-            return 0
-        return value
-
-    def fraction(self, name: str) -> float | None:
-        value = self.status.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self._wrong(name, "a number")
-            return None
-        if math.isfinite(value) and not 0 <= value <= 1:
-            self._wrong(name, "a share between 0 and 1")
-            return None
-        return float(value) if math.isfinite(value) else None  # NaN: nothing measured yet
-
-    def names(self, name: str) -> tuple[str, ...]:
-        value = self.status.get(name, [])
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return tuple(value)
-        self._wrong(name, "a list of names")
-        return ()
 
 
 def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:

@@ -33,6 +33,7 @@ HOSTILE_PATHS = {
     cli_values.config_file: (*_UNUSABLE, "missing", "file", "folder", "not_a_run"),
     cli_values.run_name_or_folder: (*_UNUSABLE, "missing", "file", "folder", "not_a_run"),
     cli_values.existing_folder: (*_UNUSABLE, "missing", "file", "folder"),
+    cli_values.checkpoint_folder: (*_UNUSABLE, "missing", "file", "folder", "run"),
     cli_values.path_setting: (*_UNUSABLE, "missing", "file", "folder"),
     cli_values.pictures: (*_UNUSABLE, "missing", "folder"),
     cli_values.folder_to_write: (*_UNUSABLE, "file", "under_file"),
@@ -62,6 +63,7 @@ class Places:
             "folder": str(self.empty),
             "not_a_run": str(self.pictures),
             "under_file": str(self.file / "inside"),
+            "run": str(self.run),
         }[kind]
 
 

@@ -94,3 +94,13 @@ def test_plain_and_the_terminal_stream() -> None:
     sink = io.StringIO()
     TerminalSafeStream(sink).write("line\r\nnext\x1b[2J" + os.fsdecode(b"\xff") + "\n")
     assert sink.getvalue() == "line\r\nnext\\x1b[2J\\xff\n"
+
+
+def test_embed_keeps_one_line_per_picture_whatever_the_names() -> None:
+    """Row i of embeddings.npy is line i of files.txt, also for a name with a line break."""
+    from ptm_studio.core.embeddings import one_line
+
+    names = ["plain/a.png", "nl\nline/b.png", "cr\rx/c.png", "C:\\pics\\d.png"]
+    lines = "".join(f"{one_line(name)}\n" for name in names).splitlines()
+    assert len(lines) == len(names)
+    assert lines[1] == "nl\\nline/b.png" and lines[3] == "C:\\pics\\d.png"
