@@ -483,16 +483,25 @@ def _same_size_pictures(root: Path) -> Path:
     return root
 
 
-def test_pictures_replaced_by_others_of_the_same_size_are_found(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Names and sizes alone said 'the same pictures' when the cats had become dogs."""
+@pytest.fixture
+def same_size_run(tmp_path: Path) -> tuple[Path, Path]:
+    """(pictures, run): a one-epoch run of pictures that all have the same file size."""
     from ptm_studio.cli import main
 
     pictures = _same_size_pictures(tmp_path / "pics")
     run = tmp_path / "runs" / "bmp"
     arguments = ["train", "--data", str(pictures), "--output", str(run), "--epochs", "1"]
     assert main([*arguments, "--quiet", *TINY]) == EXIT_OK
+    return pictures, run
+
+
+def test_pictures_replaced_by_others_of_the_same_size_are_found(
+    same_size_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names and sizes alone said 'the same pictures' when the cats had become dogs."""
+    from ptm_studio.cli import main
+
+    pictures, run = same_size_run
     for index in range(6):  # the dogs' files copied over the cats' (dates kept, as cp -p does)
         shutil.copy2(pictures / "dog" / f"{index}.bmp", pictures / "cat" / f"{index}.bmp")
     before_run = _listing(run)
@@ -506,14 +515,11 @@ def test_pictures_replaced_by_others_of_the_same_size_are_found(
 
 
 def test_pictures_only_touched_resume_and_say_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    same_size_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ptm_studio.cli import main
 
-    pictures = _same_size_pictures(tmp_path / "pics")
-    run = tmp_path / "runs" / "bmp"
-    arguments = ["train", "--data", str(pictures), "--output", str(run), "--epochs", "1"]
-    assert main([*arguments, "--quiet", *TINY]) == EXIT_OK
+    pictures, run = same_size_run
     for picture in pictures.rglob("*.bmp"):
         os.utime(picture, (time.time() + 60, time.time() + 60))
     capsys.readouterr()
