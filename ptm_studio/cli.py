@@ -175,8 +175,18 @@ def _train(arguments: argparse.Namespace, stop_request: Any) -> int:
     from ptm_studio.core.engine.trainer import Trainer
 
     progress = ProgressPrinter(quiet=arguments.quiet)
+    config = config_from_arguments(arguments)
+    if getattr(arguments, "auto", False):
+        from ptm_studio.cli_auto import auto_config
+        from ptm_studio.core.data import DatasetError
+
+        try:
+            config = auto_config(arguments, config)
+        except DatasetError as error:
+            print(f"error: {plain(str(error))}", file=sys.stderr)
+            return EXIT_DATA
     trainer = Trainer.new_run(
-        config_from_arguments(arguments),
+        config,
         runs_root=runs_root,
         callbacks=[progress],
         stop_request=stop_request,

@@ -150,6 +150,14 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
     )
     if name != "find-lr":
         _add_run_folder_flags(train)
+    if name in ("train", "finetune"):
+        train.add_argument(
+            "--auto",
+            action="store_true",
+            help="Let Auto choose the network, starting weights, image size, batch, learning "
+            "rate (from a short test), schedule, epochs and the rest for these pictures on this "
+            "computer; each choice is shown with its reason, and the flags you give win.",
+        )
     train.add_argument("--demo", action="store_true", help="Train on the built-in demo flowers.")
     train.add_argument("--quiet", action="store_true", help="No progress bar, only the summary.")
     _add_settings_flags(train)
@@ -262,7 +270,7 @@ def _add_scan_command(commands: Any) -> None:
 def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
     """The config file (if any) with every given flag applied on top, validated."""
     config = RunConfig.load(arguments.config) if arguments.config else RunConfig()
-    for name, value in _flags_given(arguments).items():
+    for name, value in flags_given(arguments).items():
         config = replace_field(config, name, value)
     if arguments.command == "pretrain":
         if "objective.task" not in vars(arguments):
@@ -288,7 +296,7 @@ def flag_for(field_path: str) -> str:
     return "--" + field_path.rsplit(".", 1)[-1].replace("_", "-")
 
 
-def _flags_given(arguments: argparse.Namespace) -> dict[str, Any]:
+def flags_given(arguments: argparse.Namespace) -> dict[str, Any]:
     """The settings typed on the command line, by dotted name (flags not given are absent)."""
     given: dict[str, Any] = {}
     for name, value in vars(arguments).items():
@@ -306,7 +314,7 @@ def resume_changes_from_arguments(arguments: argparse.Namespace) -> dict[str, An
     """What a resume was asked to change: every setting of --config, then the flags given. The
     run applies those it can and refuses the others by name (see Trainer.resume)."""
     changes = config_fields(RunConfig.load(arguments.config)) if arguments.config else {}
-    changes.update(_flags_given(arguments))
+    changes.update(flags_given(arguments))
     return _changes_with_config_file_paths(changes, arguments)
 
 
