@@ -7,10 +7,12 @@ the core's own split (``split_for_run``): the window shows exactly the split the
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ptm_studio.core.config import DataConfig
 from ptm_studio.core.data import DatasetScan, DataSplit, ImageRecord, split_for_run
@@ -68,6 +70,8 @@ class DatasetSummary:
     ignored: tuple[str, ...] = field(default=())
     scan: DatasetScan | None = field(default=None, compare=False, repr=False)
     """The core scan behind it: a run started from the window reuses it."""
+    picture_facts: Any = field(default=None, compare=False, repr=False)
+    """What Auto goes by (core.auto_recipe.PictureFacts), read in the scan's thread."""
     split_settings: SplitSettings = SplitSettings()
 
     @property
@@ -107,10 +111,14 @@ def scan_dataset(
         if progress is not None:
             progress(done, total or 0)
 
+    from ptm_studio.core.auto_recipe import picture_facts
+
     scan = scan_folder(
         Path(root), on_progress=report, should_cancel=should_stop, report_every=report_every
     )
-    return summarize_scan(scan, split_settings or SplitSettings())
+    summary = summarize_scan(scan, split_settings or SplitSettings())
+    # A few dozen picture headers, here in the background: Auto needs them at a click.
+    return dataclasses.replace(summary, picture_facts=picture_facts(scan))
 
 
 def summarize_scan(scan: DatasetScan, settings: SplitSettings) -> DatasetSummary:

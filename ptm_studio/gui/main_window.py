@@ -244,7 +244,7 @@ class MainWindow(QMainWindow):
             self.objective_panel.set_dataset(0, [])
             return
         counts = [item.train_count for item in summary.classes]
-        self.objective_panel.set_dataset(summary.num_train_images, counts)
+        self.objective_panel.set_dataset(summary.num_train_images, counts, summary.picture_facts)
 
     @Slot(bool)
     def _on_readiness_changed(self, is_ready: bool) -> None:

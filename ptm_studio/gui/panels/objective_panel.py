@@ -64,6 +64,7 @@ class ObjectivePanel(QGroupBox):
         self._backbone_spec: Any = None
         self._device_kind = "cpu"
         self._measured_speed: dict[tuple[str, int], float] = {}
+        self._picture_facts: Any = None
         self._build_boxes()
         self._lay_out()
         # The task and the loss write through _on_task_changed / _on_loss_changed: the losses
@@ -147,6 +148,9 @@ class ObjectivePanel(QGroupBox):
         self.auto_button = QPushButton(theme.icon("auto"), "Auto")
         self.auto_button.setToolTip("Pick sensible values for this dataset, network and computer.")
         self.auto_button.clicked.connect(self.apply_auto)
+        self.auto_reasons = plain_label()
+        self.auto_reasons.setObjectName("hint")
+        self.auto_reasons.setVisible(False)
         self.estimate_label = plain_label()
         self.estimate_label.setObjectName("hint")
         self.duration = DurationEstimate(self.estimate_label, self)
@@ -183,6 +187,7 @@ class ObjectivePanel(QGroupBox):
         form.addRow("Random changes:", augmentation_box)
         form.addRow("Seed:", self.seed_spin)
         form.addRow(self.auto_button, self.estimate_label)
+        form.addRow(self.auto_reasons)
         self._supervised_rows = (self.smoothing_spin, self.class_weights_check)
 
     # ------------------------------------------------------------------ task and loss
@@ -220,11 +225,14 @@ class ObjectivePanel(QGroupBox):
         self._write()
 
     # ------------------------------------------------------------------ what the window tells it
-    def set_dataset(self, num_train_images: int, class_counts: list[int]) -> None:
+    def set_dataset(
+        self, num_train_images: int, class_counts: list[int], picture_facts: Any = None
+    ) -> None:
         """The pictures the estimate and Auto go by (the task a folder needs is the images
         panel's to set: see FolderTask)."""
         self._num_train_images = num_train_images
         self._class_counts = tuple(class_counts)
+        self._picture_facts = picture_facts
         self.update_estimate()
 
     def set_task(self, task: str, loss: str) -> None:
@@ -260,10 +268,29 @@ class ObjectivePanel(QGroupBox):
     @Slot()
     def apply_auto(self) -> None:
         """Sensible values from the number of images, class balance, network and device."""
+        if self._picture_facts is not None:
+            self._apply_recipe()
+            return
         from ptm_studio.core.planning import DataFacts, auto_settings
 
         facts = DataFacts(self._num_train_images, self._class_counts)
         self.settings.replace(auto_settings(self.settings.config, facts, self._device_kind))
+
+    def _apply_recipe(self) -> None:
+        """Auto's recipe for these pictures on this computer, each choice said with its reason
+        under the button (the learning rate is refined by Find a learning rate…)."""
+        from ptm_studio.core.auto_recipe import Computer, choose_recipe
+        from ptm_studio.core.models import imagenet_status
+
+        recipe = choose_recipe(
+            self.settings.config,
+            self._picture_facts,
+            Computer(self._device_kind),
+            imagenet_offline=lambda name: imagenet_status(name) == "available_offline",
+        )
+        self.settings.replace(recipe.config)
+        self.auto_reasons.setText("Auto chose:\n" + "\n".join(_choice_lines(recipe.choices)))
+        self.auto_reasons.setVisible(True)
 
     @Slot()
     def find_learning_rate(self) -> None:
@@ -407,3 +434,13 @@ def _preview() -> None:  # pragma: no cover - manual preview
 
 if __name__ == "__main__":
     _preview()
+
+
+def _choice_lines(choices: Any) -> list[str]:
+    """ "Network: small_cnn — pictures of about 28 px are too small…", one per choice."""
+    lines = []
+    for choice in choices:
+        value = ", ".join(choice.value) if isinstance(choice.value, tuple) else choice.value
+        name = choice.setting.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+        lines.append(f"• {name}: {value} — {choice.reason}")
+    return lines

@@ -1,0 +1,33 @@
+"""The Auto button (issue 12): with the folder's facts it applies Auto's recipe (the network
+and the image size included) and says each choice with its reason under the button."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ptm_studio.core.auto_recipe import PictureFacts
+from ptm_studio.gui.panels.objective_panel import ObjectivePanel
+
+
+def test_auto_applies_the_recipe_and_says_why(qtbot: Any) -> None:
+    panel = ObjectivePanel()
+    qtbot.addWidget(panel)
+    thumbnails = PictureFacts(6000, (600,) * 10, typical_side=28, grey_share=1.0)
+    panel.set_dataset(6000, [600] * 10, thumbnails)
+    panel.apply_auto()
+    config = panel.settings.config
+    assert (config.model.backbone, config.data.image_size) == ("small_cnn", 32)
+    assert "colour_changes" not in config.data.augmentations
+    text = panel.auto_reasons.text()
+    assert text.startswith("Auto chose:") and "about 28 px" in text and "greyscale" in text
+    assert not panel.auto_reasons.isHidden()
+
+
+def test_without_the_facts_auto_keeps_the_network(qtbot: Any) -> None:
+    panel = ObjectivePanel()
+    qtbot.addWidget(panel)
+    panel.set_dataset(120, [100, 10, 10])
+    backbone = panel.settings.config.model.backbone
+    panel.apply_auto()
+    assert panel.settings.config.model.backbone == backbone
+    assert panel.auto_reasons.isHidden()
