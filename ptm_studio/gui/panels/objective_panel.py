@@ -18,18 +18,17 @@ from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QPushButton,
-    QSpinBox,
     QWidget,
 )
 
 from ptm_studio.core.config import AUGMENTATION_DESCRIPTIONS, SUPERVISED_LOSSES, RunConfig
 from ptm_studio.gui import theme
+from ptm_studio.gui.panels.objective_boxes import choice_lines, combo, double_box, int_box
 from ptm_studio.gui.panels.objective_words import (
     AUGMENTATION_NAMES,
     LOSS_TEXT,
@@ -91,7 +90,7 @@ class ObjectivePanel(QGroupBox):
         self.show_settings(self.settings.config)
 
     def _build_boxes(self) -> None:
-        self.task_combo = _combo(TASK_TEXT, "What the training should achieve.")
+        self.task_combo = combo(TASK_TEXT, "What the training should achieve.")
         self.loss_combo = QComboBox()
         self.loss_combo.setToolTip("What the network is scored on while it learns.")
         self.loss_info = plain_label()
@@ -102,7 +101,7 @@ class ObjectivePanel(QGroupBox):
             "colour tells your classes apart (flowers, stained tissue)."
         )
         self.pretrain_settings = PretrainSettings(self)
-        self.smoothing_spin = _double(
+        self.smoothing_spin = double_box(
             0.0,
             0.5,
             0.05,
@@ -114,8 +113,8 @@ class ObjectivePanel(QGroupBox):
         self.class_weights_check.setToolTip(
             "Count mistakes on rare classes more, so an imbalanced dataset trains fairly."
         )
-        self.optimizer_combo = _combo(OPTIMIZER_TEXT, "The method that updates the weights.")
-        self.learning_rate_spin = _double(
+        self.optimizer_combo = combo(OPTIMIZER_TEXT, "The method that updates the weights.")
+        self.learning_rate_spin = double_box(
             1e-6,
             1.0,
             1e-4,
@@ -124,20 +123,20 @@ class ObjectivePanel(QGroupBox):
             "Too high: the loss jumps or explodes. Too low: learning is slow.",
         )
         self.learning_rate_spin.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
-        self.weight_decay_spin = _double(
+        self.weight_decay_spin = double_box(
             0.0, 1.0, 1e-4, 5, "Pulls weights towards zero to reduce memorising."
         )
         self.weight_decay_spin.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
-        self.epochs_spin = _int(1, 10_000, "Passes over all training images.")
-        self.batch_spin = _int(
+        self.epochs_spin = int_box(1, 10_000, "Passes over all training images.")
+        self.batch_spin = int_box(
             1, 4096, "Images per learning step. Larger is faster per image but needs more memory."
         )
-        self.image_size_spin = _int(
+        self.image_size_spin = int_box(
             8, 1024, "Images are resized to this many pixels square before training."
         )
         self.image_size_spin.setSuffix(" px")
         # A double box: seeds go up to 2**32 - 1, beyond what Qt's whole-number boxes hold.
-        self.seed_spin = _double(
+        self.seed_spin = double_box(
             0, 2**32 - 1, 1, 0, "The same seed gives the same run again (on the CPU)."
         )
         self.augmentation_checks: dict[str, QCheckBox] = {}
@@ -289,7 +288,7 @@ class ObjectivePanel(QGroupBox):
             imagenet_offline=lambda name: imagenet_status(name) == "available_offline",
         )
         self.settings.replace(recipe.config)
-        self.auto_reasons.setText("Auto chose:\n" + "\n".join(_choice_lines(recipe.choices)))
+        self.auto_reasons.setText("Auto chose:\n" + "\n".join(choice_lines(recipe.choices)))
         self.auto_reasons.setVisible(True)
 
     @Slot()
@@ -396,31 +395,6 @@ class ObjectivePanel(QGroupBox):
         return self.pretrain_settings.apply_to(config)
 
 
-def _combo(entries: dict[str, tuple[str, str]], tip: str) -> QComboBox:
-    combo = QComboBox()
-    for key, (text, item_tip) in entries.items():
-        combo.addItem(text, key)
-        combo.setItemData(combo.count() - 1, item_tip, Qt.ItemDataRole.ToolTipRole)
-    combo.setToolTip(tip)
-    return combo
-
-
-def _double(low: float, high: float, step: float, decimals: int, tip: str) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
-    spin.setRange(low, high)
-    spin.setDecimals(decimals)
-    spin.setSingleStep(step)
-    spin.setToolTip(tip)
-    return spin
-
-
-def _int(low: int, high: int, tip: str) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(low, high)
-    spin.setToolTip(tip)
-    return spin
-
-
 def _preview() -> None:  # pragma: no cover - manual preview
     from ptm_studio.gui.panels._preview import run_preview
 
@@ -434,13 +408,3 @@ def _preview() -> None:  # pragma: no cover - manual preview
 
 if __name__ == "__main__":
     _preview()
-
-
-def _choice_lines(choices: Any) -> list[str]:
-    """ "Network: small_cnn — pictures of about 28 px are too small…", one per choice."""
-    lines = []
-    for choice in choices:
-        value = ", ".join(choice.value) if isinstance(choice.value, tuple) else choice.value
-        name = choice.setting.rsplit(".", 1)[-1].replace("_", " ").capitalize()
-        lines.append(f"• {name}: {value} — {choice.reason}")
-    return lines
