@@ -299,11 +299,10 @@ def print_runs(runs: Sequence[Any]) -> None:
 def _shown_status(run: Any) -> str:
     """run.json says "running" also for a run whose process died (a crash, a kill): only a
     live one is shown as running; the other can be resumed."""
-    from ptm_studio.core.runs import is_being_trained
+    from ptm_studio.core.runs import RunDirectory, is_being_trained
 
     if run.status == "running" and not is_being_trained(run.path):
-        last = run.path / "checkpoints" / "last"
-        saved = last.exists() or last.with_name("last-previous").exists()
+        saved = RunDirectory(run.path).has_saved_anything()
         return "interrupted (resume it)" if saved else "interrupted (nothing saved)"
     return str(run.status)
 

@@ -36,6 +36,7 @@ from ptm_studio.core.atomic_io import json_safe, write_json_atomic, write_text_a
 from ptm_studio.core.checkpoints import (
     intact_previous,
     is_complete_checkpoint,
+    previous_checkpoint_dir,
     recover_checkpoint,
 )
 from ptm_studio.core.config import RunConfig
@@ -100,6 +101,11 @@ class RunDirectory:
                 continue
             return cls(candidate)
         raise RuntimeError(f"could not create a new run folder in {root}")
+
+    def has_saved_anything(self) -> bool:
+        """Whether a checkpoint of the run exists at all (complete, damaged, or the one before)."""
+        last = self.last_checkpoint_dir
+        return last.exists() or previous_checkpoint_dir(last).exists()
 
     def write_config(self, config: RunConfig) -> None:
         write_text_atomic(self.config_path, config.to_json() + "\n")

@@ -184,7 +184,7 @@ def plan_resume(
     not a run. ``lock``: the run's lock, when the caller holds it already."""
     run = load_run(run_dir)
     point = read_resume_point(run.path)
-    if point is None and not has_saved_anything(run):
+    if point is None and not run.has_saved_anything():
         raise NothingToResume(run.path)
     epochs_completed = point.epochs_completed if point is not None else 0
     config, applied = apply_resume_changes(run.read_config(), changes or {}, epochs_completed)
@@ -200,12 +200,6 @@ class NothingToResume(FileNotFoundError):
             f"first save). Start a new run with its settings instead: ptm-studio train --config "
             f"'{run_dir / 'config.json'}'"
         )
-
-
-def has_saved_anything(run: RunDirectory) -> bool:
-    """Whether a checkpoint of the run exists at all (complete, damaged, or the one before)."""
-    last = run.last_checkpoint_dir
-    return last.exists() or last.with_name(f"{last.name}-previous").exists()
 
 
 def _check_no_other_trainer(run_dir: Path) -> None:
