@@ -45,7 +45,11 @@ COMMANDS = frozenset(
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 """Exit codes: done; training or an export check failed; bad arguments or settings; the data
 cannot be used; stopped with Ctrl-C."""
-SHORT_ALIASES = {"data_dir": ["--data"], "num_epochs": ["--epochs"]}
+SHORT_ALIASES = {
+    "data_dir": ["--data"],
+    "num_epochs": ["--epochs"],
+    "time_budget_minutes": ["--minutes"],
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,13 +18,13 @@ def auto_config(arguments: argparse.Namespace, config: RunConfig) -> RunConfig:
     from ptm_studio.core.auto_recipe import (
         Computer,
         choose_recipe,
-        fitted_to_the_epochs,
         picture_facts,
         same_folder_pretraining,
     )
     from ptm_studio.core.data import preflight, scan_folder
     from ptm_studio.core.devices import describe_device
     from ptm_studio.core.engine.setup import resolve_data_dir
+    from ptm_studio.core.engine.time_budget import with_epochs
     from ptm_studio.core.models import imagenet_status
     from ptm_studio.core.runs import list_runs
 
@@ -46,7 +46,8 @@ def auto_config(arguments: argparse.Namespace, config: RunConfig) -> RunConfig:
     for name, value in given.items():
         chosen = replace_field(chosen, name, value)
     _say_choices(recipe.choices, given)
-    return fitted_to_the_epochs(chosen, keep=set(given)).validate()
+    # Auto's warm-up and unfreezing fitted to fewer epochs typed (a time budget plans its own).
+    return with_epochs(chosen, chosen.optim.num_epochs, keep=frozenset(given)).validate()
 
 
 def _with_rate_test(recipe: Any, scan: Any) -> Any:
@@ -63,7 +64,7 @@ def _say_choices(choices: Any, given: dict[str, Any]) -> None:
     print("Auto chose (each can be changed with its flag):", file=sys.stderr)
     for choice in choices:
         value = " ".join(choice.value) if isinstance(choice.value, tuple) else choice.value
-        if choice.setting in given:
+        if choice.setting in given and given[choice.setting] != choice.value:
             line = (
                 f"  {flag_for(choice.setting)}: yours ({given[choice.setting]}), not Auto's {value}"
             )

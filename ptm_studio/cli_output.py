@@ -57,6 +57,8 @@ class ProgressPrinter(Callback):
     def on_training_started(self, event: TrainingStarted, control: TrainingControl) -> None:
         for change in event.resume_changes:  # shown even with --quiet: the user asked for it
             print(f"Resumed with {change}", file=self.stream)
+        if event.time_plan:  # how the epochs were planned: shown even with --quiet
+            print(event.time_plan, file=self.stream)
         if self.quiet:
             return
         print(

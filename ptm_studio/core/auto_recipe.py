@@ -129,7 +129,7 @@ def choose_recipe(
     network = next(choice for choice in choices if choice.setting == "model.backbone").value
     pretrained = any(c.setting == "model.weights" and c.value != "random" for c in choices)
     _choose_size_and_batch(facts, computer, str(network), pretrained, choose)
-    _choose_training(facts, pretrained, choose)
+    _choose_training(facts, pretrained, config.optim.time_budget_minutes, choose)
     _choose_changes_and_balance(facts, choose)
     chosen = config
     for choice in choices:
@@ -145,17 +145,6 @@ def with_tested_rate(recipe: Recipe, suggestion: float | None, rule: str) -> Rec
     choices = [c for c in recipe.choices if c.setting != "optim.learning_rate"]
     choices.append(Choice("optim.learning_rate", config.optim.learning_rate, f"the test: {rule}"))
     return dataclasses.replace(recipe, config=config, choices=tuple(choices))
-
-
-def fitted_to_the_epochs(config: RunConfig, *, keep: set[str]) -> RunConfig:
-    """Auto's warm-up and unfreezing made to fit in the epochs (fewer ones the user typed
-    included); the settings in ``keep`` (the user's) are left as they are."""
-    epochs = config.optim.num_epochs
-    if "optim.warmup_epochs" not in keep and config.optim.warmup_epochs >= epochs:
-        config = replace_field(config, "optim.warmup_epochs", max(0, epochs - 1))
-    if "model.unfreeze_after_epochs" not in keep and config.model.unfreeze_after_epochs >= epochs:
-        config = replace_field(config, "model.unfreeze_after_epochs", max(0, epochs - 1))
-    return config
 
 
 Choose = Callable[[str, object, str], None]
@@ -230,7 +219,9 @@ def _choose_size_and_batch(
     choose("data.batch_size", batch, f"{pictures} training pictures make at least 4 steps an epoch")
 
 
-def _choose_training(facts: PictureFacts, pretrained: bool, choose: Choose) -> None:
+def _choose_training(
+    facts: PictureFacts, pretrained: bool, budget_minutes: float, choose: Choose
+) -> None:
     pictures = facts.training_pictures
     choose("optim.optimizer", "adamw", "works well without tuning for both kinds of start")
     rate = PRETRAINED_RATE if pretrained else RANDOM_RATE
@@ -238,8 +229,15 @@ def _choose_training(facts: PictureFacts, pretrained: bool, choose: Choose) -> N
     choose("optim.learning_rate", rate, f"{start}; a learning-rate test refines it")
     choose("optim.schedule", "cosine", "the rate falls smoothly to the end: steadier last epochs")
     choose("optim.warmup_epochs", 1, "one gentle epoch first, so the start does not undo anything")
-    epochs = 30 if pictures < 300 else 15 if pictures < 3000 else 8
-    choose("optim.num_epochs", epochs, f"{pictures} pictures: more passes for fewer pictures")
+    if budget_minutes > 0:
+        choose(
+            "optim.time_budget_minutes",
+            budget_minutes,
+            "your time budget: a few steps are timed here and the epochs planned to fit it",
+        )
+    else:
+        epochs = 30 if pictures < 300 else 15 if pictures < 3000 else 8
+        choose("optim.num_epochs", epochs, f"{pictures} pictures: more passes for fewer pictures")
     choose(
         "optim.early_stopping_patience",
         5,

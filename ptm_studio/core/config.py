@@ -222,6 +222,13 @@ class OptimConfig:
     )
     momentum: float = field(default=0.9, metadata=_describe("SGD momentum."))
     num_epochs: int = field(default=10, metadata=_describe("Passes over the training images."))
+    time_budget_minutes: float = field(
+        default=0.0,
+        metadata=_describe(
+            "Train for about this many minutes instead of a number of epochs: a few steps are "
+            "timed on this computer first and the epochs planned to fit (0 = use num_epochs)."
+        ),
+    )
     schedule: str = field(
         default="cosine", metadata=_describe("Learning-rate schedule.", choices=SCHEDULES)
     )
@@ -250,6 +257,7 @@ class OptimConfig:
         check_range("optim.weight_decay", self.weight_decay, 0.0, 1.0)
         check_range("optim.momentum", self.momentum, 0.0, 0.999)
         check_range("optim.num_epochs", self.num_epochs, 1, 100_000)
+        check_range("optim.time_budget_minutes", self.time_budget_minutes, 0.0, 7 * 24 * 60)
         check_range("optim.early_stopping_patience", self.early_stopping_patience, 0, 100_000)
         check_range("optim.gradient_clip_norm", self.gradient_clip_norm, 0.0, 1e6)
         check_range("optim.evaluate_every_steps", self.evaluate_every_steps, 0, 10**9)

@@ -205,8 +205,12 @@ def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> Dur
     its epochs: the figure shown before Start. Raises what building raises (DatasetError…)."""
     from ptm_studio.core.engine.parts import build_training
     from ptm_studio.core.engine.speed import measure_speed
+    from ptm_studio.core.engine.time_budget import plan_for_budget
 
     parts = build_training(config, scan=scan)
     measured = measure_speed(parts)
+    if config.optim.time_budget_minutes > 0:  # the epochs the run will plan, the same way
+        plan = plan_for_budget(measured, parts)
+        return DurationEstimate(plan.seconds_per_epoch, plan.epochs, plan.describe())
     per_epoch = measured.seconds_per_epoch(len(parts.split.train), len(parts.split.val))
     return DurationEstimate(per_epoch, config.optim.num_epochs, measured.describe())

@@ -86,6 +86,9 @@ class TrainingStarted(EngineEvent):
     weights_note: str = ""
     # Settings given with a resume and applied, in words ("Epochs: 10 → 20; ..."); see resume.py.
     resume_changes: tuple[str, ...] = ()
+    # A time budget's plan, e.g. "Time budget 5 minutes: about 33 s per epoch (measured …), so
+    # 8 epochs"; empty without a budget.
+    time_plan: str = ""
 
 
 @dataclass(frozen=True)

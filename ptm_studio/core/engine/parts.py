@@ -58,6 +58,7 @@ class TrainingParts:
     # Counted once, when built: the loader's length shrinks while a resumed epoch skips the
     # batches it already trained.
     steps_per_epoch: int
+    time_plan: str = ""  # a time budget's plan in words (see time_budget.py), told at the start
 
     def skipped_files(self) -> dict[str, str]:
         """Files left out: by the scan before training, and those unreadable during it."""

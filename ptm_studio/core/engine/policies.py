@@ -88,6 +88,54 @@ class PeriodicEvaluation(Callback):
             control.request_evaluation()
 
 
+OVERRUN_ALLOWED = 1.1  # an epoch may end this far past the budget before the run is cut short
+PLATEAU_SHARE, PLATEAU_EPOCHS = 0.2, 5  # under a budget: a fifth of the epochs, at least 5
+
+
+class TimeBudget(Callback):
+    """Keeps a run with a time budget (``optim.time_budget_minutes``) within it.
+
+    Its epochs were planned from a few measured steps (time_budget.py); when they come out
+    slower (another program took the processor), the run ends after the last epoch that fits,
+    saying so. Without an early-stopping patience, it also ends a run whose validation score
+    has not improved for a fifth of its epochs (at least PLATEAU_EPOCHS): time the user gave
+    is not spent on a plateau. A resumed run gets the budget's share of the epochs it has left.
+    """
+
+    def __init__(self, config: RunConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget_minutes = config.optim.time_budget_minutes
+        self.watch_plateau = config.optim.early_stopping_patience == 0
+        self.clock = clock
+        self._started = clock()
+        self._allowed_seconds = self.budget_minutes * 60
+        self._epochs_here = 0
+
+    def on_training_started(self, event: TrainingStarted, control: TrainingControl) -> None:
+        self._started = self.clock()
+        epochs_left = event.num_epochs - event.start_epoch + 1
+        self._allowed_seconds = self.budget_minutes * 60 * epochs_left / max(1, event.num_epochs)
+
+    def on_epoch_finished(self, event: EpochFinished, control: TrainingControl) -> None:
+        self._epochs_here += 1
+        if event.epoch >= event.num_epochs:
+            return
+        elapsed = self.clock() - self._started
+        per_epoch = elapsed / self._epochs_here
+        if elapsed + per_epoch > OVERRUN_ALLOWED * self._allowed_seconds:
+            control.request_stop(
+                f"the time budget ({self.budget_minutes:g} min) is used up after {event.epoch} "
+                f"of the {event.num_epochs} planned epochs: they took about {per_epoch:.0f} s "
+                "each, longer than measured before the start (was the computer busy?)"
+            )
+            return
+        plateau = max(PLATEAU_EPOCHS, math.ceil(PLATEAU_SHARE * event.num_epochs))
+        if self.watch_plateau and event.epochs_without_improvement >= plateau:
+            control.request_stop(
+                f"no better validation score for {event.epochs_without_improvement} epochs: "
+                "ended before the time budget was used up; the best epoch is kept"
+            )
+
+
 NOT_LEARNING_EPOCHS = 3  # epochs in a row at what guessing gives before the user is told
 GUESSING_MARGIN = 0.02  # within 2 points of guessing counts as guessing
 ONE_ANSWER_SHARE = 0.95  # this share of one answer is "the same answer for everything"
@@ -162,4 +210,5 @@ def standard_callbacks(config: RunConfig) -> list[Callback]:
         EarlyStopping(config.optim.early_stopping_patience),
         PeriodicEvaluation(config.optim.evaluate_every_steps),
         LearningWatch(config),
+        *([TimeBudget(config)] if config.optim.time_budget_minutes > 0 else []),
     ]

@@ -39,6 +39,7 @@ def started_event(
         parameter_count=sum(p.numel() for p in task.trained_module().parameters()),
         weights_note=task.weights_note,
         resume_changes=resume_changes,
+        time_plan=parts.time_plan,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ from ptm_studio.core.engine.recorder import RunRecorder
 from ptm_studio.core.engine.same_data import check_same_data, describe_data
 from ptm_studio.core.engine.setup import resolve_data_dir
 from ptm_studio.core.engine.stepping import follow_schedule_from_here, restore_trainer_state
+from ptm_studio.core.engine.time_budget import fitted_to_time_budget
 from ptm_studio.core.locations import default_runs_root
 from ptm_studio.core.run_lock import RunInUseError, RunLock
 from ptm_studio.core.run_models import read_resume_point
@@ -96,6 +98,12 @@ class NewRun:
 
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
         parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
+        if self.stop_requested():  # before the steps a time budget is planned with
+            raise StoppedBeforeTraining
+        parts = fitted_to_time_budget(
+            parts, scan=self.scan, rebuild=partial(build_training, download_progress=download_progress)
+        )
+        self.config = parts.config  # the planned epochs are the run's, in its config.json
         if self.stop_requested():  # Stop (or Ctrl-C) while the pictures were checked
             raise StoppedBeforeTraining
         run = RunDirectory.create(self.runs_root or default_runs_root(), self.config.run_name)

@@ -231,6 +231,8 @@ class TrainingPanel(QGroupBox):
         self.clear_adjustments()
         if event.resume_changes:
             self._show_notice("resume", "Resumed with " + "; ".join(event.resume_changes))
+        if event.time_plan:
+            self._show_notice("time_budget", event.time_plan)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting…")
         self.epoch_label.setText(f"{event.start_epoch} of {event.num_epochs}")

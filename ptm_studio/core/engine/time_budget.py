@@ -1,0 +1,91 @@
+"""Train for a time instead of a number of epochs ("train for 5 minutes").
+
+Before a new run with ``optim.time_budget_minutes`` set, a few of its steps are timed on this
+computer (engine/speed.py) and its epochs planned to fit the budget; the parts are then built
+again for that many epochs, so the learning-rate schedule (warm-up, cosine, one-cycle) spans
+the time the user gave, not a guess. During the run the TimeBudget rule (policies.py) ends it
+if the epochs turn out slower than measured, and the plan is told to the user when it starts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.data import DatasetScan
+from ptm_studio.core.engine.parts import TrainingParts, build_training
+from ptm_studio.core.engine.speed import SpeedMeasurement, measure_speed
+
+MAX_PLANNED_EPOCHS = 1000  # a tiny folder on a fast computer: early stopping ends it anyway
+PLANNED_SHARE = 0.9  # plan to finish a little early: saving and a few measured steps are not exact
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """How many epochs fit in the budget, as measured on this computer."""
+
+    epochs: int
+    seconds_per_epoch: float
+    budget_minutes: float
+    how: str  # how the time per epoch was measured
+
+    def describe(self) -> str:
+        return (
+            f"Time budget {_minutes(self.budget_minutes)}: about "
+            f"{_seconds(self.seconds_per_epoch)} per epoch ({self.how}), so {self.epochs} "
+            f"epoch{'s' if self.epochs != 1 else ''}"
+        )
+
+
+def planned_epochs(seconds_per_epoch: float, budget_minutes: float) -> int:
+    """The epochs that fit in ``budget_minutes`` (at least one, at most MAX_PLANNED_EPOCHS)."""
+    if not math.isfinite(seconds_per_epoch) or seconds_per_epoch <= 0:
+        return MAX_PLANNED_EPOCHS
+    fitting = math.floor(PLANNED_SHARE * budget_minutes * 60 / seconds_per_epoch)
+    return max(1, min(MAX_PLANNED_EPOCHS, fitting))
+
+
+def plan_for_budget(measured: SpeedMeasurement, parts: TrainingParts) -> EpochPlan:
+    per_epoch = measured.seconds_per_epoch(len(parts.split.train), len(parts.split.val))
+    budget = parts.config.optim.time_budget_minutes
+    return EpochPlan(planned_epochs(per_epoch, budget), per_epoch, budget, measured.describe())
+
+
+def with_epochs(config: RunConfig, epochs: int, *, keep: frozenset[str] = frozenset()) -> RunConfig:
+    """``config`` for ``epochs`` epochs, its warm-up and unfreezing made to fit in them (fewer
+    epochs than they need would be refused); settings in ``keep`` (the user's) stay as given."""
+    config = replace_field(config, "optim.num_epochs", epochs)
+    if "optim.warmup_epochs" not in keep and config.optim.warmup_epochs >= epochs:
+        config = replace_field(config, "optim.warmup_epochs", float(max(0, epochs - 1)))
+    if "model.unfreeze_after_epochs" not in keep and config.model.unfreeze_after_epochs >= epochs:
+        config = replace_field(config, "model.unfreeze_after_epochs", max(0, epochs - 1))
+    return config
+
+
+def fitted_to_time_budget(
+    parts: TrainingParts,
+    *,
+    scan: DatasetScan | None = None,
+    rebuild: Callable[..., TrainingParts] = build_training,
+) -> TrainingParts:
+    """The parts of a new run planned for its time budget (``parts`` itself without one)."""
+    if parts.config.optim.time_budget_minutes <= 0:
+        return parts
+    plan = plan_for_budget(measure_speed(parts), parts)
+    planned = with_epochs(parts.config, plan.epochs)
+    fitted = parts if planned == parts.config else rebuild(planned, scan=scan)
+    fitted.time_plan = plan.describe()
+    return fitted
+
+
+def _minutes(minutes: float) -> str:
+    if minutes >= 60:
+        hours = minutes / 60
+        return f"{hours:g} hour{'s' if hours != 1 else ''}"
+    return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
