@@ -19,8 +19,22 @@ def test_auto_applies_the_recipe_and_says_why(qtbot: Any) -> None:
     assert (config.model.backbone, config.data.image_size) == ("small_cnn", 32)
     assert "colour_changes" not in config.data.augmentations
     text = panel.auto_reasons.text()
-    assert text.startswith("Auto chose:") and "about 28 px" in text and "greyscale" in text
+    assert text.startswith("Auto chose") and "about 28 px" in text and "greyscale" in text
+    assert "• Network: small_cnn" in text and "• Random changes: flip" in text  # plain names
     assert not panel.auto_reasons.isHidden()
+
+
+def test_a_setting_changed_after_auto_is_marked_as_the_users(qtbot: Any) -> None:
+    panel = ObjectivePanel()
+    qtbot.addWidget(panel)
+    photos = PictureFacts(2800, (560,) * 5, typical_side=128, grey_share=0.0)
+    panel.set_dataset(2800, [560] * 5, photos)
+    panel.apply_auto()
+    assert "✎" not in panel.auto_reasons.text()
+    panel.batch_spin.setValue(48)  # the user changes one of Auto's choices
+    lines = panel.auto_reasons.text().splitlines()
+    assert "✎ Batch size: 48 — yours (Auto chose 32)" in lines
+    assert any(line.startswith("• Image size: 64") for line in lines)  # the others stay Auto's
 
 
 def test_without_the_facts_auto_keeps_the_network(qtbot: Any) -> None:

@@ -17,6 +17,7 @@ from .conftest import FakeTrainer
 def _panel(qtbot: Any) -> ObjectivePanel:
     panel = ObjectivePanel()
     qtbot.addWidget(panel)
+    panel.advanced.set_open(True)  # the pretraining numbers sit in the Advanced section
     return panel
 
 
@@ -53,7 +54,7 @@ def test_pretraining_rows_show_only_where_they_apply(
     panel = _panel(qtbot)
     _choose(panel, task, loss)
     assert _shown(panel) == expected
-    labels = panel.layout()
+    labels = panel.advanced_form
     for widget in (panel.pretrain_settings.temperature_spin, panel.pretrain_settings.monitor_row):
         label = labels.labelForField(widget)
         assert label.isVisibleTo(panel) == widget.isVisibleTo(panel)  # the label goes too

@@ -184,6 +184,7 @@ def test_the_wheel_over_the_plot_scrolls_the_settings_and_leaves_the_plot(
     window.resize(1400, 900)
     window.show()
     view = window.objective_panel.rate_finder
+    window.objective_panel.advanced.set_open(True)  # where the learning rate and its test are
     rates, losses = (1e-7, 1e-5, 1e-3, 1e-1), (1.1, 1.0, 0.3, 2.0)
     view.show_test(RateTest(rates, losses, 1e-4, SUGGESTION_RULE, "the loss blew up"))
     scroll = window.layout_parts.settings_scroll
@@ -207,3 +208,36 @@ def test_the_wheel_over_the_plot_scrolls_the_settings_and_leaves_the_plot(
     QApplication.sendEvent(viewport, wheel)
     assert bar.value() > before
     assert view.plot.getPlotItem().viewRange() == shown_range
+
+
+def _auto_with_rate_test(qtbot: Any, panel: ObjectivePanel) -> None:
+    from ptm_studio.core.auto_recipe import PictureFacts
+
+    panel.auto_tests_rate = True  # as in the window
+    panel.set_dataset(27, [9, 9, 9], PictureFacts(27, (9, 9, 9), typical_side=16, grey_share=0))
+    panel.apply_auto()
+    assert panel.rate_finder.job.is_running
+    assert "Learning rate: 0.001 — testing learning rates" in panel.auto_reasons.text()
+
+
+def test_auto_tests_learning_rates_and_takes_the_suggestion_as_its_choice(
+    qtbot: Any, panel: ObjectivePanel
+) -> None:
+    _auto_with_rate_test(qtbot, panel)
+    qtbot.waitUntil(lambda: not panel.rate_finder.job.is_running, timeout=TEST_TIMEOUT_MS)
+    test = panel.rate_finder.test
+    assert test is not None and test.suggestion is not None
+    assert panel.settings.config.optim.learning_rate == float(f"{test.suggestion:.2g}")
+    assert "— the test: " in panel.auto_reasons.text()
+    assert "✎" not in panel.auto_reasons.text()
+
+
+def test_a_rate_typed_while_auto_tests_is_kept_and_marked_as_the_users(
+    qtbot: Any, panel: ObjectivePanel
+) -> None:
+    _auto_with_rate_test(qtbot, panel)
+    panel.learning_rate_spin.setValue(0.02)  # before the test's result arrives
+    qtbot.waitUntil(lambda: not panel.rate_finder.job.is_running, timeout=TEST_TIMEOUT_MS)
+    qtbot.wait(50)  # the result's signal
+    assert panel.settings.config.optim.learning_rate == 0.02
+    assert "✎ Learning rate: 0.02 — yours" in panel.auto_reasons.text()

@@ -101,7 +101,9 @@ class NewRun:
         if self.stop_requested():  # before the steps a time budget is planned with
             raise StoppedBeforeTraining
         parts = fitted_to_time_budget(
-            parts, scan=self.scan, rebuild=partial(build_training, download_progress=download_progress)
+            parts,
+            scan=self.scan,
+            rebuild=partial(build_training, download_progress=download_progress),
         )
         self.config = parts.config  # the planned epochs are the run's, in its config.json
         if self.stop_requested():  # Stop (or Ctrl-C) while the pictures were checked

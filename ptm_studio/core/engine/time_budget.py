@@ -9,42 +9,13 @@ if the epochs turn out slower than measured, and the plan is told to the user wh
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.data import DatasetScan
+from ptm_studio.core.engine.epoch_plan import EpochPlan, planned_epochs
 from ptm_studio.core.engine.parts import TrainingParts, build_training
 from ptm_studio.core.engine.speed import SpeedMeasurement, measure_speed
-
-MAX_PLANNED_EPOCHS = 1000  # a tiny folder on a fast computer: early stopping ends it anyway
-PLANNED_SHARE = 0.9  # plan to finish a little early: saving and a few measured steps are not exact
-
-
-@dataclass(frozen=True)
-class EpochPlan:
-    """How many epochs fit in the budget, as measured on this computer."""
-
-    epochs: int
-    seconds_per_epoch: float
-    budget_minutes: float
-    how: str  # how the time per epoch was measured
-
-    def describe(self) -> str:
-        return (
-            f"Time budget {_minutes(self.budget_minutes)}: about "
-            f"{_seconds(self.seconds_per_epoch)} per epoch ({self.how}), so {self.epochs} "
-            f"epoch{'s' if self.epochs != 1 else ''}"
-        )
-
-
-def planned_epochs(seconds_per_epoch: float, budget_minutes: float) -> int:
-    """The epochs that fit in ``budget_minutes`` (at least one, at most MAX_PLANNED_EPOCHS)."""
-    if not math.isfinite(seconds_per_epoch) or seconds_per_epoch <= 0:
-        return MAX_PLANNED_EPOCHS
-    fitting = math.floor(PLANNED_SHARE * budget_minutes * 60 / seconds_per_epoch)
-    return max(1, min(MAX_PLANNED_EPOCHS, fitting))
 
 
 def plan_for_budget(measured: SpeedMeasurement, parts: TrainingParts) -> EpochPlan:
@@ -78,14 +49,3 @@ def fitted_to_time_budget(
     fitted = parts if planned == parts.config else rebuild(planned, scan=scan)
     fitted.time_plan = plan.describe()
     return fitted
-
-
-def _minutes(minutes: float) -> str:
-    if minutes >= 60:
-        hours = minutes / 60
-        return f"{hours:g} hour{'s' if hours != 1 else ''}"
-    return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
-
-
-def _seconds(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"

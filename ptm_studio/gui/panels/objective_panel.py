@@ -1,6 +1,11 @@
 """ObjectivePanel: what the training optimises and how (task, loss, optimiser, schedule sizes,
 augmentation), bound to the window's SettingsModel.
 
+Plain by default: the task, the loss, how long to train (epochs or minutes) and Auto are
+always shown; the settings a non-programmer need not touch (optimiser, learning rate, schedule,
+batch and image size, random changes, seed, the pretraining losses' own numbers) sit in an
+Advanced section, closed until opened, each with a tooltip in plain words.
+
 "Auto" asks the core for sensible values for the data and the device; the estimate under the
 form says roughly how long one epoch will take before anything starts. "Find a learning
 rate…" beside the learning-rate box runs the learning-rate test on the settings shown and offers
@@ -37,8 +42,10 @@ from ptm_studio.gui.panels.objective_words import (
     TASK_TEXT,
 )
 from ptm_studio.gui.panels.pretrain_settings import PretrainSettings
+from ptm_studio.gui.panels.schedule_settings import ScheduleSettings
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.settings_model import SettingsModel
+from ptm_studio.gui.widgets.collapsible_section import CollapsibleSection
 from ptm_studio.gui.widgets.duration_estimate import DurationEstimate
 from ptm_studio.gui.widgets.rate_finder_view import RateFinderView
 from ptm_studio.gui.widgets.settings_binding import (
@@ -64,6 +71,12 @@ class ObjectivePanel(QGroupBox):
         self._device_kind = "cpu"
         self._measured_speed: dict[tuple[str, int], float] = {}
         self._picture_facts: Any = None
+        self._auto_choices: tuple[Any, ...] = ()  # what Auto chose last, to mark what changed
+        self._recipe: Any = None
+        self._auto_rate_pending: float | None = None  # the recipe's rate while Auto tests rates
+        # Auto tests learning rates in the background; the window turns this on (it owns the
+        # shutdown that waits for the test), a panel on its own does not.
+        self.auto_tests_rate = False
         self._build_boxes()
         self._lay_out()
         # The task and the loss write through _on_task_changed / _on_loss_changed: the losses
@@ -73,7 +86,6 @@ class ObjectivePanel(QGroupBox):
             self.smoothing_spin,
             self.learning_rate_spin,
             self.weight_decay_spin,
-            self.epochs_spin,
             self.batch_spin,
             self.image_size_spin,
             self.seed_spin,
@@ -84,6 +96,7 @@ class ObjectivePanel(QGroupBox):
         for check in self.augmentation_checks.values():
             check.toggled.connect(self._write)
         self.pretrain_settings.settings_changed.connect(self._write)
+        self.schedule.settings_changed.connect(self._write)
         self.loss_combo.currentIndexChanged.connect(self._on_loss_changed)
         self.task_combo.currentIndexChanged.connect(self._on_task_changed)
         self.settings.changed.connect(self.show_settings)
@@ -127,7 +140,9 @@ class ObjectivePanel(QGroupBox):
             0.0, 1.0, 1e-4, 5, "Pulls weights towards zero to reduce memorising."
         )
         self.weight_decay_spin.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
-        self.epochs_spin = int_box(1, 10_000, "Passes over all training images.")
+        self.schedule = ScheduleSettings(self)
+        self.epochs_spin = self.schedule.epochs_spin
+        self.minutes_spin = self.schedule.minutes_spin
         self.batch_spin = int_box(
             1, 4096, "Images per learning step. Larger is faster per image but needs more memory."
         )
@@ -157,6 +172,9 @@ class ObjectivePanel(QGroupBox):
         self.rate_finder.job.running_changed.connect(self.duration.set_paused)
         self.rate_finder.find_button.clicked.connect(self.find_learning_rate)
         self.rate_finder.rate_chosen.connect(self.use_learning_rate)
+        self.rate_finder.tested.connect(self._take_tested_rate)
+        self.rate_finder.job.failed.connect(self._forget_rate_test)
+        self.rate_finder.job.cancelled.connect(self._forget_rate_test)
 
     def _lay_out(self) -> None:
         augmentation_box = QWidget()
@@ -164,12 +182,24 @@ class ObjectivePanel(QGroupBox):
         grid.setContentsMargins(0, 0, 0, 0)
         for index, check in enumerate(self.augmentation_checks.values()):
             grid.addWidget(check, index // 2, index % 2)
-        form = self._form = QFormLayout(self)
+        plain = QFormLayout(self)
+        plain.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        plain.addRow("Task:", self.task_combo)
+        plain.addRow("Loss:", self.loss_combo)
+        plain.addRow("", self.loss_info)
+        plain.addRow("", self.keep_colours_check)
+        self.schedule.add_plain_rows(plain)
+        plain.addRow(self.auto_button, self.estimate_label)
+        plain.addRow(self.auto_reasons)
+        self.advanced = CollapsibleSection(
+            "Advanced settings",
+            "The optimiser, learning rate, schedule, sizes, random changes and seed: Auto and "
+            "the defaults choose them well; open to change them.",
+        )
+        plain.addRow(self.advanced)
+        form = self._form = self.advanced_form = QFormLayout(self.advanced.body)
+        form.setContentsMargins(0, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Task:", self.task_combo)
-        form.addRow("Loss:", self.loss_combo)
-        form.addRow("", self.loss_info)
-        form.addRow("", self.keep_colours_check)
         self.pretrain_settings.add_rows(form)
         form.addRow("Label smoothing:", self.smoothing_spin)
         form.addRow("", self.class_weights_check)
@@ -180,13 +210,11 @@ class ObjectivePanel(QGroupBox):
         form.addRow("Learning rate:", learning_rate_row)
         form.addRow(self.rate_finder)
         form.addRow("Weight decay:", self.weight_decay_spin)
-        form.addRow("Epochs:", self.epochs_spin)
+        self.schedule.add_advanced_rows(form)
         form.addRow("Batch size:", self.batch_spin)
         form.addRow("Image size:", self.image_size_spin)
         form.addRow("Random changes:", augmentation_box)
         form.addRow("Seed:", self.seed_spin)
-        form.addRow(self.auto_button, self.estimate_label)
-        form.addRow(self.auto_reasons)
         self._supervised_rows = (self.smoothing_spin, self.class_weights_check)
 
     # ------------------------------------------------------------------ task and loss
@@ -287,9 +315,32 @@ class ObjectivePanel(QGroupBox):
             Computer(self._device_kind),
             imagenet_offline=lambda name: imagenet_status(name) == "available_offline",
         )
-        self.settings.replace(recipe.config)
-        self.auto_reasons.setText("Auto chose:\n" + "\n".join(choice_lines(recipe.choices)))
-        self.auto_reasons.setVisible(True)
+        self._recipe, self._auto_choices = recipe, recipe.choices
+        if self.auto_tests_rate and not self.rate_finder.job.is_running:
+            self._auto_rate_pending = recipe.config.optim.learning_rate
+        self.settings.replace(recipe.config)  # shows the choices (show_settings)
+        if self._auto_rate_pending is not None:
+            self.rate_finder.start_test(recipe.config)
+
+    @Slot(object)
+    def _take_tested_rate(self, test: Any) -> None:
+        """The learning-rate test Auto started ended: its suggestion is Auto's rate, unless the
+        user typed a rate of their own meanwhile."""
+        from ptm_studio.core.auto_recipe import with_tested_rate
+
+        pending, self._auto_rate_pending = self._auto_rate_pending, None
+        if pending is None or self.settings.config.optim.learning_rate != pending:
+            self._show_auto_choices(self.settings.config)
+            return
+        self._recipe = with_tested_rate(self._recipe, test.suggestion, test.rule)
+        self._auto_choices = self._recipe.choices
+        self.settings.set("optim.learning_rate", self._recipe.config.optim.learning_rate)
+        self._show_auto_choices(self.settings.config)
+
+    @Slot()
+    def _forget_rate_test(self) -> None:
+        self._auto_rate_pending = None
+        self._show_auto_choices(self.settings.config)
 
     @Slot()
     def find_learning_rate(self) -> None:
@@ -345,7 +396,7 @@ class ObjectivePanel(QGroupBox):
             show_checked(self.keep_colours_check, config.objective.keep_colours)
             show_number(self.learning_rate_spin, config.optim.learning_rate)
             show_number(self.weight_decay_spin, config.optim.weight_decay)
-            show_number(self.epochs_spin, config.optim.num_epochs)
+            self.schedule.show_settings(config)
             show_number(self.batch_spin, config.data.batch_size)
             show_number(self.image_size_spin, config.data.image_size)
             show_number(self.seed_spin, config.seed)
@@ -355,7 +406,25 @@ class ObjectivePanel(QGroupBox):
             self._on_loss_changed()
         self._shown = self.apply_to(config)
         self.rate_finder.show_learning_rate(config.optim.learning_rate)
+        self._show_auto_choices(config)
         self.update_estimate()
+
+    def _show_auto_choices(self, config: RunConfig) -> None:
+        """What Auto chose, each with its reason; a setting changed since is marked as yours."""
+        if not self._auto_choices:
+            return
+        choices = self._auto_choices
+        if self._auto_rate_pending is not None:
+            choices = tuple(
+                dataclasses.replace(choice, reason="testing learning rates on your pictures…")
+                if choice.setting == "optim.learning_rate"
+                else choice
+                for choice in choices
+            )
+        self.auto_reasons.setText(
+            "Auto chose (each can be changed):\n" + "\n".join(choice_lines(choices, config))
+        )
+        self.auto_reasons.setVisible(True)
 
     @Slot()
     def _write(self) -> None:
@@ -387,12 +456,11 @@ class ObjectivePanel(QGroupBox):
             optimizer=self.optimizer_combo.currentData(),
             learning_rate=self.learning_rate_spin.value(),
             weight_decay=self.weight_decay_spin.value(),
-            num_epochs=self.epochs_spin.value(),
         )
         config = dataclasses.replace(
             config, data=data, objective=objective, optim=optim, seed=int(self.seed_spin.value())
         )
-        return self.pretrain_settings.apply_to(config)
+        return self.pretrain_settings.apply_to(self.schedule.apply_to(config))
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

@@ -56,3 +56,44 @@ AUGMENTATION_NAMES = {
     "random_crop": "Random crops",
 }
 """Short names for the check boxes; config.AUGMENTATION_DESCRIPTIONS says what each does."""
+SCHEDULE_TEXT = {
+    "cosine": (
+        "Falls smoothly (cosine, recommended)",
+        "The learning rate falls smoothly from its value to almost nothing by the last epoch: "
+        "steady last epochs.",
+    ),
+    "one_cycle": (
+        "Rises, then falls (one cycle)",
+        "The rate climbs to its value over the first third, then falls: often the quickest "
+        "for networks trained from scratch.",
+    ),
+    "constant": ("Stays the same", "The same learning rate from the first step to the last."),
+}
+TRAIN_FOR_TEXT = {
+    "epochs": ("Epochs", "Train for a number of passes over all training pictures."),
+    "minutes": (
+        "Minutes",
+        "Train for about this long: a few steps are timed on this computer and the epochs "
+        "planned to fit.",
+    ),
+}
+SETTING_NAMES = {
+    "model.backbone": "Network",
+    "model.weights": "Starting weights",
+    "model.weights_path": "Start from",
+    "model.training_mode": "Which layers learn",
+    "model.unfreeze_after_epochs": "All layers learn after",
+    "data.image_size": "Image size",
+    "data.batch_size": "Batch size",
+    "data.augmentations": "Random changes",
+    "optim.optimizer": "Optimiser",
+    "optim.learning_rate": "Learning rate",
+    "optim.schedule": "Learning-rate schedule",
+    "optim.warmup_epochs": "Warm-up epochs",
+    "optim.num_epochs": "Epochs",
+    "optim.time_budget_minutes": "Train for (minutes)",
+    "optim.early_stopping_patience": "Stop when no better for (epochs)",
+    "objective.label_smoothing": "Label smoothing",
+    "objective.use_class_weights": "Weigh rare classes up",
+}
+"""Auto's choices named as the window names the settings (not the config's dotted names)."""

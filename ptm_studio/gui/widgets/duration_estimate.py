@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QLabel
 
 from ptm_studio.core.config import RunConfig
+from ptm_studio.core.engine.epoch_plan import planned_epochs
 from ptm_studio.gui.jobs.job import Job, JobContext, Work
 from ptm_studio.gui.wording import format_duration
 
@@ -147,6 +148,15 @@ class DurationEstimate(QObject):
 
     def _say(self, seconds_per_epoch: float, how: str) -> None:
         if self._config is None or seconds_per_epoch <= 0:
+            return
+        budget = self._config.optim.time_budget_minutes
+        if budget > 0:  # the epochs the run will plan from its own measurement, the same way
+            epochs = planned_epochs(seconds_per_epoch, budget)
+            self.label.setText(
+                f"About {format_duration(seconds_per_epoch)} per epoch: {epochs} "
+                f"epoch{'s' if epochs != 1 else ''} fit in {format_duration(budget * 60)} "
+                f"({how}); the run measures again when it starts."
+            )
             return
         total = seconds_per_epoch * self._config.optim.num_epochs
         self.label.setText(

@@ -1,0 +1,178 @@
+"""Train for a time (issue 12): the epochs planned from steps timed on this computer, the
+schedule spanning them, the plan told, and the run kept within the budget when it is slower
+than measured or stops improving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from training_helpers import train_and_record
+
+from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.engine import time_budget
+from ptm_studio.core.engine.control import TrainingControl
+from ptm_studio.core.engine.epoch_plan import MAX_PLANNED_EPOCHS, PLANNED_SHARE, planned_epochs
+from ptm_studio.core.engine.events import EpochFinished, TrainingStarted
+from ptm_studio.core.engine.policies import PLATEAU_EPOCHS, TimeBudget, standard_callbacks
+from ptm_studio.core.engine.speed import SpeedMeasurement
+from ptm_studio.core.engine.time_budget import with_epochs
+
+
+def test_the_epochs_that_fit_are_planned_with_a_margin() -> None:
+    assert planned_epochs(30.0, 5) == int(PLANNED_SHARE * 300 / 30)
+    assert planned_epochs(400.0, 5) == 1  # one epoch longer than the budget: still one
+    assert planned_epochs(0.001, 60) == MAX_PLANNED_EPOCHS
+    assert planned_epochs(float("nan"), 5) == MAX_PLANNED_EPOCHS
+
+
+def test_warm_up_and_unfreezing_are_fitted_to_fewer_epochs_unless_they_are_the_users() -> None:
+    config = replace_field(RunConfig(), "optim.warmup_epochs", 3.0)
+    config = replace_field(config, "model.unfreeze_after_epochs", 4)
+    fitted = with_epochs(config, 2)
+    assert (fitted.optim.num_epochs, fitted.optim.warmup_epochs) == (2, 1.0)
+    assert fitted.model.unfreeze_after_epochs == 1
+    kept = with_epochs(config, 12, keep=frozenset({"optim.warmup_epochs"}))
+    assert (kept.optim.warmup_epochs, kept.model.unfreeze_after_epochs) == (3.0, 4)
+
+
+def _measured(seconds_per_step: float) -> SpeedMeasurement:
+    return SpeedMeasurement(0.0, seconds_per_step, 5, 4, "CPU (test)")
+
+
+def test_a_new_run_plans_its_epochs_and_its_schedule_spans_them(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Measured at 0.2 s a step of 4 pictures, a tiny epoch takes about 1 s, so a budget of 0.1
+    # minutes (6 s) holds a few of them (really they take a fraction of that: none is cut).
+    monkeypatch.setattr(time_budget, "measure_speed", lambda parts: _measured(0.2))
+    config = tiny_config(num_epochs=50, time_budget_minutes=0.1, warmup_epochs=1.0)
+    finished, events = train_and_record(config, tmp_path / "runs")
+    started = events.of_type(TrainingStarted)[0]
+    per_epoch = 0.05 * started.num_train_images + 0.05 / 3 * started.num_val_images
+    expected = planned_epochs(per_epoch, 0.1)
+    assert started.num_epochs == expected < 50
+    assert f"so {expected} epochs" in started.time_plan and "measured" in started.time_plan
+    saved = json.loads((finished.run_dir / "config.json").read_text())
+    assert saved["optim"]["num_epochs"] == expected  # a resume goes on with the planned epochs
+    assert saved["optim"]["time_budget_minutes"] == 0.1
+    rates = [epoch.learning_rate for epoch in events.of_type(EpochFinished)]
+    # The cosine schedule spans the planned epochs: the rate falls to its lowest at the last.
+    assert len(rates) == expected and rates[-1] == min(rates) < 0.2 * config.optim.learning_rate
+
+
+def test_without_a_budget_nothing_is_measured_or_planned(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(parts: object) -> SpeedMeasurement:
+        raise AssertionError("measured without a time budget")
+
+    monkeypatch.setattr(time_budget, "measure_speed", never)
+    finished, events = train_and_record(tiny_config(num_epochs=1), tmp_path / "runs")
+    assert finished.status == "completed"
+    assert events.of_type(TrainingStarted)[0].time_plan == ""
+    assert not any(isinstance(rule, TimeBudget) for rule in standard_callbacks(tiny_config()))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _started(num_epochs: int, start_epoch: int = 1) -> TrainingStarted:
+    return TrainingStarted(
+        None, "finetune", ("a", "b"), num_epochs, start_epoch, 5, 20, 5, "CPU", "", 1000
+    )
+
+
+def _epoch(epoch: int, num_epochs: int, without_improvement: int = 0) -> EpochFinished:
+    return EpochFinished(
+        epoch, num_epochs, 0.5, 0.8, 0.5, 0.8, 1.0, 1e-3, 1.0, without_improvement == 0,
+        epochs_without_improvement=without_improvement,
+    )  # fmt: skip
+
+
+def _budget_rule(minutes: float, patience: int = 0) -> tuple[TimeBudget, _Clock]:
+    config = replace_field(RunConfig(), "optim.time_budget_minutes", minutes)
+    config = replace_field(config, "optim.early_stopping_patience", patience)
+    clock = _Clock()
+    return TimeBudget(config, clock=clock), clock
+
+
+def test_a_run_slower_than_measured_ends_after_the_last_epoch_that_fits() -> None:
+    rule, clock = _budget_rule(1.0)  # 60 s for 10 planned epochs of 5 s, which take 20 s
+    control = TrainingControl()
+    rule.on_training_started(_started(10), control)
+    for epoch in (1, 2):
+        clock.now += 20
+        rule.on_epoch_finished(_epoch(epoch, 10), control)
+    assert not control.should_stop  # 40 s + 20 s ends at the budget
+    clock.now += 20
+    rule.on_epoch_finished(_epoch(3, 10), control)
+    assert control.should_stop and "time budget (1 min) is used up after 3" in control.stop_reason
+
+
+def test_a_run_on_time_is_never_cut_and_its_last_epoch_is_left_alone() -> None:
+    rule, clock = _budget_rule(1.0)
+    control = TrainingControl()
+    rule.on_training_started(_started(10), control)
+    for epoch in range(1, 11):
+        clock.now += 5.8  # a little slower than planned, within the budget
+        rule.on_epoch_finished(_epoch(epoch, 10), control)
+    assert not control.should_stop
+
+
+def test_a_plateau_ends_the_run_early_unless_an_early_stopping_patience_was_set() -> None:
+    for patience, ends in ((0, True), (50, False)):
+        rule, clock = _budget_rule(10.0, patience)
+        control = TrainingControl()
+        rule.on_training_started(_started(20), control)
+        clock.now += 1
+        rule.on_epoch_finished(_epoch(8, 20, without_improvement=PLATEAU_EPOCHS), control)
+        assert control.should_stop is ends
+        if ends:
+            assert "no better validation score for 5 epochs" in control.stop_reason
+
+
+def test_a_resumed_run_gets_the_share_of_the_budget_its_epochs_left_need() -> None:
+    rule, clock = _budget_rule(1.0)  # 10 planned epochs, 5 left: 30 s of the 60
+    control = TrainingControl()
+    rule.on_training_started(_started(10, start_epoch=6), control)
+    clock.now += 16
+    rule.on_epoch_finished(_epoch(6, 10), control)
+    assert not control.should_stop  # 16 + 16 = 32 s: within 1.1 × 30
+    clock.now += 16
+    rule.on_epoch_finished(_epoch(7, 10), control)
+    assert control.should_stop
+
+
+def test_the_command_line_takes_minutes_and_says_the_plan_even_when_quiet(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training_helpers import TINY_CLI_TRAINING
+
+    from ptm_studio.cli import EXIT_OK, main
+
+    run = tmp_path / "run"
+    arguments = ["train", "--data", str(tiny_dataset), "--output", str(run), "--quiet"]
+    assert main([*arguments, *TINY_CLI_TRAINING, "--minutes", "0.05"]) == EXIT_OK
+    said = capsys.readouterr().err
+    assert "Time budget 0.05 minutes: about" in said and "measured on this computer" in said
+    planned = json.loads((run / "config.json").read_text())["optim"]["num_epochs"]
+    assert f"so {planned} epoch" in said
+
+
+def test_the_estimate_before_start_shows_the_epochs_the_budget_will_plan(
+    tiny_config: Callable[..., RunConfig],
+) -> None:
+    from ptm_studio.core.planning import estimate_duration
+
+    estimate = estimate_duration(tiny_config(time_budget_minutes=0.5))
+    assert estimate.epochs == planned_epochs(estimate.seconds_per_epoch, 0.5)
+    assert estimate.how.startswith("Time budget 0.5 minutes")
+    assert estimate.total_seconds <= 0.5 * 60
