@@ -208,6 +208,18 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
         (f"Best {measure}", format_percent(finished.best_val_accuracy)),
         ("Time", format_duration(finished.elapsed_seconds)),
     ]
+    best = next((epoch for epoch in reversed(epochs) if epoch.is_best), None)
+    if not pretraining and best is not None and math.isfinite(best.val_balanced_accuracy):
+        # Beside accuracy: with uneven classes, accuracy alone flatters a model that
+        # favours the largest class.
+        rows.insert(
+            4,
+            (
+                "Best epoch, balanced",
+                f"accuracy {format_percent(best.val_balanced_accuracy)}, "
+                f"macro-F1 {format_number(best.val_macro_f1, 2)} (epoch {best.epoch})",
+            ),
+        )
     if finished.run_dir:
         rows.append(("Run folder", str(finished.run_dir)))
         if finished.status == STATUS_STOPPED:

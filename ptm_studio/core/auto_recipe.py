@@ -30,6 +30,7 @@ SAMPLED_PICTURES = 64  # enough to know the usual size and colour of a folder's 
 GPU_KINDS = ("cuda", "mps")
 FEW_PICTURES = 500  # below this a pretrained network learns its new head first (frozen)
 PRETRAINED_RATE, RANDOM_RATE = 3e-4, 1e-3
+STRONG_IMBALANCE = 8.0  # the largest class this many times the smallest: draw classes evenly
 
 
 @dataclass(frozen=True)
@@ -271,12 +272,24 @@ def _choose_changes_and_balance(facts: PictureFacts, choose: Choose) -> None:
         smoothing,
         f"{classes} classes" + (": softer targets help" if smoothing else ": not needed"),
     )
-    imbalanced = facts.imbalance >= IMBALANCE_WARNING_RATIO
+    ratio = f"the largest class is {facts.imbalance:.1f} times the smallest"
+    # Weighing the mistakes suits a moderate imbalance; a strong one is better met by drawing
+    # each class equally often (weights that large make the steps noisy). Never both at once.
+    strongly = facts.imbalance >= STRONG_IMBALANCE
+    imbalanced = IMBALANCE_WARNING_RATIO <= facts.imbalance < STRONG_IMBALANCE
     choose(
         "objective.use_class_weights",
         imbalanced,
-        f"the largest class is {facts.imbalance:.1f} times the smallest"
-        + (": rare classes weigh more" if imbalanced else ": balanced enough"),
+        ratio + (": rare classes weigh more" if imbalanced else ": balanced enough")
+        if not strongly
+        else ratio + ": classes are drawn equally often instead",
+    )
+    choose(
+        "data.balanced_sampling",
+        strongly,
+        ratio + ": every class is drawn equally often, a rare class's pictures repeat"
+        if strongly
+        else "not needed: the classes are not that uneven",
     )
 
 

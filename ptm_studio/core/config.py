@@ -68,6 +68,13 @@ class DataConfig:
             "Share of each class kept aside for validation when there is no val/ folder."
         ),
     )
+    balanced_sampling: bool = field(
+        default=False,
+        metadata=_describe(
+            "Draw every class equally often in training (a rare class's pictures repeat): for "
+            "classes of very different sizes. Finetuning only."
+        ),
+    )
     augmentations: tuple[str, ...] = field(
         default=("flip",),
         metadata=_describe("Random changes to training images.", choices=AUGMENTATIONS),

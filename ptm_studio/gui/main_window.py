@@ -56,7 +56,7 @@ class MainWindow(QMainWindow):
         self.model_panel.runs_root = runs_root
         self.objective_panel = ObjectivePanel(self.settings)
         self.objective_panel.duration.measuring_enabled = True  # closeEvent waits for it
-        self.objective_panel.auto_tests_rate = True  # Auto's learning-rate test: the same
+        self.objective_panel.auto.tests_rate = True  # Auto's learning-rate test: the same
         self.dataset_panel.folder_task.write_task = self.objective_panel.set_task
         self.training_panel = TrainingPanel()
         self.metrics_panel = MetricsPanel()

@@ -95,11 +95,18 @@ def test_a_pretraining_run_on_the_same_pictures_is_the_start(tmp_path: Path) -> 
     assert config.model.weights_path == str(run)
 
 
-def test_imbalanced_classes_are_weighed_and_many_classes_smoothed() -> None:
-    facts = PictureFacts(1300, (1000, 100, 100, 100) + (0,) * 0, typical_side=64, grey_share=0.0)
-    recipe = _recipe(facts)
-    assert recipe.config.objective.use_class_weights
-    assert "10.0 times" in recipe.reason_for("objective.use_class_weights")
+def test_imbalanced_classes_are_weighed_or_drawn_evenly_and_many_classes_smoothed() -> None:
+    moderate = _recipe(PictureFacts(1300, (500, 100, 100, 100), typical_side=64, grey_share=0.0))
+    assert moderate.config.objective.use_class_weights
+    assert not moderate.config.data.balanced_sampling
+    assert "5.0 times" in moderate.reason_for("objective.use_class_weights")
+    facts = PictureFacts(1300, (1000, 100, 100, 100), typical_side=64, grey_share=0.0)
+    strong = _recipe(facts)
+    assert strong.config.data.balanced_sampling  # never both: weights that large are noisy
+    assert not strong.config.objective.use_class_weights
+    assert "10.0 times" in strong.reason_for("data.balanced_sampling")
+    even = _recipe(PictureFacts(400, (200, 200), typical_side=64, grey_share=0.0)).config
+    assert not even.data.balanced_sampling and not even.objective.use_class_weights
     many = _recipe(PictureFacts(2400, (200,) * 12, typical_side=64, grey_share=0.0))
     assert many.config.objective.label_smoothing == pytest.approx(0.1)
 

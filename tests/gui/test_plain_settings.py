@@ -28,6 +28,7 @@ def test_only_the_plain_settings_show_until_advanced_is_opened(qtbot: Any) -> No
         panel.image_size_spin,
         panel.seed_spin,
         panel.smoothing_spin,
+        panel.balanced_check,
         panel.schedule.schedule_combo,
         panel.schedule.warmup_spin,
         panel.schedule.patience_spin,
@@ -64,5 +65,7 @@ def test_every_schedule_the_core_has_is_offered_and_written(qtbot: Any) -> None:
     assert offered == set(SCHEDULES)
     combo.setCurrentIndex(combo.findData("one_cycle"))
     panel.schedule.patience_spin.setValue(4)
-    optim = panel.settings.config.optim
-    assert (optim.schedule, optim.early_stopping_patience) == ("one_cycle", 4)
+    panel.balanced_check.setChecked(True)
+    config = panel.settings.config
+    assert (config.optim.schedule, config.optim.early_stopping_patience) == ("one_cycle", 4)
+    assert config.data.balanced_sampling

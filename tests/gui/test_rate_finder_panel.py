@@ -213,7 +213,7 @@ def test_the_wheel_over_the_plot_scrolls_the_settings_and_leaves_the_plot(
 def _auto_with_rate_test(qtbot: Any, panel: ObjectivePanel) -> None:
     from ptm_studio.core.auto_recipe import PictureFacts
 
-    panel.auto_tests_rate = True  # as in the window
+    panel.auto.tests_rate = True  # as in the window
     panel.set_dataset(27, [9, 9, 9], PictureFacts(27, (9, 9, 9), typical_side=16, grey_share=0))
     panel.apply_auto()
     assert panel.rate_finder.job.is_running

@@ -172,3 +172,23 @@ def test_stop_then_resume_continues_the_run(qtbot: Any, make_window: Any) -> Non
         window.training_panel.resume_button.click()
     assert blocker.args[0].status == STATUS_COMPLETED, blocker.args[0].error_details
     qtbot.waitUntil(lambda: not session.is_running, timeout=30_000)
+
+
+def test_training_for_minutes_from_the_window_plans_the_epochs_and_says_so(
+    qtbot: Any, make_window: Any
+) -> None:
+    window = make_window()
+    _prepare(window)
+    schedule = window.objective_panel.schedule
+    schedule.train_for_combo.setCurrentIndex(schedule.train_for_combo.findData("minutes"))
+    window.settings.set("optim.time_budget_minutes", 0.1)  # shorter than the box offers
+    assert window.objective_panel.minutes_spin.value() == 0.1
+    session = window.session
+    with qtbot.waitSignal(session.training_finished, timeout=120_000):
+        window.training_panel.start_button.click()
+    qtbot.waitUntil(lambda: not session.is_running, timeout=30_000)
+    finished = session.last_finished
+    assert finished.status == STATUS_COMPLETED, finished.error_details
+    notice = window.training_panel.notice_label.text()
+    assert "Time budget 0.1 minutes: about" in notice, notice
+    assert finished.elapsed_seconds < 0.1 * 60 * 3  # kept to the budget (a wide margin)

@@ -21,6 +21,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ptm_studio.core.metrics import balanced_accuracy, macro_f1
+
 STATUS_COMPLETED = "completed"
 STATUS_STOPPED = "stopped"
 STATUS_FAILED = "failed"
@@ -129,6 +131,19 @@ class EpochFinished(EngineEvent):
     global_step: int = 0
     best_val_accuracy: float = float("nan")
     epochs_without_improvement: int = 0  # epochs since the best one (early stopping counts them)
+
+    @property
+    def val_balanced_accuracy(self) -> float:
+        """The mean of the classes' recalls: honest when classes are uneven (always answering
+        the largest class scores one in the number of classes). NaN without validation."""
+        if self.confusion_matrix is None:
+            return float("nan")
+        return balanced_accuracy(np.asarray(self.confusion_matrix))
+
+    @property
+    def val_macro_f1(self) -> float:
+        """The mean of the classes' F1 scores (NaN without per-class scores)."""
+        return macro_f1(self.per_class) if self.per_class else float("nan")
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ _EPOCH_LOG_FIELDS = (
     "val_loss",
     "val_accuracy",
     "val_top5_accuracy",
+    "val_balanced_accuracy",
+    "val_macro_f1",
     "learning_rate",
     "epoch_seconds",
     "is_best",

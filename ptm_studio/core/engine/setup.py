@@ -150,16 +150,15 @@ def build_data_loaders(
     )
     eval_transform = build_transform(data.image_size, mean=spec.mean, std=spec.std, train=False)
     decode_side = decode_side_for(data.image_size)
-    train_set = SkipUnreadable(
-        ImageDataset(split.train, split.class_names, train_transform, decode_side),
-        resolve_data_dir(config),
-    )
+    pictures = ImageDataset(split.train, split.class_names, train_transform, decode_side)
+    train_set = SkipUnreadable(pictures, resolve_data_dir(config))
     val_set = MarkUnreadable(
         ImageDataset(split.val, split.class_names, eval_transform, decode_side),
         resolve_data_dir(config),
         data.image_size,
     )
-    sampler = ResumableShuffleSampler(len(train_set), config.seed)
+    balance_by = pictures.labels if data.balanced_sampling else None
+    sampler = ResumableShuffleSampler(len(train_set), config.seed, balance_by)
     common = loader_options(config, device)
     # A last batch of one image breaks batch norm in training mode, so drop it (only then).
     drop_last = len(train_set) > data.batch_size and len(train_set) % data.batch_size == 1

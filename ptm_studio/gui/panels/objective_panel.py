@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
 
 from ptm_studio.core.config import AUGMENTATION_DESCRIPTIONS, SUPERVISED_LOSSES, RunConfig
 from ptm_studio.gui import theme
-from ptm_studio.gui.panels.objective_boxes import choice_lines, combo, double_box, int_box
+from ptm_studio.gui.panels.auto_choices import AutoChoices
+from ptm_studio.gui.panels.objective_boxes import combo, double_box, int_box
 from ptm_studio.gui.panels.objective_words import (
     AUGMENTATION_NAMES,
     LOSS_TEXT,
@@ -71,12 +72,6 @@ class ObjectivePanel(QGroupBox):
         self._device_kind = "cpu"
         self._measured_speed: dict[tuple[str, int], float] = {}
         self._picture_facts: Any = None
-        self._auto_choices: tuple[Any, ...] = ()  # what Auto chose last, to mark what changed
-        self._recipe: Any = None
-        self._auto_rate_pending: float | None = None  # the recipe's rate while Auto tests rates
-        # Auto tests learning rates in the background; the window turns this on (it owns the
-        # shutdown that waits for the test), a panel on its own does not.
-        self.auto_tests_rate = False
         self._build_boxes()
         self._lay_out()
         # The task and the loss write through _on_task_changed / _on_loss_changed: the losses
@@ -91,7 +86,7 @@ class ObjectivePanel(QGroupBox):
             self.seed_spin,
         ):
             spin.valueChanged.connect(self._write)
-        for check in (self.class_weights_check, self.keep_colours_check):
+        for check in (self.class_weights_check, self.balanced_check, self.keep_colours_check):
             check.toggled.connect(self._write)
         for check in self.augmentation_checks.values():
             check.toggled.connect(self._write)
@@ -125,6 +120,11 @@ class ObjectivePanel(QGroupBox):
         self.class_weights_check = QCheckBox("Weigh rare classes up")
         self.class_weights_check.setToolTip(
             "Count mistakes on rare classes more, so an imbalanced dataset trains fairly."
+        )
+        self.balanced_check = QCheckBox("Draw classes equally often")
+        self.balanced_check.setToolTip(
+            "Show the network every class about as often, repeating a rare class's pictures: "
+            "for classes of very different sizes (use this or the weighing, not both)."
         )
         self.optimizer_combo = combo(OPTIMIZER_TEXT, "The method that updates the weights.")
         self.learning_rate_spin = double_box(
@@ -172,9 +172,7 @@ class ObjectivePanel(QGroupBox):
         self.rate_finder.job.running_changed.connect(self.duration.set_paused)
         self.rate_finder.find_button.clicked.connect(self.find_learning_rate)
         self.rate_finder.rate_chosen.connect(self.use_learning_rate)
-        self.rate_finder.tested.connect(self._take_tested_rate)
-        self.rate_finder.job.failed.connect(self._forget_rate_test)
-        self.rate_finder.job.cancelled.connect(self._forget_rate_test)
+        self.auto = AutoChoices(self.settings, self.rate_finder, self.auto_reasons)
 
     def _lay_out(self) -> None:
         augmentation_box = QWidget()
@@ -203,6 +201,7 @@ class ObjectivePanel(QGroupBox):
         self.pretrain_settings.add_rows(form)
         form.addRow("Label smoothing:", self.smoothing_spin)
         form.addRow("", self.class_weights_check)
+        form.addRow("", self.balanced_check)
         form.addRow("Optimiser:", self.optimizer_combo)
         learning_rate_row = QHBoxLayout()
         learning_rate_row.addWidget(self.learning_rate_spin, 1)
@@ -215,7 +214,7 @@ class ObjectivePanel(QGroupBox):
         form.addRow("Image size:", self.image_size_spin)
         form.addRow("Random changes:", augmentation_box)
         form.addRow("Seed:", self.seed_spin)
-        self._supervised_rows = (self.smoothing_spin, self.class_weights_check)
+        self._supervised_rows = (self.smoothing_spin, self.class_weights_check, self.balanced_check)
 
     # ------------------------------------------------------------------ task and loss
     @Slot()
@@ -296,51 +295,12 @@ class ObjectivePanel(QGroupBox):
     def apply_auto(self) -> None:
         """Sensible values from the number of images, class balance, network and device."""
         if self._picture_facts is not None:
-            self._apply_recipe()
+            self.auto.apply(self._picture_facts, self._device_kind)
             return
         from ptm_studio.core.planning import DataFacts, auto_settings
 
         facts = DataFacts(self._num_train_images, self._class_counts)
         self.settings.replace(auto_settings(self.settings.config, facts, self._device_kind))
-
-    def _apply_recipe(self) -> None:
-        """Auto's recipe for these pictures on this computer, each choice said with its reason
-        under the button (the learning rate is refined by Find a learning rate…)."""
-        from ptm_studio.core.auto_recipe import Computer, choose_recipe
-        from ptm_studio.core.models import imagenet_status
-
-        recipe = choose_recipe(
-            self.settings.config,
-            self._picture_facts,
-            Computer(self._device_kind),
-            imagenet_offline=lambda name: imagenet_status(name) == "available_offline",
-        )
-        self._recipe, self._auto_choices = recipe, recipe.choices
-        if self.auto_tests_rate and not self.rate_finder.job.is_running:
-            self._auto_rate_pending = recipe.config.optim.learning_rate
-        self.settings.replace(recipe.config)  # shows the choices (show_settings)
-        if self._auto_rate_pending is not None:
-            self.rate_finder.start_test(recipe.config)
-
-    @Slot(object)
-    def _take_tested_rate(self, test: Any) -> None:
-        """The learning-rate test Auto started ended: its suggestion is Auto's rate, unless the
-        user typed a rate of their own meanwhile."""
-        from ptm_studio.core.auto_recipe import with_tested_rate
-
-        pending, self._auto_rate_pending = self._auto_rate_pending, None
-        if pending is None or self.settings.config.optim.learning_rate != pending:
-            self._show_auto_choices(self.settings.config)
-            return
-        self._recipe = with_tested_rate(self._recipe, test.suggestion, test.rule)
-        self._auto_choices = self._recipe.choices
-        self.settings.set("optim.learning_rate", self._recipe.config.optim.learning_rate)
-        self._show_auto_choices(self.settings.config)
-
-    @Slot()
-    def _forget_rate_test(self) -> None:
-        self._auto_rate_pending = None
-        self._show_auto_choices(self.settings.config)
 
     @Slot()
     def find_learning_rate(self) -> None:
@@ -393,6 +353,7 @@ class ObjectivePanel(QGroupBox):
             show_choice(self.optimizer_combo, config.optim.optimizer)
             show_number(self.smoothing_spin, config.objective.label_smoothing)
             show_checked(self.class_weights_check, config.objective.use_class_weights)
+            show_checked(self.balanced_check, config.data.balanced_sampling)
             show_checked(self.keep_colours_check, config.objective.keep_colours)
             show_number(self.learning_rate_spin, config.optim.learning_rate)
             show_number(self.weight_decay_spin, config.optim.weight_decay)
@@ -406,25 +367,8 @@ class ObjectivePanel(QGroupBox):
             self._on_loss_changed()
         self._shown = self.apply_to(config)
         self.rate_finder.show_learning_rate(config.optim.learning_rate)
-        self._show_auto_choices(config)
+        self.auto.show(config)
         self.update_estimate()
-
-    def _show_auto_choices(self, config: RunConfig) -> None:
-        """What Auto chose, each with its reason; a setting changed since is marked as yours."""
-        if not self._auto_choices:
-            return
-        choices = self._auto_choices
-        if self._auto_rate_pending is not None:
-            choices = tuple(
-                dataclasses.replace(choice, reason="testing learning rates on your pictures…")
-                if choice.setting == "optim.learning_rate"
-                else choice
-                for choice in choices
-            )
-        self.auto_reasons.setText(
-            "Auto chose (each can be changed):\n" + "\n".join(choice_lines(choices, config))
-        )
-        self.auto_reasons.setVisible(True)
 
     @Slot()
     def _write(self) -> None:
@@ -442,6 +386,7 @@ class ObjectivePanel(QGroupBox):
             image_size=self.image_size_spin.value(),
             batch_size=self.batch_spin.value(),
             augmentations=augmentations,
+            balanced_sampling=self.balanced_check.isChecked(),
         )
         objective = dataclasses.replace(
             config.objective,

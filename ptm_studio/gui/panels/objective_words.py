@@ -95,5 +95,6 @@ SETTING_NAMES = {
     "optim.early_stopping_patience": "Stop when no better for (epochs)",
     "objective.label_smoothing": "Label smoothing",
     "objective.use_class_weights": "Weigh rare classes up",
+    "data.balanced_sampling": "Draw classes equally often",
 }
 """Auto's choices named as the window names the settings (not the config's dotted names)."""
