@@ -194,6 +194,7 @@ class DurationEstimate:
     seconds_per_epoch: float
     epochs: int
     how: str
+    memory_note: str = ""  # what the run needs of the graphics card's memory, when it has one
 
     @property
     def total_seconds(self) -> float:
@@ -209,8 +210,9 @@ def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> Dur
 
     parts = build_training(config, scan=scan)
     measured = measure_speed(parts)
+    memory = measured.gpu_memory.describe() if measured.gpu_memory else ""
     if config.optim.time_budget_minutes > 0:  # the epochs the run will plan, the same way
         plan = plan_for_budget(measured, parts)
-        return DurationEstimate(plan.seconds_per_epoch, plan.epochs, plan.describe())
+        return DurationEstimate(plan.seconds_per_epoch, plan.epochs, plan.describe(), memory)
     per_epoch = measured.seconds_per_epoch(len(parts.split.train), len(parts.split.val))
-    return DurationEstimate(per_epoch, config.optim.num_epochs, measured.describe())
+    return DurationEstimate(per_epoch, config.optim.num_epochs, measured.describe(), memory)

@@ -143,3 +143,26 @@ def test_a_speed_measurement_times_loading_and_computing_and_changes_nothing(
     assert "4 pictures" in measured.describe()
     assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
     assert parts.step.context.optimizer.state_dict()["state"] == {}
+
+
+def test_the_graphics_card_memory_a_run_needs_is_said_and_checked_against_what_is_free() -> None:
+    from ptm_studio.core.engine.speed import GIB, GpuMemory, SpeedMeasurement
+
+    roomy = GpuMemory(peak_bytes=3 * GIB, available_bytes=70 * GIB, total_bytes=80 * GIB)
+    assert roomy.fits
+    assert roomy.describe() == (
+        "needs about 3.0 GB of the graphics card's memory (70.0 GB free of 80 GB)"
+    )
+    tight = GpuMemory(peak_bytes=15 * GIB, available_bytes=16 * GIB, total_bytes=16 * GIB)
+    assert not tight.fits and "smaller batch" in tight.describe()
+    measured = SpeedMeasurement(0.01, 0.1, 5, 32, "NVIDIA H200", gpu_memory=tight)
+    assert "needs about 15.0 GB" in measured.describe()
+
+
+def test_on_the_processor_no_graphics_card_memory_is_measured(
+    tiny_config: Callable[..., RunConfig],
+) -> None:
+    from ptm_studio.core.engine.speed import measure_speed
+
+    measured = measure_speed(build_training(tiny_config()), steps=1)
+    assert measured.gpu_memory is None and "GB" not in measured.describe()

@@ -94,3 +94,18 @@ def test_settings_that_cannot_train_keep_the_rough_figure_marked_as_such(
     with qtbot.waitSignal(panel.duration.job.failed, timeout=MEASURE_TIMEOUT_MS):
         panel.set_dataset(18, [6, 6, 6])
     assert panel.estimate_label.text() == duration_estimate.NOT_MEASURED_TEXT
+
+
+def test_with_a_time_budget_the_estimate_says_how_many_epochs_fit(
+    qtbot: Any, panel: ObjectivePanel
+) -> None:
+    panel.settings.set("optim.time_budget_minutes", 2.0)
+    with qtbot.waitSignal(panel.duration.job.succeeded, timeout=MEASURE_TIMEOUT_MS):
+        panel.set_dataset(18, [6, 6, 6])
+    measured = panel.duration.measured_seconds_per_epoch(panel.settings.config)
+    assert measured is not None
+    from ptm_studio.core.engine.epoch_plan import planned_epochs
+
+    epochs = planned_epochs(measured, 2.0)
+    assert f": {epochs} epochs fit in 2 min" in panel.estimate_label.text()
+    assert "GB" not in panel.estimate_label.text()  # no graphics card, no memory to speak of

@@ -10,12 +10,42 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from ptm_studio.core.engine.parts import TrainingParts
 from ptm_studio.core.engine.trial_steps import steps_leaving_no_trace
 
 MEASURED_STEPS = 5
 WARM_UP_STEPS = 2  # the first steps pay one-off costs (memory, kernels, caches)
 FORWARD_SHARE = 1 / 3  # a validation batch computes about a third of a training step
+GPU_HEADROOM = 0.9  # other programs and the memory allocator's own pieces need some room
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    """What the measured steps needed of the graphics card's memory, against what is there."""
+
+    peak_bytes: int  # the most this run held at once (weights, optimiser, one batch's work)
+    available_bytes: int  # free now, plus what this run holds already
+    total_bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_bytes <= GPU_HEADROOM * self.available_bytes
+
+    def describe(self) -> str:
+        needed = (
+            f"needs about {self.peak_bytes / GIB:.1f} GB of the graphics card's memory "
+            f"({self.available_bytes / GIB:.1f} GB free of {self.total_bytes / GIB:.0f} GB)"
+        )
+        if self.fits:
+            return needed
+        return (
+            needed + ": too close to what is free; the run will split batches into pieces "
+            "(slower). A smaller batch or image size, or closing other programs using the "
+            "graphics card, avoids that"
+        )
 
 
 @dataclass(frozen=True)
@@ -27,6 +57,7 @@ class SpeedMeasurement:
     steps_measured: int
     batch_size: int
     device: str
+    gpu_memory: GpuMemory | None = None  # measured on a CUDA graphics card only
 
     @property
     def seconds_per_step(self) -> float:
@@ -41,10 +72,11 @@ class SpeedMeasurement:
         return training_pictures * per_picture + validation_pictures * validating
 
     def describe(self) -> str:
-        return (
+        words = (
             f"measured on this computer ({self.device}): {self.steps_measured} steps of "
             f"{self.batch_size} pictures, {self.seconds_per_step:.2f} s each"
         )
+        return words + (f"; {self.gpu_memory.describe()}" if self.gpu_memory else "")
 
 
 def measure_speed(
@@ -55,6 +87,9 @@ def measure_speed(
 ) -> SpeedMeasurement:
     """Time ``steps`` training steps (after a warm-up one); the parts are left as they were."""
     loading = computing = 0.0
+    on_cuda = parts.device.device.type == "cuda"
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats(parts.device.device)
     with steps_leaving_no_trace(parts) as batches:
         for index in range(WARM_UP_STEPS + steps):
             started = clock()
@@ -71,4 +106,11 @@ def measure_speed(
         steps_measured=steps,
         batch_size=parts.config.data.batch_size,
         device=parts.device.info.name,
+        gpu_memory=_gpu_memory(parts.device.device) if on_cuda else None,
     )
+
+
+def _gpu_memory(device: torch.device) -> GpuMemory:
+    free, total = torch.cuda.mem_get_info(device)
+    held = torch.cuda.memory_reserved(device)
+    return GpuMemory(torch.cuda.max_memory_allocated(device), free + held, total)

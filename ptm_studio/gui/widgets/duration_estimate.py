@@ -45,11 +45,12 @@ def speed_key(config: RunConfig) -> tuple[Any, ...]:
 
 
 def measurement_work(config: RunConfig) -> Work:
-    def work(context: JobContext) -> float:
+    def work(context: JobContext) -> tuple[float, str]:
         from ptm_studio.core.planning import estimate_duration  # loads torch: only when needed
 
         context.check_cancelled()
-        return estimate_duration(config).seconds_per_epoch
+        estimate = estimate_duration(config)
+        return estimate.seconds_per_epoch, estimate.memory_note
 
     return work
 
@@ -68,6 +69,7 @@ class DurationEstimate(QObject):
         self.timer.setInterval(SETTLE_MS)
         self.timer.timeout.connect(self._measure)
         self._seconds_per_epoch: dict[tuple[Any, ...], float] = {}
+        self._memory_notes: dict[tuple[Any, ...], str] = {}  # graphics card memory needed
         self._config: RunConfig | None = None
         self._rough_seconds = 0.0
         self._rough_how = GUESS
@@ -85,7 +87,7 @@ class DurationEstimate(QObject):
         key = speed_key(config)
         measured = self._seconds_per_epoch.get(key)
         if measured is not None:
-            self._say(measured, "measured on this computer")
+            self._say(measured, "measured on this computer", self._memory_notes.get(key, ""))
             return
         if not self.measuring_enabled:
             self._say_rough(MEASURING_OFF_TEXT, rough_how)
@@ -124,9 +126,11 @@ class DurationEstimate(QObject):
         self.job.restart(measurement_work(self._config))
 
     @Slot(object)
-    def _measured(self, seconds_per_epoch: object) -> None:
+    def _measured(self, measured: object) -> None:
+        seconds_per_epoch, memory_note = measured  # type: ignore[misc]
         if self._measuring_key is not None:
-            self._seconds_per_epoch[self._measuring_key] = float(seconds_per_epoch)  # type: ignore[arg-type]
+            self._seconds_per_epoch[self._measuring_key] = float(seconds_per_epoch)
+            self._memory_notes[self._measuring_key] = str(memory_note)
         self._measuring_key = None
         if self._config is not None:
             self.show(self._config, self._rough_seconds, self._rough_how)
@@ -146,20 +150,21 @@ class DurationEstimate(QObject):
         else:
             self._say(self._rough_seconds, how or self._rough_how)
 
-    def _say(self, seconds_per_epoch: float, how: str) -> None:
+    def _say(self, seconds_per_epoch: float, how: str, memory_note: str = "") -> None:
         if self._config is None or seconds_per_epoch <= 0:
             return
+        memory = f" The run {memory_note}." if memory_note else ""
         budget = self._config.optim.time_budget_minutes
         if budget > 0:  # the epochs the run will plan from its own measurement, the same way
             epochs = planned_epochs(seconds_per_epoch, budget)
             self.label.setText(
                 f"About {format_duration(seconds_per_epoch)} per epoch: {epochs} "
                 f"epoch{'s' if epochs != 1 else ''} fit in {format_duration(budget * 60)} "
-                f"({how}); the run measures again when it starts."
+                f"({how}); the run measures again when it starts.{memory}"
             )
             return
         total = seconds_per_epoch * self._config.optim.num_epochs
         self.label.setText(
             f"About {format_duration(seconds_per_epoch)} per epoch, "
-            f"{format_duration(total)} in all ({how})."
+            f"{format_duration(total)} in all ({how}).{memory}"
         )
