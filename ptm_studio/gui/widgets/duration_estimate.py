@@ -7,7 +7,7 @@ pictures, device…); changing only the epochs needs no new one."""
 from __future__ import annotations
 
 from dataclasses import astuple
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QLabel
@@ -127,7 +127,7 @@ class DurationEstimate(QObject):
 
     @Slot(object)
     def _measured(self, measured: object) -> None:
-        seconds_per_epoch, memory_note = measured  # type: ignore[misc]
+        seconds_per_epoch, memory_note = cast(tuple[float, str], measured)
         if self._measuring_key is not None:
             self._seconds_per_epoch[self._measuring_key] = float(seconds_per_epoch)
             self._memory_notes[self._measuring_key] = str(memory_note)
