@@ -322,11 +322,11 @@ def _shown_status(run: Any) -> str:
 
 
 def print_comparison(result: Any, alternative: str) -> None:
-    """Seed by seed: final validation accuracy from the pretrained backbone and from the alternative."""
+    """Seed by seed: best validation accuracy from the pretrained backbone and from the alternative."""
     seeds = sorted({arm.seed for arm in result.arms})
     rows = []
     for seed in seeds:
-        by_label = {arm.label: arm.final_val_accuracy for arm in result.arms if arm.seed == seed}
+        by_label = {arm.label: arm.compared_accuracy for arm in result.arms if arm.seed == seed}
         pretrained = by_label.get("pretrained", float("nan"))
         other = by_label.get(alternative, float("nan"))
         rows.append(

@@ -21,6 +21,8 @@ from ptm_studio.core.engine.events import EpochFinished, TrainingFinished
 from ptm_studio.core.engine.trainer import Trainer
 
 ALTERNATIVES = ("random", "imagenet")
+# Like with like: both starts are judged by the same rule, said with the verdict.
+COMPARED_RULE = "comparing each run's best epoch, the one it keeps"
 
 
 @dataclass(frozen=True)
@@ -37,23 +39,29 @@ class ComparisonArm:
     def final_val_accuracy(self) -> float:
         return self.finished.final_val_accuracy
 
+    @property
+    def compared_accuracy(self) -> float:
+        """The best epoch's validation accuracy (the model the run keeps), for every arm."""
+        best = self.finished.best_val_accuracy
+        return best if math.isfinite(best) else self.finished.final_val_accuracy
+
 
 @dataclass(frozen=True)
 class ComparisonResult:
     arms: tuple[ComparisonArm, ...]
 
     def accuracies(self, label: str) -> list[float]:
-        return [arm.final_val_accuracy for arm in self.arms if arm.label == label]
+        return [arm.compared_accuracy for arm in self.arms if arm.label == label]
 
     def mean_accuracy(self, label: str) -> float:
         values = [value for value in self.accuracies(label) if math.isfinite(value)]
         return statistics.fmean(values) if values else float("nan")
 
     def differences(self, alternative: str) -> list[float]:
-        """Per seed: pretrained minus alternative final validation accuracy, in points."""
+        """Per seed: pretrained minus alternative best validation accuracy, in points."""
         by_seed: dict[int, dict[str, float]] = {}
         for arm in self.arms:
-            by_seed.setdefault(arm.seed, {})[arm.label] = arm.final_val_accuracy
+            by_seed.setdefault(arm.seed, {})[arm.label] = arm.compared_accuracy
         return [
             100 * (pair["pretrained"] - pair[alternative])
             for pair in by_seed.values()
@@ -75,9 +83,16 @@ class ComparisonResult:
                 if len(differences) > 1
                 else ""
             )
-            return f"Pretraining made no clear difference ({mean:+.1f} points on average{spread})."
+            return (
+                f"Pretraining made no clear difference ({mean:+.1f} points on average{spread}; "
+                f"{COMPARED_RULE})."
+            )
         better = "helped" if mean > 0 else "did not help"
-        return f"Pretraining {better}: {mean:+.1f} points of validation accuracy against {alternative}."
+        seeds = f", every one of {len(differences)} seeds" if len(differences) > 1 else ""
+        return (
+            f"Pretraining {better}: {mean:+.1f} points of validation accuracy against "
+            f"{alternative}{seeds} ({COMPARED_RULE})."
+        )
 
 
 def comparison_config(base: RunConfig, start: str, pretrained_run: Path, seed: int) -> RunConfig:

@@ -33,6 +33,7 @@ from ptm_studio.gui.widgets.live_curve import LivePlot
 
 ARM_COLOURS = {"pretrained": QColor("#0072b2"), "random": QColor("#d55e00")}
 REFRESH_MS = 100
+WINDOW_SEEDS = (0, 1, 2)  # the window repeats the pair: one seed's difference can be chance
 
 
 class ComparisonRunner:
@@ -73,7 +74,7 @@ class ComparisonDialog(QDialog):
         pretrained_run: Path,
         *,
         runs_root: Path | None = None,
-        seeds: tuple[int, ...] = (0,),
+        seeds: tuple[int, ...] = WINDOW_SEEDS,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -98,8 +99,12 @@ class ComparisonDialog(QDialog):
         self._timer.timeout.connect(self.plot.refresh)
 
     def _build(self, pretrained_run: Path) -> None:
+        seeds = len({seed for _start, seed in self.arms})
+        repeats = (
+            f", {seeds} times with different seeds ({len(self.arms)} runs)" if seeds > 1 else ""
+        )
         self.status_label = QLabel(
-            f"Finetuning from {pretrained_run.name} and from random weights…"
+            f"Finetuning from {pretrained_run.name} and from random weights{repeats}…"
         )
         self.status_label.setTextFormat(Qt.TextFormat.PlainText)
         self.status_label.setWordWrap(True)
@@ -108,7 +113,7 @@ class ComparisonDialog(QDialog):
             name = f"from {start}" + (f" (seed {seed})" if len(self.arms) > 2 else "")
             self.plot.add_curve(f"{start}-{seed}", name, ARM_COLOURS[start], with_symbols=True)
         self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Start", "Seed", "Final validation accuracy"])
+        self.table.setHorizontalHeaderLabels(["Start", "Seed", "Best validation accuracy"])
         self.table.horizontalHeader().setStretchLastSection(True)
         self.verdict_label = QLabel(" ")
         self.verdict_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -132,7 +137,10 @@ class ComparisonDialog(QDialog):
     def _on_arm_started(self, event: TrainingStarted) -> None:
         self._arm_index += 1
         start, seed = self.arms[min(self._arm_index, len(self.arms) - 1)]
-        self.status_label.setText(f"Finetuning from {start} weights (seed {seed})…")
+        self.status_label.setText(
+            f"Run {self._arm_index + 1} of {len(self.arms)}: finetuning from {start} weights "
+            f"(seed {seed})…"
+        )
 
     @Slot(object)
     def _on_epoch_finished(self, event: EpochFinished) -> None:
@@ -146,7 +154,7 @@ class ComparisonDialog(QDialog):
         self.finals.append((start, seed, event))
         row = self.table.rowCount()
         self.table.insertRow(row)
-        accuracy = event.final_val_accuracy
+        accuracy = event.best_val_accuracy  # both starts judged by their best epoch
         text = f"{100 * accuracy:.1f} %" if math.isfinite(accuracy) else event.status
         for column, value in enumerate((f"from {start}", str(seed), text)):
             self.table.setItem(row, column, QTableWidgetItem(value))
@@ -159,11 +167,8 @@ class ComparisonDialog(QDialog):
             self._timer.stop()
             self.plot.refresh()
             verdict = self.verdict()
-            if len({seed for _start, seed in self.arms}) == 1:
-                verdict += (
-                    " With one seed, a difference of a few points can be chance; "
-                    "`ptm-studio compare --seeds 0 1 2` repeats it."
-                )
+            if len({seed for _start, seed, _event in self.finals}) == 1:
+                verdict += " With one seed, a difference of a few points can be chance."
             self.verdict_label.setText(verdict)
             self.status_label.setText("Done. Each run is kept in your runs folder.")
 

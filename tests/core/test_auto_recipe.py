@@ -146,3 +146,19 @@ def test_train_auto_says_each_choice_and_the_flags_given_win(
     (run,) = (tmp_path / "runs").iterdir()
     stored = RunConfig.load(run / "config.json")
     assert stored.optim.num_epochs == 1 and stored.data.image_size == 32
+
+
+def test_from_scratch_on_a_processor_only_flips_and_no_warm_up_unless_few_per_class() -> None:
+    flowers = PictureFacts(2784, (488, 711, 439, 536, 610), typical_side=240, grey_share=0.0)
+    scratch = _recipe(flowers)
+    assert scratch.config.data.augmentations == ("flip",)
+    assert "557 pictures per class" in scratch.reason_for("data.augmentations")
+    assert scratch.config.optim.warmup_epochs == 0.0
+    few = _recipe(PictureFacts(400, (80,) * 5, typical_side=240, grey_share=0.0)).config
+    assert few.data.augmentations == ("flip", "small_rotations", "colour_changes")
+    on_gpu = _recipe(flowers, GPU).config
+    assert "colour_changes" in on_gpu.data.augmentations
+    pretrained = _recipe(flowers, imagenet_offline=_offline("mobilenet_v3_small")).config
+    assert (
+        pretrained.optim.warmup_epochs == 1.0 and "small_rotations" in pretrained.data.augmentations
+    )

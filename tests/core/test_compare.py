@@ -66,7 +66,8 @@ def _arm(label: str, accuracy: float, seed: int = 0) -> ComparisonArm:
 
 def test_verdict_in_plain_words() -> None:
     assert ComparisonResult((_arm("pretrained", 0.8), _arm("random", 0.6))).verdict("random") == (
-        "Pretraining helped: +20.0 points of validation accuracy against random."
+        "Pretraining helped: +20.0 points of validation accuracy against random "
+        "(comparing each run's best epoch, the one it keeps)."
     )
     assert "did not help" in ComparisonResult(
         (_arm("pretrained", 0.5), _arm("random", 0.6))
@@ -74,6 +75,19 @@ def test_verdict_in_plain_words() -> None:
     assert "no clear difference" in ComparisonResult(
         (_arm("pretrained", 0.6), _arm("random", 0.605))
     ).verdict("random")
+
+
+def test_both_starts_are_judged_by_their_best_epoch() -> None:
+    late_drop = TrainingFinished("completed", None, 3, 0.70, 0.55, 1.0)  # best 70 %, final 55 %
+    steady = TrainingFinished("completed", None, 3, 0.62, 0.62, 1.0)
+    result = ComparisonResult(
+        (
+            ComparisonArm("pretrained", 0, late_drop, (0.7, 0.6, 0.55), ()),
+            ComparisonArm("random", 0, steady, (0.5, 0.6, 0.62), ()),
+        )
+    )
+    assert result.differences("random") == pytest.approx([8.0])
+    assert "best epoch" in result.verdict("random")
 
 
 def test_a_win_must_hold_for_every_seed() -> None:
@@ -88,5 +102,6 @@ def test_a_win_must_hold_for_every_seed() -> None:
     assert mixed.differences("random") == pytest.approx([3.0, -1.0])
     assert (
         mixed.verdict("random")
-        == "Pretraining made no clear difference (+1.0 points on average, seeds ranged -1.0 to +3.0)."
+        == "Pretraining made no clear difference (+1.0 points on average, seeds ranged -1.0 to "
+        "+3.0; comparing each run's best epoch, the one it keeps)."
     )

@@ -30,18 +30,22 @@ def test_comparison_dialog_shows_both_arms(qtbot: Any, tiny_dataset: Path, tmp_p
     assert pretrained.run_dir is not None
     dialog = ComparisonDialog(tiny_config(tiny_dataset), pretrained.run_dir, runs_root=tmp_path)
     qtbot.addWidget(dialog)
+    assert "3 times with different seeds (6 runs)" in dialog.status_label.text()
     dialog.start()
     qtbot.waitUntil(
-        lambda: len(dialog.finals) == 2 and not dialog.session.is_running, timeout=120_000
+        lambda: len(dialog.finals) == 6 and not dialog.session.is_running, timeout=240_000
     )
     assert [(start, seed) for start, seed, _event in dialog.finals] == [
-        ("pretrained", 0),
-        ("random", 0),
+        (start, seed) for seed in (0, 1, 2) for start in ("pretrained", "random")
     ]
     assert all(event.status == "completed" for _start, _seed, event in dialog.finals)
     assert dialog.plot.point_count("pretrained-0") == 2 and dialog.plot.point_count("random-0") == 2
-    assert dialog.table.rowCount() == 2 and dialog.table.item(1, 0).text() == "from random"
-    assert dialog.verdict_label.text().startswith("Pretraining")
+    assert dialog.table.rowCount() == 6 and dialog.table.item(1, 0).text() == "from random"
+    best = dialog.finals[0][2].best_val_accuracy
+    assert dialog.table.item(0, 2).text() == f"{100 * best:.1f} %"  # like with like: best epochs
+    verdict = dialog.verdict_label.text()
+    assert verdict.startswith("Pretraining") and "best epoch" in verdict
+    assert "ptm-studio" not in verdict  # the window ran the seeds itself: no command to type
     dialog.close()
     assert not dialog.session.is_running
 
@@ -77,10 +81,10 @@ def test_the_training_menu_opens_the_comparison(
     next(a for a in actions if a.text().startswith("Did pretraining help")).trigger()
     dialog = window.run_controller.comparison_dialog
     assert dialog.config.model.weights == "random" and dialog.config.objective.task == "finetune"
-    qtbot.waitUntil(
-        lambda: not dialog.session.is_running and len(dialog.finals) == 2, timeout=120_000
-    )
+    assert "3 times with different seeds" in dialog.status_label.text()
+    qtbot.waitUntil(lambda: dialog._arm_index >= 0, timeout=60_000)  # it runs them itself
     dialog.close()
+    assert not dialog.session.is_running
 
 
 def test_model_panel_lists_earlier_runs_by_name_pretraining_first(

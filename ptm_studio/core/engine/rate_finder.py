@@ -3,9 +3,11 @@ learning rate, watch the loss, and suggest a rate from the curve; the model and 
 put back exactly as they were, so the run that follows starts from the same state.
 
 The suggestion's rule, said to the user with the value: *where the loss fell fastest*, but never
-above a tenth of the rate at which the loss was lowest. The loss falls fastest where the rate is
+above a third of the rate at which the loss was lowest. The loss falls fastest where the rate is
 large enough to learn quickly and still far from the rates at which training blows up; the
-tenth of the lowest-loss rate keeps the choice on the safe side when the curve is noisy.
+third of the lowest-loss rate keeps the choice on the safe side when the curve is noisy. (A
+tenth, the older rule of thumb, chose 2.3e-4 on the flowers where the loss fell fastest near
+1e-3, and 1e-3 trained 2.7 points better in 5 minutes: the tenth threw the test's answer away.)
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ MAX_STEPS = 100
 SMOOTHING = 0.9  # exponential moving average of the loss (debiased)
 DIVERGED_FACTOR = 4.0  # the test ends once the smoothed loss is this many times its lowest
 MIN_POINTS = 8
-SUGGESTION_RULE = "where the loss fell fastest, at most a tenth of the rate with the lowest loss"
+SAFETY_FACTOR = 3  # the suggestion stays this many times below the rate with the lowest loss
+SUGGESTION_RULE = "where the loss fell fastest, at most a third of the rate with the lowest loss"
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def suggest_rate(rates: list[float], losses: list[float]) -> tuple[float | None,
     end = max(start + 2, lowest_index + 1)
     slopes = np.gradient(values, np.log10(np.asarray(rates, dtype=float)))
     steepest = start + int(np.argmin(slopes[start:end]))
-    suggestion = min(rates[steepest], rates[lowest_index] / 10)
+    suggestion = min(rates[steepest], rates[lowest_index] / SAFETY_FACTOR)
     return float(suggestion), SUGGESTION_RULE
 
 
