@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ptm_studio.gui.main_window import MainWindow
 
-    window = MainWindow(use_demo=args.demo)
+    window = MainWindow(use_demo=args.demo, auto_for_a_new_user=True)
     app.aboutToQuit.connect(window.session.shutdown)
     # Kept until the loop ends: the wake-up socket must outlive every signal that can arrive.
     restore_signals = stop_and_quit_on_signals(app, window)

@@ -34,7 +34,11 @@ from ptm_studio.gui.run_history import RunHistory
 from ptm_studio.gui.settings_model import SettingsModel
 from ptm_studio.gui.status_messages import StatusMessages, start_text
 from ptm_studio.gui.window_layout import lay_out_window
-from ptm_studio.gui.window_settings import restore_window_settings, save_window_settings
+from ptm_studio.gui.window_settings import (
+    has_saved_settings,
+    restore_window_settings,
+    save_window_settings,
+)
 
 
 class MainWindow(QMainWindow):
@@ -45,6 +49,7 @@ class MainWindow(QMainWindow):
         trainer_factory: TrainerFactory | None = None,
         use_demo: bool = False,
         initial_folder: Path | None = None,
+        auto_for_a_new_user: bool = False,
     ) -> None:
         super().__init__()
         self.setWindowTitle("PTM Studio")
@@ -85,6 +90,8 @@ class MainWindow(QMainWindow):
         self._connect_run_events()
         self._on_readiness_changed(self.dataset_panel.is_ready)  # no images yet: Start waits
         folder = restore_window_settings(self, self.layout_parts.splitter, self.settings)
+        if auto_for_a_new_user and not has_saved_settings():  # the app's first launch
+            self.objective_panel.auto_for_a_new_user()
         first = initial_folder or (Path(folder) if folder else None)
         if self.dataset_panel.open_first_folder(first, use_demo=use_demo):
             self.status.show("Showing the demo images. Choose your own folder with Ctrl+O.", 15000)

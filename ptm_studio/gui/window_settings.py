@@ -39,6 +39,11 @@ def restore_window_settings(
     return folder
 
 
+def has_saved_settings() -> bool:
+    """Whether an earlier launch left its settings (False the first time the app runs)."""
+    return QSettings().contains("last/config")
+
+
 def save_window_settings(window: QMainWindow, splitter: QSplitter, config: RunConfig) -> None:
     """``config``: the settings to start from next time (the user's own choices: an automatic
     task switch is undone by the caller, so it is made again, and said, for that folder)."""

@@ -45,3 +45,36 @@ def test_without_the_facts_auto_keeps_the_network(qtbot: Any) -> None:
     panel.apply_auto()
     assert panel.settings.config.model.backbone == backbone
     assert panel.auto_reasons.isHidden()
+
+
+def _new_users_window(qtbot: Any, make_window: Any, tiny_dataset: Any, **options: Any) -> Any:
+    window = make_window(auto_for_a_new_user=True, **options)
+    qtbot.waitUntil(lambda: window.objective_panel._picture_facts is not None, timeout=20_000)
+    window.objective_panel.set_device_kind("cpu")  # as the device check reports it
+    return window
+
+
+def test_for_a_new_user_auto_chooses_once_the_pictures_and_computer_are_known(
+    qtbot: Any, make_window: Any, tiny_dataset: Any
+) -> None:
+    window = _new_users_window(qtbot, make_window, tiny_dataset)
+    panel = window.objective_panel
+    assert "Auto chose" in panel.auto_reasons.text()
+    assert panel.settings.config.data.image_size == 32  # the tiny pictures' size, Auto's choice
+    qtbot.waitUntil(lambda: not panel.rate_finder.job.is_running, timeout=120_000)
+
+
+def test_a_setting_the_user_changed_first_is_never_overridden_by_auto(
+    qtbot: Any, make_window: Any, tiny_dataset: Any
+) -> None:
+    from ptm_studio.gui.main_window import MainWindow
+
+    window = MainWindow(runs_root=tiny_dataset.parent / "runs", auto_for_a_new_user=True)
+    qtbot.addWidget(window)
+    window.objective_panel.epochs_spin.setValue(3)  # before any folder is looked at
+    window.dataset_panel.open_first_folder(tiny_dataset, use_demo=False)
+    qtbot.waitUntil(lambda: window.objective_panel._picture_facts is not None, timeout=20_000)
+    window.objective_panel.set_device_kind("cpu")
+    assert window.settings.config.optim.num_epochs == 3
+    assert window.objective_panel.auto_reasons.isHidden()
+    window.dataset_panel.shutdown()

@@ -72,6 +72,8 @@ class ObjectivePanel(QGroupBox):
         self._device_kind = "cpu"
         self._measured_speed: dict[tuple[str, int], float] = {}
         self._picture_facts: Any = None
+        self._device_known = False
+        self._auto_for_new_user: RunConfig | None = None  # the untouched settings, while waiting
         self._build_boxes()
         self._lay_out()
         # The task and the loss write through _on_task_changed / _on_loss_changed: the losses
@@ -260,6 +262,7 @@ class ObjectivePanel(QGroupBox):
         self._class_counts = tuple(class_counts)
         self._picture_facts = picture_facts
         self.update_estimate()
+        self._auto_if_new_user()
 
     def set_task(self, task: str, loss: str) -> None:
         """Select ``task`` and ``loss`` as a user would: they are written with what the other
@@ -284,7 +287,25 @@ class ObjectivePanel(QGroupBox):
 
     def set_device_kind(self, kind: str) -> None:
         self._device_kind = kind
+        self._device_known = True
         self.update_estimate()
+        self._auto_if_new_user()
+
+    def auto_for_a_new_user(self) -> None:
+        """Auto is a new user's default: once the first folder's facts and the computer are
+        known, Auto chooses, unless the user changed a setting by then (theirs is kept)."""
+        self._auto_for_new_user = self.settings.config
+
+    def _auto_if_new_user(self) -> None:
+        untouched = self._auto_for_new_user
+        if untouched is None or self._picture_facts is None or not self._device_known:
+            return
+        self._auto_for_new_user = None
+        current = self.settings.config
+        if _without_folder(current) == _without_folder(untouched) and (
+            current.objective.task == "finetune"
+        ):
+            self.apply_auto()
 
     def remember_speed(self, backbone: str, image_size: int, images_per_second: float) -> None:
         if math.isfinite(images_per_second) and images_per_second > 0:
@@ -406,6 +427,10 @@ class ObjectivePanel(QGroupBox):
             config, data=data, objective=objective, optim=optim, seed=int(self.seed_spin.value())
         )
         return self.pretrain_settings.apply_to(self.schedule.apply_to(config))
+
+
+def _without_folder(config: RunConfig) -> RunConfig:
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=None))
 
 
 def _preview() -> None:  # pragma: no cover - manual preview
