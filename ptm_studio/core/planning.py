@@ -6,6 +6,7 @@ recipe make the same ones."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 
 from ptm_studio.core.config import PRETRAIN_LOSSES, SUPERVISED_LOSSES, ObjectiveConfig, RunConfig
@@ -195,10 +196,13 @@ class DurationEstimate:
     epochs: int
     how: str
     memory_note: str = ""  # what the run needs of the graphics card's memory, when it has one
+    # Getting ready (reading the folder, building the network), as long as it took here: on
+    # a small folder it is a good part of the wait.
+    setup_seconds: float = 0.0
 
     @property
     def total_seconds(self) -> float:
-        return self.seconds_per_epoch * self.epochs
+        return self.setup_seconds + self.seconds_per_epoch * self.epochs
 
 
 def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> DurationEstimate:
@@ -208,11 +212,13 @@ def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> Dur
     from ptm_studio.core.engine.speed import measure_speed
     from ptm_studio.core.engine.time_budget import plan_for_budget
 
+    started = time.perf_counter()
     parts = build_training(config, scan=scan)
+    setup = time.perf_counter() - started
     measured = measure_speed(parts)
     memory = measured.gpu_memory.describe() if measured.gpu_memory else ""
     if config.optim.time_budget_minutes > 0:  # the epochs the run will plan, the same way
         plan = plan_for_budget(measured, parts)
-        return DurationEstimate(plan.seconds_per_epoch, plan.epochs, plan.describe(), memory)
+        return DurationEstimate(plan.seconds_per_epoch, plan.epochs, plan.describe(), memory, setup)
     per_epoch = measured.seconds_per_epoch(len(parts.split.train), len(parts.split.val))
-    return DurationEstimate(per_epoch, config.optim.num_epochs, measured.describe(), memory)
+    return DurationEstimate(per_epoch, config.optim.num_epochs, measured.describe(), memory, setup)

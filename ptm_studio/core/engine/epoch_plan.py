@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 MAX_PLANNED_EPOCHS = 1000  # a tiny folder on a fast computer: early stopping ends it anyway
-PLANNED_SHARE = 0.9  # plan to finish a little early: saving and a few measured steps are not exact
+PLANNED_SHARE = 0.95  # plan to end a little early: saving and a few measured steps are not exact
 
 
 @dataclass(frozen=True)

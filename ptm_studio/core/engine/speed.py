@@ -1,11 +1,15 @@
 """How long a run will take on this computer, measured, not guessed: a few training steps of the
 run's own parts (loading the pictures included), timed after two warm-up steps, then put back as
-they were. The time per epoch is that time per picture for the training pictures, plus the validation pass,
-which loads its pictures the same way and computes about a third of a training step (a forward
-pass without the backward one)."""
+they were, and one write of its weights as a checkpoint makes it. The time per epoch is that
+time per picture for the training pictures, plus the validation pass, which loads its pictures
+the same way and computes about a third of a training step (a forward pass without the
+backward one), plus the epoch's checkpoints."""
 
 from __future__ import annotations
 
+import io
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from ptm_studio.core.engine.trial_steps import steps_leaving_no_trace
 MEASURED_STEPS = 5
 WARM_UP_STEPS = 2  # the first steps pay one-off costs (memory, kernels, caches)
 FORWARD_SHARE = 1 / 3  # a validation batch computes about a third of a training step
+SAVES_PER_EPOCH = 2  # the epoch's checkpoint and, while the run improves, the best one
 GPU_HEADROOM = 0.9  # other programs and the memory allocator's own pieces need some room
 GIB = 1024**3
 
@@ -58,6 +63,7 @@ class SpeedMeasurement:
     batch_size: int
     device: str
     gpu_memory: GpuMemory | None = None  # measured on a CUDA graphics card only
+    saving_seconds: float = 0.0  # an epoch's end writes its checkpoint, and the best one
 
     @property
     def seconds_per_step(self) -> float:
@@ -69,7 +75,8 @@ class SpeedMeasurement:
         validating = (self.loading_seconds + FORWARD_SHARE * self.computing_seconds) / max(
             1, self.batch_size
         )
-        return training_pictures * per_picture + validation_pictures * validating
+        computing = training_pictures * per_picture + validation_pictures * validating
+        return computing + self.saving_seconds
 
     def describe(self) -> str:
         words = (
@@ -107,7 +114,22 @@ def measure_speed(
         batch_size=parts.config.data.batch_size,
         device=parts.device.info.name,
         gpu_memory=_gpu_memory(parts.device.device) if on_cuda else None,
+        saving_seconds=SAVES_PER_EPOCH * time_one_save(parts.step.context.trained_module),
     )
+
+
+def time_one_save(module: torch.nn.Module) -> float:
+    """How long writing the weights takes here: serialised and written to a temporary file
+    (deleted at once) and forced to the disk, as a checkpoint is. For a large network on a
+    slow disk this is a good part of each epoch."""
+    started = time.perf_counter()
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    with tempfile.TemporaryFile() as file:
+        file.write(buffer.getbuffer())
+        file.flush()
+        os.fsync(file.fileno())
+    return time.perf_counter() - started
 
 
 def _gpu_memory(device: torch.device) -> GpuMemory:

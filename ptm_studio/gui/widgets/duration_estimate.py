@@ -6,7 +6,7 @@ pictures, device…); changing only the epochs needs no new one."""
 
 from __future__ import annotations
 
-from dataclasses import astuple
+from dataclasses import astuple, dataclass
 from typing import Any, cast
 
 from PySide6.QtCore import QObject, QTimer, Slot
@@ -44,13 +44,22 @@ def speed_key(config: RunConfig) -> tuple[Any, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What a measurement found for one set of speed settings."""
+
+    seconds_per_epoch: float
+    memory_note: str = ""  # the graphics card memory the run needs, when there is one
+    setup_seconds: float = 0.0  # getting ready before the first epoch
+
+
 def measurement_work(config: RunConfig) -> Work:
-    def work(context: JobContext) -> tuple[float, str]:
+    def work(context: JobContext) -> Measured:
         from ptm_studio.core.planning import estimate_duration  # loads torch: only when needed
 
         context.check_cancelled()
         estimate = estimate_duration(config)
-        return estimate.seconds_per_epoch, estimate.memory_note
+        return Measured(estimate.seconds_per_epoch, estimate.memory_note, estimate.setup_seconds)
 
     return work
 
@@ -62,14 +71,13 @@ class DurationEstimate(QObject):
         super().__init__(parent)
         self.label = label
         self.job = Job("ptm-speed-measure", self)
-        self.job.succeeded.connect(self._measured)
+        self.job.succeeded.connect(self._on_measured)
         self.job.failed.connect(self._not_measured)
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setInterval(SETTLE_MS)
         self.timer.timeout.connect(self._measure)
-        self._seconds_per_epoch: dict[tuple[Any, ...], float] = {}
-        self._memory_notes: dict[tuple[Any, ...], str] = {}  # graphics card memory needed
+        self._measured: dict[tuple[Any, ...], Measured] = {}
         self._config: RunConfig | None = None
         self._rough_seconds = 0.0
         self._rough_how = GUESS
@@ -85,9 +93,9 @@ class DurationEstimate(QObject):
         self._config = config
         self._rough_seconds, self._rough_how = rough_seconds_per_epoch, rough_how
         key = speed_key(config)
-        measured = self._seconds_per_epoch.get(key)
+        measured = self._measured.get(key)
         if measured is not None:
-            self._say(measured, "measured on this computer", self._memory_notes.get(key, ""))
+            self._say(measured.seconds_per_epoch, "measured on this computer", measured)
             return
         if not self.measuring_enabled:
             self._say_rough(MEASURING_OFF_TEXT, rough_how)
@@ -116,7 +124,8 @@ class DurationEstimate(QObject):
         self.job.wait()
 
     def measured_seconds_per_epoch(self, config: RunConfig) -> float | None:
-        return self._seconds_per_epoch.get(speed_key(config))
+        measured = self._measured.get(speed_key(config))
+        return measured.seconds_per_epoch if measured is not None else None
 
     @Slot()
     def _measure(self) -> None:
@@ -126,11 +135,9 @@ class DurationEstimate(QObject):
         self.job.restart(measurement_work(self._config))
 
     @Slot(object)
-    def _measured(self, measured: object) -> None:
-        seconds_per_epoch, memory_note = cast(tuple[float, str], measured)
+    def _on_measured(self, measured: object) -> None:
         if self._measuring_key is not None:
-            self._seconds_per_epoch[self._measuring_key] = float(seconds_per_epoch)
-            self._memory_notes[self._measuring_key] = str(memory_note)
+            self._measured[self._measuring_key] = cast(Measured, measured)
         self._measuring_key = None
         if self._config is not None:
             self.show(self._config, self._rough_seconds, self._rough_how)
@@ -150,10 +157,12 @@ class DurationEstimate(QObject):
         else:
             self._say(self._rough_seconds, how or self._rough_how)
 
-    def _say(self, seconds_per_epoch: float, how: str, memory_note: str = "") -> None:
+    def _say(self, seconds_per_epoch: float, how: str, measured: Measured | None = None) -> None:
         if self._config is None or seconds_per_epoch <= 0:
             return
+        memory_note = measured.memory_note if measured is not None else ""
         memory = f" The run {memory_note}." if memory_note else ""
+        setup = measured.setup_seconds if measured is not None else 0.0
         budget = self._config.optim.time_budget_minutes
         if budget > 0:  # the epochs the run will plan from its own measurement, the same way
             epochs = planned_epochs(seconds_per_epoch, budget)
@@ -163,7 +172,7 @@ class DurationEstimate(QObject):
                 f"({how}); the run measures again when it starts.{memory}"
             )
             return
-        total = seconds_per_epoch * self._config.optim.num_epochs
+        total = setup + seconds_per_epoch * self._config.optim.num_epochs
         self.label.setText(
             f"About {format_duration(seconds_per_epoch)} per epoch, "
             f"{format_duration(total)} in all ({how}).{memory}"
