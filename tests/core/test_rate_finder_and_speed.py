@@ -133,13 +133,16 @@ def test_a_speed_measurement_times_loading_and_computing_and_changes_nothing(
     ticks = []
     for step in range(WARM_UP_STEPS + MEASURED_STEPS):
         ticks += [0.4 * step, 0.4 * step + 0.1, 0.4 * step + 0.4]
+    ticks += [10.0, 10.25]  # writing the weights once: 0.25 s
     clock = iter(ticks)
     measured = measure_speed(parts, clock=lambda: next(clock))
     assert measured.loading_seconds == pytest.approx(0.1)
     assert measured.computing_seconds == pytest.approx(0.3)
     # Batches of 4: 0.1 s per training picture; a validation picture is loaded and goes
     # forward only, (0.1 + 0.3 / 3) / 4 = 0.05 s.
-    assert measured.seconds_per_epoch(64, 32) == pytest.approx(64 * 0.1 + 32 * 0.05)
+    # And two checkpoints at the epoch's end (the epoch's and the best): 0.5 s.
+    assert measured.saving_seconds == pytest.approx(0.5)
+    assert measured.seconds_per_epoch(64, 32) == pytest.approx(64 * 0.1 + 32 * 0.05 + 0.5)
     assert "4 pictures" in measured.describe()
     assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
     assert parts.step.context.optimizer.state_dict()["state"] == {}

@@ -114,22 +114,22 @@ def measure_speed(
         batch_size=parts.config.data.batch_size,
         device=parts.device.info.name,
         gpu_memory=_gpu_memory(parts.device.device) if on_cuda else None,
-        saving_seconds=SAVES_PER_EPOCH * time_one_save(parts.step.context.trained_module),
+        saving_seconds=SAVES_PER_EPOCH * time_one_save(parts.step.context.trained_module, clock),
     )
 
 
-def time_one_save(module: torch.nn.Module) -> float:
+def time_one_save(module: torch.nn.Module, clock: Callable[[], float] = time.perf_counter) -> float:
     """How long writing the weights takes here: serialised and written to a temporary file
     (deleted at once) and forced to the disk, as a checkpoint is. For a large network on a
     slow disk this is a good part of each epoch."""
-    started = time.perf_counter()
+    started = clock()
     buffer = io.BytesIO()
     torch.save(module.state_dict(), buffer)
     with tempfile.TemporaryFile() as file:
         file.write(buffer.getbuffer())
         file.flush()
         os.fsync(file.fileno())
-    return time.perf_counter() - started
+    return clock() - started
 
 
 def _gpu_memory(device: torch.device) -> GpuMemory:
