@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,23 @@ def make_image_folder(root: Path, images_per_class: int = 8, size: int = 16, see
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@pytest.fixture(autouse=True)
+def collect_only_on_the_gui_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In a test with widgets, as in the app (gui/collector.py): no automatic cycle collection,
+    so a widget an earlier test left in a reference cycle is never destroyed on a worker
+    thread (a deadlock); all is collected here, on the GUI thread, before and after."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        gc.enable()
 
 
 @pytest.fixture(autouse=True)

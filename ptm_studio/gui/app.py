@@ -175,8 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     theme.apply_style(app)
     _install_excepthook()
 
+    from ptm_studio.gui.collector import GuiThreadCollector
     from ptm_studio.gui.main_window import MainWindow
 
+    collector = GuiThreadCollector(app)  # no widget is ever collected on a worker thread
     window = MainWindow(use_demo=args.demo, auto_for_a_new_user=True)
     app.aboutToQuit.connect(window.session.shutdown)
     # Kept until the loop ends: the wake-up socket must outlive every signal that can arrive.
@@ -188,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return app.exec()
     finally:
         restore_signals()
+        collector.timer.stop()
 
 
 if __name__ == "__main__":

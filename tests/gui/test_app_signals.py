@@ -73,3 +73,21 @@ def test_sigterm_wakes_an_idle_event_loop_and_closes_the_window(
         restore()
     assert not window.isVisible()
     assert time.monotonic() - started < 10
+
+
+def test_the_app_collects_cycles_only_on_the_gui_thread(qtbot: Any) -> None:
+    import gc
+
+    from ptm_studio.gui.collector import GuiThreadCollector
+
+    gc.enable()
+    collector = GuiThreadCollector()
+    assert not gc.isenabled()  # no collection on whichever thread allocates
+    kept: list[list[int]] = []
+    while gc.get_count()[0] <= gc.get_threshold()[0]:
+        kept.append([])  # allocations that make a collection due
+    collector.collect_if_due()
+    assert gc.get_count()[0] < gc.get_threshold()[0]  # collected here, on the GUI thread
+    collector.deleteLater()
+    qtbot.waitUntil(gc.isenabled, timeout=5000)
+    gc.disable()  # as the fixture keeps it during a GUI test
