@@ -131,6 +131,8 @@ def test_the_wheel_scrolls_the_settings_column_over_every_field_and_changes_noth
     for field_path, value in SETTINGS_SHOWN[shown].items():
         config = replace_field(config, field_path, value)
     window.settings.replace(config)
+    window.objective_panel.advanced.set_open(True)  # every field: the Advanced ones too
+    qtbot.wait(50)  # the column grows
     scroll = window.layout_parts.settings_scroll
     bar = scroll.verticalScrollBar()
     assert bar.maximum() > 0, "the column must be taller than the window for this test"
