@@ -31,3 +31,22 @@ def plain_label(text: str = "", *, word_wrap: bool = True) -> QLabel:
     label.setTextFormat(Qt.TextFormat.PlainText)
     label.setWordWrap(word_wrap)
     return label
+
+
+class TallEnoughLabel(QLabel):
+    """A wrapped label that asks for the height its lines need at its current width: a long
+    text in a form inside a scroll area (Auto's list of choices) is otherwise squeezed and
+    cut when the column around it grows."""
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        needed = self.heightForWidth(self.width())
+        if needed > 0 and needed != self.minimumHeight():
+            self.setMinimumHeight(needed)
+
+
+def tall_enough_label() -> TallEnoughLabel:
+    label = TallEnoughLabel()
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    return label

@@ -44,7 +44,7 @@ from ptm_studio.gui.panels.objective_words import (
 )
 from ptm_studio.gui.panels.pretrain_settings import PretrainSettings
 from ptm_studio.gui.panels.schedule_settings import ScheduleSettings
-from ptm_studio.gui.plain_text import plain_label
+from ptm_studio.gui.plain_text import plain_label, tall_enough_label
 from ptm_studio.gui.settings_model import SettingsModel
 from ptm_studio.gui.widgets.collapsible_section import CollapsibleSection
 from ptm_studio.gui.widgets.duration_estimate import DurationEstimate
@@ -164,7 +164,7 @@ class ObjectivePanel(QGroupBox):
         self.auto_button = QPushButton(theme.icon("auto"), "Auto")
         self.auto_button.setToolTip("Pick sensible values for this dataset, network and computer.")
         self.auto_button.clicked.connect(self.apply_auto)
-        self.auto_reasons = plain_label()
+        self.auto_reasons = tall_enough_label()
         self.auto_reasons.setObjectName("hint")
         self.auto_reasons.setVisible(False)
         self.estimate_label = plain_label()
