@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
 import gc
+import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,22 +34,63 @@ def make_image_folder(root: Path, images_per_class: int = 8, size: int = 16, see
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
+# No test comes near this (the slowest takes under a minute here): one still running after it is
+# stuck. The whole run then stops at once, leaving every thread's stack in the hang report under
+# the name of the test; .ci/run prints it (.ci/hang_report.py). A C-level timer, so a deadlock
+# that holds Python's lock (the GIL) is caught too.
+HANG_LIMIT_SECONDS = float(os.environ.get("PTM_TEST_HANG_LIMIT_SECONDS", "600"))
+HANG_REPORT = Path(__file__).resolve().parent.parent / ".pytest-hang-report.txt"
+_hang_report_key = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_hang_report_key] = os.open(HANG_REPORT, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    descriptor = config.stash.get(_hang_report_key, None)
+    if descriptor is not None:
+        os.close(descriptor)
+        HANG_REPORT.unlink(missing_ok=True)  # the run ended: nothing hung
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    descriptor = item.config.stash[_hang_report_key]
+    os.ftruncate(descriptor, 0)
+    os.lseek(descriptor, 0, os.SEEK_SET)
+    os.write(descriptor, f"{item.nodeid}\n{HANG_LIMIT_SECONDS:g}\n".encode())
+    faulthandler.dump_traceback_later(HANG_LIMIT_SECONDS, exit=True, file=descriptor)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
 
 @pytest.fixture(autouse=True)
 def collect_only_on_the_gui_thread(request: pytest.FixtureRequest) -> Iterator[None]:
-    """In a test with widgets, as in the app (gui/collector.py): no automatic cycle collection,
-    so a widget an earlier test left in a reference cycle is never destroyed on a worker
-    thread (a deadlock); all is collected here, on the GUI thread, before and after."""
-    if "qtbot" not in request.fixturenames:
+    """As in the app (gui/collector.py), cycles are collected on the GUI thread, never on a
+    worker thread, where destroying a widget left in a cycle deadlocks. In a test with widgets
+    the automatic collection is off and all is collected before and after. Before any test
+    once Qt is up too: what a widget test left is released only after its fixtures (when
+    pytest drops the test's arguments), and the next test's threads could otherwise collect it."""
+    with_widgets = "qtbot" in request.fixturenames
+    if with_widgets or _qt_application_exists():
+        gc.collect()
+    if not with_widgets:
         yield
         return
-    gc.collect()
     gc.disable()
     try:
         yield
     finally:
         gc.collect()
         gc.enable()
+
+
+def _qt_application_exists() -> bool:
+    qt_widgets = sys.modules.get("PySide6.QtWidgets")
+    return qt_widgets is not None and qt_widgets.QApplication.instance() is not None
 
 
 @pytest.fixture(autouse=True)
