@@ -111,11 +111,15 @@ def test_imbalanced_classes_are_weighed_or_drawn_evenly_and_many_classes_smoothe
     assert many.config.objective.label_smoothing == pytest.approx(0.1)
 
 
-def test_the_learning_rate_test_refines_the_rate_with_its_rule() -> None:
+def test_the_learning_rate_test_refines_the_rate_meeting_the_usual_one_halfway() -> None:
     recipe = _recipe(PictureFacts(300, (150, 150), typical_side=64, grey_share=0.0))
-    tested = with_tested_rate(recipe, 0.000234, "where the loss fell fastest")
-    assert tested.config.optim.learning_rate == pytest.approx(0.00023)
-    assert tested.reason_for("optim.learning_rate") == "the test: where the loss fell fastest"
+    usual = recipe.config.optim.learning_rate
+    tested = with_tested_rate(recipe, usual / 100, "where the loss fell fastest")
+    assert tested.config.optim.learning_rate == pytest.approx(usual / 10, rel=0.05)  # log-halfway
+    reason = tested.reason_for("optim.learning_rate")
+    assert reason.startswith(f"the test suggested {usual / 100:.2g} (where the loss fell fastest)")
+    assert f"met halfway from the usual {usual:g}" in reason
+    assert with_tested_rate(recipe, usual, "agrees").config.optim.learning_rate == usual
     assert with_tested_rate(recipe, None, "no fall") is recipe
 
 
@@ -142,7 +146,7 @@ def test_train_auto_says_each_choice_and_the_flags_given_win(
     err = capsys.readouterr().err
     assert "Auto chose" in err and "--backbone small_cnn: pictures of about 16 px" in err
     assert "--num-epochs: yours (1), not Auto's 30" in err
-    assert "--learning-rate" in err and "the test:" in err
+    assert "--learning-rate" in err and "the test suggested" in err
     (run,) = (tmp_path / "runs").iterdir()
     stored = RunConfig.load(run / "config.json")
     assert stored.optim.num_epochs == 1 and stored.data.image_size == 32

@@ -227,8 +227,9 @@ def test_auto_tests_learning_rates_and_takes_the_suggestion_as_its_choice(
     qtbot.waitUntil(lambda: not panel.rate_finder.job.is_running, timeout=TEST_TIMEOUT_MS)
     test = panel.rate_finder.test
     assert test is not None and test.suggestion is not None
-    assert panel.settings.config.optim.learning_rate == float(f"{test.suggestion:.2g}")
-    assert "— the test: " in panel.auto_reasons.text()
+    halfway = float(f"{(0.001 * test.suggestion) ** 0.5:.2g}")  # from the usual 0.001
+    assert panel.settings.config.optim.learning_rate == halfway
+    assert f"— the test suggested {test.suggestion:.2g} " in panel.auto_reasons.text()
     assert "✎" not in panel.auto_reasons.text()
 
 
