@@ -158,6 +158,15 @@ class ModelConfig:
         metadata=_describe("freeze_then_unfreeze: backbone learning rate relative to the head's."),
     )
     dropout: float = field(default=0.0, metadata=_describe("Dropout before the classifier head."))
+    cache_frozen_features: bool = field(
+        default=True,
+        metadata=_describe(
+            "While the network is frozen (feature extraction, the first epochs of "
+            "freeze_then_unfreeze): compute its features of each picture once and train the head "
+            "on them, instead of running every picture through it each epoch. Much faster, same "
+            "result; off only to compare."
+        ),
+    )
 
     def validate(self) -> None:
         check_choice("model.weights", self.weights, WEIGHT_SOURCES)

@@ -250,8 +250,9 @@ class LearningAdvice(EngineEvent):
 class TrainingAdjusted(EngineEvent):
     """Fires when the run changed how it works to keep going, e.g. after running out of memory.
 
-    ``kind`` is "out_of_memory" (the batch is now processed in smaller pieces) or "data_loader"
-    (pictures are now loaded without background processes). ``message`` is for the user.
+    ``kind`` is "out_of_memory" (the batch is now processed in smaller pieces), "data_loader"
+    (pictures are now loaded without background processes) or "feature_cache" (a frozen
+    network's features do not fit in memory: it runs every epoch). ``message`` is for the user.
     """
 
     kind: str

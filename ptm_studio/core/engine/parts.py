@@ -98,6 +98,7 @@ def build_training(
         device.autocast_dtype,
         micro_batching,
         download_progress,
+        adjustments.report,
     )
     split = prepare_split(config, scan)
     task_type = PretrainTask if config.objective.task == "pretrain" else SupervisedTask

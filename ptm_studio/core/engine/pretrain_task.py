@@ -173,7 +173,7 @@ class PretrainTask(TrainingTask):
     def optimizer_parts(self) -> tuple[nn.Module, nn.Module]:
         return self.objective, self.model.backbone
 
-    def prepare_epoch(self, epoch_index: int) -> None:
+    def prepare_epoch(self, epoch_index: int, *, cached_features: bool = True) -> None:
         self.model.train()
         self.epoch_embeddings = []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DataSplit
 from ptm_studio.core.engine.events import EngineEvent, PredictionRecord, PredictionsReady
+from ptm_studio.core.engine.feature_cache import FeatureCache
 from ptm_studio.core.engine.loading import without_workers
 from ptm_studio.core.engine.loops import BatchResult, autocast, evaluate, move_batch
 from ptm_studio.core.engine.memory import MicroBatching, batch_length
@@ -40,6 +42,8 @@ class TaskEnvironment:
     autocast_dtype: torch.dtype | None
     micro_batching: MicroBatching
     download_progress: Callable[[int, int], None] | None = None
+    # (kind, message): the task changed how it works to keep going (see TrainingAdjusted).
+    report_adjustment: Callable[[str, str], None] = lambda kind, message: None
 
 
 @dataclass
@@ -76,7 +80,9 @@ class TrainingTask:
         """(head-like part, backbone): the backbone may learn more slowly or be frozen."""
         raise NotImplementedError
 
-    def prepare_epoch(self, epoch_index: int) -> None:
+    def prepare_epoch(self, epoch_index: int, *, cached_features: bool = True) -> None:
+        """Set the modules up for the epoch. ``cached_features``: a frozen backbone's features
+        may be computed once and reused (False for a few trial steps: no whole pass first)."""
         raise NotImplementedError
 
     def compute_loss(self, batch: Any) -> BatchResult:
@@ -142,6 +148,18 @@ class SupervisedTask(TrainingTask):
         self.num_train_images, self.num_val_images = len(split.train), len(split.val)
         self.unreadable_for_validation: dict[str, str] = {}
         self.loss_function = build_supervised_loss(config.objective, class_counts(split)).to(device)
+        self.feature_cache = FeatureCache(
+            self.model.backbone,
+            self.loaders.train,
+            self.loaders.val,
+            device,
+            self.autocast_dtype,
+            self.channels_last,
+            seed=config.seed,
+            random_changes=bool(config.data.augmentations),
+            on_unavailable=partial(environment.report_adjustment, "feature_cache"),
+        )
+        self.on_features = False  # this epoch trains the head on cached features
 
     def trained_module(self) -> ImageClassifier:
         return self.model
@@ -149,17 +167,28 @@ class SupervisedTask(TrainingTask):
     def optimizer_parts(self) -> tuple[nn.Module, nn.Module]:
         return self.model.head, self.model.backbone
 
-    def prepare_epoch(self, epoch_index: int) -> None:
+    def prepare_epoch(self, epoch_index: int, *, cached_features: bool = True) -> None:
         frozen = is_backbone_frozen(self.config.model, epoch_index)
         set_backbone_trainable(self.model.backbone, not frozen)
         self.model.train()
         if frozen:
             self.model.backbone.eval()  # frozen means frozen batch-norm statistics too
+        features = None
+        if frozen and cached_features and self.config.model.cache_frozen_features:
+            features = self.feature_cache.train_loader_for_epoch(epoch_index)
+        elif not frozen:
+            self.feature_cache.drop()  # the backbone learns: its features change
+        self.on_features = features is not None
+        self.train_loader = features if features is not None else self.loaders.train
 
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> BatchResult:
-        images, targets = move_batch(*batch, self.device, self.channels_last)
+        # Cached features are already the backbone's output: only the head runs on them.
+        inputs, targets = move_batch(
+            *batch, self.device, self.channels_last and not self.on_features
+        )
+        network = self.model.head if self.on_features else self.model
         with autocast(self.device, self.autocast_dtype):
-            logits = self.model(images)
+            logits = network(inputs)
             loss = self.loss_function(logits.float(), targets)
         correct = int((logits.detach().argmax(dim=1) == targets).sum())
         return BatchResult(loss, correct, len(targets))
@@ -172,8 +201,12 @@ class SupervisedTask(TrainingTask):
         return float(weight.cpu()[batch[1]].sum())
 
     def load_without_workers(self) -> None:
-        self.loaders.train = self.train_loader = without_workers(self.loaders.train)
+        self.loaders.train = without_workers(self.loaders.train)
         self.loaders.val = without_workers(self.loaders.val)
+        self.feature_cache.train_loader = self.loaders.train
+        self.feature_cache.val_loader = self.loaders.val
+        if not self.on_features:
+            self.train_loader = self.loaders.train
 
     def end_epoch(self, epoch_index: int, train_loss: float) -> EpochOutcome:
         outcome, records = self._validate()
@@ -184,14 +217,15 @@ class SupervisedTask(TrainingTask):
         return self._validate()[0]
 
     def _validate(self) -> tuple[EpochOutcome, tuple[PredictionRecord, ...]]:
+        # On cached features the head alone gives what the whole (frozen) network would.
         result = evaluate(
-            self.model,
-            iter(self.loaders.val),
+            self.model.head if self.on_features else self.model,
+            self.feature_cache.val_batches() if self.on_features else iter(self.loaders.val),
             self.loaders.val_paths,
             self.class_names,
             self.device,
             self.autocast_dtype,
-            self.channels_last,
+            self.channels_last and not self.on_features,
             self.micro_batching,
         )
         for path in result.unreadable:

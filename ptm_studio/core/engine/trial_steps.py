@@ -20,7 +20,9 @@ def steps_leaving_no_trace(parts: TrainingParts) -> Iterator[Iterator[Any]]:
     even when the block failed."""
     kept = _snapshot(parts)
     try:
-        parts.task.prepare_epoch(0)  # trained as the first epoch is (a frozen backbone stays so)
+        # Trained as the first epoch is (a frozen backbone stays so), on the pictures: a few
+        # steps must not wait for a whole pass that caches a frozen backbone's features.
+        parts.task.prepare_epoch(0, cached_features=False)
         yield endless_batches(parts)
     finally:
         _restore(parts, kept)

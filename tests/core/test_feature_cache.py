@@ -1,0 +1,150 @@
+"""A frozen backbone's features computed once (engine/feature_cache.py): the head learns what
+it would have learnt on the pictures, the pictures are read once, a resumed run is the same."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from training_helpers import train_and_record
+
+from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.data.dataset import ImageDataset
+from ptm_studio.core.engine import feature_cache
+from ptm_studio.core.engine.callbacks import Callback
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
+from ptm_studio.core.engine.events import BatchFinished, EpochFinished, TrainingAdjusted
+
+ConfigFactory = Callable[..., RunConfig]
+
+
+def _frozen(config: RunConfig, *, cached: bool = True, changes: tuple[str, ...] = ()) -> RunConfig:
+    config = replace_field(config, "model.training_mode", "feature_extraction")
+    config = replace_field(config, "data.augmentations", changes)
+    return replace_field(config, "model.cache_frozen_features", cached)
+
+
+def _head_weights(run_dir: Path | None) -> dict[str, torch.Tensor]:
+    assert run_dir is not None
+    weights = load_file(str(run_dir / "checkpoints" / "last" / "model.safetensors"))
+    return {name: tensor for name, tensor in weights.items() if name.startswith("head.")}
+
+
+def _epoch_results(events: Any) -> list[tuple[float, float]]:
+    return [(e.train_loss, e.val_accuracy) for e in events.of_type(EpochFinished)]
+
+
+class _CountReads:
+    """Counts the training and validation pictures decoded (ImageDataset.__getitem__)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = ImageDataset.__getitem__
+
+        def counted(dataset: ImageDataset, index: int) -> Any:
+            self.count += 1
+            return original(dataset, index)
+
+        monkeypatch.setattr(ImageDataset, "__getitem__", counted)
+
+
+def test_one_epoch_on_cached_features_gives_the_head_weights_of_the_slow_path(
+    tiny_config: ConfigFactory, tmp_path: Path
+) -> None:
+    config = tiny_config(num_epochs=1)
+    slow, slow_events = train_and_record(_frozen(config, cached=False), tmp_path / "slow")
+    fast, fast_events = train_and_record(_frozen(config), tmp_path / "fast")
+    assert slow.status == fast.status == "completed"
+    slow_head, fast_head = _head_weights(slow.run_dir), _head_weights(fast.run_dir)
+    assert slow_head.keys() == fast_head.keys() and slow_head
+    for name, tensor in slow_head.items():
+        assert torch.allclose(tensor, fast_head[name], atol=1e-5), name
+    slow_losses = [event.loss for event in slow_events.of_type(BatchFinished)]
+    fast_losses = [event.loss for event in fast_events.of_type(BatchFinished)]
+    assert np.allclose(slow_losses, fast_losses, atol=1e-5)
+    assert _epoch_results(slow_events)[0][1] == _epoch_results(fast_events)[0][1]
+
+
+def test_the_pictures_are_read_once_however_many_epochs(
+    tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _CountReads(monkeypatch)
+    config = _frozen(tiny_config(num_epochs=4))
+    finished, _ = train_and_record(config, tmp_path)
+    assert finished.status == "completed"
+    pictures = 3 * 8  # tiny_dataset: 3 classes of 8
+    # One pass over training and validation pictures, and one picture to learn the feature
+    # size; the slow path reads them all again every epoch (4 x 24).
+    assert reads.count == pictures + 1
+
+
+def test_with_random_changes_a_few_copies_are_computed_each_with_its_own_draws(
+    tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _CountReads(monkeypatch)
+    config = _frozen(tiny_config(num_epochs=6), changes=("flip", "colour_changes"))
+    finished, events = train_and_record(config, tmp_path)
+    assert finished.status == "completed"
+    copies = feature_cache.COPIES_WITH_RANDOM_CHANGES
+    training, validation = 18, 6  # tiny_config keeps a quarter of each class for validation
+    assert reads.count == copies * training + validation + 1
+    assert len(_epoch_results(events)) == 6
+
+
+@pytest.mark.parametrize("stop_at_step", [3, 7], ids=["first-copy", "second-copy"])
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(
+    tiny_config: ConfigFactory, tmp_path: Path, stop_at_step: int
+) -> None:
+    config = _frozen(tiny_config(num_epochs=3), changes=("flip", "colour_changes"))
+    straight, _ = train_and_record(config, tmp_path / "straight")
+    stop = StopRequest()
+    stopped, _ = train_and_record(
+        config, tmp_path / "resumed", _StopAtStep(stop, stop_at_step), stop_request=stop
+    )
+    assert stopped.status == "stopped"
+    resumed, _ = train_and_record(config, tmp_path / "resumed", resume_from=stopped.run_dir)
+    assert resumed.status == "completed"
+    for name, tensor in _head_weights(straight.run_dir).items():
+        assert torch.allclose(tensor, _head_weights(resumed.run_dir)[name], atol=1e-6), name
+
+
+def test_freeze_then_unfreeze_uses_the_features_only_while_frozen(
+    tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _CountReads(monkeypatch)
+    config = replace_field(
+        _frozen(tiny_config(num_epochs=4)), "model.training_mode", "freeze_then_unfreeze"
+    )
+    config = replace_field(config, "model.unfreeze_after_epochs", 2)
+    finished, _ = train_and_record(config, tmp_path)
+    assert finished.status == "completed"
+    # Frozen epochs 1-2: one pass; learning epochs 3-4 read every picture (training and
+    # validation) each epoch.
+    assert reads.count == (24 + 1) + 2 * 24
+
+
+def test_features_too_large_for_memory_fall_back_to_the_pictures_and_say_so(
+    tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feature_cache, "MAX_CACHE_BYTES", 16)
+    config = _frozen(tiny_config(num_epochs=2))
+    finished, events = train_and_record(config, tmp_path)
+    assert finished.status == "completed"
+    said = [event for event in events.of_type(TrainingAdjusted) if event.kind == "feature_cache"]
+    assert len(said) == 1 and "runs over every picture each epoch" in said[0].message
+    _slow, slow_events = train_and_record(_frozen(config, cached=False), tmp_path / "slow")
+    assert _epoch_results(events) == _epoch_results(slow_events)
+
+
+class _StopAtStep(Callback):
+    def __init__(self, stop: StopRequest, step: int) -> None:
+        self.stop, self.step = stop, step
+
+    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
+        if event.global_step == self.step:
+            self.stop.request()
