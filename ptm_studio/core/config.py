@@ -38,7 +38,14 @@ WEIGHT_SOURCES = ("random", "imagenet", "file", "run")
 TRAINING_MODES = ("full_finetune", "feature_extraction", "freeze_then_unfreeze")
 TASKS = ("finetune", "pretrain")
 SUPERVISED_LOSSES = ("cross_entropy",)
-PRETRAIN_LOSSES = ("nt_xent", "contrastive_margin", "reconstruction", "rotation")
+PRETRAIN_LOSSES = (
+    "nt_xent",
+    "contrastive_margin",
+    "reconstruction",
+    "rotation",
+    "moco",
+    "vicreg",
+)
 LOSSES = SUPERVISED_LOSSES + PRETRAIN_LOSSES
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "one_cycle")
@@ -191,7 +198,7 @@ class ObjectiveConfig:
         default="cross_entropy",
         metadata=_describe(
             "Training loss: cross_entropy for finetune; nt_xent, contrastive_margin, "
-            "reconstruction or rotation for pretrain.",
+            "reconstruction, rotation, moco or vicreg for pretrain.",
             choices=LOSSES,
         ),
     )
@@ -206,7 +213,14 @@ class ObjectiveConfig:
         metadata=_describe("contrastive_margin: how far apart different images are pushed."),
     )
     temperature: float = field(
-        default=0.5, metadata=_describe("nt_xent: softmax temperature (lower = sharper).")
+        default=0.5,
+        metadata=_describe("nt_xent, moco: softmax temperature (lower = sharper)."),
+    )
+    memory_size: int = field(
+        default=1024,
+        metadata=_describe(
+            "moco: how many recently seen pictures each picture is also compared with."
+        ),
     )
     projection_dim: int = field(
         default=128, metadata=_describe("Contrastive losses: size of the projection head's output.")
@@ -227,6 +241,7 @@ class ObjectiveConfig:
         check_range("objective.margin", self.margin, 0.01, 2.0)
         check_range("objective.temperature", self.temperature, 0.01, 10.0)
         check_range("objective.projection_dim", self.projection_dim, 2, 4096)
+        check_range("objective.memory_size", self.memory_size, 0, 65_536)
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,8 @@ from ptm_studio.core.objectives.pretrain_health import (
     extract_features,
     knn_accuracy,
 )
-from ptm_studio.core.objectives.self_supervised import (
-    PretrainObjective,
-    build_pretrain_objective,
-)
+from ptm_studio.core.objectives.pretrain_objectives import build_pretrain_objective
+from ptm_studio.core.objectives.self_supervised import PretrainObjective
 
 SAMPLE_COUNT = 8
 SPREAD_SAMPLE_LIMIT = 4096
@@ -84,7 +82,9 @@ class PretrainTask(TrainingTask):
             margin=objective_settings.margin,
             temperature=objective_settings.temperature,
             projection_dim=objective_settings.projection_dim,
+            memory_size=objective_settings.memory_size,
         )
+        self.objective.attach(classifier.backbone)
         if self.objective.views_per_image > 1:  # pairs are compared within a batch
             environment.micro_batching.smallest_piece = 2
         self.model = PretrainModel(classifier.backbone, self.objective).to(self.device)

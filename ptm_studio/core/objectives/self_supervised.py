@@ -17,10 +17,10 @@ from torch import nn
 
 from ptm_studio.core.objectives.decoders import FeatureDecoder, ProjectionHead
 
-SETTING_NAMES = frozenset({"margin", "temperature", "projection_dim"})
+SETTING_NAMES = frozenset({"margin", "temperature", "projection_dim", "memory_size"})
 NUM_ROTATIONS = 4
-# projection_dim is a whole number, margin and temperature are not; one type lets a single call
-# pass all three to whichever objective is chosen.
+# projection_dim and memory_size are whole numbers, margin and temperature are not; one type lets
+# a single call pass them all to whichever objective is chosen.
 SettingValue = int | float
 
 
@@ -42,7 +42,7 @@ class PretrainObjective(nn.Module):
 
     ``views`` holds ``views_per_image`` normalised tensors of shape ``[B, 3, S, S]``. Subclasses
     take their own keyword settings; settings meant for other objectives (margin, temperature,
-    projection_dim) are accepted and ignored so one call can build any objective.
+    projection_dim, memory_size) are accepted and ignored so one call can build any objective.
     """
 
     name: ClassVar[str] = ""
@@ -61,6 +61,9 @@ class PretrainObjective(nn.Module):
             raise ValueError(f"feature_dim must be at least 1, got {feature_dim}.")
         self.feature_dim = feature_dim
         self.image_size = image_size
+
+    def attach(self, backbone: nn.Module) -> None:
+        """Called once with the backbone it will train, before any step (MoCo keeps a copy)."""
 
     def forward(self, backbone: nn.Module, views: list[torch.Tensor]) -> PretrainOutput:
         raise NotImplementedError
@@ -154,7 +157,7 @@ class ReconstructionObjective(PretrainObjective):
         )
 
 
-class _TwoViewObjective(PretrainObjective):
+class TwoViewObjective(PretrainObjective):
     """Shared parts of the two-view objectives: a projection head and one pass over both views."""
 
     views_per_image = 2
@@ -189,7 +192,7 @@ class _TwoViewObjective(PretrainObjective):
         return first_features, self.projection(first_features), self.projection(second_features)
 
 
-class ContrastiveMarginObjective(_TwoViewObjective):
+class ContrastiveMarginObjective(TwoViewObjective):
     """Contrastive loss with a margin on pairs of views (linear form of Hadsell et al. 2006).
 
     z = normalise(projection(backbone(view))). Pairs: (z1_i, z2_i) positive, y = 1; and
@@ -225,7 +228,7 @@ class ContrastiveMarginObjective(_TwoViewObjective):
         return PretrainOutput(loss=loss, embeddings=features.detach())
 
 
-class NTXentObjective(_TwoViewObjective):
+class NTXentObjective(TwoViewObjective):
     """SimCLR (Chen et al. 2020): normalised-temperature cross-entropy over 2B projections.
 
     z = normalise(projection(backbone(view))) for both views, 2B rows; s_ij = z_i·z_j / τ with
@@ -290,57 +293,3 @@ class RotationObjective(PretrainObjective):
         return PretrainOutput(
             loss=loss, embeddings=features.detach(), extras={"rotation_accuracy": accuracy}
         )
-
-
-# --- registry ---------------------------------------------------------------------------------
-
-PRETRAIN_OBJECTIVES: dict[str, type[PretrainObjective]] = {
-    objective.name: objective
-    for objective in (
-        NTXentObjective,
-        ContrastiveMarginObjective,
-        ReconstructionObjective,
-        RotationObjective,
-    )
-}
-
-
-def get_objective_class(name: str) -> type[PretrainObjective]:
-    try:
-        return PRETRAIN_OBJECTIVES[name]
-    except KeyError:
-        known = ", ".join(PRETRAIN_OBJECTIVES)
-        raise ValueError(
-            f"There is no pretraining objective called {name!r}. Known objectives: {known}."
-        ) from None
-
-
-def views_for_objective(name: str) -> tuple[int, str]:
-    """(views per picture, transform strength) that the pretraining objective ``name`` needs."""
-    objective_class = get_objective_class(name)
-    return objective_class.views_per_image, objective_class.transform_strength
-
-
-def build_pretrain_objective(
-    name: str,
-    feature_dim: int,
-    image_size: int,
-    *,
-    margin: float = 1.0,
-    temperature: float = 0.5,
-    projection_dim: int = 128,
-) -> PretrainObjective:
-    """The objective called ``name`` with fresh heads; settings it does not use are ignored."""
-    objective_class = get_objective_class(name)
-    return objective_class(
-        feature_dim,
-        image_size,
-        margin=margin,
-        temperature=temperature,
-        projection_dim=projection_dim,
-    )
-
-
-def describe_objective(name: str) -> str:
-    """A plain-language sentence or two for the GUI about what the objective learns from."""
-    return get_objective_class(name).description

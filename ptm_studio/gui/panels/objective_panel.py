@@ -42,7 +42,7 @@ from ptm_studio.gui.panels.objective_words import (
     OPTIMIZER_TEXT,
     TASK_TEXT,
 )
-from ptm_studio.gui.panels.pretrain_settings import PretrainSettings
+from ptm_studio.gui.panels.pretrain_settings import TWO_VIEW_LOSSES, PretrainSettings
 from ptm_studio.gui.panels.schedule_settings import ScheduleSettings
 from ptm_studio.gui.plain_text import plain_label, tall_enough_label
 from ptm_studio.gui.settings_model import SettingsModel
@@ -248,7 +248,7 @@ class ObjectivePanel(QGroupBox):
     def _on_loss_changed(self) -> None:
         loss = self.loss_combo.currentData()
         self.loss_info.setText(LOSS_TEXT.get(loss, ("", ""))[1])
-        self.keep_colours_check.setVisible(loss in ("nt_xent", "contrastive_margin"))
+        self.keep_colours_check.setVisible(loss in TWO_VIEW_LOSSES)
         self.pretrain_settings.show_for(self.task_combo.currentData(), loss)
         self._write()
 

@@ -44,6 +44,16 @@ LOSS_TEXT = {
         "Guess the rotation",
         "Learns to tell how far each picture was turned (0, 90, 180 or 270 degrees).",
     ),
+    "moco": (
+        "Contrastive with a memory (MoCo)",
+        "As Contrastive (SimCLR), and also compares each picture with the last thousand or so "
+        "pictures seen: better with small batches.",
+    ),
+    "vicreg": (
+        "Variance-invariance (VICReg)",
+        "Pulls two random changes of the same picture together and keeps the pictures' "
+        "summaries varied, without comparing pictures: needs no large batches.",
+    ),
 }
 LOSSES_FOR_TASK = {
     "finetune": SUPERVISED_LOSSES,

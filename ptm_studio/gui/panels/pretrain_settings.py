@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from ptm_studio.core.config import ConfigError, RunConfig
 from ptm_studio.gui.widgets.settings_binding import show_number, show_text
 
-CONTRASTIVE_LOSSES = ("nt_xent", "contrastive_margin")
+TWO_VIEW_LOSSES = ("nt_xent", "contrastive_margin", "moco", "vicreg")
 TEMPERATURE_TIP = (
     "How sharply the network must tell each picture's twin from the others: lower is stricter. "
     "0.5 is a safe start; 0.1–0.2 often works better with large batches."
@@ -33,6 +33,11 @@ MARGIN_TIP = (
 PROJECTION_TIP = (
     "How many numbers the comparison uses for each picture (the size of the small extra layer "
     "that is dropped after pretraining). 128 suits most data."
+)
+MEMORY_TIP = (
+    "How many recently seen pictures each picture is also compared with, besides those of its "
+    "batch. More makes the comparison harder and usually the result better; 1024 suits most "
+    "data, 0 is plain Contrastive (SimCLR)."
 )
 MONITOR_TIP = (
     "Optional. A folder of labelled pictures (one subfolder per class) used only to measure how "
@@ -56,6 +61,11 @@ class PretrainSettings(QObject):
         self.projection_spin.setRange(16, 1024)
         self.projection_spin.setSingleStep(16)
         self.projection_spin.setToolTip(PROJECTION_TIP)
+        self.memory_spin = QSpinBox()
+        self.memory_spin.setRange(0, 65_536)
+        self.memory_spin.setSingleStep(256)
+        self.memory_spin.setSuffix(" pictures")
+        self.memory_spin.setToolTip(MEMORY_TIP)
         self.monitor_edit = QLineEdit()
         self.monitor_edit.setPlaceholderText("Training folder (default)")
         self.monitor_edit.setToolTip(MONITOR_TIP)
@@ -74,7 +84,12 @@ class PretrainSettings(QObject):
         row.addWidget(self.monitor_clear)
         self.monitor_browse.clicked.connect(self._browse_monitor)
         self.monitor_clear.clicked.connect(self.monitor_edit.clear)
-        for spin in (self.temperature_spin, self.margin_spin, self.projection_spin):
+        for spin in (
+            self.temperature_spin,
+            self.margin_spin,
+            self.projection_spin,
+            self.memory_spin,
+        ):
             spin.valueChanged.connect(self.settings_changed)
         self.monitor_edit.textChanged.connect(self.settings_changed)
 
@@ -84,6 +99,7 @@ class PretrainSettings(QObject):
         form.addRow("Temperature:", self.temperature_spin)
         form.addRow("Margin:", self.margin_spin)
         form.addRow("Projection size:", self.projection_spin)
+        form.addRow("Memory:", self.memory_spin)
         form.addRow("Check progress on:", self.monitor_row)
         form.labelForField(self.monitor_row).setToolTip(MONITOR_TIP)
 
@@ -93,9 +109,10 @@ class PretrainSettings(QObject):
             return
         is_pretrain = task == "pretrain"
         for widget, is_shown in (
-            (self.temperature_spin, is_pretrain and loss == "nt_xent"),
+            (self.temperature_spin, is_pretrain and loss in ("nt_xent", "moco")),
             (self.margin_spin, is_pretrain and loss == "contrastive_margin"),
-            (self.projection_spin, is_pretrain and loss in CONTRASTIVE_LOSSES),
+            (self.projection_spin, is_pretrain and loss in TWO_VIEW_LOSSES),
+            (self.memory_spin, is_pretrain and loss == "moco"),
             (self.monitor_row, is_pretrain),
         ):
             self._form.setRowVisible(widget, is_shown)
@@ -118,6 +135,7 @@ class PretrainSettings(QObject):
             temperature=round(self.temperature_spin.value(), 4),
             margin=round(self.margin_spin.value(), 4),
             projection_dim=self.projection_spin.value(),
+            memory_size=self.memory_spin.value(),
         )
         data = dataclasses.replace(
             config.data,
@@ -129,6 +147,7 @@ class PretrainSettings(QObject):
         show_number(self.temperature_spin, config.objective.temperature)
         show_number(self.margin_spin, config.objective.margin)
         show_number(self.projection_spin, config.objective.projection_dim)
+        show_number(self.memory_spin, config.objective.memory_size)
         if config.objective.task == "pretrain":  # else the box keeps the choice for later
             show_text(self.monitor_edit, config.data.monitor_dir or "")
 

@@ -13,7 +13,7 @@ from ptm_studio.core.data.loader import load_image
 from ptm_studio.core.data.manifest import ImageRecord
 from ptm_studio.core.data.pretrain_views import MultiViewTransform, build_pretrain_transform
 from ptm_studio.core.data.transforms import build_transform
-from ptm_studio.core.objectives.self_supervised import views_for_objective
+from ptm_studio.core.objectives.pretrain_objectives import views_for_objective
 
 CLASS_NAMES = ("circle", "square", "stripe")
 

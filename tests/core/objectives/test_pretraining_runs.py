@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from ptm_studio.core.models.registry import build_backbone
-from ptm_studio.core.objectives.self_supervised import (
+from ptm_studio.core.objectives.pretrain_objectives import (
     PRETRAIN_OBJECTIVES,
-    PretrainObjective,
     build_pretrain_objective,
 )
+from ptm_studio.core.objectives.self_supervised import PretrainObjective
 
 IMAGE_SIZE = 16
 BATCH_SIZE = 8
@@ -47,7 +47,12 @@ def _views(pictures: torch.Tensor, count: int, generator: torch.Generator) -> li
 
 def _objective(name: str) -> tuple[torch.nn.Module, PretrainObjective]:
     backbone, feature_dim = build_backbone("small_cnn")
-    objective = build_pretrain_objective(name, feature_dim, IMAGE_SIZE, projection_dim=32)
+    # A memory that is full after the first step: a filling one adds negatives, which raises
+    # the loss while it fills.
+    objective = build_pretrain_objective(
+        name, feature_dim, IMAGE_SIZE, projection_dim=32, memory_size=4
+    )
+    objective.attach(backbone)  # as the pretraining task does
     return backbone, objective
 
 
@@ -77,9 +82,12 @@ def test_a_short_pretraining_run_lowers_the_loss(name: str) -> None:
     parameters = list(backbone.parameters()) + list(objective.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=2e-3)
     generator = torch.Generator().manual_seed(2)
-    pictures = _pictures(generator)
+    # Batches taken in turn from 4 batches' worth of pictures, as an epoch does: a memory of
+    # 2 batches has let a picture's own older copy go before the picture comes back.
+    pool = [_pictures(generator) for _ in range(4)]
     losses = []
-    for _ in range(40):
+    for step in range(60):
+        pictures = pool[step % len(pool)]
         output = objective(backbone, _views(pictures, objective.views_per_image, generator))
         optimizer.zero_grad()
         output.loss.backward()

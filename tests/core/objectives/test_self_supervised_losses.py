@@ -9,14 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from ptm_studio.core.objectives.self_supervised import (
+from ptm_studio.core.objectives.pretrain_objectives import (
     PRETRAIN_OBJECTIVES,
+    build_pretrain_objective,
+    describe_objective,
+)
+from ptm_studio.core.objectives.self_supervised import (
     ContrastiveMarginObjective,
     NTXentObjective,
     ReconstructionObjective,
     RotationObjective,
-    build_pretrain_objective,
-    describe_objective,
     margin_pair_loss,
     nt_xent_loss,
     rotate_batch,
@@ -165,6 +167,8 @@ def test_registry_builds_every_objective_with_its_settings() -> None:
         "contrastive_margin",
         "reconstruction",
         "rotation",
+        "moco",
+        "vicreg",
     }
     for name, objective_class in PRETRAIN_OBJECTIVES.items():
         objective = build_pretrain_objective(name, 16, 32, margin=0.5, temperature=0.2)
