@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_helpers import train_and_record
+from training_helpers import StopAt, train_and_record
 
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.data.dataset import ImageDataset
 from ptm_studio.core.engine import feature_cache
-from ptm_studio.core.engine.callbacks import Callback
-from ptm_studio.core.engine.control import StopRequest, TrainingControl
+from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import BatchFinished, EpochFinished, TrainingAdjusted
 
 ConfigFactory = Callable[..., RunConfig]
@@ -104,7 +103,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(
     straight, _ = train_and_record(config, tmp_path / "straight")
     stop = StopRequest()
     stopped, _ = train_and_record(
-        config, tmp_path / "resumed", _StopAtStep(stop, stop_at_step), stop_request=stop
+        config, tmp_path / "resumed", StopAt(stop, step=stop_at_step), stop_request=stop
     )
     assert stopped.status == "stopped"
     resumed, _ = train_and_record(config, tmp_path / "resumed", resume_from=stopped.run_dir)
@@ -139,12 +138,3 @@ def test_features_too_large_for_memory_fall_back_to_the_pictures_and_say_so(
     assert len(said) == 1 and "runs over every picture each epoch" in said[0].message
     _slow, slow_events = train_and_record(_frozen(config, cached=False), tmp_path / "slow")
     assert _epoch_results(events) == _epoch_results(slow_events)
-
-
-class _StopAtStep(Callback):
-    def __init__(self, stop: StopRequest, step: int) -> None:
-        self.stop, self.step = stop, step
-
-    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
-        if event.global_step == self.step:
-            self.stop.request()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_helpers import train_and_record
+from training_helpers import StopAt, train_and_record
 
 from ptm_studio.core.checkpoints import CheckpointError, load_checkpoint
-from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.config import PRETRAIN_LOSSES, RunConfig, replace_field
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
-from ptm_studio.core.engine.control import StopRequest, TrainingControl
+from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import (
     BatchFinished,
     EpochFinished,
@@ -41,17 +41,7 @@ def train(
     return finished, recorder
 
 
-ALL_LOSSES = [
-    "nt_xent",
-    "contrastive_margin",
-    "reconstruction",
-    "rotation",
-    "moco",
-    "vicreg",
-]
-
-
-@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("loss", PRETRAIN_LOSSES)
 def test_each_objective_pretrains_and_saves_a_reusable_backbone(
     tiny_config: ConfigFactory, tmp_path: Path, loss: str
 ) -> None:
@@ -121,13 +111,8 @@ def test_a_pretraining_run_resumed_mid_epoch_matches_an_uninterrupted_one(
     config = replace_field(config, "objective.memory_size", 6)
     _straight, straight_events = train(config, tmp_path / "straight")
 
-    class StopAtStep(Callback):
-        def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
-            if event.global_step == 2:
-                stop.request()
-
     stop = StopRequest()
-    stopped, _ = train(config, tmp_path / "resumed", StopAtStep(), stop_request=stop)
+    stopped, _ = train(config, tmp_path / "resumed", StopAt(stop, step=2), stop_request=stop)
     assert stopped.status == "stopped"
     _, resumed_events = train(config, tmp_path / "resumed", resume_from=stopped.run_dir)
     straight_losses = [event.loss for event in straight_events.of_type(BatchFinished)]

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_helpers import train_and_record
+from training_helpers import StopAt, train_and_record
 
 from ptm_studio.core.checkpoints import load_checkpoint
 from ptm_studio.core.config import DataConfig, ModelConfig, RunConfig, replace_field
-from ptm_studio.core.engine.callbacks import Callback
-from ptm_studio.core.engine.control import StopRequest, TrainingControl
+from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import (
     BatchFinished,
     CheckpointSaved,
@@ -33,23 +32,6 @@ ConfigFactory = Callable[..., RunConfig]
 
 
 _train = train_and_record
-
-
-class StopAt(Callback):
-    """Requests a stop after the given global step (or at the end of an epoch)."""
-
-    def __init__(
-        self, stop_request: StopRequest, *, step: int | None = None, epoch: int | None = None
-    ) -> None:
-        self.stop_request, self.step, self.epoch = stop_request, step, epoch
-
-    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
-        if event.global_step == self.step:
-            self.stop_request.request()
-
-    def on_epoch_finished(self, event: EpochFinished, control: TrainingControl) -> None:
-        if event.epoch == self.epoch:
-            self.stop_request.request()
 
 
 def test_events_come_in_order_with_plain_payloads(

@@ -8,7 +8,8 @@ from typing import Any
 
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
-from ptm_studio.core.engine.events import TrainingFinished
+from ptm_studio.core.engine.control import StopRequest, TrainingControl
+from ptm_studio.core.engine.events import BatchFinished, EpochFinished, TrainingFinished
 from ptm_studio.core.engine.trainer import Trainer
 
 
@@ -28,6 +29,23 @@ def train_and_record(
     else:
         trainer = Trainer.new_run(config, callbacks=every, runs_root=runs_root, **options)
     return trainer.run(), recorder
+
+
+class StopAt(Callback):
+    """Requests a stop after the given global step (or at the end of an epoch)."""
+
+    def __init__(
+        self, stop_request: StopRequest, *, step: int | None = None, epoch: int | None = None
+    ) -> None:
+        self.stop_request, self.step, self.epoch = stop_request, step, epoch
+
+    def on_batch_finished(self, event: BatchFinished, control: TrainingControl) -> None:
+        if event.global_step == self.step:
+            self.stop_request.request()
+
+    def on_epoch_finished(self, event: EpochFinished, control: TrainingControl) -> None:
+        if event.epoch == self.epoch:
+            self.stop_request.request()
 
 
 TINY_CLI_TRAINING = (
