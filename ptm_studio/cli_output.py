@@ -94,6 +94,7 @@ class ProgressPrinter(Callback):
         if is_pretraining(event):
             measured = (
                 f"k-NN accuracy {format_percent(event.val_accuracy)}, "
+                f"linear probe {format_percent(event.probe_accuracy)}, "
                 f"embedding spread {format_number(event.embedding_spread, 2)}"
             )
         else:
@@ -172,12 +173,13 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
     pretraining = bool(epochs) and is_pretraining(epochs[0])
     if pretraining:
         print_table(
-            ["epoch", "train loss", "k-NN acc", "spread", "time"],
+            ["epoch", "train loss", "k-NN acc", "probe acc", "spread", "time"],
             [
                 [
                     f"{e.epoch}{' *' if e.is_best else ''}",
                     format_number(e.train_loss),
                     format_percent(e.val_accuracy),
+                    format_percent(e.probe_accuracy),
                     format_number(e.embedding_spread, 2),
                     format_duration(e.epoch_seconds),
                 ]
@@ -218,6 +220,17 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
                 "Best epoch, balanced",
                 f"accuracy {format_percent(best.val_balanced_accuracy)}, "
                 f"macro-F1 {format_number(best.val_macro_f1, 2)} (epoch {best.epoch})",
+            ),
+        )
+    probed = [epoch for epoch in epochs if math.isfinite(epoch.probe_accuracy)]
+    if pretraining and probed:
+        top = max(probed, key=lambda epoch: epoch.probe_accuracy)
+        rows.insert(
+            4,
+            (
+                "Best linear probe",
+                f"{format_percent(top.probe_accuracy)} at epoch {top.epoch} (the backbone that "
+                "transfers best by this measure; later runs start from the last epoch's)",
             ),
         )
     if finished.run_dir:

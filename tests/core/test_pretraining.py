@@ -53,6 +53,7 @@ def test_each_objective_pretrains_and_saves_a_reusable_backbone(
     for epoch in epochs:
         assert math.isfinite(epoch.train_loss) and math.isfinite(epoch.embedding_spread)
         assert 0.0 <= epoch.val_accuracy <= 1.0  # k-NN accuracy on the folder's own classes
+        assert 0.0 <= epoch.probe_accuracy <= 1.0  # and a linear probe on the same features
         assert math.isnan(epoch.val_loss)
     assert math.isfinite(epochs[-1].train_accuracy) == (loss == "rotation")
     assert not recorder.of_type(PredictionsReady)

@@ -128,6 +128,9 @@ class EpochFinished(EngineEvent):
     # Pretraining only: ~1 when embeddings are well spread, towards 0 when they collapse.
     # (For pretraining, val_accuracy is the k-nearest-neighbour accuracy on frozen features.)
     embedding_spread: float = float("nan")
+    # Pretraining with labels to measure with: a linear classifier's accuracy on the frozen
+    # features (a linear probe), what a finetuned head could make of them.
+    probe_accuracy: float = float("nan")
     global_step: int = 0
     best_val_accuracy: float = float("nan")
     epochs_without_improvement: int = 0  # epochs since the best one (early stopping counts them)

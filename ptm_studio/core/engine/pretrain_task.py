@@ -40,6 +40,7 @@ from ptm_studio.core.objectives.pretrain_health import (
     embedding_spread,
     extract_features,
     knn_accuracy,
+    linear_probe_accuracy,
 )
 from ptm_studio.core.objectives.pretrain_objectives import build_pretrain_objective
 from ptm_studio.core.objectives.self_supervised import PretrainObjective
@@ -207,24 +208,31 @@ class PretrainTask(TrainingTask):
             if self.epoch_embeddings
             else float("nan")
         )
-        outcome = EpochOutcome(val_accuracy=self._knn_accuracy(), embedding_spread=spread)
+        knn, probe = self._feature_accuracies()
+        outcome = EpochOutcome(val_accuracy=knn, embedding_spread=spread, probe_accuracy=probe)
         samples = self._sample_views(epoch_index)
         if samples is not None:
             outcome.events.append(samples)
         return outcome
 
     def evaluate(self) -> EpochOutcome:
-        return EpochOutcome(val_accuracy=self._knn_accuracy())
+        knn, probe = self._feature_accuracies()
+        return EpochOutcome(val_accuracy=knn, probe_accuracy=probe)
 
-    def _knn_accuracy(self) -> float:
+    def _feature_accuracies(self) -> tuple[float, float]:
+        """k-NN and linear-probe accuracy of the frozen features on the labelled pictures
+        (NaN, NaN without any): one pass over them serves both."""
         if self.monitor is None:
-            return float("nan")
+            return float("nan"), float("nan")
         reference_loader, query_loader = self.monitor
         reference, reference_labels = extract_features(
             self.model.backbone, reference_loader, self.device
         )
         query, query_labels = extract_features(self.model.backbone, query_loader, self.device)
-        return knn_accuracy(reference, reference_labels, query, query_labels)
+        return (
+            knn_accuracy(reference, reference_labels, query, query_labels),
+            linear_probe_accuracy(reference, reference_labels, query, query_labels),
+        )
 
     def _sample_views(self, epoch_index: int) -> PretrainSamplesReady | None:
         """A few fixed pictures as the objective sees them, for the live strip in the app."""

@@ -64,6 +64,7 @@ _EPOCH_LOG_FIELDS = (
     "epoch_seconds",
     "is_best",
     "embedding_spread",
+    "probe_accuracy",
 )
 _EVALUATION_LOG_FIELDS = ("epoch", "val_loss", "val_accuracy", "val_top5_accuracy")
 

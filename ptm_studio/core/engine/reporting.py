@@ -88,6 +88,7 @@ def epoch_event(
         per_class=outcome.per_class,
         confusion_matrix=outcome.confusion,
         embedding_spread=outcome.embedding_spread,
+        probe_accuracy=outcome.probe_accuracy,
         global_step=progress.global_step,
         best_val_accuracy=progress.best_val_accuracy,
         epochs_without_improvement=progress.epochs_without_improvement,

@@ -56,6 +56,7 @@ class EpochOutcome:
     per_class: tuple[dict[str, float | str | int], ...] = ()
     confusion: np.ndarray | None = None
     embedding_spread: float = float("nan")
+    probe_accuracy: float = float("nan")  # pretraining: a linear classifier on frozen features
     events: list[EngineEvent] = field(default_factory=list)
 
 

@@ -14,6 +14,7 @@ COLLAPSE_WARNING_THRESHOLD = 0.1
 LOW_SPREAD_THRESHOLD = 0.3
 # Queries per similarity block: 1024 × 10 000 train features is 40 MB of float32.
 KNN_QUERY_CHUNK = 1024
+PROBE_RIDGE = 1e-2  # the linear probe's regularisation, relative to the number of pictures
 
 
 def embedding_spread(embeddings: torch.Tensor) -> float:
@@ -88,6 +89,39 @@ def knn_accuracy(
     return correct / query_features.shape[0]
 
 
+def linear_probe_accuracy(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    query_features: torch.Tensor,
+    query_labels: torch.Tensor,
+    ridge: float = PROBE_RIDGE,
+) -> float:
+    """Share of query pictures a linear classifier on the frozen features gets right: what a
+    finetuned head could make of them, which k-NN (distances only) can miss.
+
+    Features are standardised by the train features' mean and spread; the classifier is ridge
+    regression onto one-hot classes, W = (XᵀX + λ·N·I)⁻¹ XᵀY with a bias column, solved in
+    closed form (float64): no learning rate, no random draws, the same answer every time. The
+    predicted class is the largest output.
+    """
+    _check_labelled(train_features, train_labels, "train")
+    _check_labelled(query_features, query_labels, "query")
+    train = train_features.double().cpu()
+    mean, spread = train.mean(dim=0), train.std(dim=0).clamp_min(1e-6)
+    design = _with_bias((train - mean) / spread)
+    num_classes = int(max(train_labels.max(), query_labels.max())) + 1
+    targets = functional.one_hot(train_labels.long().cpu(), num_classes).double()
+    gram = design.T @ design + ridge * len(design) * torch.eye(design.shape[1], dtype=torch.float64)
+    weights = torch.linalg.solve(gram, design.T @ targets)
+    queries = _with_bias((query_features.double().cpu() - mean) / spread)
+    predictions = (queries @ weights).argmax(dim=1)
+    return float((predictions == query_labels.long().cpu()).double().mean())
+
+
+def _with_bias(features: torch.Tensor) -> torch.Tensor:
+    return torch.cat([features, features.new_ones(len(features), 1)], dim=1)
+
+
 def _vote(
     similarity: torch.Tensor,
     train_labels: torch.Tensor,
@@ -108,7 +142,7 @@ def _check_labelled(features: torch.Tensor, labels: torch.Tensor, role: str) -> 
     if labels.shape != (features.shape[0],):
         raise ValueError(f"The {role} labels must have one entry per {role} feature vector.")
     if bool((labels < 0).any()):
-        raise ValueError(f"Some {role} pictures have no class; k-NN accuracy needs labels.")
+        raise ValueError(f"Some {role} pictures have no class; measuring features needs labels.")
 
 
 def extract_features(

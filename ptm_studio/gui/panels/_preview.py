@@ -80,7 +80,7 @@ def fake_epoch(epoch: int, *, num_epochs: int = 5) -> EpochFinished:
 
 
 def fake_pretrain_epoch(epoch: int, *, num_epochs: int = 5) -> EpochFinished:
-    """A pretraining epoch: the spread recovers from a dip; k-NN accuracy climbs."""
+    """A pretraining epoch: the spread recovers from a dip; k-NN and probe accuracy climb."""
     return EpochFinished(
         epoch=epoch,
         num_epochs=num_epochs,
@@ -93,6 +93,7 @@ def fake_pretrain_epoch(epoch: int, *, num_epochs: int = 5) -> EpochFinished:
         epoch_seconds=12.0,
         is_best=False,
         embedding_spread=(0.05, 0.2, 0.5, 0.8, 0.9)[(epoch - 1) % 5],
+        probe_accuracy=min(0.95, 0.4 + 0.1 * epoch),
     )
 
 

@@ -63,7 +63,7 @@ def image_to_pixmap(image: np.ndarray, size_px: int = SAMPLE_SIZE_PX) -> QPixmap
 
 
 class PretrainingPanel(QWidget):
-    """Health line, spread / k-NN plot and sample strip of a pretraining run."""
+    """Health line, spread / k-NN / linear-probe plot and sample strip of a pretraining run."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -73,11 +73,14 @@ class PretrainingPanel(QWidget):
         self.health_label.setToolTip(
             "Spread: how differently the network describes different pictures (about 1 is "
             "healthy, near 0 means collapse). k-NN accuracy: share of validation pictures whose "
-            "class their most similar training pictures guess right (needs labelled folders)."
+            "class their most similar training pictures guess right. Linear probe: share a "
+            "simple classifier on the network's features gets right, what a finetuned last "
+            "layer could make of them (both need labelled folders)."
         )
         self.plot = LivePlot("Pretraining health per epoch", "Epoch", "Value (0–1)", integer_x=True)
         self.plot.add_curve("spread", "spread", theme.TRAIN_COLOUR, with_symbols=True)
         self.plot.add_curve("knn", "k-NN accuracy", theme.VALIDATION_COLOUR, with_symbols=True)
+        self.plot.add_curve("probe", "linear probe", theme.LEARNING_RATE_COLOUR, with_symbols=True)
         self.samples_title = plain_label("")
         self.sample_grid_host = QWidget()
         self.sample_grid = QGridLayout(self.sample_grid_host)
@@ -115,23 +118,30 @@ class PretrainingPanel(QWidget):
                     epoch,
                     logged_number(record, "embedding_spread"),
                     logged_number(record, "val_accuracy"),
+                    logged_number(record, "probe_accuracy"),
                 )
         self._continued_run_dir = Path(run_dir)
 
     @Slot(object)
     def add_epoch(self, event: EpochFinished) -> None:
         """Take one epoch's spread and k-NN accuracy; ignored when the run is not pretraining."""
-        self._add_point(event.epoch, event.embedding_spread, event.val_accuracy)
+        self._add_point(
+            event.epoch, event.embedding_spread, event.val_accuracy, event.probe_accuracy
+        )
 
-    def _add_point(self, epoch: int, spread: float, accuracy: float) -> None:
+    def _add_point(self, epoch: int, spread: float, accuracy: float, probe: float) -> None:
         if math.isnan(spread):
             return  # finetuning epochs carry no spread
         self.plot.append("spread", epoch, spread)
         self.plot.append("knn", epoch, accuracy)
+        self.plot.append("probe", epoch, probe)
         self.plot.refresh()
         knn = f"{100 * accuracy:.1f} %" if math.isfinite(accuracy) else "not measured (no labels)"
+        measured = f"k-NN accuracy {knn}"
+        if math.isfinite(probe):
+            measured += f" · linear probe {100 * probe:.1f} %"
         self.health_label.setText(
-            f"Epoch {epoch}: spread {spread:.2f} ({read_spread(spread)}) · k-NN accuracy {knn}"
+            f"Epoch {epoch}: spread {spread:.2f} ({read_spread(spread)}) · {measured}"
         )
         self._set_has_content(True)
 

@@ -1,4 +1,5 @@
-"""Label-free health signals: the collapse detector, the k-NN probe and feature extraction."""
+"""Label-free health signals: the collapse detector, the k-NN and linear probes, feature
+extraction."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ptm_studio.core.objectives.pretrain_health import (
     embedding_spread,
     extract_features,
     knn_accuracy,
+    linear_probe_accuracy,
 )
 
 
@@ -87,6 +89,35 @@ def test_knn_accuracy_refuses_unlabelled_pictures() -> None:
         knn_accuracy(
             torch.randn(3, 2), torch.tensor([0, -1, 1]), torch.randn(2, 2), torch.tensor([0, 1])
         )
+
+
+def test_the_linear_probe_is_perfect_on_well_separated_clusters_and_chance_on_random_labels() -> (
+    None
+):
+    generator = torch.Generator().manual_seed(2)
+    train, train_labels = _clusters(30, generator)
+    query, query_labels = _clusters(10, generator)
+    assert linear_probe_accuracy(train, train_labels, query, query_labels) == 1.0
+    noise = torch.randn(2000, 32, generator=generator)
+    random_labels = torch.randint(4, (2000,), generator=generator)
+    chance = linear_probe_accuracy(
+        noise[:1500], random_labels[:1500], noise[1500:], random_labels[1500:]
+    )
+    assert 0.18 < chance < 0.32
+
+
+def test_the_linear_probe_finds_a_direction_that_nearest_neighbours_miss() -> None:
+    """The class is told by one of 32 numbers; the other 31 are larger noise. Distances are
+    dominated by the noise (k-NN near chance), a linear classifier reads the one number."""
+    generator = torch.Generator().manual_seed(4)
+    labels = torch.randint(2, (1200,), generator=generator)
+    features = 3.0 * torch.randn(1200, 32, generator=generator)
+    features[:, 0] = labels.float() * 2 - 1 + 0.3 * torch.randn(1200, generator=generator)
+    knn = knn_accuracy(features[:800], labels[:800], features[800:], labels[800:])
+    probe = linear_probe_accuracy(features[:800], labels[:800], features[800:], labels[800:])
+    assert knn < 0.75 and probe > 0.95
+    again = linear_probe_accuracy(features[:800], labels[:800], features[800:], labels[800:])
+    assert again == probe  # closed form: no random draws
 
 
 def test_extract_features_runs_in_eval_mode_and_restores_training() -> None:
