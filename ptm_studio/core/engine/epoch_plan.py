@@ -7,7 +7,11 @@ import math
 from dataclasses import dataclass
 
 MAX_PLANNED_EPOCHS = 1000  # a tiny folder on a fast computer: early stopping ends it anyway
-PLANNED_SHARE = 0.95  # plan to end a little early: saving and a few measured steps are not exact
+# The most epochs that end within 4 % past the budget: a budget is a target to meet, not a wall
+# to stay far from (the TimeBudget rule ends a run whose epochs come out slower, past 10 %).
+# With 95 % of the budget, as before, 5-minute runs on the flowers at 69-76 s an epoch planned
+# 3 epochs and ended after 3:47-3:54, a fifth of the time given unused.
+PLANNED_SHARE = 1.04
 
 
 @dataclass(frozen=True)
