@@ -93,13 +93,9 @@ class FeatureCache:
         self.seed = seed
         self.wanted_copies = COPIES_WITH_RANDOM_CHANGES if random_changes else 1
         self.on_unavailable = on_unavailable
-        self.copies: int | None = None  # decided with the first copy (how many fit)
+        self.copies: int | None = None  # how many fit, decided before the first is computed
         self._train: dict[int, CachedFeatures] = {}
         self._val: CachedFeatures | None = None
-
-    @property
-    def available(self) -> bool:
-        return self.copies != 0
 
     def train_loader_for_epoch(self, epoch_index: int) -> DataLoader | None:
         """A loader of the epoch's training features (same sampler, same batches), or None
