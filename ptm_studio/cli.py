@@ -27,6 +27,7 @@ from ptm_studio.cli_arguments import (
     EXIT_OK,
     EXIT_USAGE,
     build_parser,
+    chosen_settings,
     config_from_arguments,
     flag_for,
     resume_changes_from_arguments,
@@ -48,7 +49,7 @@ from ptm_studio.cli_stopping import (
     stop_at_once,
     stopping_on_signals,
 )
-from ptm_studio.core.config import ConfigError, ConfigFileError
+from ptm_studio.core.config import ConfigError, ConfigFileError, RunConfig
 from ptm_studio.core.engine.events import (
     STATUS_FAILED,
     STATUS_STOPPED,
@@ -175,7 +176,7 @@ def _train(arguments: argparse.Namespace, stop_request: Any) -> int:
     from ptm_studio.core.engine.trainer import Trainer
 
     progress = ProgressPrinter(quiet=arguments.quiet)
-    config = config_from_arguments(arguments)
+    config = with_recipe_said(config_from_arguments(arguments), chosen_settings(arguments))
     if getattr(arguments, "auto", False):
         from ptm_studio.cli_auto import auto_config
         from ptm_studio.core.data import DatasetError
@@ -192,6 +193,21 @@ def _train(arguments: argparse.Namespace, stop_request: Any) -> int:
         stop_request=stop_request,
     )
     return _train_and_report(trainer, progress)
+
+
+def with_recipe_said(config: RunConfig, chosen: set[str]) -> RunConfig:
+    """``config`` with the transfer recipe for a start from pretraining, said when it applies."""
+    from ptm_studio.core.objectives.transfer import TRANSFER_REASON, with_transfer_recipe
+
+    recipe = with_transfer_recipe(config, keep=chosen)
+    if recipe != config:
+        print(
+            f"Transfer recipe: --training-mode {recipe.model.training_mode} "
+            f"--backbone-learning-rate-factor {recipe.model.backbone_learning_rate_factor:g}, "
+            f"because {TRANSFER_REASON}. Give --training-mode to choose otherwise.",
+            file=sys.stderr,
+        )
+    return recipe
 
 
 def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
@@ -250,7 +266,9 @@ def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
 def _train_and_report(trainer: Any, progress: ProgressPrinter) -> int:
     finished = on_training_thread(trainer.run)
     if finished.kind not in (Ending.RUN_BUSY, Ending.DATA_CHANGED):
-        print_summary(finished, progress.epochs)  # else nothing ran: the reason says it all
+        print_summary(
+            finished, progress.epochs, progress.frozen
+        )  # else nothing ran: the reason says it all
     return _exit_code(finished)
 
 
@@ -317,6 +335,7 @@ def _run_compare(arguments: argparse.Namespace) -> int:
                     runs_root=arguments.runs_root,
                     callbacks_for=callbacks_for,
                     stop_request=stop_request,
+                    keep=chosen_settings(arguments),
                 )
             )
     except StopAtOnce:

@@ -286,6 +286,21 @@ def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
     return _with_config_file_paths(config, arguments).validate()
 
 
+def chosen_settings(arguments: argparse.Namespace) -> set[str]:
+    """The settings the user chose: the flags given, and what the --config file sets to other
+    than the defaults (a default written into an earlier run's config.json chose nothing)."""
+    chosen = set(flags_given(arguments))
+    if arguments.config:
+        defaults = RunConfig()
+        loaded = RunConfig.load(arguments.config)
+        chosen |= {
+            name
+            for name in ("model.training_mode", "model.backbone_learning_rate_factor")
+            if get_field(loaded, name) != get_field(defaults, name)
+        }
+    return chosen
+
+
 def scan_config(arguments: argparse.Namespace) -> RunConfig:
     """The settings `scan` checks the folder for, validated as train validates them."""
     config = RunConfig()

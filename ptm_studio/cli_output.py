@@ -17,6 +17,7 @@ from ptm_studio.core.engine.events import (
     DownloadProgressed,
     EarlyStopRequested,
     EpochFinished,
+    FrozenFeaturesMeasured,
     LearningAdvice,
     TrainingAdjusted,
     TrainingFinished,
@@ -52,6 +53,7 @@ class ProgressPrinter(Callback):
         self.quiet = quiet
         self.is_terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self.epochs: list[EpochFinished] = []
+        self.frozen: FrozenFeaturesMeasured | None = None
         self._last_draw = 0.0
 
     def on_training_started(self, event: TrainingStarted, control: TrainingControl) -> None:
@@ -123,6 +125,13 @@ class ProgressPrinter(Callback):
             f"{prefix}warning (epoch {event.epochs_completed}): {event.message}", file=self.stream
         )
 
+    def on_frozen_features_measured(
+        self, event: FrozenFeaturesMeasured, control: TrainingControl
+    ) -> None:
+        self.frozen = event
+        if not self.quiet:
+            print(event.message, file=self.stream)
+
     def on_training_adjusted(self, event: TrainingAdjusted, control: TrainingControl) -> None:
         # Shown even with --quiet: the run works differently from what the user asked for.
         prefix = "\r" + " " * 100 + "\r" if self.is_terminal else ""
@@ -168,7 +177,11 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 
 
-def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -> None:
+def print_summary(
+    finished: TrainingFinished,
+    epochs: Sequence[EpochFinished],
+    frozen: FrozenFeaturesMeasured | None = None,
+) -> None:
     print()
     pretraining = bool(epochs) and is_pretraining(epochs[0])
     if pretraining:
@@ -220,6 +233,15 @@ def print_summary(finished: TrainingFinished, epochs: Sequence[EpochFinished]) -
                 "Best epoch, balanced",
                 f"accuracy {format_percent(best.val_balanced_accuracy)}, "
                 f"macro-F1 {format_number(best.val_macro_f1, 2)} (epoch {best.epoch})",
+            ),
+        )
+    if frozen is not None:  # the baselines beside the finetuned result
+        rows.insert(
+            4,
+            (
+                "Frozen features alone",
+                f"linear probe {format_percent(frozen.probe_accuracy)}, "
+                f"k-NN {format_percent(frozen.knn_accuracy)} (before finetuning)",
             ),
         )
     probed = [epoch for epoch in epochs if math.isfinite(epoch.probe_accuracy)]

@@ -35,7 +35,12 @@ AUGMENTATION_DESCRIPTIONS = {
     "not rely on the object always filling the frame in the same way.",
 }
 WEIGHT_SOURCES = ("random", "imagenet", "file", "run")
-TRAINING_MODES = ("full_finetune", "feature_extraction", "freeze_then_unfreeze")
+TRAINING_MODES = (
+    "full_finetune",
+    "feature_extraction",
+    "freeze_then_unfreeze",
+    "probe_then_finetune",
+)
 TASKS = ("finetune", "pretrain")
 SUPERVISED_LOSSES = ("cross_entropy",)
 PRETRAIN_LOSSES = (
@@ -155,14 +160,22 @@ class ModelConfig:
     )
     training_mode: str = field(
         default="full_finetune",
-        metadata=_describe("Which layers learn.", choices=TRAINING_MODES),
+        metadata=_describe(
+            "Which layers learn. probe_then_finetune (for a pretrained start): the last layer is "
+            "first fitted on the frozen network's features, then every layer learns, the network "
+            "at backbone_learning_rate_factor times the rate.",
+            choices=TRAINING_MODES,
+        ),
     )
     unfreeze_after_epochs: int = field(
         default=1, metadata=_describe("freeze_then_unfreeze: epochs with only the head learning.")
     )
     backbone_learning_rate_factor: float = field(
         default=0.1,
-        metadata=_describe("freeze_then_unfreeze: backbone learning rate relative to the head's."),
+        metadata=_describe(
+            "freeze_then_unfreeze, probe_then_finetune: the network's learning rate relative to "
+            "the last layer's."
+        ),
     )
     dropout: float = field(default=0.0, metadata=_describe("Dropout before the classifier head."))
     cache_frozen_features: bool = field(

@@ -53,7 +53,12 @@ class ComparisonRunner:
 
     def run(self) -> Any:
         from ptm_studio.core.compare import compare_initialisations
+        from ptm_studio.core.objectives.transfer import RECIPE_SETTINGS, TRANSFER_MODE
 
+        # The window's usual modes get the transfer recipe for the pretrained arm (and the
+        # random arm learns with every layer); another mode was the user's choice: kept.
+        mode = self.request.config.model.training_mode
+        keep = () if mode in ("full_finetune", TRANSFER_MODE) else RECIPE_SETTINGS
         result = compare_initialisations(
             self.request.config,
             self.pretrained_run,
@@ -61,6 +66,7 @@ class ComparisonRunner:
             runs_root=self.request.runs_root,
             callbacks_for=lambda _start, _seed: self.callbacks,
             stop_request=self.stop_request,
+            keep=keep,
         )
         return result.arms[-1].finished if result.arms else None
 

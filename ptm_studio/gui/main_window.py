@@ -154,6 +154,8 @@ class MainWindow(QMainWindow):
         connect(events.EpochFinished, metrics.add_epoch)
         connect(events.EpochFinished, pretraining.add_epoch)
         connect(events.EvaluationFinished, metrics.add_evaluation)
+        connect(events.FrozenFeaturesMeasured, metrics.show_frozen_features)
+        connect(events.FrozenFeaturesMeasured, training.show_frozen_features)
         connect(events.PredictionsReady, self.predictions_panel.show_predictions)
         connect(events.PretrainSamplesReady, pretraining.show_samples)
         connect(events.PicturesSkipped, training.show_skipped)

@@ -17,12 +17,15 @@ class RunHistory:
     batches: tuple[dict[str, Any], ...]
     epochs: tuple[dict[str, Any], ...]
     evaluations: tuple[dict[str, Any], ...] = ()
+    # probe_then_finetune: what the frozen starting features scored (see FrozenFeaturesMeasured)
+    frozen_features: dict[str, Any] | None = None
 
 
 def load_history(run: RunDirectory, up_to_step: int) -> RunHistory:
     """Records with ``global_step <= up_to_step``, in order, without repeats (a resumed run
     trains the later steps again)."""
     by_type: dict[str, dict[Any, dict[str, Any]]] = {"batch": {}, "epoch": {}, "evaluation": {}}
+    frozen_features = None
     for record in run.read_metrics():
         step = record.get("global_step")
         if not isinstance(step, int) or step > up_to_step:
@@ -32,10 +35,12 @@ def load_history(run: RunDirectory, up_to_step: int) -> RunHistory:
             by_type["epoch"][record["epoch"]] = record
         elif kind in ("batch", "evaluation"):
             by_type[str(kind)][step] = record
+        elif kind == "frozen_features":
+            frozen_features = record
     batches, epochs, evaluations = (
         tuple(records[key] for key in sorted(records)) for records in by_type.values()
     )
-    return RunHistory(batches=batches, epochs=epochs, evaluations=evaluations)
+    return RunHistory(batches, epochs, evaluations, frozen_features)
 
 
 def logged_number(record: Mapping[str, Any], key: str) -> float:

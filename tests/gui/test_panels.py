@@ -13,7 +13,9 @@ import pytest
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QLabel
 
-from ptm_studio.core.config import RunConfig
+from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.engine.events import FrozenFeaturesMeasured
+from ptm_studio.core.runs import RunDirectory
 from ptm_studio.gui.dataset_summary import ClassSummary, DatasetSummary, ProblemSummary
 from ptm_studio.gui.panels._preview import (
     fake_batch,
@@ -30,6 +32,7 @@ from ptm_studio.gui.panels.objective_panel import ObjectivePanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
+from ptm_studio.gui.run_history import load_history
 from ptm_studio.gui.widgets.prediction_grid import RecordRole
 from ptm_studio.gui.wording import format_duration
 
@@ -185,6 +188,45 @@ def test_model_panel_writes_its_choices_into_the_config(qtbot: Any) -> None:
     assert panel.backbone_info.textFormat() == Qt.TextFormat.PlainText
 
 
+def _pretraining_run(runs_root: Path) -> Path:
+    run = RunDirectory.create(runs_root, "pretrained")
+    config = replace_field(RunConfig(), "objective.task", "pretrain")
+    run.write_config(replace_field(config, "objective.loss", "rotation"))
+    return run.path
+
+
+def test_a_start_from_pretraining_gets_the_transfer_recipe_said_and_undone(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    panel.weights_combo.setCurrentIndex(panel.weights_combo.findData("run"))
+    panel.weights_path_edit.setText(str(_pretraining_run(tmp_path)))
+    model = panel.settings.config.model
+    assert (model.training_mode, model.backbone_learning_rate_factor) == (
+        "probe_then_finetune",
+        0.1,
+    )
+    assert panel.mode_combo.currentData() == "probe_then_finetune"
+    assert panel.mode_info.text().startswith("Chosen for you, because")
+    assert panel.backbone_rate_spin.isEnabled()
+    panel.weights_combo.setCurrentIndex(panel.weights_combo.findData("random"))
+    assert panel.settings.config.model.training_mode == "full_finetune"
+
+
+def test_the_users_own_mode_is_kept_for_a_start_from_pretraining(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    index = panel.mode_combo.findData("feature_extraction")
+    panel.mode_combo.setCurrentIndex(index)
+    panel.mode_combo.activated.emit(index)  # as a click does
+    panel.weights_combo.setCurrentIndex(panel.weights_combo.findData("run"))
+    panel.weights_path_edit.setText(str(_pretraining_run(tmp_path)))
+    assert panel.settings.config.model.training_mode == "feature_extraction"
+
+
 def test_objective_panel_auto_and_round_trip(qtbot: Any) -> None:
     panel = ObjectivePanel()
     qtbot.addWidget(panel)
@@ -253,6 +295,25 @@ def test_metrics_panel_holds_points_and_skips_non_finite(qtbot: Any) -> None:
     assert panel.epoch_loss_plot.drawn_point_count("val") == 1
     assert panel.learning_rate_plot.drawn_point_count("lr") == 100
     panel.grab()  # painting with NaNs held in the buffers must not raise
+
+
+def test_the_accuracy_plot_shows_what_the_last_layer_scored_alone(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    """probe_then_finetune: the fitted last layer's accuracy is a level the finetuned curve is
+    read against; a new run clears it, and a reopened run's history brings it back."""
+    panel = MetricsPanel()
+    qtbot.addWidget(panel)
+    message = "fitted"
+    panel.show_frozen_features(FrozenFeaturesMeasured(0.5, 0.625, 0.01, 1.0, message))
+    assert panel.accuracy_plot.level("probe") == pytest.approx(62.5)
+    panel.grab()
+    panel.clear()
+    assert panel.accuracy_plot.level("probe") is None
+    run = RunDirectory.create(tmp_path, "probed")
+    run.append_metrics([{"type": "frozen_features", "global_step": 0, "probe_accuracy": 0.7}])
+    panel.show_history(load_history(run, up_to_step=10), run.path)
+    assert panel.accuracy_plot.level("probe") == pytest.approx(70.0)
 
 
 def dataclass_replace(event: Any, **changes: Any) -> Any:

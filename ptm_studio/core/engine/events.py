@@ -250,6 +250,23 @@ class LearningAdvice(EngineEvent):
 
 
 @dataclass(frozen=True)
+class FrozenFeaturesMeasured(EngineEvent):
+    """Fires before the first step of a "probe then finetune" run, once its last layer was
+    fitted on the starting network's frozen features: what those features are worth alone.
+
+    ``knn_accuracy``: the validation accuracy of a k-nearest-neighbour vote on them;
+    ``probe_accuracy``: of the fitted last layer (a linear probe), which is where the
+    finetuning starts from. ``penalty``: the L2 strength the fit chose on held-out pictures.
+    ``message`` says it for the user."""
+
+    knn_accuracy: float
+    probe_accuracy: float
+    penalty: float
+    seconds: float
+    message: str
+
+
+@dataclass(frozen=True)
 class TrainingAdjusted(EngineEvent):
     """Fires when the run changed how it works to keep going, e.g. after running out of memory.
 

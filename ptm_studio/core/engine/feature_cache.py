@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from ptm_studio.core.engine.loops import autocast, move_batch
@@ -109,12 +110,48 @@ class FeatureCache:
             self._train[copy] = self._compute(self.train_loader, copy=copy)
         return self._loader_of(self._train[copy])
 
+    def every_train_copy(self) -> CachedFeatures | None:
+        """The features of every copy of the training pictures, one after another (a picture's
+        copies share its position), or None when they do not fit in memory."""
+        if self.copies is None:
+            self.copies = self._copies_that_fit(self._feature_size())
+        if self.copies == 0:
+            return None
+        for copy in range(self.copies):
+            if copy not in self._train:
+                self._train[copy] = self._compute(self.train_loader, copy=copy)
+        parts = [self._train[copy] for copy in range(self.copies)]
+        return CachedFeatures(
+            torch.cat([part.features for part in parts]),
+            torch.cat([part.labels for part in parts]),
+            torch.cat([part.positions for part in parts]),
+        )
+
+    def val_features(self) -> CachedFeatures:
+        """The validation pictures' features (positions below 0 mark unreadable pictures)."""
+        if self._val is None:
+            self._val = self._compute(self.val_loader, copy=0)
+        return self._val
+
+    def recalibrate_normalisation(self) -> None:
+        """Recompute the backbone's batch-norm statistics on the training pictures (one pass,
+        no learning; torch's update_bn). The statistics a network brings describe the pictures
+        it was trained on, e.g. the strongly changed views of contrastive pretraining, or
+        nothing at all for random weights; once every layer learns, it normalises with the
+        statistics of the batches it is given. Features computed with the brought statistics
+        would not be what the network gives while it learns, and a last layer fitted on them
+        would start finetuning with outputs far off."""
+        with self._frozen_pass(copy=0):
+            update_bn(self._images(self.train_loader), self.backbone)
+
+    def _images(self, loader: DataLoader) -> Iterator[torch.Tensor]:
+        for images, targets, _ in _in_order(loader):  # full precision: statistics are sums
+            yield move_batch(images, targets, self.device, self.channels_last)[0]
+
     def val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(features, targets, positions) batches of the validation pictures, as the
         validation loader gives (images, targets, positions)."""
-        if self._val is None:
-            self._val = self._compute(self.val_loader, copy=0)
-        cached, size = self._val, max(1, self.val_loader.batch_size or 1)
+        cached, size = self.val_features(), max(1, self.val_loader.batch_size or 1)
         for start in range(0, len(cached.labels), size):
             end = start + size
             yield cached.features[start:end], cached.labels[start:end], cached.positions[start:end]

@@ -36,6 +36,7 @@ from ptm_studio.core.engine.events import (
     Ending,
     EpochFinished,
     EvaluationFinished,
+    FrozenFeaturesMeasured,
     LearningAdvice,
     PicturesSkipped,
     PredictionsReady,
@@ -226,6 +227,18 @@ class RunRecorder(Callback):
             }
             for record in event.records
         ]
+
+    @_while_recording
+    def on_frozen_features_measured(
+        self, event: FrozenFeaturesMeasured, control: TrainingControl
+    ) -> None:
+        measured = {
+            "knn_accuracy": event.knn_accuracy,
+            "probe_accuracy": event.probe_accuracy,
+            "penalty": event.penalty,
+        }
+        self._append_metrics({"type": "frozen_features", "global_step": 0, **measured})
+        self.run.write_status(frozen_features=measured)
 
     @_while_recording
     def on_early_stop_requested(self, event: EarlyStopRequested, control: TrainingControl) -> None:

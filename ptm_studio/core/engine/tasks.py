@@ -8,6 +8,8 @@ checkpoints and events.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,12 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 from torch.utils.data import DataLoader
 
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DataSplit
-from ptm_studio.core.engine.events import EngineEvent, PredictionRecord, PredictionsReady
-from ptm_studio.core.engine.feature_cache import FeatureCache
+from ptm_studio.core.engine.events import (
+    EngineEvent,
+    FrozenFeaturesMeasured,
+    PredictionRecord,
+    PredictionsReady,
+)
+from ptm_studio.core.engine.feature_cache import CachedFeatures, FeatureCache
 from ptm_studio.core.engine.loading import without_workers
 from ptm_studio.core.engine.loops import BatchResult, autocast, evaluate, move_batch
 from ptm_studio.core.engine.memory import MicroBatching, batch_length
@@ -30,6 +38,8 @@ from ptm_studio.core.engine.setup import build_data_loaders, build_model, class_
 from ptm_studio.core.models import BackboneSpec, ImageClassifier
 from ptm_studio.core.objectives import build_supervised_loss
 from ptm_studio.core.objectives.freezing import is_backbone_frozen, set_backbone_trainable
+from ptm_studio.core.objectives.head_fit import fit_linear_head
+from ptm_studio.core.objectives.pretrain_health import knn_accuracy
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,11 @@ class TrainingTask:
     def optimizer_parts(self) -> tuple[nn.Module, nn.Module]:
         """(head-like part, backbone): the backbone may learn more slowly or be frozen."""
         raise NotImplementedError
+
+    def before_training(self) -> list[EngineEvent]:
+        """Work done once before a run's first step (a resumed run has it in its checkpoint),
+        and the events that report it."""
+        return []
 
     def prepare_epoch(self, epoch_index: int, *, cached_features: bool = True) -> None:
         """Set the modules up for the epoch. ``cached_features``: a frozen backbone's features
@@ -168,6 +183,49 @@ class SupervisedTask(TrainingTask):
     def optimizer_parts(self) -> tuple[nn.Module, nn.Module]:
         return self.model.head, self.model.backbone
 
+    def before_training(self) -> list[EngineEvent]:
+        """probe_then_finetune: fit the last layer on the starting network's frozen features
+        (LP-FT), so the first steps of finetuning do not distort them with a random layer's
+        gradients, and say what those features are worth alone (k-NN and the fitted layer)."""
+        if self.config.model.training_mode != "probe_then_finetune":
+            return []
+        started = time.perf_counter()
+        self.feature_cache.recalibrate_normalisation()
+        train = self.feature_cache.every_train_copy()
+        if train is None:  # too large for memory (said): every layer starts learning at once
+            return []
+        fit = fit_linear_head(
+            self.model.classifier_layer,
+            train.features,
+            train.labels,
+            train.positions,
+            seed=self.config.seed,
+            class_weights=getattr(self.loss_function, "weight", None),
+        )
+        knn, probe = self._frozen_accuracies(train)
+        self.feature_cache.drop()  # every layer learns from now on: the features change
+        seconds = time.perf_counter() - started
+        message = frozen_features_message(
+            knn, probe, self.config.model.backbone_learning_rate_factor
+        )
+        return [FrozenFeaturesMeasured(knn, probe, fit.penalty, seconds, message)]
+
+    def _frozen_accuracies(self, train: CachedFeatures) -> tuple[float, float]:
+        """(k-NN, fitted last layer) validation accuracy on the frozen features."""
+        val = self.feature_cache.val_features()
+        readable = val.positions >= 0
+        if not bool(readable.any()):
+            return float("nan"), float("nan")
+        features, labels = val.features[readable], val.labels[readable]
+        knn = knn_accuracy(train.features, train.labels, features, labels)
+        with torch.no_grad():
+            layer = self.model.classifier_layer
+            logits = functional.linear(
+                features, layer.weight.float().cpu(), layer.bias.float().cpu()
+            )
+        probe = float((logits.argmax(dim=1) == labels).float().mean())
+        return knn, probe
+
     def prepare_epoch(self, epoch_index: int, *, cached_features: bool = True) -> None:
         frozen = is_backbone_frozen(self.config.model, epoch_index)
         set_backbone_trainable(self.model.backbone, not frozen)
@@ -255,3 +313,17 @@ class SupervisedTask(TrainingTask):
 
     def meta(self) -> dict[str, Any]:
         return {"num_classes": len(self.class_names)}
+
+
+def frozen_features_message(knn: float, probe: float, backbone_factor: float) -> str:
+    if not math.isfinite(probe):
+        scored = "There are no validation pictures to say what it scores."
+    else:
+        scored = (
+            f"It gets {100 * probe:.1f} % of the validation pictures right "
+            f"(nearest neighbours on the same features: {100 * knn:.1f} %)."
+        )
+    return (
+        "The last layer was fitted on the starting network's features first. "
+        f"{scored} Now every layer learns, the network at {backbone_factor:g}× the rate."
+    )

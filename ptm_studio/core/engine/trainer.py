@@ -254,6 +254,11 @@ class Trainer:
         self._emit(started_event(run_dir, parts, changes))
         self._report_skipped_files()
         try:
+            if parts.progress.global_step == 0:
+                for event in parts.batches.with_loader_retry(
+                    parts.task.before_training, "the preparation before the first step"
+                ):
+                    self._emit(event)
             return self._train_epochs()
         except (DatasetVanished, ImageLoadError) as error:
             root = resolve_data_dir(parts.config)

@@ -13,16 +13,18 @@ from ptm_studio.core.config import ModelConfig, OptimConfig
 # one_cycle rises for this share of the run when no explicit warm-up is set (as OneCycleLR does).
 ONE_CYCLE_RISE_FRACTION = 0.3
 WARMUP_START_FACTOR = 0.01
+# Modes whose backbone learns at model.backbone_learning_rate_factor times the head's rate.
+SLOWER_BACKBONE_MODES = ("freeze_then_unfreeze", "probe_then_finetune")
 
 
 def build_optimizer(
     head: nn.Module, backbone: nn.Module, optim: OptimConfig, model_config: ModelConfig
 ) -> torch.optim.Optimizer:
     """Two parameter groups: head and backbone. The backbone group is absent in feature
-    extraction and runs at a lower rate in freeze-then-unfreeze. Biases and norm layers get no
+    extraction and runs at a lower rate in freeze-then-unfreeze and probe-then-finetune. Biases and norm layers get no
     weight decay (decaying them only hurts)."""
     backbone_factor = 1.0
-    if model_config.training_mode == "freeze_then_unfreeze":
+    if model_config.training_mode in SLOWER_BACKBONE_MODES:
         backbone_factor = model_config.backbone_learning_rate_factor
     groups = _decay_groups(head, optim.learning_rate, optim.weight_decay, "head")
     if model_config.training_mode != "feature_extraction":

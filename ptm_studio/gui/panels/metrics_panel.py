@@ -17,6 +17,7 @@ from ptm_studio.core.engine.events import (
     BatchFinished,
     EpochFinished,
     EvaluationFinished,
+    FrozenFeaturesMeasured,
     TrainingStarted,
 )
 from ptm_studio.gui import theme
@@ -130,6 +131,8 @@ class MetricsPanel(QWidget):
                 logged_number(record, "train_accuracy"),
                 logged_number(record, "val_accuracy"),
             )
+        if history.frozen_features is not None:
+            self._show_probe_level(logged_number(history.frozen_features, "probe_accuracy"))
         self._continued_run_dir = Path(run_dir)
         self.refresh_all()
 
@@ -146,6 +149,21 @@ class MetricsPanel(QWidget):
             event.train_accuracy,
             event.val_accuracy,
         )
+
+    @Slot(object)
+    def show_frozen_features(self, event: FrozenFeaturesMeasured) -> None:
+        """Before a "probe then finetune" run's first step: what its last layer scored alone
+        on the frozen starting features, the level the finetuned accuracy should rise above."""
+        self._show_probe_level(event.probe_accuracy)
+
+    def _show_probe_level(self, accuracy: float) -> None:
+        if math.isfinite(accuracy):
+            self.accuracy_plot.show_level(
+                "probe",
+                f"last layer alone on the starting features: {100 * accuracy:.1f} %",
+                theme.BASELINE_COLOUR,
+                100.0 * accuracy,
+            )
 
     @Slot(object)
     def add_evaluation(self, event: EvaluationFinished) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -21,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.config import RunConfig
+from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.settings_model import SettingsModel
 from ptm_studio.gui.widgets.settings_binding import (
@@ -60,7 +61,14 @@ TRAINING_MODE_TEXT = {
         "Last layer first, then all",
         "Train only the classifier for the first epochs, then let all layers learn, more gently.",
     ),
+    "probe_then_finetune": (
+        "Fit the last layer, then all learn gently",
+        "First fit the final classifier to what the starting network already sees (seconds), "
+        "then let every layer learn, the network more slowly. Keeps what pretraining learnt: "
+        "the usual choice when starting from a pretraining run.",
+    ),
 }
+SLOWER_NETWORK_MODES = ("freeze_then_unfreeze", "probe_then_finetune")
 IMAGENET_STATUS_TEXT = {
     "available_offline": "available offline",
     "needs_download": "needs download",
@@ -118,6 +126,8 @@ class ModelPanel(QGroupBox):
         super().__init__("2. Model", parent)
         self.settings = settings or SettingsModel(parent=self)
         self._showing = Showing()
+        self.mode_chosen_by_user = False
+        self.recipe_chose_mode = False  # the mode shown was set by the transfer recipe
         self._shown = self.settings.config  # what the boxes showed (see keep_unedited)
         self._specs = {
             spec.name: spec for spec in (backbones if backbones is not None else load_backbones())
@@ -167,6 +177,16 @@ class ModelPanel(QGroupBox):
         self.unfreeze_spin.setToolTip(
             "How many epochs only the last layer learns before all layers do."
         )
+        self.backbone_rate_spin = QDoubleSpinBox()
+        self.backbone_rate_spin.setRange(0.0, 10.0)
+        self.backbone_rate_spin.setDecimals(2)
+        self.backbone_rate_spin.setSingleStep(0.05)
+        self.backbone_rate_spin.setValue(0.1)
+        self.backbone_rate_spin.setSuffix(" × the last layer's")
+        self.backbone_rate_spin.setToolTip(
+            "How fast the network learns compared with its last layer once all layers learn. "
+            "Smaller keeps more of what the starting network knew."
+        )
         self.mode_info = plain_label()
         self.mode_info.setObjectName("hint")
 
@@ -180,12 +200,17 @@ class ModelPanel(QGroupBox):
         form.addRow("", self.weights_path_row)
         form.addRow("Which layers learn:", self.mode_combo)
         form.addRow("Last layer only for:", self.unfreeze_spin)
+        form.addRow("Network's learning rate:", self.backbone_rate_spin)
         form.addRow("", self.mode_info)
 
         self.backbone_combo.currentIndexChanged.connect(self._on_backbone_changed)
         self.weights_combo.currentIndexChanged.connect(self._on_weights_changed)
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
+        # Only the user's own pick (not one shown from the settings) keeps the transfer recipe
+        # from choosing the mode for a start from pretraining.
+        self.mode_combo.activated.connect(self._note_mode_chosen)
         self.unfreeze_spin.valueChanged.connect(self._write)
+        self.backbone_rate_spin.valueChanged.connect(self._write)
         self.weights_path_edit.textChanged.connect(self._write)
         self.settings.changed.connect(self.show_settings)
         self.show_settings(self.settings.config)
@@ -252,10 +277,16 @@ class ModelPanel(QGroupBox):
             self.weights_path_edit.setText(path)
 
     @Slot()
+    def _note_mode_chosen(self) -> None:
+        self.mode_chosen_by_user = True
+        self.recipe_chose_mode = False
+
+    @Slot()
     def _on_mode_changed(self) -> None:
         mode = self.mode_combo.currentData()
-        self.mode_info.setText(TRAINING_MODE_TEXT[mode][1])
+        self.mode_info.setText(self._mode_words(mode))
         self.unfreeze_spin.setEnabled(mode == "freeze_then_unfreeze")
+        self.backbone_rate_spin.setEnabled(mode in SLOWER_NETWORK_MODES)
         self._write()
 
     @Slot()
@@ -272,11 +303,30 @@ class ModelPanel(QGroupBox):
         if chosen:
             self.weights_path_edit.setText(chosen)
 
+    def _mode_words(self, mode: str) -> str:
+        words = TRAINING_MODE_TEXT[mode][1]
+        if self.recipe_chose_mode and mode == "probe_then_finetune":
+            from ptm_studio.core.objectives.transfer import TRANSFER_REASON
+
+            words = f"Chosen for you, because {TRANSFER_REASON}. " + words
+        return words
+
     @Slot()
     def _write(self) -> None:
-        if not self._showing:
-            edited = self.apply_to(self.settings.config)
-            self.settings.update(lambda current: keep_unedited(current, self._shown, edited))
+        if self._showing:
+            return
+        edited = self.apply_to(self.settings.config)
+        if edited.model.weights == "run" and not self.mode_chosen_by_user:
+            from ptm_studio.core.objectives.transfer import with_transfer_recipe
+
+            recipe = with_transfer_recipe(edited)
+            self.recipe_chose_mode = self.recipe_chose_mode or recipe != edited
+            edited = recipe
+        elif self.recipe_chose_mode and edited.model.weights != "run":
+            # The start is no longer a pretraining run: undo the recipe's own choice.
+            edited = replace_field(edited, "model.training_mode", "full_finetune")
+            self.recipe_chose_mode = False
+        self.settings.update(lambda current: keep_unedited(current, self._shown, edited))
 
     def apply_to(self, config: RunConfig) -> RunConfig:
         """``config`` with this panel's choices; another network brings its usual image size."""
@@ -294,6 +344,7 @@ class ModelPanel(QGroupBox):
             weights_path=path if source in ("file", "run") else None,
             training_mode=self.mode_combo.currentData(),
             unfreeze_after_epochs=self.unfreeze_spin.value(),
+            backbone_learning_rate_factor=self.backbone_rate_spin.value(),
         )
         return dataclasses.replace(config, model=model)
 
@@ -304,6 +355,7 @@ class ModelPanel(QGroupBox):
             show_choice(self.weights_combo, config.model.weights)
             show_choice(self.mode_combo, config.model.training_mode)
             show_number(self.unfreeze_spin, config.model.unfreeze_after_epochs)
+            show_number(self.backbone_rate_spin, config.model.backbone_learning_rate_factor)
             if config.model.weights in ("file", "run"):  # else the box keeps it for later
                 show_text(self.weights_path_edit, config.model.weights_path or "")
         self._shown = self.apply_to(config)

@@ -93,6 +93,7 @@ SETTING_NAMES = {
     "model.weights_path": "Start from",
     "model.training_mode": "Which layers learn",
     "model.unfreeze_after_epochs": "All layers learn after",
+    "model.backbone_learning_rate_factor": "Network's learning rate",
     "data.image_size": "Image size",
     "data.batch_size": "Batch size",
     "data.augmentations": "Random changes",

@@ -26,6 +26,7 @@ from ptm_studio.core.engine.events import (
     DownloadProgressed,
     EarlyStopRequested,
     EpochFinished,
+    FrozenFeaturesMeasured,
     LearningAdvice,
     PicturesSkipped,
     TrainingAdjusted,
@@ -187,6 +188,11 @@ class TrainingPanel(QGroupBox):
     def show_adjustment(self, event: TrainingAdjusted) -> None:
         """Keep a visible note of how the run adjusted itself (the latest one of each kind)."""
         self._show_notice(event.kind, f"Adjusted to keep going: {event.message}")
+
+    @Slot(object)
+    def show_frozen_features(self, event: FrozenFeaturesMeasured) -> None:
+        """The first half of "probe then finetune" done: what the starting features are worth."""
+        self._show_notice("frozen_features", event.message)
 
     @Slot(object)
     def show_early_stop(self, event: EarlyStopRequested) -> None:

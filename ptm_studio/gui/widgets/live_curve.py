@@ -101,6 +101,7 @@ class LivePlot(QWidget):
     ) -> None:
         super().__init__(parent)
         self._curves: dict[str, _Curve] = {}
+        self._levels: dict[str, pg.InfiniteLine] = {}
         self._log_y = log_y
         self._x_label = x_label
         axes = {"bottom": IntegerAxis("bottom")} if integer_x else None
@@ -167,6 +168,28 @@ class LivePlot(QWidget):
         self._curves[key] = _Curve(name=name, item=item)
         self._add_legend_entry(name, colour, dashed=dashed, with_symbols=with_symbols)
 
+    def show_level(self, key: str, name: str, colour: QColor, value: float) -> None:
+        """A dashed horizontal line at ``value``, labelled ``name``: a baseline the curves are
+        read against. Shown again with a new value, it moves; cleared with the curves."""
+        line = self._levels.get(key)
+        if line is None:
+            line = pg.InfiniteLine(
+                angle=0,
+                movable=False,
+                pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
+                label=name,
+                labelOpts={"position": 0.02, "color": colour, "anchors": [(0, 1), (0, 1)]},
+            )
+            self._levels[key] = line
+            self.plot_widget.addItem(line, ignoreBounds=False)
+        line.setValue(value)
+        line.setVisible(True)
+
+    def level(self, key: str) -> float | None:
+        """Where the level ``key`` is drawn, or None when it is not shown."""
+        line = self._levels.get(key)
+        return float(line.value()) if line is not None and line.isVisible() else None
+
     def _add_legend_entry(
         self, name: str, colour: QColor, *, dashed: bool, with_symbols: bool
     ) -> None:
@@ -220,6 +243,8 @@ class LivePlot(QWidget):
         for curve in self._curves.values():
             curve.buffer.clear()
             curve.is_dirty = True
+        for line in self._levels.values():
+            line.setVisible(False)
         self.hover_label.setText(" ")
 
     @Slot(object)
