@@ -335,3 +335,32 @@ def test_init_from_accepts_a_run_name(
         == EXIT_OK
     )
     assert "Best validation accuracy" in capsys.readouterr().out
+
+
+def test_finetuning_from_pretraining_uses_the_transfer_recipe_and_says_so(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = ["--image-size", "16", "--batch-size", "4", "--cpu-threads", "1", "--epochs", "1"]
+    pretrained = tmp_path / "pretrained"
+    common = ["--data", str(tiny_dataset), *tiny]
+    assert main(["pretrain", *common, "--loss", "rotation", "--output", str(pretrained)]) == 0
+    capsys.readouterr()
+    finetuned = tmp_path / "finetuned"
+    arguments = ["finetune", *common, "--init-from", str(pretrained), "--output", str(finetuned)]
+    assert main(arguments) == EXIT_OK
+    printed = capsys.readouterr()
+    assert "Transfer recipe: --training-mode probe_then_finetune" in printed.err
+    assert "The last layer was fitted on the starting network's features" in printed.err
+    assert "Frozen features alone:" in printed.out
+    config = json.loads((finetuned / "config.json").read_text())
+    assert config["model"]["training_mode"] == "probe_then_finetune"
+    status = json.loads((finetuned / "run.json").read_text())
+    assert set(status["frozen_features"]) == {"knn_accuracy", "probe_accuracy", "penalty"}
+    # The user's own mode is kept, and nothing is said.
+    chosen = tmp_path / "chosen"
+    own = ["finetune", *common, "--init-from", str(pretrained), "--output", str(chosen)]
+    assert main([*own, "--training-mode", "full_finetune"]) == EXIT_OK
+    assert "Transfer recipe" not in capsys.readouterr().err
+    assert json.loads((chosen / "config.json").read_text())["model"]["training_mode"] == (
+        "full_finetune"
+    )

@@ -16,6 +16,11 @@ from ptm_studio.core.compare import (
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.events import TrainingFinished
 from ptm_studio.core.engine.trainer import Trainer
+from ptm_studio.core.objectives.transfer import (
+    TRANSFER_BACKBONE_FACTOR,
+    TRANSFER_MODE,
+    with_transfer_recipe,
+)
 from ptm_studio.core.runs import RunDirectory
 
 
@@ -31,6 +36,44 @@ def test_both_arms_share_everything_but_the_starting_weights(
     assert random_start.model.weights == "random" and random_start.model.weights_path is None
     assert pretrained.data == random_start.data and pretrained.optim == random_start.optim
     assert pretrained.seed == random_start.seed == 3
+
+
+def _pretraining_run(runs_root: Path) -> Path:
+    """A run folder whose config says pretraining (its weights are not needed here)."""
+    run = RunDirectory.create(runs_root, "pretrained")
+    config = replace_field(RunConfig(), "objective.task", "pretrain")
+    run.write_config(replace_field(config, "objective.loss", "rotation"))
+    return run.path
+
+
+def test_the_pretrained_arm_finetunes_with_the_transfer_recipe_the_random_arm_as_usual(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    base, run = tiny_config(), _pretraining_run(tmp_path)
+    pretrained = comparison_config(base, "pretrained", run, seed=0, keep=())
+    random_start = comparison_config(base, "random", run, seed=0, keep=())
+    assert pretrained.model.training_mode == TRANSFER_MODE
+    assert pretrained.model.backbone_learning_rate_factor == TRANSFER_BACKBONE_FACTOR
+    assert random_start.model.training_mode == "full_finetune"
+    # A mode the user chose is theirs, for both arms.
+    chosen = replace_field(base, "model.training_mode", "feature_extraction")
+    for start in ("pretrained", "random"):
+        config = comparison_config(chosen, start, run, seed=0, keep={"model.training_mode"})
+        assert config.model.training_mode == "feature_extraction"
+
+
+def test_the_recipe_is_only_for_a_start_from_pretraining(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    finetuned = RunDirectory.create(tmp_path, "finetuned")
+    finetuned.write_config(RunConfig())
+    for weights, path in (("run", str(finetuned.path)), ("run", str(tmp_path / "gone"))):
+        config = replace_field(tiny_config(), "model.weights", weights)
+        config = replace_field(config, "model.weights_path", path)
+        assert with_transfer_recipe(config) == config
+    config = replace_field(tiny_config(), "model.weights", "run")
+    config = replace_field(config, "model.weights_path", str(_pretraining_run(tmp_path)))
+    assert with_transfer_recipe(config).model.training_mode == TRANSFER_MODE
 
 
 def test_comparison_runs_both_arms_per_seed(
