@@ -197,7 +197,7 @@ def _train(arguments: argparse.Namespace, stop_request: Any) -> int:
 
 def with_recipe_said(config: RunConfig, chosen: set[str]) -> RunConfig:
     """``config`` with the transfer recipe for a start from pretraining, said when it applies."""
-    from ptm_studio.core.objectives.transfer import TRANSFER_REASON, with_transfer_recipe
+    from ptm_studio.core.transfer_recipe import TRANSFER_REASON, with_transfer_recipe
 
     recipe = with_transfer_recipe(config, keep=chosen)
     if recipe != config:

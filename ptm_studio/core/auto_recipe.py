@@ -26,6 +26,11 @@ from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.data.manifest import DatasetScan
 from ptm_studio.core.data.problems import IMBALANCE_WARNING_RATIO
 from ptm_studio.core.runs import RunInfo
+from ptm_studio.core.transfer_recipe import (
+    TRANSFER_BACKBONE_FACTOR,
+    TRANSFER_MODE,
+    TRANSFER_REASON,
+)
 
 SAMPLED_PICTURES = 64  # enough to know the usual size and colour of a folder's pictures
 GPU_KINDS = ("cuda", "mps")
@@ -132,7 +137,9 @@ def choose_recipe(
     network = next(choice for choice in choices if choice.setting == "model.backbone").value
     pretrained = any(c.setting == "model.weights" and c.value != "random" for c in choices)
     _choose_size_and_batch(facts, computer, str(network), pretrained, choose)
-    _choose_training(facts, pretrained, config.optim.time_budget_minutes, choose)
+    _choose_training(
+        facts, pretrained, config.optim.time_budget_minutes, choose, pretraining_run is not None
+    )
     _choose_changes_and_balance(facts, computer, pretrained, choose)
     chosen = config
     for choice in choices:
@@ -233,12 +240,18 @@ def _choose_size_and_batch(
 
 
 def _choose_training(
-    facts: PictureFacts, pretrained: bool, budget_minutes: float, choose: Choose
+    facts: PictureFacts,
+    pretrained: bool,
+    budget_minutes: float,
+    choose: Choose,
+    from_pretraining: bool = False,
 ) -> None:
     pictures = facts.training_pictures
     choose("optim.optimizer", "adamw", "works well without tuning for both kinds of start")
     rate = PRETRAINED_RATE if pretrained else RANDOM_RATE
     start = "pretrained weights need a gentler rate" if pretrained else "a usual rate from scratch"
+    if from_pretraining:  # the recipe's network learns at a tenth of it already
+        rate, start = RANDOM_RATE, "the rate the transfer recipe was measured with"
     choose("optim.learning_rate", rate, f"{start}; a learning-rate test refines it")
     choose("optim.schedule", "cosine", "the rate falls smoothly to the end: steadier last epochs")
     if pretrained:
@@ -259,7 +272,14 @@ def _choose_training(
         5,
         "stops when 5 epochs bring nothing better; keeps the best",
     )
-    if pretrained and pictures < FEW_PICTURES:
+    if from_pretraining:
+        choose("model.training_mode", TRANSFER_MODE, TRANSFER_REASON)
+        choose(
+            "model.backbone_learning_rate_factor",
+            TRANSFER_BACKBONE_FACTOR,
+            "the network learns at a tenth of the last layer's rate",
+        )
+    elif pretrained and pictures < FEW_PICTURES:
         choose(
             "model.training_mode",
             "freeze_then_unfreeze",

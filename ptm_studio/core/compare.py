@@ -19,7 +19,7 @@ from ptm_studio.core.engine.callbacks import Callback, EventRecorder
 from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import EpochFinished, TrainingFinished
 from ptm_studio.core.engine.trainer import Trainer
-from ptm_studio.core.objectives.transfer import (
+from ptm_studio.core.transfer_recipe import (
     RECIPE_SETTINGS,
     TRANSFER_MODE,
     with_transfer_recipe,

@@ -53,7 +53,7 @@ class ComparisonRunner:
 
     def run(self) -> Any:
         from ptm_studio.core.compare import compare_initialisations
-        from ptm_studio.core.objectives.transfer import RECIPE_SETTINGS, TRANSFER_MODE
+        from ptm_studio.core.transfer_recipe import RECIPE_SETTINGS, TRANSFER_MODE
 
         # The window's usual modes get the transfer recipe for the pretrained arm (and the
         # random arm learns with every layer); another mode was the user's choice: kept.

@@ -90,9 +90,14 @@ def test_a_pretraining_run_on_the_same_pictures_is_the_start(tmp_path: Path) -> 
         RunConfig().to_json().replace('"small_cnn"', '"resnet18"'), encoding="utf-8"
     )
     facts = PictureFacts(300, (150, 150), typical_side=375, grey_share=0.0)
-    config = _recipe(facts, pretraining_run=run).config
+    recipe = _recipe(facts, pretraining_run=run)
+    config = recipe.config
     assert (config.model.backbone, config.model.weights) == ("resnet18", "run")
     assert config.model.weights_path == str(run)
+    # It finetunes with the transfer recipe, and says why.
+    assert config.model.training_mode == "probe_then_finetune"
+    assert config.model.backbone_learning_rate_factor == 0.1
+    assert "fitted on its features first" in recipe.reason_for("model.training_mode")
 
 
 def test_imbalanced_classes_are_weighed_or_drawn_evenly_and_many_classes_smoothed() -> None:

@@ -16,12 +16,12 @@ from ptm_studio.core.compare import (
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.events import TrainingFinished
 from ptm_studio.core.engine.trainer import Trainer
-from ptm_studio.core.objectives.transfer import (
+from ptm_studio.core.runs import RunDirectory
+from ptm_studio.core.transfer_recipe import (
     TRANSFER_BACKBONE_FACTOR,
     TRANSFER_MODE,
     with_transfer_recipe,
 )
-from ptm_studio.core.runs import RunDirectory
 
 
 def test_both_arms_share_everything_but_the_starting_weights(

@@ -306,7 +306,7 @@ class ModelPanel(QGroupBox):
     def _mode_words(self, mode: str) -> str:
         words = TRAINING_MODE_TEXT[mode][1]
         if self.recipe_chose_mode and mode == "probe_then_finetune":
-            from ptm_studio.core.objectives.transfer import TRANSFER_REASON
+            from ptm_studio.core.transfer_recipe import TRANSFER_REASON
 
             words = f"Chosen for you, because {TRANSFER_REASON}. " + words
         return words
@@ -317,7 +317,7 @@ class ModelPanel(QGroupBox):
             return
         edited = self.apply_to(self.settings.config)
         if edited.model.weights == "run" and not self.mode_chosen_by_user:
-            from ptm_studio.core.objectives.transfer import with_transfer_recipe
+            from ptm_studio.core.transfer_recipe import with_transfer_recipe
 
             recipe = with_transfer_recipe(edited)
             self.recipe_chose_mode = self.recipe_chose_mode or recipe != edited
