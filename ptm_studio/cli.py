@@ -38,6 +38,7 @@ from ptm_studio.cli_output import (
     TerminalSafeStream,
     plain,
     print_comparison,
+    print_label_fraction_curve,
     print_models,
     print_runs,
     print_scan,
@@ -311,7 +312,7 @@ def _put_previous_checkpoint_in_place(run: Path) -> int:
 
 
 def _run_compare(arguments: argparse.Namespace) -> int:
-    from ptm_studio.core.compare import compare_initialisations
+    from ptm_studio.core.compare import compare_initialisations, compare_label_fractions
     from ptm_studio.core.engine.control import StopRequest
 
     if not arguments.init_from:
@@ -324,24 +325,36 @@ def _run_compare(arguments: argparse.Namespace) -> int:
         print(f"\n— Finetuning from {start} (seed {seed}) —", file=sys.stderr)
         return [ProgressPrinter(quiet=arguments.quiet)]
 
+    comparison = {
+        "alternative": arguments.against,
+        "seeds": arguments.seeds,
+        "runs_root": arguments.runs_root,
+        "callbacks_for": callbacks_for,
+        "stop_request": stop_request,
+        "keep": chosen_settings(arguments),
+    }
+    fractions = arguments.label_fractions
     try:
         with stopping_on_signals(stop_request):
-            result = on_training_thread(
-                lambda: compare_initialisations(
-                    config,
-                    arguments.init_from,
-                    alternative=arguments.against,
-                    seeds=arguments.seeds,
-                    runs_root=arguments.runs_root,
-                    callbacks_for=callbacks_for,
-                    stop_request=stop_request,
-                    keep=chosen_settings(arguments),
+            if fractions:
+                curve = on_training_thread(
+                    lambda: compare_label_fractions(
+                        config, arguments.init_from, fractions, **comparison
+                    )
                 )
-            )
+                arms = [arm for point in curve.points for arm in point.result.arms]
+            else:
+                result = on_training_thread(
+                    lambda: compare_initialisations(config, arguments.init_from, **comparison)
+                )
+                arms = list(result.arms)
     except StopAtOnce:
         return stop_at_once()
-    print_comparison(result, arguments.against)
-    failed = [arm for arm in result.arms if arm.finished.status == STATUS_FAILED]
+    if fractions:
+        print_label_fraction_curve(curve)
+    else:
+        print_comparison(result, arguments.against)
+    failed = [arm for arm in arms if arm.finished.status == STATUS_FAILED]
     for arm in failed:
         print(
             f"error ({arm.label}, seed {arm.seed}): {arm.finished.error_message}", file=sys.stderr

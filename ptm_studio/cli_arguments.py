@@ -16,6 +16,7 @@ from ptm_studio.cli_values import (
     config_file,
     existing_folder,
     folder_to_write,
+    label_share,
     path_setting,
     run_folder,
     run_name_or_folder,
@@ -130,6 +131,14 @@ def _add_train_command(commands: Any, name: str, *, help_text: str, description:
             nargs="+",
             default=[0],
             help="Repeat with these seeds (default: 0).",
+        )
+        train.add_argument(
+            "--label-fractions",
+            type=label_share,
+            nargs="+",
+            metavar="FRACTION",
+            help="Compare at each of these shares of the labels (e.g. 0.01 0.1 1) and print "
+            "the label-fraction curve: accuracy against the labelled pictures used.",
         )
     if name in ("finetune", "compare"):
         train.add_argument(

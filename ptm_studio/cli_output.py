@@ -394,6 +394,50 @@ def print_comparison(result: Any, alternative: str) -> None:
             print(f"  {arm.label:<11} seed {arm.seed}: {arm.finished.run_dir}")
 
 
+def print_label_fraction_curve(curve: Any) -> None:
+    """Per share of the labels: the accuracy from each start (mean and the seeds' range)."""
+    alternative = curve.alternative
+
+    def spread(point: Any, label: str) -> str:
+        low, mean, high = point.spread(label)
+        if not math.isfinite(mean):
+            return "—"
+        return f"{format_percent(mean)} ({100 * low:.1f}–{100 * high:.1f})"
+
+    rows = []
+    for point in curve.points:
+        differences = point.result.differences(alternative)
+        rows.append(
+            [
+                f"{100 * point.fraction:g} %",
+                f"{point.labelled_pictures} ({point.per_class} per class)",
+                spread(point, "pretrained"),
+                spread(point, alternative),
+                ", ".join(f"{d:+.1f}" for d in differences) or "—",
+            ]
+        )
+    print()
+    print_table(
+        [
+            "labels",
+            "labelled pictures",
+            "from pretrained",
+            f"from {alternative}",
+            "difference per seed (points)",
+        ],
+        rows,
+    )
+    print()
+    print(curve.verdict())
+    for point in curve.points:
+        for arm in point.result.arms:
+            if arm.finished.run_dir:
+                print(
+                    f"  {100 * point.fraction:g} % {arm.label:<11} seed {arm.seed}: "
+                    f"{arm.finished.run_dir}"
+                )
+
+
 def clear_progress_line() -> None:
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 60 + "\r")

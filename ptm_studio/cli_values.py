@@ -189,3 +189,13 @@ def finite_number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def label_share(text: str) -> float:
+    """A share of the labels: above 0, at most 1 (0.1 is 10 %)."""
+    value = finite_number(text)
+    if not 0.001 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a share of the labels between 0.001 and 1 (0.1 is 10 %)"
+        )
+    return value

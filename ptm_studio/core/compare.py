@@ -13,11 +13,12 @@ import statistics
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
 from ptm_studio.core.engine.control import StopRequest
-from ptm_studio.core.engine.events import EpochFinished, TrainingFinished
+from ptm_studio.core.engine.events import EpochFinished, TrainingFinished, TrainingStarted
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.transfer_recipe import (
     RECIPE_SETTINGS,
@@ -39,6 +40,8 @@ class ComparisonArm:
     finished: TrainingFinished
     val_accuracy_per_epoch: tuple[float, ...]
     val_loss_per_epoch: tuple[float, ...]
+    labelled_pictures: int = 0  # training pictures with labels the run learnt from
+    classes: int = 0
 
     @property
     def final_val_accuracy(self) -> float:
@@ -158,6 +161,7 @@ def compare_initialisations(
             )
             finished = trainer.run()
             epochs = [event for event in recorder.events if isinstance(event, EpochFinished)]
+            started = [event for event in recorder.events if isinstance(event, TrainingStarted)]
             arms.append(
                 ComparisonArm(
                     label=start,
@@ -165,6 +169,87 @@ def compare_initialisations(
                     finished=finished,
                     val_accuracy_per_epoch=tuple(event.val_accuracy for event in epochs),
                     val_loss_per_epoch=tuple(event.val_loss for event in epochs),
+                    labelled_pictures=started[0].num_train_images if started else 0,
+                    classes=len(started[0].class_names) if started else 0,
                 )
             )
     return ComparisonResult(tuple(arms))
+
+
+@dataclass(frozen=True)
+class LabelFractionPoint:
+    """The comparison at one share of the labels."""
+
+    fraction: float
+    result: ComparisonResult
+
+    @property
+    def labelled_pictures(self) -> int:
+        """Training pictures with labels (the same for every arm: one split per seed)."""
+        counts = [arm.labelled_pictures for arm in self.result.arms if arm.labelled_pictures]
+        return round(statistics.fmean(counts)) if counts else 0
+
+    @property
+    def per_class(self) -> int:
+        classes = max((arm.classes for arm in self.result.arms), default=0)
+        return round(self.labelled_pictures / classes) if classes else 0
+
+    def spread(self, label: str) -> tuple[float, float, float]:
+        """(lowest, mean, highest) accuracy of the seeds of one start."""
+        values = [value for value in self.result.accuracies(label) if math.isfinite(value)]
+        if not values:
+            return (math.nan, math.nan, math.nan)
+        return (min(values), statistics.fmean(values), max(values))
+
+
+@dataclass(frozen=True)
+class LabelFractionCurve:
+    """Accuracy against the labels used, from the pretraining run and from the alternative."""
+
+    points: tuple[LabelFractionPoint, ...]
+    alternative: str = "random"
+
+    def verdict(self) -> str:
+        """One sentence per share of the labels, fewest labels first."""
+        lines = []
+        for point in sorted(self.points, key=lambda point: point.fraction):
+            differences = point.result.differences(self.alternative)
+            if not differences:
+                continue
+            mean = statistics.fmean(differences)
+            every = all(d > 0 for d in differences) or all(d < 0 for d in differences)
+            held = f"every one of {len(differences)} seeds" if every else "not every seed"
+            lines.append(
+                f"With {point.per_class} labelled pictures per class "
+                f"({100 * point.fraction:g} % of the labels), starting from your pretraining is "
+                f"worth {mean:+.1f} points against {self.alternative} ({held})."
+            )
+        if not lines:
+            return "The comparison did not finish, so there is no verdict yet."
+        return " ".join([*lines, f"({COMPARED_RULE}.)"])
+
+
+def compare_label_fractions(
+    base: RunConfig,
+    pretrained_run: Path,
+    fractions: Sequence[float],
+    *,
+    on_point: Callable[[LabelFractionPoint], None] | None = None,
+    **comparison: Any,
+) -> LabelFractionCurve:
+    """:func:`compare_initialisations` at each share of the labels (``data.label_fraction``),
+    fewest labels first; ``on_point`` hears each share as it is done. A stop keeps what ran."""
+    alternative = comparison.get("alternative", "random")
+    stop_request = comparison.setdefault("stop_request", StopRequest())
+    points: list[LabelFractionPoint] = []
+    for fraction in sorted(fractions):
+        if stop_request.is_requested:
+            break
+        config = replace_field(base, "data.label_fraction", fraction)
+        point = LabelFractionPoint(
+            fraction, compare_initialisations(config, pretrained_run, **comparison)
+        )
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
+    return LabelFractionCurve(tuple(points), alternative)

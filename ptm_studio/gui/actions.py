@@ -26,6 +26,7 @@ class ActionHandlers:
     resume: Handler
     auto: Handler
     compare: Handler
+    compare_by_labels: Handler
     show_charts: Handler
     show_predictions: Handler
     show_evaluation: Handler
@@ -112,6 +113,12 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
         window, "Did pretraining help?…", handlers.compare, None, "",
         "Finetune from a pretrained run and from random weights, and compare",
     )  # fmt: skip
+    compare_by_labels = make_action(
+        window, "Did pretraining help, by the number of labels?…", handlers.compare_by_labels,
+        None, "",
+        "Finetune from a pretrained run and from random weights with 1 %, 10 % and all of the "
+        "labels, 3 seeds each, and draw accuracy against the labels used",
+    )  # fmt: skip
     toolbar = window.addToolBar("Main")
     toolbar.setObjectName("mainToolbar")
     toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -127,7 +134,11 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
             toolbar.addAction(action)
     menus = {
         "&File": ((actions.open_folder, actions.use_demo), (quit_action,)),
-        "&Training": ((actions.start, actions.stop, actions.resume), (actions.auto,), (compare,)),
+        "&Training": (
+            (actions.start, actions.stop, actions.resume),
+            (actions.auto,),
+            (compare, compare_by_labels),
+        ),
         "&Model": ((evaluate, predict), (export,)),
         "&View": ((charts, predictions, evaluation),),
         "&Help": ((about,),),

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QColor
 from PySide6.QtWidgets import (
@@ -191,3 +193,226 @@ class ComparisonDialog(QDialog):
             self.session.stop()
             self.session.wait()
         event.accept()
+
+
+LABEL_FRACTIONS = (0.01, 0.1, 1.0)  # as the issue's curve: a few labels, some, all
+
+
+class LabelFractionRunner:
+    """Looks like a Trainer to the training job; runs the whole label-fraction curve."""
+
+    def __init__(
+        self,
+        request: TrainingRequest,
+        callbacks: list[Callback],
+        stop_request: StopRequest,
+        *,
+        pretrained_run: Path,
+        fractions: tuple[float, ...],
+        seeds: tuple[int, ...],
+    ) -> None:
+        self.request, self.callbacks, self.stop_request = request, callbacks, stop_request
+        self.pretrained_run, self.fractions, self.seeds = pretrained_run, fractions, seeds
+
+    def run(self) -> Any:
+        from ptm_studio.core.compare import compare_label_fractions
+
+        curve = compare_label_fractions(
+            self.request.config,
+            self.pretrained_run,
+            self.fractions,
+            seeds=self.seeds,
+            runs_root=self.request.runs_root,
+            callbacks_for=lambda _start, _seed: self.callbacks,
+            stop_request=self.stop_request,
+            keep=(),  # the pretrained arm gets the transfer recipe, the random arm learns as usual
+        )
+        arms = [arm for point in curve.points for arm in point.result.arms]
+        return arms[-1].finished if arms else None
+
+
+class LabelFractionDialog(QDialog):
+    """The label-fraction curve: finetuned accuracy against the labelled pictures used, from the
+    pretraining run and from random weights, each point the mean of the seeds with their range."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        pretrained_run: Path,
+        *,
+        runs_root: Path | None = None,
+        fractions: tuple[float, ...] = LABEL_FRACTIONS,
+        seeds: tuple[int, ...] = WINDOW_SEEDS,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Did pretraining help? By the number of labels")
+        self.arms = [
+            (fraction, start, seed)
+            for fraction in sorted(fractions)
+            for seed in seeds
+            for start in ("pretrained", "random")
+        ]
+        self.finals: list[tuple[float, str, int, TrainingFinished, int, int]] = []
+        self._arm_index = -1
+        self._started: TrainingStarted | None = None
+        self.config = config
+        self.session = TrainingSession(
+            self,
+            runs_root=runs_root,
+            trainer_factory=lambda request, callbacks, stop_request: LabelFractionRunner(
+                request,
+                callbacks,
+                stop_request,
+                pretrained_run=pretrained_run,
+                fractions=tuple(sorted(fractions)),
+                seeds=seeds,
+            ),
+        )
+        self.session.connect_event(TrainingStarted, self._on_arm_started)
+        self.session.connect_event(TrainingFinished, self._on_arm_finished)
+        self.session.running_changed.connect(self._on_running_changed)
+        self._build(pretrained_run, fractions, seeds)
+
+    def _build(
+        self, pretrained_run: Path, fractions: tuple[float, ...], seeds: tuple[int, ...]
+    ) -> None:
+        shares = ", ".join(f"{100 * fraction:g} %" for fraction in sorted(fractions))
+        self.status_label = QLabel(
+            f"Finetuning from {pretrained_run.name} and from random weights with {shares} of "
+            f"the labels, {len(seeds)} seeds each ({len(self.arms)} runs)…"
+        )
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.status_label.setWordWrap(True)
+        self.plot_widget = pg.PlotWidget()
+        self.plot_widget.setTitle("Validation accuracy against the labels used")
+        self.plot_widget.setLabel("bottom", "Labelled pictures per class (log scale)")
+        self.plot_widget.setLabel("left", "Best validation accuracy (%)")
+        self.plot_widget.setLogMode(x=True)
+        self.plot_widget.showGrid(x=True, y=True, alpha=0.2)
+        self.plot_widget.addLegend(offset=(-10, 10))
+        self.curves: dict[str, Any] = {}
+        self.error_bars: dict[str, Any] = {}
+        for start in ("pretrained", "random"):
+            colour = ARM_COLOURS[start]
+            self.curves[start] = self.plot_widget.plot(
+                [],
+                [],
+                name=f"from {start} (mean of the seeds; bars: lowest to highest)",
+                pen=pg.mkPen(colour, width=2),
+                symbol="o",
+                symbolBrush=colour,
+                symbolPen=None,
+            )
+            self.error_bars[start] = pg.ErrorBarItem(beam=0.05, pen=pg.mkPen(colour, width=1.5))
+            self.plot_widget.addItem(self.error_bars[start])
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(
+            ["Labels", "Labelled pictures", "From pretrained", "From random"]
+        )
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.verdict_label = QLabel(" ")
+        self.verdict_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.verdict_label.setWordWrap(True)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current batch; finished runs are kept.")
+        self.stop_button.clicked.connect(self.session.stop)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.addButton(self.stop_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.rejected.connect(self.close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.plot_widget, 1)
+        for widget in (self.table, self.verdict_label, buttons):
+            layout.addWidget(widget)
+        self.resize(760, 700)
+
+    def start(self) -> None:
+        self.session.start(self.config)
+
+    @Slot(object)
+    def _on_arm_started(self, event: TrainingStarted) -> None:
+        self._arm_index += 1
+        self._started = event
+        fraction, start, seed = self.arms[min(self._arm_index, len(self.arms) - 1)]
+        self.status_label.setText(
+            f"Run {self._arm_index + 1} of {len(self.arms)}: {100 * fraction:g} % of the labels "
+            f"({event.num_train_images} pictures), from {start} weights, seed {seed}…"
+        )
+
+    @Slot(object)
+    def _on_arm_finished(self, event: TrainingFinished) -> None:
+        fraction, start, seed = self.arms[min(max(self._arm_index, 0), len(self.arms) - 1)]
+        started = self._started
+        pictures = started.num_train_images if started is not None else 0
+        classes = len(started.class_names) if started is not None else 0
+        self.finals.append((fraction, start, seed, event, pictures, classes))
+        self._started = None
+        self._show_curve()
+
+    def curve(self) -> Any:
+        """The finished runs as the core's LabelFractionCurve (its numbers are the runs')."""
+        from ptm_studio.core.compare import (
+            ComparisonArm,
+            ComparisonResult,
+            LabelFractionCurve,
+            LabelFractionPoint,
+        )
+
+        points = []
+        for fraction in sorted({fraction for fraction, *_ in self.finals}):
+            arms = tuple(
+                ComparisonArm(start, seed, event, (), (), pictures, classes)
+                for share, start, seed, event, pictures, classes in self.finals
+                if share == fraction
+            )
+            points.append(LabelFractionPoint(fraction, ComparisonResult(arms)))
+        return LabelFractionCurve(tuple(points))
+
+    def _show_curve(self) -> None:
+        curve = self.curve()
+        self.table.setRowCount(0)
+        for point in curve.points:
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            cells = [
+                f"{100 * point.fraction:g} %",
+                f"{point.labelled_pictures} ({point.per_class} per class)",
+                *(_spread_text(point.spread(start)) for start in ("pretrained", "random")),
+            ]
+            for column, text in enumerate(cells):
+                self.table.setItem(row, column, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        for start in ("pretrained", "random"):
+            shown = [
+                (point.per_class, *point.spread(start))
+                for point in curve.points
+                if point.per_class > 0 and math.isfinite(point.spread(start)[1])
+            ]
+            x = np.log10([max(1, per_class) for per_class, *_ in shown])
+            low, mean, high = (np.array([values[i] for values in shown]) for i in (1, 2, 3))
+            self.curves[start].setData(10**x, 100 * mean)
+            self.error_bars[start].setData(
+                x=x, y=100 * mean, top=100 * (high - mean), bottom=100 * (mean - low)
+            )
+
+    @Slot(bool)
+    def _on_running_changed(self, is_running: bool) -> None:
+        self.stop_button.setEnabled(is_running)
+        if not is_running:
+            self._show_curve()
+            self.verdict_label.setText(self.curve().verdict())
+            self.status_label.setText("Done. Each run is kept in your runs folder.")
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.session.is_running:
+            self.session.stop()
+            self.session.wait()
+        event.accept()
+
+
+def _spread_text(spread: tuple[float, float, float]) -> str:
+    low, mean, high = spread
+    if not math.isfinite(mean):
+        return "–"
+    return f"{100 * mean:.1f} % ({100 * low:.1f}–{100 * high:.1f})"

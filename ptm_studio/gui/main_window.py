@@ -112,6 +112,7 @@ class MainWindow(QMainWindow):
             resume=controller.resume_training,
             auto=self.objective_panel.apply_auto,
             compare=controller.compare_with_pretraining,
+            compare_by_labels=controller.compare_label_fractions,
             show_charts=self.show_charts,
             show_predictions=self.show_predictions_tab,
             show_evaluation=lambda: self.show_tab(self.evaluation_panel),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QWidget
@@ -336,13 +336,23 @@ class RunController(QObject):
     @Slot()
     def compare_with_pretraining(self) -> None:
         """Ask for a pretraining run, then finetune from it and from random weights side by side."""
+        from ptm_studio.gui.comparison_dialog import ComparisonDialog
+
+        self._open_comparison(ComparisonDialog)
+
+    @Slot()
+    def compare_label_fractions(self) -> None:
+        """The same, at several shares of the labels: the label-fraction curve."""
+        from ptm_studio.gui.comparison_dialog import LabelFractionDialog
+
+        self._open_comparison(LabelFractionDialog)
+
+    def _open_comparison(self, dialog_type: Any) -> None:
         if self.session.is_running:
             dialogs.show_info(
                 self._parent, "A run is active", "Wait for the current run to end first."
             )
             return
-        from ptm_studio.gui.comparison_dialog import ComparisonDialog
-
         start_in = str(self.session.runs_root or default_runs_root())
         folder = QFileDialog.getExistingDirectory(
             self._parent, "Choose a pretraining run", start_in
@@ -352,7 +362,7 @@ class RunController(QObject):
         config = self.validated_config()
         if config is None:
             return
-        dialog = ComparisonDialog(
+        dialog = dialog_type(
             replace_field(config, "objective.task", "finetune"),
             Path(folder),
             runs_root=self.session.runs_root,

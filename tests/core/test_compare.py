@@ -11,6 +11,7 @@ from ptm_studio.core.compare import (
     ComparisonArm,
     ComparisonResult,
     compare_initialisations,
+    compare_label_fractions,
     comparison_config,
 )
 from ptm_studio.core.config import RunConfig, replace_field
@@ -148,3 +149,40 @@ def test_a_win_must_hold_for_every_seed() -> None:
         == "Pretraining made no clear difference (+1.0 points on average, seeds ranged -1.0 to "
         "+3.0; comparing each run's best epoch, the one it keeps)."
     )
+
+
+def test_the_label_fraction_curve_holds_the_runs_numbers(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    pretrain = replace_field(
+        replace_field(tiny_config(num_epochs=1), "objective.task", "pretrain"),
+        "objective.loss",
+        "rotation",
+    )
+    pretrained = Trainer.new_run(pretrain, runs_root=tmp_path).run()
+    assert pretrained.run_dir is not None
+    heard: list[float] = []
+    curve = compare_label_fractions(
+        tiny_config(num_epochs=1),
+        pretrained.run_dir,
+        (1.0, 0.5),
+        seeds=(0, 1),
+        runs_root=tmp_path,
+        on_point=lambda point: heard.append(point.fraction),
+    )
+    assert [point.fraction for point in curve.points] == heard == [0.5, 1.0]  # fewest first
+    half, whole = curve.points
+    assert 0 < half.labelled_pictures < whole.labelled_pictures == 18  # 3 classes of 6
+    assert whole.per_class == 6
+    for point in curve.points:
+        assert len(point.result.arms) == 4
+        for label in ("pretrained", "random"):
+            runs = [arm.finished.run_dir for arm in point.result.arms if arm.label == label]
+            kept = [RunDirectory(run).read_status()["best_val_accuracy"] for run in runs]  # type: ignore[arg-type]
+            low, mean, high = point.spread(label)
+            assert (low, high) == (min(kept), max(kept))
+            assert mean == pytest.approx(sum(kept) / len(kept))
+            for run in runs:
+                config = RunDirectory(run).read_config()  # type: ignore[arg-type]
+                assert config.data.label_fraction == point.fraction
+    assert "labelled pictures per class" in curve.verdict()

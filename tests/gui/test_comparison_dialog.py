@@ -5,9 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ptm_studio.core.config import DataConfig, DeviceConfig, OptimConfig, RunConfig
+import pytest
+
+from ptm_studio.core.config import (
+    DataConfig,
+    DeviceConfig,
+    OptimConfig,
+    RunConfig,
+    replace_field,
+)
 from ptm_studio.core.engine.trainer import Trainer
-from ptm_studio.gui.comparison_dialog import ComparisonDialog
+from ptm_studio.gui.comparison_dialog import ComparisonDialog, LabelFractionDialog
 
 
 def tiny_config(data_dir: Path, task: str = "finetune", loss: str = "cross_entropy") -> RunConfig:
@@ -108,3 +116,45 @@ def test_model_panel_lists_earlier_runs_by_name_pretraining_first(
     panel.runs_combo.activated.emit(1)
     config = panel.settings.config
     assert config.model.weights == "run" and config.model.weights_path == str(pretrained.run_dir)
+
+
+def test_the_label_fraction_curve_draws_the_runs_numbers(
+    qtbot: Any, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    pretrained = Trainer.new_run(
+        tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
+    ).run()
+    assert pretrained.run_dir is not None
+    config = replace_field(tiny_config(tiny_dataset), "optim.num_epochs", 1)
+    dialog = LabelFractionDialog(
+        config, pretrained.run_dir, runs_root=tmp_path, fractions=(1.0, 0.5), seeds=(0, 1)
+    )
+    qtbot.addWidget(dialog)
+    assert "50 %, 100 % of the labels, 2 seeds each (8 runs)" in dialog.status_label.text()
+    dialog.start()
+    qtbot.waitUntil(
+        lambda: len(dialog.finals) == 8 and not dialog.session.is_running, timeout=240_000
+    )
+    assert [(f, start, seed) for f, start, seed, *_ in dialog.finals] == [
+        (f, start, seed)
+        for f in (0.5, 1.0)
+        for seed in (0, 1)
+        for start in ("pretrained", "random")
+    ]
+    assert dialog.table.rowCount() == 2
+    for start in ("pretrained", "random"):
+        x, y = dialog.curves[start].getData()
+        assert len(x) == 2
+        for index, fraction in enumerate((0.5, 1.0)):
+            kept = [
+                event.best_val_accuracy
+                for f, arm, _seed, event, *_ in dialog.finals
+                if f == fraction and arm == start
+            ]
+            assert y[index] == pytest.approx(100 * sum(kept) / len(kept))
+    half, whole = dialog.finals[0][4], dialog.finals[-1][4]  # as each run said it started
+    assert 0 < half < whole
+    assert dialog.table.item(1, 1).text() == f"{whole} ({round(whole / 3)} per class)"
+    assert "labelled pictures per class" in dialog.verdict_label.text()
+    dialog.close()
+    assert not dialog.session.is_running
