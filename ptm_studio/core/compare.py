@@ -226,7 +226,7 @@ class LabelFractionCurve:
             )
         if not lines:
             return "The comparison did not finish, so there is no verdict yet."
-        return " ".join([*lines, f"({COMPARED_RULE}.)"])
+        return " ".join([*lines, "Each run is judged by its best epoch, the one it keeps."])
 
 
 def compare_label_fractions(
@@ -246,6 +246,8 @@ def compare_label_fractions(
         if stop_request.is_requested:
             break
         config = replace_field(base, "data.label_fraction", fraction)
+        named = f"{base.run_name or 'comparison'} - {100 * fraction:g} percent of the labels"
+        config = replace_field(config, "run_name", named)  # each run's folder says its share
         point = LabelFractionPoint(
             fraction, compare_initialisations(config, pretrained_run, **comparison)
         )

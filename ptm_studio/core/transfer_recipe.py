@@ -25,6 +25,11 @@ TRANSFER_REASON = (
     "features first and the network then learns at a tenth of the rate (on the flowers with "
     "10 % of the labels: 64 % against 62 % for every layer at once)"
 )
+# The same, short, for where the window says it chose the recipe.
+TRANSFER_SHORT_REASON = (
+    "it keeps what pretraining learnt (flowers, 10 % of the labels: 64 % against 62 % with "
+    "every layer learning at once)"
+)
 RECIPE_SETTINGS = ("model.training_mode", "model.backbone_learning_rate_factor")
 
 

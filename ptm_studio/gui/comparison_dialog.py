@@ -290,7 +290,7 @@ class LabelFractionDialog(QDialog):
         self.plot_widget.setLabel("left", "Best validation accuracy (%)")
         self.plot_widget.setLogMode(x=True)
         self.plot_widget.showGrid(x=True, y=True, alpha=0.2)
-        self.plot_widget.addLegend(offset=(-10, 10))
+        self.plot_widget.addLegend(offset=(-10, -10))  # bottom right: below both curves
         self.curves: dict[str, Any] = {}
         self.error_bars: dict[str, Any] = {}
         for start in ("pretrained", "random"):
@@ -311,6 +311,9 @@ class LabelFractionDialog(QDialog):
             ["Labels", "Labelled pictures", "From pretrained", "From random"]
         )
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        rows = len(fractions) + 1  # a row per share and the header
+        self.table.setMaximumHeight(rows * self.table.verticalHeader().defaultSectionSize() + 8)
         self.verdict_label = QLabel(" ")
         self.verdict_label.setTextFormat(Qt.TextFormat.PlainText)
         self.verdict_label.setWordWrap(True)
@@ -395,6 +398,10 @@ class LabelFractionDialog(QDialog):
             self.error_bars[start].setData(
                 x=x, y=100 * mean, top=100 * (high - mean), bottom=100 * (mean - low)
             )
+        # Ticks at the counts measured, in plain numbers (not 2·10¹).
+        counts = sorted({point.per_class for point in curve.points if point.per_class > 0})
+        ticks = [(float(np.log10(count)), str(count)) for count in counts]
+        self.plot_widget.getAxis("bottom").setTicks([ticks, []] if ticks else None)
 
     @Slot(bool)
     def _on_running_changed(self, is_running: bool) -> None:

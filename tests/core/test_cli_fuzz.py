@@ -144,6 +144,7 @@ def _bad_values(action: argparse.Action) -> st.SearchStrategy[list[str]]:
         "_probability",
         "_opacity",
         "finite_number",
+        "label_share",
     ):
         return st.lists(
             st.sampled_from(BAD_NUMBERS)

@@ -208,7 +208,7 @@ def test_a_start_from_pretraining_gets_the_transfer_recipe_said_and_undone(
         0.1,
     )
     assert panel.mode_combo.currentData() == "probe_then_finetune"
-    assert panel.mode_info.text().startswith("Chosen for you, because")
+    assert panel.mode_info.text().startswith("Chosen for you, as you start from a pretraining run")
     assert panel.backbone_rate_spin.isEnabled()
     panel.weights_combo.setCurrentIndex(panel.weights_combo.findData("random"))
     assert panel.settings.config.model.training_mode == "full_finetune"

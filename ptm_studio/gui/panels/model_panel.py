@@ -69,6 +69,11 @@ TRAINING_MODE_TEXT = {
     ),
 }
 SLOWER_NETWORK_MODES = ("freeze_then_unfreeze", "probe_then_finetune")
+# Under the list: the long tooltip would push the rest of the column down.
+TRANSFER_MODE_WORDS = {
+    "probe_then_finetune": "The last layer is fitted to the starting network first, then all "
+    "layers learn, the network more slowly."
+}
 IMAGENET_STATUS_TEXT = {
     "available_offline": "available offline",
     "needs_download": "needs download",
@@ -304,12 +309,11 @@ class ModelPanel(QGroupBox):
             self.weights_path_edit.setText(chosen)
 
     def _mode_words(self, mode: str) -> str:
-        words = TRAINING_MODE_TEXT[mode][1]
         if self.recipe_chose_mode and mode == "probe_then_finetune":
-            from ptm_studio.core.transfer_recipe import TRANSFER_REASON
+            from ptm_studio.core.transfer_recipe import TRANSFER_SHORT_REASON
 
-            words = f"Chosen for you, because {TRANSFER_REASON}. " + words
-        return words
+            return f"Chosen for you, as you start from a pretraining run: {TRANSFER_SHORT_REASON}."
+        return TRANSFER_MODE_WORDS.get(mode, TRAINING_MODE_TEXT[mode][1])
 
     @Slot()
     def _write(self) -> None:

@@ -178,7 +178,7 @@ class LivePlot(QWidget):
                 movable=False,
                 pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
                 label=name,
-                labelOpts={"position": 0.02, "color": colour, "anchors": [(0, 1), (0, 1)]},
+                labelOpts={"position": 0.98, "color": colour, "anchors": [(1, 0), (1, 0)]},
             )
             self._levels[key] = line
             self.plot_widget.addItem(line, ignoreBounds=False)
