@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ptm_studio.core.config import DataConfig, DeviceConfig, OptimConfig, RunConfig
+from ptm_studio.core.config import DataConfig, DeviceConfig, OptimConfig, RunConfig, replace_field
 
 CLASS_COLOURS = {"circle": (220, 40, 40), "square": (40, 200, 60), "stripe": (40, 60, 220)}
 
@@ -126,6 +126,18 @@ def image_folder_maker() -> Callable[..., Path]:
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "tiny_dataset")
+
+
+@pytest.fixture
+def pretraining_run_folder(tmp_path: Path) -> Path:
+    """A run folder whose config says pretraining; it holds no weights (for what reads only
+    the run's settings, e.g. the transfer recipe)."""
+    from ptm_studio.core.runs import RunDirectory
+
+    run = RunDirectory.create(tmp_path / "runs", "pretrained")
+    config = replace_field(RunConfig(), "objective.task", "pretrain")
+    run.write_config(replace_field(config, "objective.loss", "rotation"))
+    return run.path
 
 
 @pytest.fixture

@@ -49,31 +49,71 @@ class ComparisonRunner:
         *,
         pretrained_run: Path,
         seeds: tuple[int, ...],
+        fractions: tuple[float, ...] = (),
     ) -> None:
+        """``fractions``: shares of the labels to compare at (the label-fraction curve);
+        none: once, at the config's own."""
         self.request, self.callbacks, self.stop_request = request, callbacks, stop_request
-        self.pretrained_run, self.seeds = pretrained_run, seeds
+        self.pretrained_run, self.seeds, self.fractions = pretrained_run, seeds, fractions
 
-    def run(self) -> Any:
-        from ptm_studio.core.compare import compare_initialisations
+    def options(self) -> dict[str, Any]:
+        """What compare_initialisations needs besides the config and the pretraining run."""
         from ptm_studio.core.transfer_recipe import RECIPE_SETTINGS, TRANSFER_MODE
 
         # The window's usual modes get the transfer recipe for the pretrained arm (and the
         # random arm learns with every layer); another mode was the user's choice: kept.
         mode = self.request.config.model.training_mode
-        keep = () if mode in ("full_finetune", TRANSFER_MODE) else RECIPE_SETTINGS
-        result = compare_initialisations(
-            self.request.config,
-            self.pretrained_run,
-            seeds=self.seeds,
-            runs_root=self.request.runs_root,
-            callbacks_for=lambda _start, _seed: self.callbacks,
-            stop_request=self.stop_request,
-            keep=keep,
-        )
-        return result.arms[-1].finished if result.arms else None
+        return {
+            "seeds": self.seeds,
+            "runs_root": self.request.runs_root,
+            "callbacks_for": lambda _start, _seed: self.callbacks,
+            "stop_request": self.stop_request,
+            "keep": () if mode in ("full_finetune", TRANSFER_MODE) else RECIPE_SETTINGS,
+        }
+
+    def run(self) -> Any:
+        from ptm_studio.core.compare import compare_initialisations, compare_label_fractions
+
+        config, run = self.request.config, self.pretrained_run
+        if self.fractions:
+            curve = compare_label_fractions(config, run, self.fractions, **self.options())
+            arms = [arm for point in curve.points for arm in point.result.arms]
+        else:
+            arms = list(compare_initialisations(config, run, **self.options()).arms)
+        return arms[-1].finished if arms else None
 
 
-class ComparisonDialog(QDialog):
+class _RunsDialog(QDialog):
+    """What both comparison dialogs share: a training session, Stop and Close, and closing
+    stops the runs (finished ones are kept)."""
+
+    session: TrainingSession
+    stop_button: QPushButton
+
+    def _stop_and_close_buttons(self) -> QDialogButtonBox:
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current batch; finished runs are kept.")
+        self.stop_button.clicked.connect(self.session.stop)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.addButton(self.stop_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.rejected.connect(self.close)
+        return buttons
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.session.is_running:
+            self.session.stop()
+            self.session.wait()
+        event.accept()
+
+
+def _wrapping_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    return label
+
+
+class ComparisonDialog(_RunsDialog):
     """Runs the comparison and shows both arms' validation accuracy per epoch and at the end."""
 
     def __init__(
@@ -111,11 +151,9 @@ class ComparisonDialog(QDialog):
         repeats = (
             f", {seeds} times with different seeds ({len(self.arms)} runs)" if seeds > 1 else ""
         )
-        self.status_label = QLabel(
+        self.status_label = _wrapping_label(
             f"Finetuning from {pretrained_run.name} and from random weights{repeats}…"
         )
-        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.status_label.setWordWrap(True)
         self.plot = LivePlot("Validation accuracy", "Epoch", "Accuracy (%)", integer_x=True)
         for start, seed in self.arms:
             name = f"from {start}" + (f" (seed {seed})" if len(self.arms) > 2 else "")
@@ -123,15 +161,8 @@ class ComparisonDialog(QDialog):
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["Start", "Seed", "Best validation accuracy"])
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.verdict_label = QLabel(" ")
-        self.verdict_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.verdict_label.setWordWrap(True)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop after the current batch; finished runs are kept.")
-        self.stop_button.clicked.connect(self.session.stop)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.addButton(self.stop_button, QDialogButtonBox.ButtonRole.ActionRole)
-        buttons.rejected.connect(self.close)
+        self.verdict_label = _wrapping_label(" ")
+        buttons = self._stop_and_close_buttons()
         layout = QVBoxLayout(self)
         for widget in (self.status_label, self.plot, self.table, self.verdict_label, buttons):
             layout.addWidget(widget)
@@ -188,50 +219,11 @@ class ComparisonDialog(QDialog):
         )
         return ComparisonResult(arms).verdict("random")
 
-    def closeEvent(self, event: QCloseEvent) -> None:
-        if self.session.is_running:
-            self.session.stop()
-            self.session.wait()
-        event.accept()
-
 
 LABEL_FRACTIONS = (0.01, 0.1, 1.0)  # as the issue's curve: a few labels, some, all
 
 
-class LabelFractionRunner:
-    """Looks like a Trainer to the training job; runs the whole label-fraction curve."""
-
-    def __init__(
-        self,
-        request: TrainingRequest,
-        callbacks: list[Callback],
-        stop_request: StopRequest,
-        *,
-        pretrained_run: Path,
-        fractions: tuple[float, ...],
-        seeds: tuple[int, ...],
-    ) -> None:
-        self.request, self.callbacks, self.stop_request = request, callbacks, stop_request
-        self.pretrained_run, self.fractions, self.seeds = pretrained_run, fractions, seeds
-
-    def run(self) -> Any:
-        from ptm_studio.core.compare import compare_label_fractions
-
-        curve = compare_label_fractions(
-            self.request.config,
-            self.pretrained_run,
-            self.fractions,
-            seeds=self.seeds,
-            runs_root=self.request.runs_root,
-            callbacks_for=lambda _start, _seed: self.callbacks,
-            stop_request=self.stop_request,
-            keep=(),  # the pretrained arm gets the transfer recipe, the random arm learns as usual
-        )
-        arms = [arm for point in curve.points for arm in point.result.arms]
-        return arms[-1].finished if arms else None
-
-
-class LabelFractionDialog(QDialog):
+class LabelFractionDialog(_RunsDialog):
     """The label-fraction curve: finetuned accuracy against the labelled pictures used, from the
     pretraining run and from random weights, each point the mean of the seeds with their range."""
 
@@ -260,7 +252,7 @@ class LabelFractionDialog(QDialog):
         self.session = TrainingSession(
             self,
             runs_root=runs_root,
-            trainer_factory=lambda request, callbacks, stop_request: LabelFractionRunner(
+            trainer_factory=lambda request, callbacks, stop_request: ComparisonRunner(
                 request,
                 callbacks,
                 stop_request,
@@ -278,12 +270,10 @@ class LabelFractionDialog(QDialog):
         self, pretrained_run: Path, fractions: tuple[float, ...], seeds: tuple[int, ...]
     ) -> None:
         shares = ", ".join(f"{100 * fraction:g} %" for fraction in sorted(fractions))
-        self.status_label = QLabel(
+        self.status_label = _wrapping_label(
             f"Finetuning from {pretrained_run.name} and from random weights with {shares} of "
             f"the labels, {len(seeds)} seeds each ({len(self.arms)} runs)…"
         )
-        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.status_label.setWordWrap(True)
         self.plot_widget = pg.PlotWidget()
         self.plot_widget.setTitle("Validation accuracy against the labels used")
         self.plot_widget.setLabel("bottom", "Labelled pictures per class (log scale)")
@@ -314,15 +304,8 @@ class LabelFractionDialog(QDialog):
         self.table.verticalHeader().setVisible(False)
         rows = len(fractions) + 1  # a row per share and the header
         self.table.setMaximumHeight(rows * self.table.verticalHeader().defaultSectionSize() + 8)
-        self.verdict_label = QLabel(" ")
-        self.verdict_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.verdict_label.setWordWrap(True)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop after the current batch; finished runs are kept.")
-        self.stop_button.clicked.connect(self.session.stop)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.addButton(self.stop_button, QDialogButtonBox.ButtonRole.ActionRole)
-        buttons.rejected.connect(self.close)
+        self.verdict_label = _wrapping_label(" ")
+        buttons = self._stop_and_close_buttons()
         layout = QVBoxLayout(self)
         layout.addWidget(self.status_label)
         layout.addWidget(self.plot_widget, 1)
@@ -410,12 +393,6 @@ class LabelFractionDialog(QDialog):
             self._show_curve()
             self.verdict_label.setText(self.curve().verdict())
             self.status_label.setText("Done. Each run is kept in your runs folder.")
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        if self.session.is_running:
-            self.session.stop()
-            self.session.wait()
-        event.accept()
 
 
 def _spread_text(spread: tuple[float, float, float]) -> str:

@@ -39,18 +39,10 @@ def test_both_arms_share_everything_but_the_starting_weights(
     assert pretrained.seed == random_start.seed == 3
 
 
-def _pretraining_run(runs_root: Path) -> Path:
-    """A run folder whose config says pretraining (its weights are not needed here)."""
-    run = RunDirectory.create(runs_root, "pretrained")
-    config = replace_field(RunConfig(), "objective.task", "pretrain")
-    run.write_config(replace_field(config, "objective.loss", "rotation"))
-    return run.path
-
-
 def test_the_pretrained_arm_finetunes_with_the_transfer_recipe_the_random_arm_as_usual(
-    tiny_config: Callable[..., RunConfig], tmp_path: Path
+    tiny_config: Callable[..., RunConfig], pretraining_run_folder: Path
 ) -> None:
-    base, run = tiny_config(), _pretraining_run(tmp_path)
+    base, run = tiny_config(), pretraining_run_folder
     pretrained = comparison_config(base, "pretrained", run, seed=0, keep=())
     random_start = comparison_config(base, "random", run, seed=0, keep=())
     assert pretrained.model.training_mode == TRANSFER_MODE
@@ -64,7 +56,7 @@ def test_the_pretrained_arm_finetunes_with_the_transfer_recipe_the_random_arm_as
 
 
 def test_the_recipe_is_only_for_a_start_from_pretraining(
-    tiny_config: Callable[..., RunConfig], tmp_path: Path
+    tiny_config: Callable[..., RunConfig], tmp_path: Path, pretraining_run_folder: Path
 ) -> None:
     finetuned = RunDirectory.create(tmp_path, "finetuned")
     finetuned.write_config(RunConfig())
@@ -73,22 +65,28 @@ def test_the_recipe_is_only_for_a_start_from_pretraining(
         config = replace_field(config, "model.weights_path", path)
         assert with_transfer_recipe(config) == config
     config = replace_field(tiny_config(), "model.weights", "run")
-    config = replace_field(config, "model.weights_path", str(_pretraining_run(tmp_path)))
+    config = replace_field(config, "model.weights_path", str(pretraining_run_folder))
     assert with_transfer_recipe(config).model.training_mode == TRANSFER_MODE
 
 
-def test_comparison_runs_both_arms_per_seed(
-    tiny_config: Callable[..., RunConfig], tmp_path: Path
-) -> None:
+def _trained_pretraining_run(tiny_config: Callable[..., RunConfig], runs_root: Path) -> Path:
+    """A real one-epoch rotation pretraining of the tiny dataset."""
     pretrain = replace_field(
         replace_field(tiny_config(num_epochs=1), "objective.task", "pretrain"),
         "objective.loss",
         "rotation",
     )
-    pretrained = Trainer.new_run(pretrain, runs_root=tmp_path).run()
+    pretrained = Trainer.new_run(pretrain, runs_root=runs_root).run()
     assert pretrained.run_dir is not None
+    return pretrained.run_dir
+
+
+def test_comparison_runs_both_arms_per_seed(
+    tiny_config: Callable[..., RunConfig], tmp_path: Path
+) -> None:
+    pretrained_run = _trained_pretraining_run(tiny_config, tmp_path)
     result = compare_initialisations(
-        tiny_config(), pretrained.run_dir, seeds=(0, 1), runs_root=tmp_path
+        tiny_config(), pretrained_run, seeds=(0, 1), runs_root=tmp_path
     )
     assert [(arm.label, arm.seed) for arm in result.arms] == [
         ("pretrained", 0),
@@ -154,17 +152,11 @@ def test_a_win_must_hold_for_every_seed() -> None:
 def test_the_label_fraction_curve_holds_the_runs_numbers(
     tiny_config: Callable[..., RunConfig], tmp_path: Path
 ) -> None:
-    pretrain = replace_field(
-        replace_field(tiny_config(num_epochs=1), "objective.task", "pretrain"),
-        "objective.loss",
-        "rotation",
-    )
-    pretrained = Trainer.new_run(pretrain, runs_root=tmp_path).run()
-    assert pretrained.run_dir is not None
+    pretrained_run = _trained_pretraining_run(tiny_config, tmp_path)
     heard: list[float] = []
     curve = compare_label_fractions(
         tiny_config(num_epochs=1),
-        pretrained.run_dir,
+        pretrained_run,
         (1.0, 0.5),
         seeds=(0, 1),
         runs_root=tmp_path,

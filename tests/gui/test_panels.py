@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QLabel
 
-from ptm_studio.core.config import RunConfig, replace_field
+from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.events import FrozenFeaturesMeasured
 from ptm_studio.core.runs import RunDirectory
 from ptm_studio.gui.dataset_summary import ClassSummary, DatasetSummary, ProblemSummary
@@ -188,20 +188,13 @@ def test_model_panel_writes_its_choices_into_the_config(qtbot: Any) -> None:
     assert panel.backbone_info.textFormat() == Qt.TextFormat.PlainText
 
 
-def _pretraining_run(runs_root: Path) -> Path:
-    run = RunDirectory.create(runs_root, "pretrained")
-    config = replace_field(RunConfig(), "objective.task", "pretrain")
-    run.write_config(replace_field(config, "objective.loss", "rotation"))
-    return run.path
-
-
 def test_a_start_from_pretraining_gets_the_transfer_recipe_said_and_undone(
-    qtbot: Any, tmp_path: Path
+    qtbot: Any, pretraining_run_folder: Path
 ) -> None:
     panel = ModelPanel()
     qtbot.addWidget(panel)
     panel.weights_combo.setCurrentIndex(panel.weights_combo.findData("run"))
-    panel.weights_path_edit.setText(str(_pretraining_run(tmp_path)))
+    panel.weights_path_edit.setText(str(pretraining_run_folder))
     model = panel.settings.config.model
     assert (model.training_mode, model.backbone_learning_rate_factor) == (
         "probe_then_finetune",
@@ -215,7 +208,7 @@ def test_a_start_from_pretraining_gets_the_transfer_recipe_said_and_undone(
 
 
 def test_the_users_own_mode_is_kept_for_a_start_from_pretraining(
-    qtbot: Any, tmp_path: Path
+    qtbot: Any, pretraining_run_folder: Path
 ) -> None:
     panel = ModelPanel()
     qtbot.addWidget(panel)
@@ -223,7 +216,7 @@ def test_the_users_own_mode_is_kept_for_a_start_from_pretraining(
     panel.mode_combo.setCurrentIndex(index)
     panel.mode_combo.activated.emit(index)  # as a click does
     panel.weights_combo.setCurrentIndex(panel.weights_combo.findData("run"))
-    panel.weights_path_edit.setText(str(_pretraining_run(tmp_path)))
+    panel.weights_path_edit.setText(str(pretraining_run_folder))
     assert panel.settings.config.model.training_mode == "feature_extraction"
 
 
