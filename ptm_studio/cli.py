@@ -266,10 +266,8 @@ def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
 
 def _train_and_report(trainer: Any, progress: ProgressPrinter) -> int:
     finished = on_training_thread(trainer.run)
-    if finished.kind not in (Ending.RUN_BUSY, Ending.DATA_CHANGED):
-        print_summary(
-            finished, progress.epochs, progress.frozen
-        )  # else nothing ran: the reason says it all
+    if finished.kind not in (Ending.RUN_BUSY, Ending.DATA_CHANGED):  # else nothing ran
+        print_summary(finished, progress.epochs, progress.frozen)
     return _exit_code(finished)
 
 

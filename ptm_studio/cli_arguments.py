@@ -298,14 +298,13 @@ def config_from_arguments(arguments: argparse.Namespace) -> RunConfig:
 def chosen_settings(arguments: argparse.Namespace) -> set[str]:
     """The settings the user chose: the flags given, and what the --config file sets to other
     than the defaults (a default written into an earlier run's config.json chose nothing)."""
+    from ptm_studio.core.transfer_recipe import RECIPE_SETTINGS  # only when training: torch
+
     chosen = set(flags_given(arguments))
     if arguments.config:
-        defaults = RunConfig()
-        loaded = RunConfig.load(arguments.config)
+        defaults, loaded = RunConfig(), RunConfig.load(arguments.config)
         chosen |= {
-            name
-            for name in ("model.training_mode", "model.backbone_learning_rate_factor")
-            if get_field(loaded, name) != get_field(defaults, name)
+            name for name in RECIPE_SETTINGS if get_field(loaded, name) != get_field(defaults, name)
         }
     return chosen
 

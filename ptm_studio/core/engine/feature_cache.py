@@ -101,26 +101,16 @@ class FeatureCache:
     def train_loader_for_epoch(self, epoch_index: int) -> DataLoader | None:
         """A loader of the epoch's training features (same sampler, same batches), or None
         when they do not fit in memory."""
-        if self.copies is None:
-            self.copies = self._copies_that_fit(self._feature_size())
-        if self.copies == 0:
-            return None
-        copy = epoch_index % self.copies
-        if copy not in self._train:
-            self._train[copy] = self._compute(self.train_loader, copy=copy)
-        return self._loader_of(self._train[copy])
+        copies = self._copies()
+        return self._loader_of(self._train_copy(epoch_index % copies)) if copies else None
 
     def every_train_copy(self) -> CachedFeatures | None:
         """The features of every copy of the training pictures, one after another (a picture's
         copies share its position), or None when they do not fit in memory."""
-        if self.copies is None:
-            self.copies = self._copies_that_fit(self._feature_size())
-        if self.copies == 0:
+        copies = self._copies()
+        if not copies:
             return None
-        for copy in range(self.copies):
-            if copy not in self._train:
-                self._train[copy] = self._compute(self.train_loader, copy=copy)
-        parts = [self._train[copy] for copy in range(self.copies)]
+        parts = [self._train_copy(copy) for copy in range(copies)]
         return CachedFeatures(
             torch.cat([part.features for part in parts]),
             torch.cat([part.labels for part in parts]),
@@ -162,6 +152,17 @@ class FeatureCache:
         self._val = None
 
     # ----------------------------------------------------------------------- computing
+    def _copies(self) -> int:
+        """How many copies of the training features fit (decided once, before the first)."""
+        if self.copies is None:
+            self.copies = self._copies_that_fit(self._feature_size())
+        return self.copies
+
+    def _train_copy(self, copy: int) -> CachedFeatures:
+        if copy not in self._train:
+            self._train[copy] = self._compute(self.train_loader, copy=copy)
+        return self._train[copy]
+
     def _loader_of(self, cached: CachedFeatures) -> DataLoader:
         images = self.train_loader
         return DataLoader(
