@@ -14,7 +14,7 @@ from ptm_studio.cli_values import (
     run_folder,
     whole_number,
 )
-from ptm_studio.core.calibration import NOT_SURE_BELOW
+from ptm_studio.core.config import NOT_SURE_BELOW
 
 # The formats ptm_studio.core.export writes, named here so `--help` loads no torch (a test
 # checks they match).

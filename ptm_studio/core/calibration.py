@@ -15,13 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ptm_studio.core.atomic_io import write_json_atomic
+from ptm_studio.core.config import NOT_SURE as NOT_SURE
+from ptm_studio.core.config import NOT_SURE_BELOW as NOT_SURE_BELOW
 from ptm_studio.core.file_reading import read_text
 
-NOT_SURE = "not sure"
-"""The answer when the model's calibrated confidence is below the user's threshold."""
-NOT_SURE_BELOW = 0.5
-"""The threshold offered first: with calibrated confidences, below it the model is wrong more
-often than right, so its answer is better not taken at its word."""
 NUM_BINS = 10
 TEMPERATURE_RANGE = (0.1, 10.0)
 # One temperature from a handful of pictures, or from pictures the model never gets wrong, is

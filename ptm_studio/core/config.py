@@ -56,6 +56,11 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "one_cycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
+NOT_SURE = "not sure"
+"""The answer when the model's calibrated confidence is below the user's threshold."""
+NOT_SURE_BELOW = 0.5
+"""The threshold offered first: with calibrated confidences, below it the model is wrong more
+often than right, so its answer is better not taken at its word."""
 
 
 def _describe(help_text: str, **extra: Any) -> dict[str, Any]:

@@ -1,6 +1,14 @@
-"""Data: scanning a picture folder, loading images safely, splitting, transforms, torch datasets."""
+"""Data: scanning a picture folder, loading images safely, splitting, transforms, torch datasets.
 
-from ptm_studio.core.data.dataset import ImageDataset
+The torch dataset and the transforms load on first use (PEP 562): the window imports this
+package for scanning and splitting, which need no torch, and must appear before torch has
+loaded (issue 14, B5).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ptm_studio.core.data.demo import demo_data_dir
 from ptm_studio.core.data.loader import (
     ALLOWED_FORMATS,
@@ -20,6 +28,7 @@ from ptm_studio.core.data.manifest import (
     Problem,
     ScanCancelled,
 )
+from ptm_studio.core.data.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from ptm_studio.core.data.preflight import preflight
 from ptm_studio.core.data.scan import scan_folder, scan_is_current
 from ptm_studio.core.data.split import (
@@ -29,11 +38,19 @@ from ptm_studio.core.data.split import (
     split_for_run,
     stratified_split,
 )
-from ptm_studio.core.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    build_transform,
-    describe_augmentation,
+from ptm_studio.core.lazy_exports import loaded_on_first_use
+
+if TYPE_CHECKING:
+    from ptm_studio.core.data.dataset import ImageDataset
+    from ptm_studio.core.data.transforms import build_transform, describe_augmentation
+
+__getattr__ = loaded_on_first_use(
+    globals(),
+    {
+        "ImageDataset": "ptm_studio.core.data.dataset",
+        "build_transform": "ptm_studio.core.data.transforms",
+        "describe_augmentation": "ptm_studio.core.data.transforms",
+    },
 )
 
 __all__ = [

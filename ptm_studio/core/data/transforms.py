@@ -9,9 +9,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from ptm_studio.core.config import AUGMENTATION_DESCRIPTIONS
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ptm_studio.core.data.normalisation import IMAGENET_MEAN as IMAGENET_MEAN
+from ptm_studio.core.data.normalisation import IMAGENET_STD as IMAGENET_STD
 
 
 def describe_augmentation(name: str) -> str:

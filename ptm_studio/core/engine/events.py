@@ -17,11 +17,10 @@ import enum
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
-
-from ptm_studio.core.metrics import balanced_accuracy, macro_f1
+if TYPE_CHECKING:  # numpy loads when a score is first computed: `ptm-studio --help` needs none
+    import numpy as np
 
 STATUS_COMPLETED = "completed"
 STATUS_STOPPED = "stopped"
@@ -141,11 +140,17 @@ class EpochFinished(EngineEvent):
         the largest class scores one in the number of classes). NaN without validation."""
         if self.confusion_matrix is None:
             return float("nan")
-        return balanced_accuracy(np.asarray(self.confusion_matrix))
+        import numpy
+
+        from ptm_studio.core.metrics import balanced_accuracy
+
+        return balanced_accuracy(numpy.asarray(self.confusion_matrix))
 
     @property
     def val_macro_f1(self) -> float:
         """The mean of the classes' F1 scores (NaN without per-class scores)."""
+        from ptm_studio.core.metrics import macro_f1
+
         return macro_f1(self.per_class) if self.per_class else float("nan")
 
 

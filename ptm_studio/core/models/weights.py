@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import re
 import urllib.request
 import urllib.response
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlparse
 
-import torch.hub
 from torchvision.models import get_model_weights
 
 from ptm_studio.core.atomic_io import atomic_writer
 from ptm_studio.core.checkpoints import MODEL_FILE
 from ptm_studio.core.config import ModelConfig
 from ptm_studio.core.file_reading import MAX_WEIGHTS_FILE_BYTES, open_for_reading
+from ptm_studio.core.models.catalogue import STATUS_AVAILABLE_OFFLINE as STATUS_AVAILABLE_OFFLINE
+from ptm_studio.core.models.catalogue import STATUS_NEEDS_DOWNLOAD as STATUS_NEEDS_DOWNLOAD
+from ptm_studio.core.models.catalogue import STATUS_NOT_AVAILABLE as STATUS_NOT_AVAILABLE
+from ptm_studio.core.models.catalogue import imagenet_status as imagenet_status
+from ptm_studio.core.models.catalogue import imagenet_weights_path
 from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError, WeightsError
 from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
@@ -29,9 +31,6 @@ from ptm_studio.core.runs import resolve_run_folder
 
 ProgressCallback = Callable[[int, int], None]
 
-STATUS_AVAILABLE_OFFLINE = "available_offline"
-STATUS_NEEDS_DOWNLOAD = "needs_download"
-STATUS_NOT_AVAILABLE = "not_available"
 # Seconds a connection attempt or a single read may stall before the download gives up;
 # urlopen's own timeout, so no process-wide socket default is changed.
 DOWNLOAD_TIMEOUT_SECONDS = 30.0
@@ -43,21 +42,6 @@ _HASH_IN_FILENAME = re.compile(r"-([a-f0-9]*)\.")
 def imagenet_weights_url(name: str) -> str:
     """The torchvision download address of the default ImageNet weights for ``name``."""
     return get_model_weights(_imagenet_spec(name).torchvision_name).DEFAULT.url
-
-
-def imagenet_weights_path(name: str) -> Path:
-    """Where torch.hub keeps (or would keep) the file: ``$TORCH_HOME/hub/checkpoints/…``."""
-    filename = os.path.basename(urlparse(imagenet_weights_url(name)).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
-
-
-def imagenet_status(name: str) -> str:
-    """``available_offline``, ``needs_download`` or ``not_available`` (no ImageNet weights)."""
-    if not get_backbone_spec(name).has_imagenet_weights:
-        return STATUS_NOT_AVAILABLE
-    return (
-        STATUS_AVAILABLE_OFFLINE if imagenet_weights_path(name).is_file() else STATUS_NEEDS_DOWNLOAD
-    )
 
 
 def load_imagenet_weights(

@@ -94,6 +94,14 @@ def test_backbone_keys_are_torchvision_keys_minus_classifier(name: str) -> None:
     assert set(backbone.state_dict()) == torchvision_keys - classifier_keys
 
 
+@pytest.mark.parametrize("name", [n for n in REQUIRED_BACKBONES if n != "small_cnn"])
+def test_catalogue_names_the_weights_file_torchvision_downloads(name: str) -> None:
+    """The catalogue needs no torchvision, so it states the file name; this holds it to
+    torchvision's own address (the sha256 prefix in the name is what the cache is checked by)."""
+    url = get_model_weights(name).DEFAULT.url
+    assert get_backbone_spec(name).imagenet_weights_file == url.rsplit("/", 1)[-1]
+
+
 def test_convnext_keeps_its_layer_norm_before_the_dropped_linear() -> None:
     model = built_classifier("convnext_tiny")
     backbone = model.backbone

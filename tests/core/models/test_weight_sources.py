@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import socket
@@ -23,6 +24,7 @@ from ptm_studio.core.models import (
     ImageClassifier,
     WeightsError,
     build_classifier,
+    catalogue,
     imagenet_status,
     imagenet_weights_path,
     imagenet_weights_url,
@@ -57,7 +59,13 @@ def fake_imagenet_file() -> tuple[bytes, dict[str, torch.Tensor], str]:
 
 
 def point_url_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Download from ``url``, and keep the file under its name as torchvision would (the
+    catalogue names the cache file after torchvision's own address)."""
     monkeypatch.setattr(weights_module, "imagenet_weights_url", lambda name: url)
+    spec = catalogue.get_backbone_spec(BACKBONE)
+    file_name = url.rsplit("/", 1)[-1]
+    replaced = dataclasses.replace(spec, imagenet_weights_file=file_name)
+    monkeypatch.setitem(catalogue._SPECS, BACKBONE, replaced)
 
 
 def fresh(num_classes: int = 3) -> ImageClassifier:
