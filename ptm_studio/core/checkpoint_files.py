@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,53 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def resumable_checkpoint_near(folder: Path) -> Path | None:
+    """The intact checkpoint with trainer state a run can go on from: ``folder`` itself, else
+    one beside it (a run's "last" when its "best" could not be written). Fallback copies
+    (``*-previous``) and damaged ones set aside do not count: a run does not resume from them
+    by itself."""
+    folder = Path(folder)
+    try:
+        siblings = sorted(
+            path
+            for path in folder.parent.iterdir()
+            if path != folder and not path.name.startswith(".") and "-" not in path.name
+        )
+    except OSError:
+        siblings = []
+    for candidate in (folder, *siblings):
+        if (candidate / TRAINER_STATE_FILE).is_file() and is_complete_checkpoint(candidate):
+            return candidate
+    return None
+
+
+def previous_checkpoint_dir(folder: str | Path) -> Path:
+    """Where ``save_checkpoint(keep_previous=True)`` keeps the checkpoint it replaced."""
+    folder = Path(folder)
+    return folder.with_name(f"{folder.name}-previous")
+
+
+def intact_previous(folder: str | Path) -> Path | None:
+    previous = previous_checkpoint_dir(folder)
+    return previous if is_complete_checkpoint(previous) else None
+
+
+def use_previous_checkpoint(folder: str | Path) -> Path:
+    """Put the intact previous checkpoint in place of a damaged ``folder``.
+
+    The damaged folder is renamed aside (``last-damaged-<time>``), never deleted: nothing is lost.
+    """
+    folder = Path(folder)
+    previous = intact_previous(folder)
+    if previous is None:
+        raise CheckpointError(f"{folder}: there is no intact previous checkpoint to use")
+    partial = sibling(folder, "partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(previous, partial)
+    if folder.exists():
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        folder.rename(folder.with_name(f"{folder.name}-damaged-{stamp}"))
+    partial.rename(folder)
+    return folder

@@ -48,9 +48,15 @@ from ptm_studio.core.checkpoint_files import (
     CheckpointFromNewerVersion as CheckpointFromNewerVersion,
 )
 from ptm_studio.core.checkpoint_files import hash_files, sibling
+from ptm_studio.core.checkpoint_files import intact_previous as intact_previous
 from ptm_studio.core.checkpoint_files import is_complete_checkpoint as is_complete_checkpoint
+from ptm_studio.core.checkpoint_files import previous_checkpoint_dir as previous_checkpoint_dir
 from ptm_studio.core.checkpoint_files import read_meta as read_meta
 from ptm_studio.core.checkpoint_files import recover_checkpoint as recover_checkpoint
+from ptm_studio.core.checkpoint_files import (
+    resumable_checkpoint_near as resumable_checkpoint_near,
+)
+from ptm_studio.core.checkpoint_files import use_previous_checkpoint as use_previous_checkpoint
 from ptm_studio.core.checkpoint_files import verify_checkpoint as verify_checkpoint
 from ptm_studio.core.file_reading import (
     MAX_WEIGHTS_FILE_BYTES,
@@ -182,26 +188,6 @@ def _saved_when(folder: Path) -> str:
         if epochs == 0
         else f"(epoch {epochs}, step {step})"
     )
-
-
-def resumable_checkpoint_near(folder: Path) -> Path | None:
-    """The intact checkpoint with trainer state a run can go on from: ``folder`` itself, else
-    one beside it (a run's "last" when its "best" could not be written). Fallback copies
-    (``*-previous``) and damaged ones set aside do not count: a run does not resume from them
-    by itself."""
-    folder = Path(folder)
-    try:
-        siblings = sorted(
-            path
-            for path in folder.parent.iterdir()
-            if path != folder and not path.name.startswith(".") and "-" not in path.name
-        )
-    except OSError:
-        siblings = []
-    for candidate in (folder, *siblings):
-        if (candidate / TRAINER_STATE_FILE).is_file() and is_complete_checkpoint(candidate):
-            return candidate
-    return None
 
 
 @dataclass(frozen=True)
@@ -337,36 +323,6 @@ def load_checkpoint(
         with open_for_reading(state_path, max_bytes=MAX_WEIGHTS_FILE_BYTES) as handle:
             trainer_state = torch.load(handle, map_location="cpu", weights_only=True)
     return LoadedCheckpoint(folder, model_state, meta, trainer_state)
-
-
-def previous_checkpoint_dir(folder: str | Path) -> Path:
-    """Where ``save_checkpoint(keep_previous=True)`` keeps the checkpoint it replaced."""
-    folder = Path(folder)
-    return folder.with_name(f"{folder.name}-previous")
-
-
-def intact_previous(folder: str | Path) -> Path | None:
-    previous = previous_checkpoint_dir(folder)
-    return previous if is_complete_checkpoint(previous) else None
-
-
-def use_previous_checkpoint(folder: str | Path) -> Path:
-    """Put the intact previous checkpoint in place of a damaged ``folder``.
-
-    The damaged folder is renamed aside (``last-damaged-<time>``), never deleted: nothing is lost.
-    """
-    folder = Path(folder)
-    previous = intact_previous(folder)
-    if previous is None:
-        raise CheckpointError(f"{folder}: there is no intact previous checkpoint to use")
-    partial = sibling(folder, "partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(previous, partial)
-    if folder.exists():
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        folder.rename(folder.with_name(f"{folder.name}-damaged-{stamp}"))
-    partial.rename(folder)
-    return folder
 
 
 def _swap_into_place(partial: Path, folder: Path, keep_previous: bool = False) -> None:

@@ -23,16 +23,12 @@ from torch import nn
 
 from ptm_studio import __version__
 from ptm_studio.core.data import BACKGROUND_COLOUR, decode_side_for
+from ptm_studio.core.export_formats import DESCRIPTION_FILE as DESCRIPTION_FILE
+from ptm_studio.core.export_formats import FILE_NAMES as FILE_NAMES
+from ptm_studio.core.export_formats import FORMATS as FORMATS
 from ptm_studio.core.models import ImageClassifier, get_backbone_spec
 from ptm_studio.core.models.registry import classifier_path
 
-FORMATS = ("safetensors", "torchscript", "onnx")
-FILE_NAMES = {
-    "safetensors": "model.safetensors",
-    "torchscript": "model.torchscript.pt",
-    "onnx": "model.onnx",
-}
-DESCRIPTION_FILE = "model.json"
 EXPORT_FORMAT_VERSION = 1
 # Opset 17 runs on every onnxruntime of the last years (1.13+) and has every operator the
 # registered backbones need; a newer opset would only narrow who can run the file.

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ptm_studio.core.checkpoints import (
+from ptm_studio.core.checkpoint_files import (  # no torch: the window lists models early
     META_FILE,
     MODEL_FILE,
     CheckpointError,

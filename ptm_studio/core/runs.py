@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ptm_studio.core.atomic_io import json_safe, write_json_atomic, write_text_atomic
-from ptm_studio.core.checkpoints import (
+from ptm_studio.core.checkpoint_files import (
     intact_previous,
     is_complete_checkpoint,
     previous_checkpoint_dir,

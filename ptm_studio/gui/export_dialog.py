@@ -6,6 +6,7 @@ Cancel; a file that disagrees with the app is shown as an error, in words."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
@@ -23,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.export import FORMATS, ExportResult, export_model
+from ptm_studio.core.export_formats import FORMATS
 from ptm_studio.core.locations import unused_folder
 from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui import theme
@@ -31,6 +32,9 @@ from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.widgets.job_progress import JobProgress
+
+if TYPE_CHECKING:
+    from ptm_studio.core.export import ExportResult
 
 FORMAT_WORDS = {
     "safetensors": ("Weights (.safetensors)", "The trained weights alone, for PyTorch code."),
@@ -143,6 +147,8 @@ class ExportDialog(QDialog):
         self.open_button.hide()
         self.status_label.setText("Exporting…")
         checkpoint = self.model_combo.currentData()
+        from ptm_studio.core.export import export_model  # torch: loaded after the window is up
+
         self.job.start(
             core_work(
                 export_model,

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QMainWindow, QWidget
 
 from ptm_studio.core.engine import events
 from ptm_studio.core.engine.events import TrainingFinished, TrainingStarted
-from ptm_studio.gui import dialogs, theme
+from ptm_studio.gui import dialogs, theme, warmup
 from ptm_studio.gui.actions import ActionHandlers, install_actions, update_actions
 from ptm_studio.gui.dataset_summary import DatasetSummary
 from ptm_studio.gui.device_probe import DeviceProbe
@@ -208,7 +208,12 @@ class MainWindow(QMainWindow):
             self.predictions_panel.clear()
         self.model_tabs.new_run_starting()
         self.show_charts()
-        self.status.show("Preparing the data and the model…")
+        self.status.show(
+            "Preparing the data and the model…"
+            if warmup.is_warm()
+            else "Loading PyTorch (the first start after opening takes a few seconds), then "
+            "preparing the data and the model…"
+        )
 
     @Slot(object, object)
     def _show_history(self, history: RunHistory, run_dir: Path) -> None:

@@ -23,7 +23,11 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from ptm_studio.core.checkpoints import CheckpointError, intact_previous, use_previous_checkpoint
+from ptm_studio.core.checkpoint_files import (
+    CheckpointError,
+    intact_previous,
+    use_previous_checkpoint,
+)
 from ptm_studio.core.config import ConfigError, RunConfig, replace_field
 from ptm_studio.core.data.manifest import DatasetScan
 from ptm_studio.core.engine.events import STATUS_FAILED, STATUS_STOPPED, Ending, TrainingFinished

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import threading
 
+# Shown where the device will be named until torch has loaded (the window is up before it).
+LOADING_TORCH_TEXT = "Loading PyTorch and checking the device…"
+
 _lock = threading.Lock()
 _done = threading.Event()
 

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.gui.plain_text import plain_label
+from ptm_studio.gui.warmup import LOADING_TORCH_TEXT
 from ptm_studio.gui.widgets.wheel_guard import WheelGuard, guard_wheel
 
 TABS = (
@@ -77,6 +78,6 @@ def lay_out_window(
     splitter.setStretchFactor(1, 1)
     splitter.setSizes([500, 900])
     window.setCentralWidget(splitter)
-    device_status = plain_label("Checking the device…", word_wrap=False)
+    device_status = plain_label(LOADING_TORCH_TEXT, word_wrap=False)
     window.statusBar().addPermanentWidget(device_status)
     return WindowLayout(splitter, tabs, device_status, settings_scroll, wheel_guard)

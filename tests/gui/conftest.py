@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths, QThread
 
-import ptm_studio.core.data  # noqa: F401 - import torch once on the main thread (slow in a thread)
+import ptm_studio.core.data.dataset  # noqa: F401 - torch once on the main thread (slow in a thread)
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import (

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QFileDialog
 
+from ptm_studio.core import embeddings as core_embeddings  # the panel imports it on use
 from ptm_studio.core.embeddings import FEATURES_FILE, FILE_LIST, MAP_CSV, Embeddings
 from ptm_studio.core.inference import PredictionCancelled
-from ptm_studio.gui.panels import embedding_panel as embedding_module
 from ptm_studio.gui.panels.embedding_panel import EmbeddingPanel, colour_groups
 
 
@@ -100,7 +100,7 @@ def test_cancel_stops_the_map_and_leaves_no_thread(
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    monkeypatch.setattr(embedding_module, "embed_paths", slow)
+    monkeypatch.setattr(core_embeddings, "embed_paths", slow)
     panel = EmbeddingPanel()
     qtbot.addWidget(panel)
     panel.set_run(trained_run)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
+from ptm_studio.core import evaluation as core_evaluation  # the panel imports it on use
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.evaluation import Evaluation, evaluate_logits
 from ptm_studio.core.inference import PredictionCancelled
-from ptm_studio.gui.panels import evaluation_panel as evaluation_module
 from ptm_studio.gui.panels._preview import make_sample_images
 from ptm_studio.gui.panels.evaluation_panel import EvaluationPanel
 
@@ -149,7 +149,7 @@ def test_cancel_stops_the_evaluation_and_leaves_no_thread(
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    monkeypatch.setattr(evaluation_module, "evaluate_run", slow_evaluation)
+    monkeypatch.setattr(core_evaluation, "evaluate_run", slow_evaluation)
     run = tmp_path / "run"
     best = run / "checkpoints" / "best"
     best.mkdir(parents=True)

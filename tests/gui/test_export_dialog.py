@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from ptm_studio.core import export as core_export  # the dialog imports it on use
 from ptm_studio.core.export import ExportCancelled, ExportResult, ParityReport
-from ptm_studio.gui import export_dialog as export_module
 from ptm_studio.gui.export_dialog import ExportDialog, default_destination
 
 
@@ -72,7 +72,7 @@ def test_closing_cancels_the_export_and_leaves_no_thread(
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    monkeypatch.setattr(export_module, "export_model", slow_export)
+    monkeypatch.setattr(core_export, "export_model", slow_export)
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "something").write_text("taken", encoding="utf-8")
     assert default_destination(tmp_path) == tmp_path / "export 2"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel
 
 from ptm_studio.core.config import RunConfig
@@ -33,6 +34,7 @@ from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
 from ptm_studio.gui.run_history import load_history
+from ptm_studio.gui.widgets.live_curve import LivePlot
 from ptm_studio.gui.widgets.prediction_grid import RecordRole
 from ptm_studio.gui.wording import format_duration
 
@@ -288,6 +290,36 @@ def test_metrics_panel_holds_points_and_skips_non_finite(qtbot: Any) -> None:
     assert panel.epoch_loss_plot.drawn_point_count("val") == 1
     assert panel.learning_rate_plot.drawn_point_count("lr") == 100
     panel.grab()  # painting with NaNs held in the buffers must not raise
+
+
+def test_a_curve_is_given_its_drawn_points_without_filtering_the_whole_buffer(
+    qtbot: Any,
+) -> None:
+    """Issue 14, B4: each update hands pyqtgraph views of the points drawn so far, grown as
+    they arrive, instead of a filtered copy of every point held; what it draws is exactly the
+    finite (and, on a log scale, positive) points, in order, and a cleared curve never changes
+    the arrays pyqtgraph was given before."""
+    plot = LivePlot("loss", "step", "loss", log_y=True)
+    qtbot.addWidget(plot)
+    plot.add_curve("raw", "loss", QColor("#1f77b4"))
+    values = [1.0, math.nan, 0.5, -0.1, math.inf, 0.25, 0.0, "not a number", 0.125]
+    for step, value in enumerate(values):
+        plot.append("raw", step, value)  # type: ignore[arg-type]
+    plot.refresh()
+    x, y = plot.curve_data("raw")
+    assert x.tolist() == [0, 2, 5, 8] and y.tolist() == [1.0, 0.5, 0.25, 0.125]
+    assert plot.point_count("raw") == len(values)
+    handed_x, _ = plot.curve_data("raw")
+    plot.append("raw", 9, 0.0625)
+    plot.refresh()
+    assert plot.curve_data("raw")[0].base is handed_x.base  # the same array, grown in place
+    before = handed_x.copy()
+    plot.clear_data()
+    for step in range(4):
+        plot.append("raw", 100 + step, 3.0)
+    plot.refresh()
+    assert handed_x.tolist() == before.tolist()  # pyqtgraph's earlier views are untouched
+    assert plot.curve_data("raw")[0].tolist() == [100, 101, 102, 103]
 
 
 def test_the_accuracy_plot_shows_what_the_last_layer_scored_alone(

@@ -16,9 +16,9 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QFileDialog
 
+from ptm_studio.core import inference as core_inference  # the panel imports it on use
 from ptm_studio.core.explain import Heatmaps
 from ptm_studio.core.inference import PredictionCancelled
-from ptm_studio.gui.panels import predict_panel as predict_module
 from ptm_studio.gui.panels.predict_panel import PredictPanel
 
 
@@ -149,7 +149,7 @@ def test_cancel_stops_predicting_and_leaves_no_thread(
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    monkeypatch.setattr(predict_module, "predict_pictures", slow_predict)
+    monkeypatch.setattr(core_inference, "predict_pictures", slow_predict)
     panel = _panel(qtbot, trained_run)
     panel.predict([Path("anything")])
     qtbot.waitUntil(lambda: "of 1000 pictures" in panel.progress.label.text())
@@ -214,6 +214,7 @@ def test_the_grid_shows_heatmaps_and_drawing_them_can_be_cancelled(
     assert decoration is heatmaps.pixmap(str(readable[0].path))
     panel.heatmap_box.setChecked(False)
 
+    from ptm_studio.core import explain as core_explain  # gallery_heatmaps imports it on use
     from ptm_studio.gui.widgets import gallery_heatmaps
 
     go_on = threading.Event()
@@ -224,7 +225,7 @@ def test_the_grid_shows_heatmaps_and_drawing_them_can_be_cancelled(
 
     heatmaps.clear()
     monkeypatch.setattr(gallery_heatmaps, "CHUNK", 1)
-    monkeypatch.setattr(gallery_heatmaps, "heatmaps_for_paths", slow)
+    monkeypatch.setattr(core_explain, "heatmaps_for_paths", slow)
     panel.heatmap_box.setChecked(True)
     qtbot.waitUntil(lambda: not panel.heatmap_progress.isHidden())
     with qtbot.waitSignal(heatmaps.job.cancelled, timeout=10_000):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -28,16 +28,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.embeddings import (
-    Embeddings,
-    Projection,
-    embed_paths,
-    nearest_neighbours,
-    project_2d,
-    save_embeddings,
-)
-from ptm_studio.core.engine.setup import validation_records
-from ptm_studio.core.inference import ModelSource, Prediction, collect_image_paths
 from ptm_studio.core.locations import unused_folder
 from ptm_studio.core.run_models import saved_models
 from ptm_studio.core.runs import load_run
@@ -52,6 +42,10 @@ from ptm_studio.gui.widgets.thumbnail_grid import (
     ThumbnailGrid,
     load_thumbnail,
 )
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.embeddings import Embeddings, Projection
+    from ptm_studio.core.inference import ModelSource
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 COLOUR_BY = {"true": "True class", "predicted": "The model's answer", "correct": "Right or wrong"}
@@ -79,6 +73,13 @@ def map_pictures(
     """The work of the job: features of the run's validation pictures (``inputs`` None) or of
     the pictures in ``inputs``, a batch at a time (the model takes turns with the heatmaps of
     the large view), projected to 2-D."""
+    from ptm_studio.core.embeddings import (  # torch: loaded after the window is up
+        Embeddings,
+        embed_paths,
+        project_2d,
+    )
+    from ptm_studio.core.engine.setup import validation_records
+    from ptm_studio.core.inference import collect_image_paths
 
     def should_stop() -> bool:
         return context.is_cancelled
@@ -214,6 +215,8 @@ class EmbeddingPanel(QWidget):
         self.neighbours_model.set_paths([])
         self._say(EMPTY_TEXT)
         has_model = run_dir is not None and bool(saved_models(run_dir))
+        from ptm_studio.core.inference import ModelSource  # torch: loaded after the window is up
+
         self.source = ModelSource(run_dir) if run_dir is not None and has_model else None
         name = Path(run_dir).name if run_dir is not None else ""
         self.run_label.setText(f"Model: {name}" if self.source else "No trained model yet.")
@@ -241,6 +244,8 @@ class EmbeddingPanel(QWidget):
             return
         run_name = self.source.path.name if self.source else "pictures"
         folder = unused_folder(Path(chosen), f"features of {run_name}")
+        from ptm_studio.core.embeddings import save_embeddings
+
         try:
             saved = save_embeddings(self.result.embeddings, folder, self.result.projection)
         except OSError as error:
@@ -324,6 +329,9 @@ class EmbeddingPanel(QWidget):
         """Show picture ``row`` large and its nearest neighbours in the strip."""
         if self.result is None:
             return
+        from ptm_studio.core.embeddings import nearest_neighbours
+        from ptm_studio.core.inference import Prediction
+
         embeddings = self.result.embeddings
         neighbours = nearest_neighbours(embeddings.features, row, NEIGHBOURS)
         self._neighbour_rows = [neighbour for neighbour, _similarity in neighbours]

@@ -9,6 +9,7 @@ the calibration (a reliability diagram before and after). The measuring is core'
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -28,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.evaluation import Evaluation, evaluate_run
 from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
@@ -37,6 +37,9 @@ from ptm_studio.gui.widgets.confusion_matrix import ConfusionMatrixView
 from ptm_studio.gui.widgets.job_progress import JobProgress
 from ptm_studio.gui.widgets.reliability_plot import ReliabilityPlot
 from ptm_studio.gui.widgets.run_chooser import ask_for_run
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.evaluation import Evaluation
 
 EMPTY_TEXT = (
     "Evaluate a trained run to see its score for each class, which classes it mixes up and "
@@ -222,6 +225,8 @@ class EvaluationPanel(QWidget):
         if self.run_dir is None or self.checkpoint_combo.count() == 0:
             return
         checkpoint = Path(str(self.checkpoint_combo.currentData()))
+        from ptm_studio.core.evaluation import evaluate_run  # torch: loaded after the window is up
+
         self.summary_label.setText(f"Measuring {self.checkpoint_combo.currentText().lower()}…")
         self.job.restart(core_work(evaluate_run, self.run_dir, checkpoint=checkpoint))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QModelIndex,
@@ -28,13 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.calibration import NOT_SURE_BELOW
-from ptm_studio.core.inference import (
-    ModelSource,
-    PredictedPictures,
-    predict_pictures,
-    write_predictions_csv,
-)
+from ptm_studio.core.config import NOT_SURE_BELOW
 from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui import dialogs
 from ptm_studio.gui.jobs.core_work import core_work
@@ -50,6 +45,9 @@ from ptm_studio.gui.widgets.predicted_pictures import (
 from ptm_studio.gui.widgets.prediction_viewer import PredictionViewer
 from ptm_studio.gui.widgets.run_chooser import ask_for_run
 from ptm_studio.gui.widgets.thumbnail_grid import ThumbnailCache, ThumbnailGrid
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.inference import ModelSource, PredictedPictures
 
 EMPTY_TEXT = "Drop pictures or a folder here, or choose them, to see what the model says."
 
@@ -151,6 +149,8 @@ class PredictPanel(QWidget):
         self.summary_label.setText(EMPTY_TEXT)
         models = saved_models(run_dir) if run_dir is not None else []
         self.run_dir = Path(run_dir) if run_dir is not None and models else None
+        from ptm_studio.core.inference import ModelSource  # torch: loaded after the window is up
+
         self.model_source = ModelSource(self.run_dir) if self.run_dir is not None else None
         if self.run_dir is None:
             self.run_label.setText("No trained model yet: train one, or choose a run.")
@@ -194,6 +194,10 @@ class PredictPanel(QWidget):
             self.summary_label.setText("Train a model first, or choose a run to predict with.")
             return
         self.summary_label.setText("Predicting…")
+        from ptm_studio.core.inference import (
+            predict_pictures,  # torch: loaded after the window is up
+        )
+
         self.job.restart(
             core_work(
                 predict_pictures,
@@ -212,6 +216,8 @@ class PredictPanel(QWidget):
         )
         if not path:
             return
+        from ptm_studio.core.inference import write_predictions_csv
+
         try:
             write_predictions_csv(path, self.result.predictions, self.threshold)
         except OSError as error:

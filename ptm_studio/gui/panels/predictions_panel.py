@@ -8,6 +8,7 @@ a QListView over a model: thumbnails load lazily off the GUI thread, so 10k imag
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QModelIndex,
@@ -26,8 +27,6 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.engine.events import PredictionsReady
-from ptm_studio.core.evaluation import Evaluation
-from ptm_studio.core.inference import ModelSource
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.widgets.image_viewer import ImageViewer
 from ptm_studio.gui.widgets.job_progress import JobProgress
@@ -41,6 +40,10 @@ from ptm_studio.gui.widgets.prediction_grid import (
     RecordRole,
 )
 from ptm_studio.gui.widgets.thumbnail_grid import ThumbnailCache, ThumbnailGrid
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.evaluation import Evaluation
+    from ptm_studio.core.inference import ModelSource
 
 
 class PredictionsPanel(QWidget):
@@ -137,6 +140,8 @@ class PredictionsPanel(QWidget):
         if names != self.model.class_names:
             self._fill_class_filter(names)
         self.model.set_predictions(names, tuple(evaluation.records))
+        from ptm_studio.core.inference import ModelSource  # torch: loaded after the window is up
+
         self.model_source = ModelSource(evaluation.checkpoint) if evaluation.checkpoint else None
         self._reset_heatmaps()
         self.pair_bar.hide()

@@ -35,6 +35,7 @@ from ptm_studio.core.engine.events import (
 )
 from ptm_studio.gui import theme
 from ptm_studio.gui.plain_text import plain_label
+from ptm_studio.gui.warmup import LOADING_TORCH_TEXT
 from ptm_studio.gui.wording import format_duration, format_megabytes
 
 REFRESH_INTERVAL_MS = 100
@@ -84,7 +85,7 @@ class TrainingPanel(QGroupBox):
         self.step_label = _plain_label("–")
         self.speed_label = _plain_label("–")
         self.eta_label = _plain_label("–")
-        self.device_label = _plain_label("Checking…")
+        self.device_label = _plain_label(LOADING_TORCH_TEXT)
         self.device_label.setWordWrap(True)
         self.device_label.setMinimumHeight(2 * self.device_label.fontMetrics().lineSpacing())
         self.device_label.setToolTip("Where the computation runs. A GPU is usually 10–50× faster.")

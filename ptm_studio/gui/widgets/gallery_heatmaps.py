@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QPixmap
 
-from ptm_studio.core.explain import heatmaps_for_paths, overlay
-from ptm_studio.core.inference import ModelSource
 from ptm_studio.gui.jobs.job import Job, JobContext
 from ptm_studio.gui.widgets.heatmap_controls import rgb_image
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.inference import ModelSource
 
 CHUNK = 16  # pictures per delivery: the grid fills in steadily, and a cancel is quick
 OPACITY = 0.5
@@ -25,6 +27,10 @@ def draw_overlays(
 ) -> None:
     """The work: each picture's crop with its heatmap over it, ``side`` pixels square,
     delivered as {path: uint8 RGB array} a chunk at a time (plain values only)."""
+    from ptm_studio.core.explain import (  # torch: loaded after the window is up
+        heatmaps_for_paths,
+        overlay,
+    )
 
     def should_stop() -> bool:
         return context.is_cancelled

@@ -5,16 +5,19 @@ one picture at a time, and kept while the view is open."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
-from ptm_studio.core.explain import Heatmap, heatmap, overlay
-from ptm_studio.core.inference import ModelSource
 from ptm_studio.gui.jobs.job import Job, JobContext
 from ptm_studio.gui.plain_text import plain_label
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.explain import Heatmap
+    from ptm_studio.core.inference import ModelSource
 
 PREDICTED = -1  # the class combo's "the model's answer"
 
@@ -110,6 +113,8 @@ class HeatmapControls(QWidget):
         found = self._heatmaps.get((Path(path), self.class_index))
         if not self.switch.isChecked() or found is None or found.picture is None:
             return None
+        from ptm_studio.core.explain import overlay  # torch: loaded after the window is up
+
         return rgb_image(overlay(found.picture, found, self.opacity))
 
     def shutdown(self) -> None:
@@ -132,6 +137,8 @@ class HeatmapControls(QWidget):
         source, path, class_index = self.source, self.path, self.class_index
 
         def work(context: JobContext) -> tuple[int, Heatmap]:
+            from ptm_studio.core.explain import heatmap  # torch: loaded after the window is up
+
             chosen = None if class_index == PREDICTED else class_index
 
             def should_stop() -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
@@ -17,9 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.inference import ModelSource
 from ptm_studio.gui.widgets.heatmap_controls import HeatmapControls, show_large
 from ptm_studio.gui.widgets.thumbnail_grid import load_thumbnail
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.inference import ModelSource
 
 VIEW_SIZE = 448
 

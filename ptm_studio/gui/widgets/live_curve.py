@@ -3,7 +3,9 @@
 Data arrive at any rate through :meth:`LivePlot.append`; nothing is drawn until :meth:`refresh`,
 which the owning panel calls from a 10–20 Hz timer. Curves use auto downsampling and
 clip-to-view so 100k points stay smooth. Non-finite points are kept in the buffer (so step
-numbers stay honest) but never reach pyqtgraph. Hovering shows the nearest values as plain text.
+numbers stay honest) but never reach pyqtgraph: each curve keeps a second buffer of the points it
+draws, grown as they arrive, and hands pyqtgraph views of it, so an update costs the same with a
+million points as with ten (issue 14, B4). Hovering shows the nearest values as plain text.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class PointBuffer:
         self._size += 1
 
     def clear(self) -> None:
+        # New arrays, not a reset size: pyqtgraph may still hold views of the old ones.
+        self._x = np.empty(len(self._x), dtype=np.float64)
+        self._y = np.empty(len(self._y), dtype=np.float64)
         self._size = 0
 
     @property
@@ -48,12 +53,6 @@ class PointBuffer:
     def y(self) -> np.ndarray:
         return self._y[: self._size]
 
-    def finite(self, *, positive_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self.x, self.y
-        mask = np.isfinite(x) & np.isfinite(y)
-        if positive_only:
-            mask &= y > 0
-        return x[mask], y[mask]
 
 
 def _as_float(value: object) -> float:
@@ -67,7 +66,8 @@ def _as_float(value: object) -> float:
 class _Curve:
     name: str
     item: pg.PlotDataItem
-    buffer: PointBuffer = field(default_factory=PointBuffer)
+    buffer: PointBuffer = field(default_factory=PointBuffer)  # every point, as it came
+    drawn: PointBuffer = field(default_factory=PointBuffer)  # the ones pyqtgraph is given
     is_dirty: bool = False
 
 
@@ -206,6 +206,9 @@ class LivePlot(QWidget):
     def append(self, key: str, x: float, y: float) -> None:
         curve = self._curves[key]
         curve.buffer.append(x, y)
+        x, y = _as_float(x), _as_float(y)
+        if math.isfinite(x) and math.isfinite(y) and (y > 0 or not self._log_y):
+            curve.drawn.append(x, y)
         curve.is_dirty = True
 
     def point_count(self, key: str) -> int:
@@ -219,8 +222,12 @@ class LivePlot(QWidget):
 
     def drawn_point_count(self, key: str) -> int:
         """Points actually handed to pyqtgraph (the finite ones) at the last refresh."""
-        data = self._curves[key].item.getOriginalDataset()
-        return 0 if data[0] is None else len(data[0])
+        return len(self.curve_data(key)[0])
+
+    def curve_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The x and y pyqtgraph was given for one curve at the last refresh (not copies)."""
+        x, y = self._curves[key].item.getOriginalDataset()
+        return (np.empty(0), np.empty(0)) if x is None or y is None else (x, y)
 
     @property
     def is_dirty(self) -> bool:
@@ -232,8 +239,7 @@ class LivePlot(QWidget):
         for curve in self._curves.values():
             if not curve.is_dirty:
                 continue
-            x, y = curve.buffer.finite(positive_only=self._log_y)
-            curve.item.setData(x, y)
+            curve.item.setData(curve.drawn.x, curve.drawn.y)
             curve.is_dirty = False
             changed = True
         return changed
@@ -242,6 +248,7 @@ class LivePlot(QWidget):
         """Empty every curve; the plot itself is repainted at the next refresh."""
         for curve in self._curves.values():
             curve.buffer.clear()
+            curve.drawn.clear()
             curve.is_dirty = True
         for line in self._levels.values():
             line.setVisible(False)
@@ -255,7 +262,7 @@ class LivePlot(QWidget):
         x_value = view_box.mapSceneToView(position).x()
         parts = []
         for curve in self._curves.values():
-            x, y = curve.buffer.finite()
+            x, y = curve.drawn.x, curve.drawn.y
             if len(x) == 0:
                 continue
             index = int(np.clip(np.searchsorted(x, x_value), 0, len(x) - 1))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -18,11 +19,14 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 
-from ptm_studio.core.inference import NOT_SURE, Prediction
+from ptm_studio.core.config import NOT_SURE
 from ptm_studio.gui import theme
 from ptm_studio.gui.plain_text import plain_tooltip
 from ptm_studio.gui.widgets.gallery_heatmaps import GalleryHeatmaps
 from ptm_studio.gui.widgets.thumbnail_grid import ThumbnailCache
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.inference import Prediction
 
 THUMBNAIL_SIZE = 112
 CELL = QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 40)

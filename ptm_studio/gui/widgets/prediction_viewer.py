@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
@@ -18,10 +19,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ptm_studio.core.inference import ModelSource, Prediction
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.widgets.heatmap_controls import HeatmapControls, show_large
 from ptm_studio.gui.widgets.thumbnail_grid import load_thumbnail
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.inference import ModelSource, Prediction
 
 VIEW_SIZE = 448
 

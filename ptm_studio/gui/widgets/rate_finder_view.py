@@ -14,6 +14,7 @@ no longer be reached.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -22,11 +23,13 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QAbstractScrollArea, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from ptm_studio.core.config import ConfigError, RunConfig
-from ptm_studio.core.engine.rate_finder import RateTest
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.job import Job, JobContext, Work
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.widgets.job_progress import JobProgress
+
+if TYPE_CHECKING:  # torch: these load after the window is up (issue 14, B5)
+    from ptm_studio.core.engine.rate_finder import RateTest
 
 FIND_TEXT = "Find a learning rate…"
 FIND_TIP = (
