@@ -6,10 +6,12 @@ batch 4, 2 epochs) and presses Start, as that test does. A 10 ms QTimer on the G
 the time between its ticks, from just before the click to just after the run has ended: a gap far
 above 10 ms is time in which the window could not repaint or answer a click. The run is repeated
 --repeats times in the same window and the gaps of all runs are pooled. Prints p50, p99 and the
-largest gap against the targets (p99 ≤ 50 ms, max ≤ 100 ms). Settings, runs and logs go to a
-temporary folder; the user's own are never read or written.
+largest gap against issue 14's B3 targets (p99 ≤ 25 ms, max ≤ 50 ms). Settings, runs and logs
+go to a temporary folder; the user's own are never read or written. (B3's other figure, the
+window's training throughput against a headless run, is not measured here yet.)
 
-    python benchmarks/event_loop_responsiveness.py [--data DIR] [--epochs 2] [--repeats 3]
+    python -m benchmarks.event_loop_responsiveness [--data DIR] [--epochs 2] [--repeats 3]
+        [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication
 
-TARGET_P99_MS = 50.0
-TARGET_MAX_MS = 100.0
+from benchmarks.table import Row, add_table_flags, report
+
+TARGET_P99_MS = 25.0
+TARGET_MAX_MS = 50.0
 PROBE_INTERVAL_MS = 10
 
 
@@ -140,7 +144,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="default: generated pictures")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    add_table_flags(parser)
     arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.repeats = 1
     _app = QApplication.instance() or QApplication([sys.argv[0]])
     with tempfile.TemporaryDirectory(prefix="ptm-benchmark-") as folder:
         home = Path(folder)
@@ -164,9 +171,21 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| samples | {len(gaps)} | | |")
     print(f"| p50 gap | {p50:.1f} ms | | |")
+    rows = []
     for name, value, target in (("p99", p99, TARGET_P99_MS), ("max", largest, TARGET_MAX_MS)):
         result = "pass" if value <= target else "FAIL"
         print(f"| {name} gap | {value:.1f} ms | ≤ {target:.0f} ms | {result} |")
+        rows.append(
+            Row(
+                f"B3 event-loop {name} gap while training",
+                f"{value:.1f} ms",
+                f"{len(gaps)} ticks of {PROBE_INTERVAL_MS} ms",
+                float("nan"),
+                f"≤ {target:.0f} ms",
+                value <= target,
+            )
+        )
+    report(rows, arguments)
 
 
 if __name__ == "__main__":
