@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QColor
 from PySide6.QtWidgets import (
@@ -30,6 +29,7 @@ from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.callbacks import Callback
 from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import EpochFinished, TrainingFinished, TrainingStarted
+from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.training import TrainingRequest, TrainingSession
 from ptm_studio.gui.widgets.live_curve import LivePlot
 
@@ -274,6 +274,8 @@ class LabelFractionDialog(_RunsDialog):
             f"Finetuning from {pretrained_run.name} and from random weights with {shares} of "
             f"the labels, {len(seeds)} seeds each ({len(self.arms)} runs)…"
         )
+        pg = theme.plotting()  # loaded after the window is up (issue 14, B5)
+
         self.plot_widget = pg.PlotWidget()
         self.plot_widget.setTitle("Validation accuracy against the labels used")
         self.plot_widget.setLabel("bottom", "Labelled pictures per class (log scale)")

@@ -6,6 +6,7 @@ import os
 import sys
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
@@ -34,7 +35,6 @@ def apply_style(app: QApplication) -> None:
     if sheet.is_file():
         app.setStyleSheet(sheet.read_text(encoding="utf-8"))
     app.setWindowIcon(icon("app"))
-    configure_plots()
 
 
 def is_dark() -> bool:
@@ -45,8 +45,11 @@ def is_dark() -> bool:
     return window.lightness() < 128
 
 
-def configure_plots() -> None:
-    """pyqtgraph colours from the palette, antialiasing on (curves are downsampled anyway)."""
+@cache
+def plotting() -> ModuleType:
+    """pyqtgraph, its colours from the palette and antialiasing on (curves are downsampled
+    anyway). Every plot is made through this, once the window is on screen: importing
+    pyqtgraph takes ~0.4 s, which the window must not wait for (issue 14, B5)."""
     import pyqtgraph as pg
 
     palette = QGuiApplication.palette()
@@ -55,6 +58,7 @@ def configure_plots() -> None:
         foreground=palette.color(QPalette.ColorRole.Text),
         antialias=True,
     )
+    return pg
 
 
 # Colour-blind friendly pairs (Okabe–Ito): train is blue, validation is orange.

@@ -59,7 +59,7 @@ def test_results_are_shown_in_tables_words_and_the_reliability_plot(
     assert "Few validation pictures" in panel.warnings_label.text()
     assert not panel.warnings_label.isHidden()
     assert "too few to calibrate" in panel.calibration_label.text()  # 8 pictures
-    assert len(panel.reliability_plot._bars) == 1  # the model's confidence alone
+    assert len(panel.reliability_plot.bar_items) == 1  # the model's confidence alone
     panel.clear_results()
     assert panel.class_table.isHidden() and panel.warnings_label.isHidden()
 

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QModelIndex, QSize, Qt, Slot
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -35,6 +34,7 @@ from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.job import Job, JobContext
 from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.widgets.job_progress import JobProgress
+from ptm_studio.gui.widgets.plot_slot import PlotSlot
 from ptm_studio.gui.widgets.prediction_viewer import PredictionViewer
 from ptm_studio.gui.widgets.thumbnail_grid import (
     PathListModel,
@@ -137,22 +137,14 @@ class EmbeddingPanel(QWidget):
         self.job.running_changed.connect(self._update_buttons)
         self.summary_label = plain_label(EMPTY_TEXT)
         self.progress = JobProgress(self.job, "pictures", starting_text="Loading the model…")
-        self.plot = pg.PlotWidget()
-        self.plot.getPlotItem().hideAxis("left")
-        self.plot.getPlotItem().hideAxis("bottom")
-        self.plot.setToolTip("Hover over a dot to see its picture; click it to open it.")
-        self.legend = self.plot.getPlotItem().addLegend(offset=(10, 10))
-        self.scatter = pg.ScatterPlotItem(size=9, hoverable=True, hoverSize=14, pxMode=True)
-        self.scatter.sigHovered.connect(self._on_hovered)
-        self.scatter.sigClicked.connect(self._on_clicked)
-        self.plot.addItem(self.scatter)
-        self._legend_items: list[pg.ScatterPlotItem] = []
+        self._slot = PlotSlot(self._make_plot)  # the map's plot: made once on screen
+        self._slot.setToolTip("Hover over a dot to see its picture; click it to open it.")
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_controls())
         layout.addWidget(self.progress)
         layout.addWidget(self.summary_label)
         body = QHBoxLayout()
-        body.addWidget(self.plot, 1)
+        body.addWidget(self._slot, 1)
         body.addLayout(self._build_side())
         layout.addLayout(body, 1)
         layout.addWidget(plain_label("Most alike (click a dot):"))
@@ -210,8 +202,9 @@ class EmbeddingPanel(QWidget):
             self.viewer.done(0)
             self.viewer = None
         self.result = None
-        self.scatter.clear()
-        self.legend.clear()
+        if self._slot.is_made:
+            self.scatter.clear()
+            self.legend.clear()
         self.neighbours_model.set_paths([])
         self._say(EMPTY_TEXT)
         has_model = run_dir is not None and bool(saved_models(run_dir))
@@ -278,10 +271,38 @@ class EmbeddingPanel(QWidget):
         self._draw()
         self._update_buttons()
 
+    def _make_plot(self) -> QWidget:
+        pg = theme.plotting()
+
+        plot = pg.PlotWidget()
+        plot.getPlotItem().hideAxis("left")
+        plot.getPlotItem().hideAxis("bottom")
+        self.legend = plot.getPlotItem().addLegend(offset=(10, 10))
+        self._scatter = pg.ScatterPlotItem(size=9, hoverable=True, hoverSize=14, pxMode=True)
+        self._scatter.sigHovered.connect(self._on_hovered)
+        self._scatter.sigClicked.connect(self._on_clicked)
+        plot.addItem(self._scatter)
+        self._plot = plot  # a map shown draws into it, making it first if need be
+        return plot
+
+    @property
+    def plot(self) -> Any:
+        """The map's pyqtgraph PlotWidget (made now if it was not yet)."""
+        self._slot.widget()
+        return self._plot
+
+    @property
+    def scatter(self) -> Any:
+        """The map's dots, a pyqtgraph ScatterPlotItem (made now if it was not yet)."""
+        self._slot.widget()
+        return self._scatter
+
     @Slot()
     def _draw(self) -> None:
         if self.result is None:
             return
+        pg = theme.plotting()
+
         embeddings, coordinates = self.result.embeddings, self.result.projection.coordinates
         names, groups = colour_groups(embeddings, str(self.colour_combo.currentData()))
         colours = self._colours(names)
@@ -317,7 +338,7 @@ class EmbeddingPanel(QWidget):
             return
         row = int(points[0].data())
         image = load_thumbnail(str(self.result.embeddings.paths[row]), PREVIEW_SIZE)
-        self.preview_label.setPixmap(pg.QtGui.QPixmap.fromImage(image))
+        self.preview_label.setPixmap(QPixmap.fromImage(image))
         self.preview_text.setText(self._describe(row))
 
     @Slot(object, object, object)

@@ -71,23 +71,10 @@ class MetricsPanel(QWidget):
         self._smoothed_loss = math.nan
         self._next_plot = 0
         self._continued_run_dir: Path | None = None
-        self._warm_up_symbols()
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_INTERVAL_MS)
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
-
-    def _warm_up_symbols(self) -> None:
-        """Paint each epoch plot once with a point now: the first paint of point symbols builds
-        pyqtgraph's symbol atlas (~50 ms, far more while training holds the interpreter lock),
-        which would otherwise freeze the window right after the first epoch."""
-        for plot in (self.epoch_loss_plot, self.accuracy_plot):
-            for key in ("train", "val"):
-                plot.append(key, 1, 1)
-            plot.refresh()
-            plot.plot_widget.grab()
-            plot.clear_data()
-            plot.refresh()
 
     @property
     def plots(self) -> tuple[LivePlot, ...]:

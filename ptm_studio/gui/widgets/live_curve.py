@@ -10,14 +10,18 @@ million points as with ten (issue 14, B4). Hovering shows the nearest values as 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from ptm_studio.gui import theme
+from ptm_studio.gui.widgets.plot_slot import PlotSlot
 
 
 class PointBuffer:
@@ -54,7 +58,6 @@ class PointBuffer:
         return self._y[: self._size]
 
 
-
 def _as_float(value: object) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
@@ -65,29 +68,50 @@ def _as_float(value: object) -> float:
 @dataclass
 class _Curve:
     name: str
-    item: pg.PlotDataItem
+    pen_colour: QColor
+    width: float
+    dashed: bool
+    with_symbols: bool
+    item: Any = None  # the pyqtgraph PlotDataItem, once the plot is made
     buffer: PointBuffer = field(default_factory=PointBuffer)  # every point, as it came
     drawn: PointBuffer = field(default_factory=PointBuffer)  # the ones pyqtgraph is given
     is_dirty: bool = False
 
 
-class IntegerAxis(pg.AxisItem):
-    """An axis that only labels whole numbers (epochs): no "1.5" between epoch 1 and 2."""
+@dataclass
+class _Level:
+    name: str
+    colour: QColor
+    value: float
+    is_visible: bool = True
+    line: Any = None  # the pyqtgraph InfiniteLine, once the plot is made
 
-    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:
-        levels = []
-        for spacing, values in super().tickValues(minVal, maxVal, size):
-            if spacing < 1:
-                continue
-            levels.append((spacing, [value for value in values if float(value).is_integer()]))
-        if not levels:
-            first, last = int(np.ceil(minVal)), int(np.floor(maxVal))
-            levels.append((1.0, [float(value) for value in range(first, last + 1)]))
-        return levels
+
+@functools.cache
+def integer_axis_type() -> type:
+    """An axis that only labels whole numbers (epochs): no "1.5" between epoch 1 and 2. Made on
+    first use: pyqtgraph loads after the window is up."""
+    pg = theme.plotting()  # configured: the plots made from this class need it
+
+    class IntegerAxis(pg.AxisItem):  # type: ignore[name-defined]  # pg: a module value
+        def tickValues(self, minVal: float, maxVal: float, size: float) -> list:
+            levels = []
+            for spacing, values in super().tickValues(minVal, maxVal, size):
+                if spacing < 1:
+                    continue
+                levels.append((spacing, [value for value in values if float(value).is_integer()]))
+            if not levels:
+                first, last = int(np.ceil(minVal)), int(np.floor(maxVal))
+                levels.append((1.0, [float(value) for value in range(first, last + 1)]))
+            return levels
+
+    return IntegerAxis
 
 
 class LivePlot(QWidget):
-    """A titled plot with named curves and a plain-text hover read-out underneath."""
+    """A titled plot with named curves and a plain-text hover read-out underneath. The
+    pyqtgraph plot itself is made once the window is on screen (see PlotSlot); curves, levels
+    and points given before are kept and drawn then."""
 
     def __init__(
         self,
@@ -101,45 +125,68 @@ class LivePlot(QWidget):
     ) -> None:
         super().__init__(parent)
         self._curves: dict[str, _Curve] = {}
-        self._levels: dict[str, pg.InfiniteLine] = {}
+        self._levels: dict[str, _Level] = {}
+        self._title, self._x_label, self._y_label = title, x_label, y_label
         self._log_y = log_y
-        self._x_label = x_label
-        axes = {"bottom": IntegerAxis("bottom")} if integer_x else None
-        self.plot_widget = pg.PlotWidget(axisItems=axes)
-        self.plot_widget.setTitle(title)
-        self.plot_widget.setLabel("bottom", x_label)
-        self.plot_widget.setLabel("left", y_label)
-        self.plot_widget.showGrid(x=True, y=True, alpha=0.2)
-        for side in ("bottom", "left"):
-            # The automatic "(x0.001)" prefix re-lays out the axis label as HTML on every range
-            # change (5 ms each): the single biggest cost while curves grow. Plain ticks instead.
-            self.plot_widget.getAxis(side).enableAutoSIPrefix(False)
-            # Major ticks only: each tick line and label is a Python → Qt call per paint, and
-            # while training runs each such call may wait for the interpreter lock.
-            self.plot_widget.getAxis(side).setStyle(maxTickLevel=0)
-        self.plot_widget.setMenuEnabled(True)
-        self.plot_widget.setMinimumHeight(150)
+        self._integer_x = integer_x
+        self._slot = PlotSlot(self._make_plot)
+        self._slot.setMinimumHeight(150)
         # The legend is a line of text under the plot, right of the hover read-out: inside the
         # plot it covered curves, the title or (in narrow plots) the axis label.
         self.legend = QWidget()
         self._legend_layout = QHBoxLayout(self.legend)
         self._legend_layout.setContentsMargins(0, 0, 0, 0)
         self._legend_layout.setSpacing(4)
-        if log_y:
-            self.plot_widget.setLogMode(y=True)
         self.hover_label = QLabel(" ")
         self.hover_label.setTextFormat(Qt.TextFormat.PlainText)
         self.hover_label.setObjectName("hint")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        layout.addWidget(self.plot_widget, 1)
+        layout.addWidget(self._slot, 1)
         under_plot = QHBoxLayout()
         under_plot.setContentsMargins(4, 0, 4, 0)
         under_plot.addWidget(self.hover_label, 1)
         under_plot.addWidget(self.legend)
         layout.addLayout(under_plot)
-        self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+    @property
+    def plot_is_made(self) -> bool:
+        """Whether the pyqtgraph plot exists yet (it is made once the window shows it)."""
+        return self._slot.is_made
+
+    @property
+    def plot_widget(self) -> Any:
+        """The pyqtgraph PlotWidget (made now if it was not yet)."""
+        return self._slot.widget()
+
+    def _make_plot(self) -> QWidget:
+        pg = theme.plotting()
+
+        axes = {"bottom": integer_axis_type()("bottom")} if self._integer_x else None
+        plot_widget = pg.PlotWidget(axisItems=axes)
+        plot_widget.setTitle(self._title)
+        plot_widget.setLabel("bottom", self._x_label)
+        plot_widget.setLabel("left", self._y_label)
+        plot_widget.showGrid(x=True, y=True, alpha=0.2)
+        for side in ("bottom", "left"):
+            # The automatic "(x0.001)" prefix re-lays out the axis label as HTML on every range
+            # change (5 ms each): the single biggest cost while curves grow. Plain ticks instead.
+            plot_widget.getAxis(side).enableAutoSIPrefix(False)
+            # Major ticks only: each tick line and label is a Python → Qt call per paint, and
+            # while training runs each such call may wait for the interpreter lock.
+            plot_widget.getAxis(side).setStyle(maxTickLevel=0)
+        plot_widget.setMenuEnabled(True)
+        if self._log_y:
+            plot_widget.setLogMode(y=True)
+        plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        for curve in self._curves.values():
+            self._make_curve_item(plot_widget, curve)
+        for level in self._levels.values():
+            self._make_level_line(plot_widget, level)
+        if any(curve.with_symbols for curve in self._curves.values()):
+            _warm_up_symbols(plot_widget)
+        return plot_widget
 
     def add_curve(
         self,
@@ -151,44 +198,63 @@ class LivePlot(QWidget):
         dashed: bool = False,
         with_symbols: bool = False,
     ) -> None:
-        pen = pg.mkPen(
-            colour, width=width, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine
-        )
-        item = self.plot_widget.plot(
+        curve = _Curve(name, QColor(colour), width, dashed, with_symbols)
+        self._curves[key] = curve
+        if self._slot.is_made:
+            self._make_curve_item(self.plot_widget, curve)
+        self._add_legend_entry(name, colour, dashed=dashed, with_symbols=with_symbols)
+
+    @staticmethod
+    def _make_curve_item(plot_widget: Any, curve: _Curve) -> None:
+        pg = theme.plotting()
+
+        style = Qt.PenStyle.DashLine if curve.dashed else Qt.PenStyle.SolidLine
+        curve.item = plot_widget.plot(
             [],
             [],
-            pen=pen,
-            symbol="o" if with_symbols else None,
+            pen=pg.mkPen(curve.pen_colour, width=curve.width, style=style),
+            symbol="o" if curve.with_symbols else None,
             symbolSize=6,
-            symbolBrush=colour,
+            symbolBrush=curve.pen_colour,
             symbolPen=None,
         )
-        item.setDownsampling(auto=True, method="peak")
-        item.setClipToView(True)
-        self._curves[key] = _Curve(name=name, item=item)
-        self._add_legend_entry(name, colour, dashed=dashed, with_symbols=with_symbols)
+        curve.item.setDownsampling(auto=True, method="peak")
+        curve.item.setClipToView(True)
+        curve.item.setData(curve.drawn.x, curve.drawn.y)
+        curve.is_dirty = False
 
     def show_level(self, key: str, name: str, colour: QColor, value: float) -> None:
         """A dashed horizontal line at ``value``, labelled ``name``: a baseline the curves are
         read against. Shown again with a new value, it moves; cleared with the curves."""
-        line = self._levels.get(key)
-        if line is None:
-            line = pg.InfiniteLine(
-                angle=0,
-                movable=False,
-                pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
-                label=name,
-                labelOpts={"position": 0.98, "color": colour, "anchors": [(1, 0), (1, 0)]},
-            )
-            self._levels[key] = line
-            self.plot_widget.addItem(line, ignoreBounds=False)
-        line.setValue(value)
-        line.setVisible(True)
+        level = self._levels.get(key)
+        if level is None:
+            level = self._levels[key] = _Level(name, QColor(colour), value)
+            if self._slot.is_made:
+                self._make_level_line(self.plot_widget, level)
+        level.value, level.is_visible = value, True
+        if level.line is not None:
+            level.line.setValue(value)
+            level.line.setVisible(True)
+
+    @staticmethod
+    def _make_level_line(plot_widget: Any, level: _Level) -> None:
+        pg = theme.plotting()
+
+        level.line = pg.InfiniteLine(
+            angle=0,
+            movable=False,
+            pen=pg.mkPen(level.colour, width=1, style=Qt.PenStyle.DashLine),
+            label=level.name,
+            labelOpts={"position": 0.98, "color": level.colour, "anchors": [(1, 0), (1, 0)]},
+        )
+        plot_widget.addItem(level.line, ignoreBounds=False)
+        level.line.setValue(level.value)
+        level.line.setVisible(level.is_visible)
 
     def level(self, key: str) -> float | None:
         """Where the level ``key`` is drawn, or None when it is not shown."""
-        line = self._levels.get(key)
-        return float(line.value()) if line is not None and line.isVisible() else None
+        level = self._levels.get(key)
+        return float(level.value) if level is not None and level.is_visible else None
 
     def _add_legend_entry(
         self, name: str, colour: QColor, *, dashed: bool, with_symbols: bool
@@ -225,7 +291,9 @@ class LivePlot(QWidget):
         return len(self.curve_data(key)[0])
 
     def curve_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """The x and y pyqtgraph was given for one curve at the last refresh (not copies)."""
+        """The x and y pyqtgraph was given for one curve at the last refresh (not copies); the
+        plot is made now if it was not yet (it is then given every point so far)."""
+        self.plot_widget  # noqa: B018 - made on first ask
         x, y = self._curves[key].item.getOriginalDataset()
         return (np.empty(0), np.empty(0)) if x is None or y is None else (x, y)
 
@@ -234,7 +302,10 @@ class LivePlot(QWidget):
         return any(curve.is_dirty for curve in self._curves.values())
 
     def refresh(self) -> bool:
-        """Push new data to the curves that changed; False (and no repaint) when nothing did."""
+        """Push new data to the curves that changed; False (and no repaint) when nothing did.
+        Before the plot is made nothing is pushed: it takes every point when it is made."""
+        if not self._slot.is_made:
+            return False
         changed = False
         for curve in self._curves.values():
             if not curve.is_dirty:
@@ -250,8 +321,10 @@ class LivePlot(QWidget):
             curve.buffer.clear()
             curve.drawn.clear()
             curve.is_dirty = True
-        for line in self._levels.values():
-            line.setVisible(False)
+        for level in self._levels.values():
+            level.is_visible = False
+            if level.line is not None:
+                level.line.setVisible(False)
         self.hover_label.setText(" ")
 
     @Slot(object)
@@ -278,3 +351,12 @@ def _format_value(value: float) -> str:
     if value == int(value) and abs(value) < 1e9:
         return str(int(value))
     return f"{value:.4g}"
+
+
+def _warm_up_symbols(plot_widget: Any) -> None:
+    """Paint a point once as the plot is made: the first paint of point symbols builds
+    pyqtgraph's symbol atlas (~50 ms, far more while training holds the interpreter lock),
+    which would otherwise freeze the window right after the first epoch."""
+    item = plot_widget.plot([1.0], [1.0], symbol="o", symbolSize=6, pen=None)
+    plot_widget.grab()
+    plot_widget.removeItem(item)

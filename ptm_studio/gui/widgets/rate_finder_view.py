@@ -13,11 +13,11 @@ no longer be reached.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QCoreApplication, QEvent, Qt, Signal, Slot
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QAbstractScrollArea, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
@@ -38,6 +38,7 @@ FIND_TIP = (
 )
 WORKING_TEXT = "Trying learning rates…"
 PREPARING_TEXT = "Preparing the network and the pictures…"
+PLOT_POSITION = 2  # in the view's column: after the status line and the progress bar
 
 
 class SettingProblem(Exception):
@@ -79,19 +80,25 @@ def rate_test_work(config: RunConfig, max_steps: int) -> Work:
     return work
 
 
-class StillPlot(pg.PlotWidget):
+@functools.cache
+def still_plot_type() -> type:
     """A plot that neither zooms nor pans; the wheel goes on to the settings column around it
-    (a plot with its mouse turned off would swallow the wheel and stall the scrolling)."""
+    (a plot with its mouse turned off would swallow the wheel and stall the scrolling). Made
+    on first use: pyqtgraph loads after the window is up (issue 14, B5)."""
+    pg = theme.plotting()  # configured: the plots made from this class need it
 
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        # Handed to the scroll area around the plot by hand: the plot is a scroll area itself,
-        # and Qt does not pass on a wheel event its view ignored when the event was forwarded.
-        around = self.parentWidget()
-        while around is not None and not isinstance(around, QAbstractScrollArea):
-            around = around.parentWidget()
-        if around is not None:
-            QCoreApplication.sendEvent(around.viewport(), event)
-        event.accept()
+    class StillPlot(pg.PlotWidget):  # type: ignore[name-defined]  # pg: a module value
+        def wheelEvent(self, event: QWheelEvent) -> None:
+            # Handed to the scroll area around the plot by hand: the plot is a scroll area
+            # itself, and Qt does not pass on a wheel event its view ignored when forwarded.
+            around = self.parentWidget()
+            while around is not None and not isinstance(around, QAbstractScrollArea):
+                around = around.parentWidget()
+            if around is not None:
+                QCoreApplication.sendEvent(around.viewport(), event)
+            event.accept()
+
+    return StillPlot
 
 
 class RateFinderView(QWidget):
@@ -120,7 +127,7 @@ class RateFinderView(QWidget):
         self.find_button.setToolTip(FIND_TIP)
         self.status_label = plain_label()
         self.progress = JobProgress(self.job, "steps", starting_text=PREPARING_TEXT)
-        self.plot = self._build_plot()
+        self._plot: Any = None  # made when a test is first shown (or asked for)
         self.result_label = plain_label()
         self.details_label = plain_label()
         self.details_label.setObjectName("hint")
@@ -133,8 +140,19 @@ class RateFinderView(QWidget):
         self._lay_out()
         self.clear()
 
-    def _build_plot(self) -> StillPlot:
-        plot = StillPlot()
+    @property
+    def plot(self) -> Any:
+        """The curve's plot (a pyqtgraph PlotWidget), made on first use."""
+        if self._plot is None:
+            self._plot = self._build_plot()
+            self._plot.setVisible(self.test is not None and bool(self.test.rates))
+            self._layout.insertWidget(PLOT_POSITION, self._plot)
+        return self._plot
+
+    def _build_plot(self) -> Any:
+        pg = theme.plotting()
+
+        plot = still_plot_type()()
         # Tall enough to read the curve, short enough to keep the settings below in reach.
         plot.setMinimumHeight(200)
         plot.setMaximumHeight(260)
@@ -165,11 +183,10 @@ class RateFinderView(QWidget):
         buttons.addWidget(self.use_button)
         buttons.addStretch(1)
         buttons.addWidget(self.close_button)
-        layout = QVBoxLayout(self)
+        layout = self._layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 4)
         layout.addWidget(self.status_label)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.plot)
+        layout.addWidget(self.progress)  # the plot goes below, at PLOT_POSITION
         layout.addWidget(self.result_label)
         layout.addWidget(self.details_label)
         layout.addLayout(buttons)
@@ -215,6 +232,7 @@ class RateFinderView(QWidget):
         self.test = test
         self.setVisible(True)
         self._show_status("")
+        self.plot  # noqa: B018 - made with the first test shown (the curve and the marker too)
         self.curve.setData(np.asarray(test.rates), np.asarray(test.losses))
         if test.losses:
             self.plot.getPlotItem().setYRange(*_loss_range(test.losses), padding=0.05)
@@ -239,8 +257,9 @@ class RateFinderView(QWidget):
         self.use_button.setText("In use" if is_in_use else "Use it")
 
     def _show_result_widgets(self, visible: bool) -> None:
-        for widget in (self.plot, self.result_label, self.details_label, self.use_button):
-            widget.setVisible(visible)
+        for widget in (self._plot, self.result_label, self.details_label, self.use_button):
+            if widget is not None:
+                widget.setVisible(visible)
         self.close_button.setVisible(visible)
 
     def _show_problem(self, message: str) -> None:
