@@ -5,7 +5,7 @@
 Each benchmark runs in its own fresh interpreter (torch's thread settings, Qt's application and
 imported modules do not carry from one to the next); inside one, both sides of a ratio run in
 that same process, alternated, so machine noise hits both alike. ``--quick`` takes about a
-minute for all of them; the full run takes a quarter of an hour on a 2-core laptop.
+minute for all of them; the full run takes about three on a 2-core laptop.
 """
 
 from __future__ import annotations
