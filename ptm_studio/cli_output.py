@@ -168,6 +168,14 @@ def is_pretraining(event: EpochFinished) -> bool:
     return math.isfinite(event.embedding_spread)
 
 
+def pretraining_measure(epochs: Sequence[EpochFinished]) -> str:
+    """What ranked a pretraining run's epochs (PretrainTask.ranking_accuracy): the linear probe
+    where one was fitted, else the k-NN accuracy."""
+    if any(math.isfinite(epoch.probe_accuracy) for epoch in epochs):
+        return "linear-probe accuracy"
+    return "k-NN accuracy"
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[plain(cell) for cell in row] for row in rows]
     widths = [max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in range(len(headers))]
@@ -215,7 +223,9 @@ def print_summary(
                 for e in epochs
             ],
         )
-    measure = "k-NN accuracy (frozen features)" if pretraining else "validation accuracy"
+    measure = (
+        pretraining_measure(epochs) + " (frozen features)" if pretraining else "validation accuracy"
+    )
     rows = [
         ("Status", finished.status),
         ("Epochs completed", str(finished.epochs_completed)),
@@ -235,6 +245,16 @@ def print_summary(
                 f"macro-F1 {format_number(best.val_macro_f1, 2)} (epoch {best.epoch})",
             ),
         )
+    if pretraining and best is not None and math.isfinite(best.probe_accuracy):
+        # The epochs were ranked by the probe: the best one's backbone is the one kept.
+        rows.insert(
+            4,
+            (
+                "Later runs start from",
+                f"epoch {best.epoch}'s backbone: its features did best in the linear probe "
+                f"({format_percent(best.probe_accuracy)})",
+            ),
+        )
     if frozen is not None:  # the baselines beside the finetuned result
         rows.insert(
             4,
@@ -242,17 +262,6 @@ def print_summary(
                 "Frozen features alone",
                 f"linear probe {format_percent(frozen.probe_accuracy)}, "
                 f"k-NN {format_percent(frozen.knn_accuracy)} (before finetuning)",
-            ),
-        )
-    probed = [epoch for epoch in epochs if math.isfinite(epoch.probe_accuracy)]
-    if pretraining and probed:
-        top = max(probed, key=lambda epoch: epoch.probe_accuracy)
-        rows.insert(
-            4,
-            (
-                "Best linear probe",
-                f"{format_percent(top.probe_accuracy)} at epoch {top.epoch} (the backbone that "
-                "transfers best by this measure; later runs start from the last epoch's)",
             ),
         )
     if finished.run_dir:

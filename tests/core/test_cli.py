@@ -222,8 +222,9 @@ def test_pretrain_then_finetune_from_it(
     )
     out = capsys.readouterr().out
     assert code == EXIT_OK, out
-    assert "k-NN accuracy" in out and "finetune --init-from" in out
-    assert "probe acc" in out and "Best linear probe" in out and "at epoch" in out
+    assert "k-NN acc" in out and "finetune --init-from" in out
+    assert "probe acc" in out and "Best linear-probe accuracy" in out
+    assert "Later runs start from" in out and "did best in the linear probe" in out
     assert json.loads((pretrained / "config.json").read_text())["objective"]["loss"] == "nt_xent"
 
     code = main(

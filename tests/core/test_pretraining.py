@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from training_helpers import StopAt, train_and_record
 
-from ptm_studio.core.checkpoints import CheckpointError, load_checkpoint
+from ptm_studio.core.checkpoints import CheckpointError, load_checkpoint, read_meta
 from ptm_studio.core.config import PRETRAIN_LOSSES, RunConfig, replace_field
 from ptm_studio.core.engine.callbacks import Callback, EventRecorder
 from ptm_studio.core.engine.control import StopRequest
@@ -23,6 +23,7 @@ from ptm_studio.core.engine.events import (
     TrainingStarted,
 )
 from ptm_studio.core.inference import Predictor
+from ptm_studio.core.run_models import model_checkpoint
 from ptm_studio.core.runs import RunDirectory
 
 ConfigFactory = Callable[..., RunConfig]
@@ -58,9 +59,37 @@ def test_each_objective_pretrains_and_saves_a_reusable_backbone(
     assert math.isfinite(epochs[-1].train_accuracy) == (loss == "rotation")
     assert not recorder.of_type(PredictionsReady)
     run = RunDirectory(finished.run_dir)  # type: ignore[arg-type]
-    assert not run.best_checkpoint_dir.exists()  # later runs start from the last backbone
-    weights = load_checkpoint(run.last_checkpoint_dir).model_state
-    assert weights and all(name.startswith("backbone.") for name in weights)
+    # The folder has classes: the epochs are ranked by the linear probe, and the best epoch's
+    # backbone is kept apart for later runs (model_checkpoint picks it).
+    best = epochs[0]
+    for epoch in epochs[1:]:  # higher probe accuracy; on a tie, lower training loss
+        if (epoch.probe_accuracy, -epoch.train_loss) > (best.probe_accuracy, -best.train_loss):
+            best = epoch
+    assert [epoch.epoch for epoch in epochs if epoch.is_best][-1] == best.epoch
+    assert finished.best_val_accuracy == best.probe_accuracy
+    assert model_checkpoint(run.path) == run.best_checkpoint_dir
+    assert read_meta(run.best_checkpoint_dir)["epoch"] == best.epoch
+    for folder in (run.best_checkpoint_dir, run.last_checkpoint_dir):
+        weights = load_checkpoint(folder).model_state
+        assert weights and all(name.startswith("backbone.") for name in weights)
+
+
+def test_without_labels_later_runs_start_from_the_last_backbone(
+    tiny_config: ConfigFactory, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """No classes, no probe to rank the epochs by: no best epoch is kept apart, and the last
+    backbone is the one later runs start from (as in SimCLR and its kin)."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for index, path in enumerate(sorted(tiny_dataset.rglob("*.png"))):
+        path.rename(flat / f"picture_{index}.png")
+    config = replace_field(pretrain_config(tiny_config, "nt_xent"), "data.data_dir", str(flat))
+    finished, recorder = train(config.validate(), tmp_path / "runs")
+    epochs = recorder.of_type(EpochFinished)
+    assert epochs and all(math.isnan(epoch.probe_accuracy) for epoch in epochs)
+    run = RunDirectory(finished.run_dir)  # type: ignore[arg-type]
+    assert not run.best_checkpoint_dir.exists()
+    assert model_checkpoint(run.path) == run.last_checkpoint_dir
 
 
 def test_sample_views_show_what_the_objective_sees(

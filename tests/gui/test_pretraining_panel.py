@@ -30,6 +30,20 @@ def test_panel_builds_alone_with_a_placeholder(qtbot: Any) -> None:
     assert not panel.plot.isVisible() and panel.image_labels == []
 
 
+def test_the_health_line_names_the_epoch_later_runs_start_from(qtbot: Any) -> None:
+    """The epochs are ranked by the linear probe (PretrainTask): the tab says which epoch's
+    backbone is kept for later runs, and a new run forgets it."""
+    panel = PretrainingPanel()
+    qtbot.addWidget(panel)
+    for epoch, probe, is_best in ((1, 0.4, True), (2, 0.6, True), (3, 0.5, False)):
+        event = fake_pretrain_epoch(epoch)
+        panel.add_epoch(dataclasses.replace(event, probe_accuracy=probe, is_best=is_best))
+    assert "Later runs start from epoch 2's backbone" in panel.health_label.text()
+    panel.clear()
+    panel.add_epoch(fake_pretrain_epoch(1))  # is_best False: no epoch named yet
+    assert "Later runs start from" not in panel.health_label.text()
+
+
 def test_epochs_update_the_health_line_and_skip_nan(qtbot: Any) -> None:
     panel = PretrainingPanel()
     qtbot.addWidget(panel)

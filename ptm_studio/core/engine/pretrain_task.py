@@ -8,6 +8,7 @@ objective sees them (inputs beside reconstructions, or the two views of a contra
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,12 @@ class PretrainModel(nn.Module):
 
 
 class PretrainTask(TrainingTask):
-    # The backbone to reuse is the last one, as in SimCLR and its kin: the k-NN accuracy only
-    # monitors, and it can peak in the first epochs (random features already separate colours)
-    # while finetuning profits from the longer-trained features.
-    keeps_best_checkpoint = False
+    """Self-supervised training of a backbone. With labelled pictures to measure on, the epochs
+    are ranked by a linear probe on the frozen features (what a later run builds on) and the
+    best epoch's backbone is kept apart: that is the one later runs start from. The k-NN
+    accuracy beside it only monitors: it can peak in the first epochs (random features already
+    separate colours) while finetuning profits from the longer-trained features. Without
+    labels, later runs start from the last backbone, as in SimCLR and its kin."""
 
     def __init__(self, environment: TaskEnvironment, split: DataSplit) -> None:
         config = environment.config
@@ -96,6 +99,7 @@ class PretrainTask(TrainingTask):
         self.train_loader = self._loader(self.train_set, self.train_sampler)
         self.num_train_images, self.num_val_images = len(self.train_set), 0
         self.monitor = self._monitor_loaders(split)
+        self.keeps_best_checkpoint = self.monitor is not None
         self.epoch_embeddings: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ data
@@ -218,6 +222,12 @@ class PretrainTask(TrainingTask):
     def evaluate(self) -> EpochOutcome:
         knn, probe = self._feature_accuracies()
         return EpochOutcome(val_accuracy=knn, probe_accuracy=probe)
+
+    def ranking_accuracy(self, outcome: EpochOutcome) -> float:
+        """The linear probe's accuracy: how well a classifier on these features does, the
+        question a later run asks; the k-NN accuracy where no probe could be fitted."""
+        probe = outcome.probe_accuracy
+        return probe if math.isfinite(probe) else outcome.val_accuracy
 
     def _feature_accuracies(self) -> tuple[float, float]:
         """k-NN and linear-probe accuracy of the frozen features on the labelled pictures

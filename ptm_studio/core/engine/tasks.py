@@ -83,6 +83,11 @@ class TrainingTask:
     # Whether the best epoch's weights are kept apart (checkpoints/best) for later use.
     keeps_best_checkpoint = True
 
+    def ranking_accuracy(self, outcome: EpochOutcome) -> float:
+        """The accuracy that ranks the epochs (which one is the best, whether the run still
+        improves): the validation accuracy."""
+        return outcome.val_accuracy
+
     def trained_module(self) -> nn.Module:
         """Everything the optimiser updates (saved whole in the resumable checkpoint)."""
         raise NotImplementedError

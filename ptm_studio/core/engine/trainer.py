@@ -331,10 +331,11 @@ class Trainer:
             lambda: task.end_epoch(epoch_index, train_loss),
             f"the check at the end of epoch {epoch_index + 1}",
         )
-        # Pretraining has no validation loss: the best epoch is the best k-NN accuracy, or
-        # without labels to measure with, the lowest training loss.
+        # Pretraining has no validation loss: the best epoch is the best linear probe (see
+        # PretrainTask.ranking_accuracy), or without labels to measure with, the lowest
+        # training loss.
         ranking_loss = outcome.val_loss if math.isfinite(outcome.val_loss) else train_loss
-        is_best = progress.finish_epoch(outcome.val_accuracy, ranking_loss)
+        is_best = progress.finish_epoch(task.ranking_accuracy(outcome), ranking_loss)
         num_epochs = parts.config.optim.num_epochs
         self._emit(
             epoch_event(progress, num_epochs, epoch_index, outcome, is_best, self._learning_rate())

@@ -99,6 +99,7 @@ class PretrainingPanel(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.samples_title)
         layout.addWidget(self.sample_scroll)
+        self._best_epoch: int | None = None  # the one later runs start from
         self.clear()
 
     @Slot(object)
@@ -119,6 +120,7 @@ class PretrainingPanel(QWidget):
                     logged_number(record, "embedding_spread"),
                     logged_number(record, "val_accuracy"),
                     logged_number(record, "probe_accuracy"),
+                    is_best=record.get("is_best") is True,
                 )
         self._continued_run_dir = Path(run_dir)
 
@@ -126,12 +128,20 @@ class PretrainingPanel(QWidget):
     def add_epoch(self, event: EpochFinished) -> None:
         """Take one epoch's spread and k-NN accuracy; ignored when the run is not pretraining."""
         self._add_point(
-            event.epoch, event.embedding_spread, event.val_accuracy, event.probe_accuracy
+            event.epoch,
+            event.embedding_spread,
+            event.val_accuracy,
+            event.probe_accuracy,
+            is_best=event.is_best,
         )
 
-    def _add_point(self, epoch: int, spread: float, accuracy: float, probe: float) -> None:
+    def _add_point(
+        self, epoch: int, spread: float, accuracy: float, probe: float, *, is_best: bool
+    ) -> None:
         if math.isnan(spread):
             return  # finetuning epochs carry no spread
+        if is_best and math.isfinite(probe):
+            self._best_epoch = epoch  # the epochs are ranked by the probe (PretrainTask)
         self.plot.append("spread", epoch, spread)
         self.plot.append("knn", epoch, accuracy)
         self.plot.append("probe", epoch, probe)
@@ -140,6 +150,11 @@ class PretrainingPanel(QWidget):
         measured = f"k-NN accuracy {knn}"
         if math.isfinite(probe):
             measured += f" · linear probe {100 * probe:.1f} %"
+        if self._best_epoch is not None:
+            measured += (
+                f"\nLater runs start from epoch {self._best_epoch}'s backbone: its features did "
+                "best in the linear probe so far."
+            )
         self.health_label.setText(
             f"Epoch {epoch}: spread {spread:.2f} ({read_spread(spread)}) · {measured}"
         )
@@ -169,6 +184,7 @@ class PretrainingPanel(QWidget):
         self._set_has_samples(True)
 
     def clear(self) -> None:
+        self._best_epoch = None
         self.plot.clear_data()
         self.plot.refresh()
         self.health_label.setText("")
