@@ -19,10 +19,16 @@ CLI_FLAGS = frozenset({"-h", "--help", "--version"})
 # The commands that make a new run folder (unless they --resume one).
 RUN_MAKING_COMMANDS = frozenset({"train", "finetune", "pretrain", "compare"})
 EXIT_USAGE = 2  # as ptm_studio.cli_arguments.EXIT_USAGE: the settings cannot be used
+# Trains, predicts, exports and opens the window offscreen in a temporary folder (self_test.py).
+SELF_TEST_FLAG = "--self-test"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments == [SELF_TEST_FLAG]:
+        from ptm_studio import self_test
+
+        return self_test.main()
     if arguments and not asks_for_help_or_version(arguments):
         early_signals.remember_stop_signals()  # no Ctrl-C in the middle of importing torch
     from ptm_studio.cli_arguments import COMMANDS

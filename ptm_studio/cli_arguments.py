@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Run `ptm-studio` with no arguments to open the app.",
     )
     parser.add_argument("--version", action="version", version=f"PTM Studio {__version__}")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation: train a tiny model, predict, export and open the window "
+        "offscreen, all in a temporary folder (exit code 0 when everything works)",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_train_command(
         commands,
