@@ -27,6 +27,16 @@ class Row:
     target: str
     passed: bool
 
+    @classmethod
+    def ratio_at_most(cls, name: str, ours: str, reference: str, ratio: float, limit: float) -> Row:
+        return cls(name, ours, reference, ratio, f"≤ {limit:g}", ratio <= limit)
+
+    @classmethod
+    def ratio_at_least(
+        cls, name: str, ours: str, reference: str, ratio: float, limit: float
+    ) -> Row:
+        return cls(name, ours, reference, ratio, f"≥ {limit:g}", ratio >= limit)
+
 
 def add_table_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller data")

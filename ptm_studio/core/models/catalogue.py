@@ -82,15 +82,27 @@ def torch_hub_dir() -> Path:
     return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 
 
-def imagenet_weights_path(name: str) -> Path:
-    """Where torch.hub keeps (or would keep) the file: ``$TORCH_HOME/hub/checkpoints/…``."""
+def imagenet_spec(name: str) -> BackboneSpec:
+    """The spec of a backbone that has ImageNet weights; WeightsError (said for the user) for
+    one that has none."""
     spec = get_backbone_spec(name)
-    if not spec.has_imagenet_weights or spec.imagenet_weights_file is None:
+    if (
+        not spec.has_imagenet_weights
+        or spec.imagenet_weights_file is None
+        or spec.torchvision_name is None
+    ):
         raise WeightsError(
             f"{spec.display_name} has no ImageNet weights.",
             advice="Start from random weights, a file or an earlier run, or pick another backbone.",
         )
-    return torch_hub_dir() / "checkpoints" / spec.imagenet_weights_file
+    return spec
+
+
+def imagenet_weights_path(name: str) -> Path:
+    """Where torch.hub keeps (or would keep) the file: ``$TORCH_HOME/hub/checkpoints/…``."""
+    weights_file = imagenet_spec(name).imagenet_weights_file
+    assert weights_file is not None  # imagenet_spec checked it
+    return torch_hub_dir() / "checkpoints" / weights_file
 
 
 def imagenet_status(name: str) -> str:

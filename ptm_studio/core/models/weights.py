@@ -20,11 +20,11 @@ from ptm_studio.core.file_reading import MAX_WEIGHTS_FILE_BYTES, open_for_readin
 from ptm_studio.core.models.catalogue import STATUS_AVAILABLE_OFFLINE as STATUS_AVAILABLE_OFFLINE
 from ptm_studio.core.models.catalogue import STATUS_NEEDS_DOWNLOAD as STATUS_NEEDS_DOWNLOAD
 from ptm_studio.core.models.catalogue import STATUS_NOT_AVAILABLE as STATUS_NOT_AVAILABLE
+from ptm_studio.core.models.catalogue import imagenet_spec, imagenet_weights_path
 from ptm_studio.core.models.catalogue import imagenet_status as imagenet_status
-from ptm_studio.core.models.catalogue import imagenet_weights_path
 from ptm_studio.core.models.classifier import ImageClassifier
 from ptm_studio.core.models.errors import ModelError, WeightsError
-from ptm_studio.core.models.registry import BackboneSpec, get_backbone_spec
+from ptm_studio.core.models.registry import BackboneSpec
 from ptm_studio.core.models.safe_load import LoadReport, apply_state_dict, load_state_dict_file
 from ptm_studio.core.run_models import NoSavedModel, UnusableCheckpoints, model_checkpoint
 from ptm_studio.core.runs import resolve_run_folder
@@ -41,7 +41,7 @@ _HASH_IN_FILENAME = re.compile(r"-([a-f0-9]*)\.")
 
 def imagenet_weights_url(name: str) -> str:
     """The torchvision download address of the default ImageNet weights for ``name``."""
-    return get_model_weights(_imagenet_spec(name).torchvision_name).DEFAULT.url
+    return get_model_weights(imagenet_spec(name).torchvision_name).DEFAULT.url
 
 
 def load_imagenet_weights(
@@ -55,7 +55,7 @@ def load_imagenet_weights(
     Offline-first: without ``allow_download`` a missing file is a WeightsError, never a
     download. A cached file is checked against the hash in its name before use.
     """
-    spec = _imagenet_spec(model.backbone_name)
+    spec = imagenet_spec(model.backbone_name)
     path = imagenet_weights_path(spec.name)
     expected_hash = _expected_hash_prefix(path)
     if path.is_file():
@@ -126,16 +126,6 @@ def load_initial_weights(
             return load_run_weights(model, resolve_run_folder(str(model_config.weights_path)))
         return apply_state_dict(model, load_state_dict_file(path), source=f"'{path.name}'")
     raise ModelError(f"Unknown weights source {source!r}: expected random, imagenet, file or run.")
-
-
-def _imagenet_spec(name: str) -> BackboneSpec:
-    spec = get_backbone_spec(name)
-    if not spec.has_imagenet_weights or spec.torchvision_name is None:
-        raise WeightsError(
-            f"{spec.display_name} has no ImageNet weights.",
-            advice="Start from random weights, a file or an earlier run, or pick another backbone.",
-        )
-    return spec
 
 
 def _size_text(spec: BackboneSpec) -> str:
