@@ -326,7 +326,9 @@ class DeviceConfig:
     precision: str = field(
         default="auto",
         metadata=_describe(
-            "Mixed precision on GPU (auto = bf16 where supported).", choices=PRECISIONS
+            "Mixed precision: on a GPU auto = bf16 where supported; on a CPU bf16 only when "
+            "chosen (and the processor computes it natively), auto = full precision.",
+            choices=PRECISIONS,
         ),
     )
     cpu_threads: int = field(

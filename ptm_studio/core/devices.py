@@ -63,14 +63,29 @@ def configure_cpu_threads(requested: int = 0) -> int:
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The mixed-precision dtype to use on ``device``, or None for full float32."""
-    if device.type != "cuda" or precision == "off":
+    """The mixed-precision dtype to use on ``device``, or None for full float32. On a CPU,
+    bf16 only when asked for and the processor computes it natively (AVX-512 BF16 or AMX):
+    elsewhere it is emulated, slower than float32. "auto" keeps float32 on a CPU (issue 14,
+    B6, measured in the README)."""
+    if precision == "off":
+        return None
+    if device.type == "cpu":
+        return torch.bfloat16 if precision == "bf16" and cpu_computes_bf16() else None
+    if device.type != "cuda":
         return None
     if precision == "fp16":
         return torch.float16
     if precision == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this processor has native bf16 arithmetic that oneDNN (torch's CPU kernels)
+    uses."""
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 def _mps_available() -> bool:

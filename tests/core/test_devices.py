@@ -28,7 +28,16 @@ def test_missing_gpu_falls_back_to_cpu_with_a_note(monkeypatch: pytest.MonkeyPat
     assert info.kind == "cpu" and "not available" in info.note
 
 
-def test_mixed_precision_only_on_cuda() -> None:
-    assert devices.autocast_dtype(torch.device("cpu"), "auto") is None
+def test_mixed_precision_on_cuda_and_bf16_on_a_cpu_only_when_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu = torch.device("cpu")
+    assert devices.autocast_dtype(cpu, "auto") is None
+    assert devices.autocast_dtype(cpu, "fp16") is None
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: True)
+    assert devices.autocast_dtype(cpu, "bf16") is torch.bfloat16
+    assert devices.autocast_dtype(cpu, "auto") is None  # measured: not the default
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: False)
+    assert devices.autocast_dtype(cpu, "bf16") is None  # emulated bf16 is slower
     assert devices.autocast_dtype(torch.device("cuda"), "off") is None
     assert devices.autocast_dtype(torch.device("cuda"), "fp16") is torch.float16
