@@ -326,8 +326,8 @@ class DeviceConfig:
     precision: str = field(
         default="auto",
         metadata=_describe(
-            "Mixed precision: on a GPU auto = bf16 where supported; on a CPU bf16 only when "
-            "chosen (and the processor computes it natively), auto = full precision.",
+            "Mixed precision (auto = bf16 where the GPU, or the processor natively, computes "
+            "it; off = full precision).",
             choices=PRECISIONS,
         ),
     )
