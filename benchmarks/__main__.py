@@ -24,6 +24,7 @@ BENCHMARKS = (
     "cached_features",  # B2: feature extraction from cached features
     "event_loop_responsiveness",  # B3: the window's event loop while training
     "curve_update",  # B4: a 1,000,000-point curve
+    "long_runs",  # B4: memory over 20 epochs, a 10,000-picture grid
     "start_up",  # B5: window, --help, --version, models, scanning
     "decode_size",  # decoding camera photos at the size the model needs
 )
