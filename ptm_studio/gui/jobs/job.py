@@ -5,8 +5,9 @@ intermediate results such as training events, in order) and its return value is 
 The Job lives in the GUI thread; every signal it emits is emitted there, so connected panels
 need no care about threads. What it owns, so no caller writes it again:
 
-- the thread (superqt's ``new_worker_qthread`` lifecycle: started → run; finished → quit and
-  deleteLater; the thread's end → the job is idle again), never terminated;
+- the thread (superqt's ``new_worker_qthread`` lifecycle: started → run; finished → quit; the
+  thread's end → the job is idle again), never terminated; the worker goes back to the GUI
+  thread before it finishes and is freed there (never a wrapped QObject destroyed off it);
 - progress throttling on the working thread, before anything is queued: at most ten reports a
   second (the first and the last always), whatever the rate of the work;
 - cancelling through a thread-safe flag (a queued call would wait for the busy worker);
@@ -105,6 +106,13 @@ class _Worker(QObject):
             else:
                 self.succeeded.emit(self.generation, result)
         finally:
+            # Back to the GUI thread before the end: the worker is then destroyed there, when
+            # the job drops it. Destroyed on this thread (deleteLater), its Python wrapper
+            # waited for the interpreter lock while Qt's connection lock was held, and a GUI
+            # thread connecting signals at that moment (making a plot) deadlocked on it.
+            application = QCoreApplication.instance()
+            if application is not None:
+                self.moveToThread(application.thread())
             self.finished.emit()
 
 
@@ -155,9 +163,8 @@ class Job(QObject):
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         # Direct: quit from the worker thread itself, so a GUI thread blocked in wait() cannot
-        # deadlock; deleteLater runs in the worker's thread before it ends.
+        # deadlock. The worker is freed on the GUI thread when the job drops it (see run).
         worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(worker.deleteLater)
         thread.finished.connect(self._on_thread_finished)
         worker.progressed.connect(self._on_progressed)
         worker.emitted.connect(self._on_emitted)
@@ -234,9 +241,9 @@ class Job(QObject):
         thread = self._thread
         if thread is None:
             return
-        # finished is emitted before the thread has fully ended (it still runs the worker's
-        # deleteLater); wait out those last microseconds before dropping the references, or
-        # the objects could be freed while the thread still uses them.
+        # finished is emitted before the thread has fully ended; wait out those last
+        # microseconds before dropping the references, or the objects could be freed while
+        # the thread still uses them.
         thread.wait()
         self._thread = None
         self._worker = None
