@@ -10,17 +10,22 @@ from PIL import Image
 CLASS_COLOURS = ((200, 60, 60), (60, 160, 70), (60, 90, 200), (210, 180, 50))
 
 
-def make_class_folders(folder: Path, per_class: int, size: int = 64) -> Path:
+def make_class_folders(
+    folder: Path, per_class: int, size: int = 64, *, width: int | None = None, suffix: str = ".png"
+) -> Path:
     """``per_class`` noisy pictures for each of four classes told apart by colour and by where a
-    bright square sits, as PNGs in one sub-folder per class; returns ``folder``."""
+    bright square sits, ``width`` × ``size`` pixels (square without ``width``), saved as
+    ``suffix`` says (".jpg" for photo-like files that take a camera JPEG's time to decode), in
+    one sub-folder per class; returns ``folder``."""
     generator = np.random.default_rng(0)
+    height, width = size, width or size
     for class_index, colour in enumerate(CLASS_COLOURS):
         class_folder = folder / f"class_{class_index}"
         class_folder.mkdir(parents=True, exist_ok=True)
         for index in range(per_class):
-            noise = generator.normal(0, 40, (size, size, 3))
+            noise = generator.normal(0, 40, (height, width, 3))
             pixels = np.clip(np.array(colour) + noise, 0, 255)
-            corner = (class_index % 2) * size // 2, (class_index // 2) * size // 2
-            pixels[corner[0] : corner[0] + size // 4, corner[1] : corner[1] + size // 4] = 250
-            Image.fromarray(pixels.astype(np.uint8)).save(class_folder / f"{index:05d}.png")
+            top, left = (class_index % 2) * height // 2, (class_index // 2) * width // 2
+            pixels[top : top + height // 4, left : left + width // 4] = 250
+            Image.fromarray(pixels.astype(np.uint8)).save(class_folder / f"{index:05d}{suffix}")
     return folder

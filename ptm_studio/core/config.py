@@ -102,6 +102,14 @@ class DataConfig:
             "Background processes that load images (0 = load in the training thread)."
         ),
     )
+    keep_decoded: bool = field(
+        default=True,
+        metadata=_describe(
+            "Keep the pictures decoded after their first use (in memory, or in a scratch file in "
+            "the cache folder when memory is short), so later epochs skip reading the files. "
+            "Only without background loading processes."
+        ),
+    )
     loader_timeout_seconds: float = field(
         default=60.0,
         metadata=_describe(

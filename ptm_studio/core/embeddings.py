@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ptm_studio.core.atomic_io import atomic_writer, write_text_atomic
-from ptm_studio.core.data import ImageLoadError, load_image
+from ptm_studio.core.data import ImageLoadError, load_for_model
 from ptm_studio.core.engine.setup import validation_records
 from ptm_studio.core.inference import PredictionCancelled, Predictor
 from ptm_studio.core.objectives.pretrain_health import extract_features
@@ -343,7 +343,7 @@ class _PictureBatches:
         tensors = []
         for path in paths:
             try:
-                picture = load_image(path, max_side=self.predictor.decode_side)
+                picture = load_for_model(path, self.predictor.decode_side)
             except ImageLoadError as error:
                 self.unreadable[path] = error.reason
                 continue

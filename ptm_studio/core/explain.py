@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
 
 from ptm_studio.core.atomic_io import atomic_writer
 from ptm_studio.core.calibration import softmax
-from ptm_studio.core.data import ImageLoadError, load_image
+from ptm_studio.core.data import ImageLoadError, load_for_model
 from ptm_studio.core.inference import PredictionCancelled, Predictor
 from ptm_studio.core.models import ImageClassifier, ModelError, get_backbone_spec
 
@@ -341,32 +340,16 @@ def _captum() -> ModuleType:
 
 
 def _prepare(predictor: Predictor, image: Image.Image) -> tuple[np.ndarray, torch.Tensor]:
-    """The crop the model sees (uint8 RGB) and the normalised tensor made from it — exactly
-    ``predictor.transform(image)``, in two steps."""
-    geometry, rest = _split_transform(predictor)
-    crop = geometry(image)
-    return np.asarray(crop), rest(crop)
-
-
-def _split_transform(predictor: Predictor) -> tuple[v2.Compose, v2.Compose]:
-    """The prediction transform as (resize + centre crop) and (to tensor + normalise)."""
-    steps = list(getattr(predictor.transform, "transforms", ()))
-    count = next(
-        (i for i, step in enumerate(steps) if not isinstance(step, v2.Resize | v2.CenterCrop)),
-        len(steps),
-    )
-    if count == 0 or any(isinstance(step, v2.Resize | v2.CenterCrop) for step in steps[count:]):
-        raise ValueError(
-            "The predictor's preprocessing is not a resize and centre crop followed by "
-            "normalisation, so the picture the model saw cannot be shown."
-        )
-    return v2.Compose(steps[:count]), v2.Compose(steps[count:])
+    """The crop the model sees (uint8 RGB, height × width × 3) and the normalised tensor made
+    from it — exactly ``predictor.transform(image)``, in its two stages."""
+    crop = predictor.transform.prepare(image)
+    return crop.permute(1, 2, 0).numpy(), predictor.transform.augment(crop)
 
 
 def _as_image(predictor: Predictor, picture: str | Path | Image.Image) -> Image.Image:
     if isinstance(picture, Image.Image):
         return picture.convert("RGB")
-    return load_image(picture, max_side=predictor.decode_side)
+    return load_for_model(picture, predictor.decode_side)
 
 
 def _as_batch(picture: torch.Tensor) -> torch.Tensor:

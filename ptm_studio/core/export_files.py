@@ -215,9 +215,10 @@ def describe_preprocessing(meta: dict[str, Any]) -> dict[str, Any]:
         "summary": f"shorter side to {size} pixels, then the centre {size} × {size} square",
         "steps": [
             "Decode as 8-bit RGB: EXIF orientation applied, transparent pixels laid on white; "
-            f"a picture larger than {decode_side} × {decode_side} is first shrunk to fit inside "
-            "it (a JPEG decoded at a reduced scale where that is still large enough, Pillow's "
-            "draft mode; then Pillow's thumbnail, Lanczos filter), as PTM Studio reads pictures.",
+            f"a JPEG larger than {decode_side} × {decode_side} is decoded at the smallest reduced "
+            f"scale (1/2 to 1/8, Pillow's draft mode) that still covers {decode_side} × "
+            f"{decode_side}; a picture with a side over 4096 pixels is first reduced by whole "
+            "factors (box averages) to 4096 at most, as PTM Studio reads pictures.",
             f"Resize so the shorter side is {size} pixels, the longer one in proportion (rounded "
             "down), with Pillow's bilinear filter (Image.resize, which antialiases).",
             f"Cut out the centre {size} × {size} square (offsets round((side − {size}) / 2)).",

@@ -34,7 +34,7 @@ from torch import nn
 
 from ptm_studio.core.atomic_io import json_safe
 from ptm_studio.core.calibration import softmax
-from ptm_studio.core.data import load_image
+from ptm_studio.core.data import load_for_model
 from ptm_studio.core.export_files import DESCRIPTION_FILE, FILE_NAMES, quiet_torch_deprecations
 from ptm_studio.core.file_reading import read_text
 from ptm_studio.core.inference import PredictionCancelled, Predictor
@@ -232,7 +232,7 @@ def _app_answers(
     should_stop: Callable[[], bool] | None,
 ) -> _AppAnswers:
     scores = predictor.score_paths(pictures, should_stop=should_stop)
-    images = [load_image(path, max_side=predictor.decode_side) for path in scores.paths]
+    images = [load_for_model(path, predictor.decode_side) for path in scores.paths]
     if not images:
         nothing = np.zeros(0)
         return _AppAnswers((), nothing, nothing, nothing, nothing)
@@ -258,7 +258,7 @@ def _prepare_as_described(
     scaled, normalised float32 values; both in model.json's channel order and layout."""
     crops = [
         crop_as_described(
-            load_image(path, max_side=int(preprocessing["decode_max_side"])), preprocessing
+            load_for_model(path, int(preprocessing["decode_max_side"])), preprocessing
         )
         for path in paths
     ]

@@ -134,7 +134,6 @@ def pixels(path):
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, image.convert("RGBA"))
     image = image.convert("RGB")
-    image.thumbnail((DECODE_SIDE, DECODE_SIDE), Image.Resampling.LANCZOS)
     width, height = image.size
     if width <= height:
         size = (IMAGE_SIZE, int(IMAGE_SIZE * height / width))

@@ -27,7 +27,7 @@ from ptm_studio.core.data import (
     ImageLoadError,
     build_transform,
     decode_side_for,
-    load_image,
+    load_for_model,
 )
 from ptm_studio.core.devices import configure_cpu_threads, select_device
 from ptm_studio.core.models import ImageClassifier, build_classifier
@@ -204,7 +204,7 @@ class Predictor:
         tensors, readable, failed = [], [], {}
         for path in paths:
             try:
-                tensors.append(self.transform(load_image(path, max_side=self.decode_side)))
+                tensors.append(self.transform(load_for_model(path, self.decode_side)))
                 readable.append(path)
             except ImageLoadError as error:
                 failed[path] = error.reason

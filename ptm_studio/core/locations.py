@@ -52,6 +52,18 @@ def default_log_dir() -> Path:
     return Path(platformdirs.user_log_dir(APP_FOLDER_NAME, appauthor=False))
 
 
+def default_cache_dir() -> Path:
+    """``$PTM_STUDIO_HOME/cache`` if set, else the user's cache folder (e.g. ~/.cache/PTM Studio):
+    files that can be thrown away at any time, such as decoded pictures of a run too large for
+    memory."""
+    override = home_override()
+    if override is not None:
+        return override / "cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_FOLDER_NAME, appauthor=False))
+
+
 def runs_root_fix() -> str:
     """What to tell a user whose default runs folder cannot be written."""
     if home_override() is not None:

@@ -19,6 +19,7 @@ from ptm_studio.core.data.loader import (
     decode_side_for,
     has_image_extension,
     is_multi_frame,
+    load_for_model,
     load_image,
 )
 from ptm_studio.core.data.manifest import (
@@ -75,6 +76,7 @@ __all__ = [
     "has_image_extension",
     "is_multi_frame",
     "keep_label_fraction",
+    "load_for_model",
     "load_image",
     "make_split",
     "preflight",

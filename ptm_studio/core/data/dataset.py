@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ptm_studio.core.data.loader import load_image
+from ptm_studio.core.data.decoded_cache import DecodedPictures
+from ptm_studio.core.data.loader import load_for_model, load_image
 from ptm_studio.core.data.manifest import ImageRecord
+from ptm_studio.core.data.transforms import PictureTransform
 
 UNLABELLED = -1
 Sample = TypeVar("Sample")  # what the transform makes of a picture: a tensor, or a list of views
@@ -21,6 +24,9 @@ class ImageDataset(Dataset[tuple[Sample, int]], Generic[Sample]):
     The transform usually gives one tensor; a MultiViewTransform gives a list of random views
     (pretraining). Random augmentations draw from torch's global generator (seeded by the
     trainer). A file that became unreadable since the scan raises ImageLoadError naming it.
+
+    With ``kept`` (and a PictureTransform) each picture's prepared pixels are kept after their
+    first use and later items skip decoding (see decoded_cache); the items are the same.
     """
 
     def __init__(
@@ -29,8 +35,12 @@ class ImageDataset(Dataset[tuple[Sample, int]], Generic[Sample]):
         class_names: Sequence[str],
         transform: Callable[[Image.Image], Sample],
         decode_side: int | None = None,
+        kept: DecodedPictures | None = None,
     ) -> None:
+        if kept is not None and not isinstance(transform, PictureTransform):
+            raise TypeError("keeping decoded pictures needs a PictureTransform (build_transform)")
         self.records = tuple(records)
+        self.kept = kept
         self.decode_side = decode_side  # see decode_side_for
         self.class_names = tuple(class_names)
         self.transform = transform
@@ -49,8 +59,21 @@ class ImageDataset(Dataset[tuple[Sample, int]], Generic[Sample]):
         return len(self.records)
 
     def __getitem__(self, position: int) -> tuple[Sample, int]:
-        picture = load_image(self.records[position].path, max_side=self.decode_side)
-        return self.transform(picture), self._labels[position]
+        path = self.records[position].path
+        if self.kept is not None and isinstance(self.transform, PictureTransform):
+            transform = self.transform
+            prepared = self.kept.prepared(
+                position,
+                path,
+                lambda: transform.prepare(self._load(path)),
+            )
+            return transform.augment(prepared), self._labels[position]  # type: ignore[return-value]
+        return self.transform(self._load(path)), self._labels[position]
+
+    def _load(self, path: str | Path) -> Image.Image:
+        if self.decode_side is None:
+            return load_image(path)
+        return load_for_model(path, self.decode_side)
 
     @property
     def paths(self) -> tuple[str, ...]:

@@ -96,8 +96,23 @@ def load_image(path: str | Path, *, max_side: int | None = None) -> Image.Image:
     return image
 
 
+def load_for_model(path: str | Path, decode_side: int) -> Image.Image:
+    """Read one image file for a network (training, validation, prediction: the same pixels).
+
+    A JPEG larger than ``decode_side`` (see ``decode_side_for``) is decoded at the smallest of
+    its reduced scales (1/2–1/8) that still covers ``decode_side`` × ``decode_side``; nothing
+    else is resized here: the network's transform resizes once, from these pixels. (Shrinking
+    to fit first as well cost more than decoding: 1.7 ms for a 400 × 300 photo, 0.6 ms.)
+
+    Raises:
+        ImageLoadError: as load_image.
+    """
+    image, _ = _load(Path(path), decode_side, fit=False)
+    return image
+
+
 def decode_side_for(image_size: int) -> int:
-    """The largest side pictures are decoded at for a model that sees ``image_size`` pixels.
+    """The side a large picture is decoded at for a model that sees ``image_size`` pixels.
 
     A 12-megapixel photo shrunk to 224 px loses nothing by being decoded at 896 px first, even
     after a random crop of a tenth of it; JPEGs then decode at 1/2–1/8 scale, several times
@@ -112,7 +127,7 @@ def check_image(path: str | Path, *, max_side: int = 256) -> bool:
 
     Raises ``ImageLoadError`` when the file is unusable. Used by the folder scan.
     """
-    _, multi_frame = _load(Path(path), max_side)
+    _, multi_frame = _load(Path(path), max_side, fit=False)  # decoded is checked: no resize
     return multi_frame
 
 
@@ -131,7 +146,7 @@ def is_multi_frame(path: str | Path) -> bool:
         raise ImageLoadError(path, _reason_for(error)) from error
 
 
-def _load(path: Path, max_side: int | None) -> tuple[Image.Image, bool]:
+def _load(path: Path, max_side: int | None, *, fit: bool = True) -> tuple[Image.Image, bool]:
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be a positive number of pixels, not {max_side}")
     try:
@@ -147,7 +162,7 @@ def _load(path: Path, max_side: int | None) -> tuple[Image.Image, bool]:
         raise
     except Exception as error:  # each Pillow plugin fails in its own way; _reason_for sorts them
         raise ImageLoadError(path, _reason_for(error)) from error
-    if max_side is not None:
+    if max_side is not None and fit:
         picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return picture, multi_frame
 

@@ -276,8 +276,10 @@ class TrainingAdjusted(EngineEvent):
     """Fires when the run changed how it works to keep going, e.g. after running out of memory.
 
     ``kind`` is "out_of_memory" (the batch is now processed in smaller pieces), "data_loader"
-    (pictures are now loaded without background processes) or "feature_cache" (a frozen
-    network's features do not fit in memory: it runs every epoch). ``message`` is for the user.
+    (pictures are now loaded without background processes), "feature_cache" (a frozen
+    network's features do not fit in memory: it runs every epoch) or "decoded_cache" (not every
+    decoded picture can be kept: some are read from their files every epoch). ``message`` is
+    for the user.
     """
 
     kind: str

@@ -40,6 +40,10 @@ class Adjustments:
             listener(kind, message)
 
     def listen(self, listener: Listener) -> None:
+        """``listener`` hears every report from now on, and first those made while the parts
+        were being built (e.g. that not every decoded picture fits in memory)."""
+        for kind, message in self.reported:
+            listener(kind, message)
         self._listeners.append(listener)
 
 

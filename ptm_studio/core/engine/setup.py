@@ -26,6 +26,7 @@ from ptm_studio.core.data import (
     scan_is_current,
     split_for_run,
 )
+from ptm_studio.core.data.decoded_cache import DecodedPictures, plan_picture_store
 from ptm_studio.core.data.skipping import (
     MarkUnreadable,
     SkipUnreadable,
@@ -40,6 +41,7 @@ from ptm_studio.core.devices import (
 )
 from ptm_studio.core.engine.loading import loader_options
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
+from ptm_studio.core.locations import default_cache_dir
 from ptm_studio.core.models import (
     BackboneSpec,
     ImageClassifier,
@@ -149,6 +151,19 @@ class DataLoaders:
     train_sampler: ResumableShuffleSampler
     val_paths: tuple[str, ...]
     train_set: SkipUnreadable
+    kept: tuple[DecodedPictures, ...] = ()  # decoded pictures kept between epochs
+    kept_note: str | None = None  # for the user when not all of them fit
+
+    def forget_kept_pictures(self) -> None:
+        """Give the memory (or scratch file) of the kept pictures back; they decode again."""
+        for pictures in self.kept:
+            pictures.forget()
+
+
+def keeps_decoded_pictures(config: RunConfig) -> bool:
+    """Kept pictures live in this process: background loading processes would each keep
+    their own copy of what they happened to load."""
+    return config.data.keep_decoded and config.data.num_workers == 0
 
 
 def build_data_loaders(
@@ -160,10 +175,22 @@ def build_data_loaders(
     )
     eval_transform = build_transform(data.image_size, mean=spec.mean, std=spec.std, train=False)
     decode_side = decode_side_for(data.image_size)
-    pictures = ImageDataset(split.train, split.class_names, train_transform, decode_side)
+    plan = None
+    if keeps_decoded_pictures(config):
+        expected = train_transform.prepared_bytes * len(split.train)
+        expected += eval_transform.prepared_bytes * len(split.val)
+        plan = plan_picture_store(expected, default_cache_dir())
+    kept_train, kept_val = (
+        (DecodedPictures(plan.store), DecodedPictures(plan.store))
+        if plan is not None
+        else (None, None)
+    )
+    pictures = ImageDataset(
+        split.train, split.class_names, train_transform, decode_side, kept=kept_train
+    )
     train_set = SkipUnreadable(pictures, resolve_data_dir(config))
     val_set = MarkUnreadable(
-        ImageDataset(split.val, split.class_names, eval_transform, decode_side),
+        ImageDataset(split.val, split.class_names, eval_transform, decode_side, kept=kept_val),
         resolve_data_dir(config),
         data.image_size,
     )
@@ -181,7 +208,15 @@ def build_data_loaders(
         **common,
     )
     val_loader = DataLoader(val_set, batch_size=data.batch_size, shuffle=False, **common)
-    return DataLoaders(train_loader, val_loader, sampler, val_set.paths, train_set)
+    return DataLoaders(
+        train_loader,
+        val_loader,
+        sampler,
+        val_set.paths,
+        train_set,
+        kept=(kept_train, kept_val) if kept_train is not None and kept_val is not None else (),
+        kept_note=plan.note if plan is not None else None,
+    )
 
 
 def build_model(

@@ -113,6 +113,9 @@ class TrainingTask:
         """The denominator of the batch's mean loss (see optimization_step): its picture count."""
         return float(batch_length(batch))
 
+    def release_memory(self) -> None:
+        """The run has ended: give back memory kept only to make epochs faster."""
+
     def load_without_workers(self) -> None:
         """Replace the loaders by ones that load in the training thread (after a worker failed)."""
         raise NotImplementedError
@@ -165,6 +168,8 @@ class SupervisedTask(TrainingTask):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.loaders = build_data_loaders(config, split, self.spec, device)
+        if self.loaders.kept_note:
+            environment.report_adjustment("decoded_cache", self.loaders.kept_note)
         self.train_loader, self.train_sampler = self.loaders.train, self.loaders.train_sampler
         self.num_train_images, self.num_val_images = len(split.train), len(split.val)
         self.unreadable_for_validation: dict[str, str] = {}
@@ -263,6 +268,10 @@ class SupervisedTask(TrainingTask):
         if weight is None:
             return float(len(batch[1]))
         return float(weight.cpu()[batch[1]].sum())
+
+    def release_memory(self) -> None:
+        self.loaders.forget_kept_pictures()
+        self.feature_cache.drop()
 
     def load_without_workers(self) -> None:
         self.loaders.train = without_workers(self.loaders.train)

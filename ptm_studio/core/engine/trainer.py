@@ -415,6 +415,8 @@ class Trainer:
 
     def _release_device(self) -> None:
         parts = self.parts
+        if parts is not None:
+            parts.task.release_memory()
         if parts is not None and parts.device.device.type == "cuda":
             self.parts = None
             try:

@@ -21,6 +21,7 @@ from ptm_studio.core.data.loader import (
     check_image,
     has_image_extension,
     is_multi_frame,
+    load_for_model,
     load_image,
     scale_to_uint8,
 )
@@ -178,6 +179,19 @@ def test_large_jpeg_is_decoded_at_reduced_scale_when_max_side_is_given(
     assert decoded_sizes == [(300, 200)]  # libjpeg decoded an eighth: 2400×1600 never in memory
     red, green, blue = pixel(image, 100, 66)
     assert abs(red - 30) < 8 and abs(green - 120) < 8 and abs(blue - 200) < 8
+
+
+def test_pictures_for_a_model_are_decoded_at_reduced_scale_and_not_resized_again(
+    tmp_path: Path, make_image
+) -> None:
+    """The network's transform resizes once; shrinking to fit first as well cost more than
+    decoding (a Lanczos pass over the whole picture)."""
+    photo = make_image(tmp_path / "photo.jpg", size=(2400, 1600), colour=(30, 120, 200))
+    assert load_for_model(photo, 200).size == (300, 200)  # an eighth: covers 200 × 200
+    assert load_for_model(photo, 700).size == (1200, 800)  # a half; a quarter is too small
+    modest = make_image(tmp_path / "modest.png", size=(400, 300))
+    assert load_for_model(modest, 256).size == (400, 300)
+    assert np.array_equal(np.asarray(load_for_model(modest, 256)), np.asarray(load_image(modest)))
 
 
 def test_max_side_never_enlarges_and_must_be_positive(tmp_path: Path, make_image) -> None:
