@@ -26,6 +26,7 @@ BENCHMARKS = (
     "curve_update",  # B4: a 1,000,000-point curve
     "long_runs",  # B4: memory over 20 epochs, a 10,000-picture grid
     "start_up",  # B5: window, --help, --version, models, scanning
+    "cpu_threads",  # B6: all cores against all but one, alone and beside a busy program
     "decode_size",  # decoding camera photos at the size the model needs
 )
 FAILED_TO_RUN = "did not run"

@@ -342,7 +342,8 @@ class DeviceConfig:
     cpu_threads: int = field(
         default=0,
         metadata=_describe(
-            "CPU threads for training (0 = all cores but one, so the computer stays usable)."
+            "CPU threads for training (0 = automatic: all cores while no other program is busy "
+            "when the run starts, else all but one, so the computer stays usable)."
         ),
     )
 

@@ -50,16 +50,59 @@ def available_cpu_count() -> int:
 
 
 def default_cpu_threads() -> int:
-    # All cores but one: with every core busy, training collapses 8–12x as soon as any other
-    # program (the GUI, a browser) takes a core, because torch's threads wait on each other.
+    """All cores but one: the count that stays fast when another program needs a core."""
     return max(1, available_cpu_count() - 1)
 
 
+# Measured on the 2-core development machine (issue 14, B6, benchmarks/cpu_threads.py and
+# event_loop_responsiveness.py): both cores trained 1.6x faster than one when nothing else ran,
+# 1.26x faster in the window (whose own thread competes), but 0.56x as fast as one thread
+# beside a program keeping a core busy (torch's threads wait on each other). So all cores
+# only while the others' programs leave them nearly idle.
+BUSY_ELSEWHERE_LIMIT = 0.3  # cores' worth of work done by other programs
+BUSY_SAMPLE_SECONDS = 0.2
+
+
+def cores_busy_elsewhere(sample_seconds: float = BUSY_SAMPLE_SECONDS) -> float:
+    """How many cores' worth of work other programs are doing now (sampled over a moment)."""
+    import psutil  # here: the quick commands (--help, --version) never load it
+
+    own = psutil.Process()
+    own.cpu_percent(None)
+    everything = psutil.cpu_percent(interval=sample_seconds)  # the whole machine, in %
+    ours = own.cpu_percent(None) / 100.0  # in cores
+    return max(0.0, everything / 100.0 * (psutil.cpu_count() or 1) - ours)
+
+
+def automatic_cpu_threads() -> int:
+    """All cores when other programs leave them idle now, else all but one."""
+    cores = available_cpu_count()
+    if cores > 1 and cores_busy_elsewhere() < BUSY_ELSEWHERE_LIMIT:
+        return cores
+    return default_cpu_threads()
+
+
 def configure_cpu_threads(requested: int = 0) -> int:
-    """Set torch's intra-op threads (0 = default) and return the number in use."""
-    threads = requested if requested > 0 else default_cpu_threads()
+    """Set torch's intra-op threads (0 = automatic_cpu_threads) and return the number in use."""
+    threads = requested if requested > 0 else automatic_cpu_threads()
     torch.set_num_threads(threads)
     return threads
+
+
+def describe_cpu_threads(threads: int) -> str:
+    """A sentence for the device line: how many threads train, and why."""
+    cores = available_cpu_count()
+    if threads >= cores > 1:
+        return (
+            f"Training uses all {cores} cores (no other program was busy when it started; "
+            "with one busy it would keep a core free)."
+        )
+    if threads == cores - 1 and cores > 1:
+        return (
+            f"Training uses {threads} of {cores} cores: another program was busy when it "
+            "started, and training on every core would then be slower."
+        )
+    return f"Training uses {threads} of {cores} cores, as set."
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:

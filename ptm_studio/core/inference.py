@@ -29,7 +29,7 @@ from ptm_studio.core.data import (
     decode_side_for,
     load_for_model,
 )
-from ptm_studio.core.devices import configure_cpu_threads, select_device
+from ptm_studio.core.devices import configure_cpu_threads, default_cpu_threads, select_device
 from ptm_studio.core.models import ImageClassifier, build_classifier
 from ptm_studio.core.models.state_dicts import check_finite
 from ptm_studio.core.run_models import NoSavedModel, model_checkpoint
@@ -121,7 +121,8 @@ class Predictor:
         model.load_state_dict(loaded.model_state)
         target = select_device(device)
         if target.type == "cpu":
-            configure_cpu_threads()  # all cores but one, as in training
+            # All cores but one: predicting is short, and the window stays quick meanwhile.
+            configure_cpu_threads(default_cpu_threads())
         return cls(
             model,
             meta["class_names"],

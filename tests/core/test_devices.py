@@ -8,16 +8,38 @@ import torch
 from ptm_studio.core import devices
 
 
-def test_cpu_training_leaves_one_core_free(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_training_uses_every_core_only_while_other_programs_leave_them_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     previous = torch.get_num_threads()
     try:
         monkeypatch.setattr(devices, "available_cpu_count", lambda: 8)
+        monkeypatch.setattr(devices, "cores_busy_elsewhere", lambda: 0.05)
+        assert devices.configure_cpu_threads(0) == 8 and torch.get_num_threads() == 8
+        assert "all 8 cores" in devices.describe_cpu_threads(8)
+        monkeypatch.setattr(devices, "cores_busy_elsewhere", lambda: 1.0)
         assert devices.configure_cpu_threads(0) == 7 and torch.get_num_threads() == 7
+        assert "another program was busy" in devices.describe_cpu_threads(7)
         assert devices.configure_cpu_threads(3) == 3 and torch.get_num_threads() == 3
+        assert "3 of 8 cores, as set" in devices.describe_cpu_threads(3)
         monkeypatch.setattr(devices, "available_cpu_count", lambda: 1)
         assert devices.configure_cpu_threads(0) == 1
     finally:
         torch.set_num_threads(previous)
+
+
+def test_the_work_of_other_programs_is_counted_without_our_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psutil
+
+    # Two cores, both fully busy over the sample, one of them with this process's own work.
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 2)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 100.0)
+    monkeypatch.setattr(psutil.Process, "cpu_percent", lambda self, interval=None: 100.0)
+    assert devices.cores_busy_elsewhere(0.0) == pytest.approx(1.0)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 40.0)  # 0.8 cores: ours
+    assert devices.cores_busy_elsewhere(0.0) == 0.0
 
 
 def test_missing_gpu_falls_back_to_cpu_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:

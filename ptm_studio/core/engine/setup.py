@@ -36,6 +36,7 @@ from ptm_studio.core.devices import (
     DeviceInfo,
     autocast_dtype,
     configure_cpu_threads,
+    describe_cpu_threads,
     describe_device,
     select_device,
 )
@@ -84,9 +85,10 @@ class DeviceSetup:
 
 def prepare_device(settings: DeviceConfig) -> DeviceSetup:
     device = select_device(settings.device)
-    if device.type == "cpu":
-        configure_cpu_threads(settings.cpu_threads)
     info, dtype = describe_device(settings.device), autocast_dtype(device, settings.precision)
+    if device.type == "cpu":
+        threads = configure_cpu_threads(settings.cpu_threads)
+        info = replace(info, note=f"{info.note} {describe_cpu_threads(threads)}")
     if device.type == "cpu" and dtype is torch.bfloat16:
         info = replace(info, note=f"{info.note} {CPU_BF16_NOTE}")
     return DeviceSetup(
