@@ -34,7 +34,7 @@ FAILED_TO_RUN = "did not run"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about a minute in all")
+    parser.add_argument("--quick", action="store_true", help="under two minutes in all")
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, default=list(BENCHMARKS))
     parser.add_argument("--verbose", action="store_true", help="show each benchmark's report")
     arguments = parser.parse_args()

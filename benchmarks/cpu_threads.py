@@ -106,7 +106,7 @@ def main() -> None:
     add_table_flags(parser)
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.epochs, arguments.pictures = 2, 400
+        arguments.epochs, arguments.pictures = 2, 200
     with tempfile.TemporaryDirectory() as folder:
         if arguments.data is None:
             arguments.data = make_class_folders(

@@ -1,6 +1,6 @@
 """One row per figure a benchmark holds against its target, and the one table they make.
 
-Every benchmark module takes ``--quick`` (about a minute for all of them together) and
+Every benchmark module takes ``--quick`` (under two minutes for all of them together) and
 ``--json`` (its rows as one line of JSON after its own report, for ``python -m benchmarks``).
 """
 

@@ -7,7 +7,7 @@
   pictures it kept decoded) at least 0.97x as fast.
 
 All three run in this one process, alternating, on generated photo-like JPEGs (1,000 of
-400 x 300 in four classes; 600 with --quick) or --data DIR; each side's fastest epoch is
+400 x 300 in four classes; 400 with --quick) or --data DIR; each side's fastest epoch is
 compared. The Trainer's epoch time (training and validation) leaves out the checkpoint it
 writes after; it does more per epoch besides (validation records, metrics, events), and the
 ratios say what that costs.
@@ -171,7 +171,7 @@ def main() -> None:
     add_table_flags(parser)
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.epochs, arguments.repeats, arguments.pictures = 2, 1, 600
+        arguments.epochs, arguments.repeats, arguments.pictures = 2, 1, 400
     with tempfile.TemporaryDirectory() as folder:
         if arguments.data is None:
             # Photo-like JPEGs (400 x 300) so decoding costs what it costs on a camera's folder;
@@ -190,7 +190,7 @@ def measure(arguments: argparse.Namespace) -> None:
         optim=OptimConfig(num_epochs=arguments.epochs, schedule="constant"),
         # Full precision on both sides: the hand-written loop has no autocast, and this holds
         # the Trainer's own costs, not bf16's gain (B6 measures that).
-        device=DeviceConfig(device="cpu", precision="off"),
+        device=DeviceConfig(device="cpu", precision="off", cpu_threads=1),
     ).validate()
     # The textbook loop's first epoch against the Trainer's first (both warm up in it); the
     # in-memory loop's epochs against the Trainer's later ones. Each side's fastest epoch:
