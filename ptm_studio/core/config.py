@@ -368,6 +368,13 @@ class SavingConfig:
             "so a crash loses little work."
         ),
     )
+    tensorboard: bool = field(
+        default=False,
+        metadata=_describe(
+            "Also write the curves as TensorBoard event files into the run folder's "
+            "tensorboard/ (needs the tensorboardX package: pip install 'ptm-studio[tensorboard]')."
+        ),
+    )
 
     def validate(self) -> None:
         check_range("saving.checkpoint_every_steps", self.checkpoint_every_steps, 0, 10**9)

@@ -89,6 +89,46 @@ def configure_cpu_threads(requested: int = 0) -> int:
     return threads
 
 
+class CpuThreadWatch:
+    """Decides the automatic thread count again at each epoch, from what other programs did
+    during the last one: a program that starts (or ends) during a run is noticed. No waiting:
+    psutil counts the CPU time used since the previous look."""
+
+    def __init__(self, threads: int) -> None:
+        import psutil
+
+        self.threads = threads
+        self._own = psutil.Process()
+        self._look()
+
+    def _look(self) -> float:
+        import psutil
+
+        everything = psutil.cpu_percent(None) / 100.0 * (psutil.cpu_count() or 1)
+        return max(0.0, everything - self._own.cpu_percent(None) / 100.0)
+
+    def next_epoch(self) -> int | None:
+        """The new thread count when it should change (torch is set to it), else None."""
+        cores = available_cpu_count()
+        wanted = cores if self._look() < BUSY_ELSEWHERE_LIMIT else default_cpu_threads()
+        if wanted == self.threads:
+            return None
+        self.threads = wanted
+        torch.set_num_threads(wanted)
+        return wanted
+
+
+def describe_thread_change(threads: int) -> str:
+    """What the user is told when a run changes its thread count between epochs."""
+    cores = available_cpu_count()
+    if threads >= cores:
+        return f"No other program is busy any more: training now uses all {cores} cores."
+    return (
+        f"Another program became busy: training now uses {threads} of {cores} cores, which is "
+        "faster beside it than using every core."
+    )
+
+
 def describe_cpu_threads(threads: int) -> str:
     """A sentence for the device line: how many threads train, and why."""
     cores = available_cpu_count()

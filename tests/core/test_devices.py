@@ -86,3 +86,51 @@ def test_a_cpu_that_computes_bf16_trains_in_it_by_default_and_says_so(
         assert emulated.autocast_dtype is None and "bf16" not in emulated.info.note
     finally:
         torch.set_num_threads(previous)
+
+
+def test_the_thread_count_follows_other_programs_from_epoch_to_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    previous = torch.get_num_threads()
+    busy_elsewhere = [0.0]
+    monkeypatch.setattr(devices, "available_cpu_count", lambda: 4)
+    monkeypatch.setattr(devices.CpuThreadWatch, "_look", lambda self: busy_elsewhere[0])
+    try:
+        watch = devices.CpuThreadWatch(4)
+        assert watch.next_epoch() is None  # still idle: no change
+        busy_elsewhere[0] = 1.0
+        assert watch.next_epoch() == 3 and torch.get_num_threads() == 3
+        assert watch.next_epoch() is None
+        assert "Another program became busy" in devices.describe_thread_change(3)
+        busy_elsewhere[0] = 0.1
+        assert watch.next_epoch() == 4 and torch.get_num_threads() == 4
+        assert "all 4 cores" in devices.describe_thread_change(4)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_a_run_on_automatic_threads_says_when_it_changes_them(
+    monkeypatch: pytest.MonkeyPatch, tiny_config, tmp_path
+) -> None:
+    from training_helpers import train_and_record
+
+    from ptm_studio.core.config import replace_field
+    from ptm_studio.core.engine.events import TrainingAdjusted
+
+    previous = torch.get_num_threads()
+    monkeypatch.setattr(devices, "available_cpu_count", lambda: 2)
+    monkeypatch.setattr(devices, "cores_busy_elsewhere", lambda: 0.0)  # idle as it starts
+    monkeypatch.setattr(devices.CpuThreadWatch, "_look", lambda self: 1.0)  # then busy
+    try:
+        config = replace_field(tiny_config(num_epochs=3), "device.cpu_threads", 0)
+        finished, events = train_and_record(config, tmp_path)
+        assert finished.status == "completed"
+        told = [e for e in events.of_type(TrainingAdjusted) if e.kind == "cpu_threads"]
+        assert [e.message for e in told] == [devices.describe_thread_change(1)]
+        assert told[0].global_step > 0  # between epochs, not at the start
+        assert torch.get_num_threads() == 1
+        fixed = replace_field(config, "device.cpu_threads", 2)
+        _, fixed_events = train_and_record(fixed, tmp_path / "fixed")
+        assert not [e for e in fixed_events.of_type(TrainingAdjusted) if e.kind == "cpu_threads"]
+    finally:
+        torch.set_num_threads(previous)

@@ -133,3 +133,13 @@ def test_cancelling_a_replacement_that_waits_to_start_says_cancelled(qtbot: Any)
     release.set()
     qtbot.waitUntil(lambda: not job.is_running, timeout=10_000)
     assert ran == []
+
+
+def test_the_tensorboard_box_shows_and_writes_the_setting(qtbot: Any) -> None:
+    panel = _objective(qtbot, replace_field(RunConfig(), "saving.tensorboard", True))
+    assert panel.tensorboard_check.isChecked()
+    panel.tensorboard_check.setChecked(False)
+    assert panel.settings.config.saving.tensorboard is False
+    assert panel.settings.config == RunConfig()  # nothing else changed
+    panel.tensorboard_check.setChecked(True)
+    assert panel.settings.config.saving.tensorboard is True

@@ -278,8 +278,9 @@ class TrainingAdjusted(EngineEvent):
     ``kind`` is "out_of_memory" (the batch is now processed in smaller pieces), "data_loader"
     (pictures are now loaded without background processes), "feature_cache" (a frozen
     network's features do not fit in memory: it runs every epoch) or "decoded_cache" (not every
-    decoded picture can be kept: some are read from their files every epoch). ``message`` is
-    for the user.
+    decoded picture can be kept: some are read from their files every epoch) or "cpu_threads"
+    (another program became busy, or stopped: the CPU thread count changed between epochs).
+    ``message`` is for the user.
     """
 
     kind: str

@@ -33,6 +33,7 @@ from ptm_studio.core.data.skipping import (
     collate_reporting_skipped,
 )
 from ptm_studio.core.devices import (
+    CpuThreadWatch,
     DeviceInfo,
     autocast_dtype,
     configure_cpu_threads,
@@ -78,6 +79,8 @@ class DeviceSetup:
     device: torch.device
     info: DeviceInfo
     autocast_dtype: torch.dtype | None
+    # The automatic CPU thread count, looked at again each epoch (None: a set count, or no CPU).
+    thread_watch: CpuThreadWatch | None
     # channels_last speeds convolutions up on CUDA and on the CPU (~17 % for the small CNN
     # here); Apple's MPS backend handles it poorly.
     channels_last: bool
@@ -86,15 +89,18 @@ class DeviceSetup:
 def prepare_device(settings: DeviceConfig) -> DeviceSetup:
     device = select_device(settings.device)
     info, dtype = describe_device(settings.device), autocast_dtype(device, settings.precision)
+    watch = None
     if device.type == "cpu":
         threads = configure_cpu_threads(settings.cpu_threads)
         info = replace(info, note=f"{info.note} {describe_cpu_threads(threads)}")
+        watch = CpuThreadWatch(threads) if settings.cpu_threads == 0 else None
     if device.type == "cpu" and dtype is torch.bfloat16:
         info = replace(info, note=f"{info.note} {CPU_BF16_NOTE}")
     return DeviceSetup(
         device=device,
         info=info,
         autocast_dtype=dtype,
+        thread_watch=watch,
         channels_last=device.type in ("cuda", "cpu"),
     )
 

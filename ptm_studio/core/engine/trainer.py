@@ -31,6 +31,7 @@ import torch
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DatasetScan, ImageLoadError
 from ptm_studio.core.data.skipping import DatasetVanished
+from ptm_studio.core.devices import describe_thread_change
 from ptm_studio.core.engine.callbacks import Callback, CallbackList
 from ptm_studio.core.engine.control import StoppedBeforeTraining, StopRequest, TrainingControl
 from ptm_studio.core.engine.events import (
@@ -66,6 +67,9 @@ from ptm_studio.core.engine.reporting import (
 from ptm_studio.core.engine.run_setup import NewRun, ReadyParts, ResumedRun, RunSetup, plan_resume
 from ptm_studio.core.engine.setup import resolve_data_dir
 from ptm_studio.core.engine.stepping import capture_trainer_state
+from ptm_studio.core.engine.tensorboard_log import FOLDER_NAME as TENSORBOARD_FOLDER
+from ptm_studio.core.engine.tensorboard_log import MISSING_MESSAGE as TENSORBOARD_MISSING
+from ptm_studio.core.engine.tensorboard_log import TensorBoardLog, tensorboard_writer_available
 from ptm_studio.core.run_lock import RunInUseError, RunLock
 
 LOGGER = logging.getLogger(__name__)
@@ -203,7 +207,22 @@ class Trainer:
         standard = standard_callbacks(self.parts.config)
         recorder = [self.recorder] if self.recorder is not None else []
         # The recorder first: what a callback sees has already been written down.
-        self.callbacks.callbacks = [*recorder, *standard, *self.user_callbacks]
+        self.callbacks.callbacks = [
+            *recorder,
+            *self._tensorboard_log(),
+            *standard,
+            *self.user_callbacks,
+        ]
+
+    def _tensorboard_log(self) -> list[Callback]:
+        """TensorBoard event files in the run folder, when asked for and tensorboardX is there."""
+        parts = self._parts()
+        if not parts.config.saving.tensorboard or self.recorder is None:
+            return []
+        if not tensorboard_writer_available():
+            parts.adjustments.report("tensorboard", TENSORBOARD_MISSING)
+            return []
+        return [TensorBoardLog(self.recorder.path / TENSORBOARD_FOLDER)]
 
     def _finished(
         self, ending: Ending, failure: Failure, elapsed_seconds: float
@@ -272,7 +291,10 @@ class Trainer:
 
     def _train_epochs(self) -> Ending:
         parts = self._parts()
-        for epoch_index in range(parts.progress.epoch_index, parts.config.optim.num_epochs):
+        first = parts.progress.epoch_index
+        for epoch_index in range(first, parts.config.optim.num_epochs):
+            if epoch_index > first:
+                self._look_at_cpu_threads()
             if not self._train_one_epoch(epoch_index):
                 self._save_checkpoint("stopped")
                 return Ending.STOPPED if self.stop_request.is_requested else self._ended_early()
@@ -283,6 +305,14 @@ class Trainer:
             if self.control.should_stop and not is_last:
                 return self._ended_early()
         return Ending.COMPLETED
+
+    def _look_at_cpu_threads(self) -> None:
+        """Another program started or ended during the last epoch: every core, or all but one."""
+        watch = self._parts().device.thread_watch
+        changed = watch.next_epoch() if watch is not None else None
+        if changed is not None:
+            LOGGER.info("CPU threads now %d", changed)
+            self._parts().adjustments.report("cpu_threads", describe_thread_change(changed))
 
     def _ended_early(self) -> Ending:
         progress = self._parts().progress

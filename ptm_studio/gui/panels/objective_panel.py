@@ -88,7 +88,12 @@ class ObjectivePanel(QGroupBox):
             self.seed_spin,
         ):
             spin.valueChanged.connect(self._write)
-        for check in (self.class_weights_check, self.balanced_check, self.keep_colours_check):
+        for check in (
+            self.class_weights_check,
+            self.balanced_check,
+            self.keep_colours_check,
+            self.tensorboard_check,
+        ):
             check.toggled.connect(self._write)
         for check in self.augmentation_checks.values():
             check.toggled.connect(self._write)
@@ -156,6 +161,12 @@ class ObjectivePanel(QGroupBox):
         self.seed_spin = double_box(
             0, 2**32 - 1, 1, 0, "The same seed gives the same run again (on the CPU)."
         )
+        self.tensorboard_check = QCheckBox("Also write TensorBoard logs")
+        self.tensorboard_check.setToolTip(
+            "For people who already use TensorBoard: the curves also go into the run folder's "
+            "tensorboard/ folder (needs the tensorboardX package; the run says so if it is "
+            "missing)."
+        )
         self.augmentation_checks: dict[str, QCheckBox] = {}
         for key, name in AUGMENTATION_NAMES.items():
             check = QCheckBox(name)
@@ -193,8 +204,8 @@ class ObjectivePanel(QGroupBox):
         plain.addRow(self.auto_reasons)
         self.advanced = CollapsibleSection(
             "Advanced settings",
-            "The optimiser, learning rate, schedule, sizes, random changes and seed: Auto and "
-            "the defaults choose them well; open to change them.",
+            "The optimiser, learning rate, schedule, sizes, random changes, seed and "
+            "TensorBoard logs: Auto and the defaults choose them well; open to change them.",
         )
         plain.addRow(self.advanced)
         form = self._form = self.advanced_form = QFormLayout(self.advanced.body)
@@ -216,6 +227,7 @@ class ObjectivePanel(QGroupBox):
         form.addRow("Image size:", self.image_size_spin)
         form.addRow("Random changes:", augmentation_box)
         form.addRow("Seed:", self.seed_spin)
+        form.addRow("", self.tensorboard_check)
         self._supervised_rows = (self.smoothing_spin, self.class_weights_check, self.balanced_check)
 
     # ------------------------------------------------------------------ task and loss
@@ -382,6 +394,7 @@ class ObjectivePanel(QGroupBox):
             show_number(self.batch_spin, config.data.batch_size)
             show_number(self.image_size_spin, config.data.image_size)
             show_number(self.seed_spin, config.seed)
+            show_checked(self.tensorboard_check, config.saving.tensorboard)
             for key, check in self.augmentation_checks.items():
                 show_checked(check, key in config.data.augmentations)
             self.pretrain_settings.show_settings(config)
@@ -423,8 +436,14 @@ class ObjectivePanel(QGroupBox):
             learning_rate=self.learning_rate_spin.value(),
             weight_decay=self.weight_decay_spin.value(),
         )
+        saving = dataclasses.replace(config.saving, tensorboard=self.tensorboard_check.isChecked())
         config = dataclasses.replace(
-            config, data=data, objective=objective, optim=optim, seed=int(self.seed_spin.value())
+            config,
+            data=data,
+            objective=objective,
+            optim=optim,
+            saving=saving,
+            seed=int(self.seed_spin.value()),
         )
         return self.pretrain_settings.apply_to(self.schedule.apply_to(config))
 
