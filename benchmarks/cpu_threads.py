@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,12 +22,9 @@ from pathlib import Path
 
 from benchmarks.pictures import make_class_folders
 from benchmarks.table import Row, add_table_flags, report
+from benchmarks.trainer_overhead import trainer_seconds_per_epoch
 from ptm_studio.core.config import DataConfig, DeviceConfig, OptimConfig, RunConfig
 from ptm_studio.core.devices import available_cpu_count
-from ptm_studio.core.engine.callbacks import EventRecorder
-from ptm_studio.core.engine.events import EpochFinished
-from ptm_studio.core.engine.trainer import Trainer
-from ptm_studio.core.locations import HOME_VARIABLE
 
 
 def _spin() -> None:
@@ -49,13 +45,8 @@ def another_program_busy() -> Iterator[None]:
 
 
 def fastest_later_epoch(config: RunConfig) -> float:
-    recorder = EventRecorder()
-    with tempfile.TemporaryDirectory() as home:
-        os.environ[HOME_VARIABLE] = home
-        finished = Trainer.new_run(config, callbacks=[recorder], runs_root=Path(home)).run()
-    assert finished.status == "completed", finished.error_message
-    seconds = [event.epoch_seconds for event in recorder.of_type(EpochFinished)]  # type: ignore[attr-defined]
-    return min(seconds[1:])  # the first decodes the pictures; the later ones use them kept
+    """The first epoch decodes the pictures; the later ones use them kept."""
+    return min(trainer_seconds_per_epoch(config)[1])
 
 
 def measure(arguments: argparse.Namespace) -> None:
