@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -69,17 +70,27 @@ def cores_busy_elsewhere(sample_seconds: float = BUSY_SAMPLE_SECONDS) -> float:
 
     own = psutil.Process()
     own.cpu_percent(None)
-    everything = psutil.cpu_percent(interval=sample_seconds)  # the whole machine, in %
-    ours = own.cpu_percent(None) / 100.0  # in cores
-    return max(0.0, everything / 100.0 * (psutil.cpu_count() or 1) - ours)
+    return _others_share(psutil.cpu_percent(interval=sample_seconds), own)
+
+
+def _others_share(everything_percent: float, own: Any) -> float:
+    """Cores' worth of work others did: the whole machine's share less this process's (psutil
+    counts both since the previous look)."""
+    import psutil
+
+    everything = everything_percent / 100.0 * (psutil.cpu_count() or 1)
+    return max(0.0, everything - own.cpu_percent(None) / 100.0)
+
+
+def _threads_beside(busy_elsewhere: float) -> int:
+    """Every core while other programs leave them nearly idle, else all but one."""
+    cores = available_cpu_count()
+    return cores if cores > 1 and busy_elsewhere < BUSY_ELSEWHERE_LIMIT else default_cpu_threads()
 
 
 def automatic_cpu_threads() -> int:
     """All cores when other programs leave them idle now, else all but one."""
-    cores = available_cpu_count()
-    if cores > 1 and cores_busy_elsewhere() < BUSY_ELSEWHERE_LIMIT:
-        return cores
-    return default_cpu_threads()
+    return _threads_beside(cores_busy_elsewhere())
 
 
 def configure_cpu_threads(requested: int = 0) -> int:
@@ -104,13 +115,11 @@ class CpuThreadWatch:
     def _look(self) -> float:
         import psutil
 
-        everything = psutil.cpu_percent(None) / 100.0 * (psutil.cpu_count() or 1)
-        return max(0.0, everything - self._own.cpu_percent(None) / 100.0)
+        return _others_share(psutil.cpu_percent(None), self._own)
 
     def next_epoch(self) -> int | None:
         """The new thread count when it should change (torch is set to it), else None."""
-        cores = available_cpu_count()
-        wanted = cores if self._look() < BUSY_ELSEWHERE_LIMIT else default_cpu_threads()
+        wanted = _threads_beside(self._look())
         if wanted == self.threads:
             return None
         self.threads = wanted
