@@ -117,6 +117,18 @@ def private_runs_home(
     return home
 
 
+@pytest.fixture
+def private_trash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The freedesktop trash send2trash uses, moved under tmp_path (send2trash reads
+    XDG_DATA_HOME when imported, so the environment alone would not do)."""
+    plat_other = pytest.importorskip("send2trash.plat_other")
+    share = tmp_path / "share"
+    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(share))
+    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(share / "Trash"))
+    monkeypatch.setattr(plat_other, "HOMETRASH", str(share / "Trash"))
+    return share / "Trash"
+
+
 @pytest.fixture(scope="session")
 def image_folder_maker() -> Callable[..., Path]:
     """``make_image_folder`` for fixtures in other folders (test folders are not packages)."""

@@ -8,6 +8,7 @@ Layout of a run folder::
     checkpoints/last/    model.safetensors + meta.json + trainer_state.pt (see engine/checkpoints.py)
     checkpoints/best/    the best epoch so far (model.safetensors + meta.json)
     predictions.csv      per-image predictions on the validation set after the last epoch
+    name.txt             the name the user gave the run (run_catalog.py; absent: a made one)
     validation.csv       the validation pictures and classes drawn at the start (measured later)
     checkpoints/*/calibration.json   the temperature fitted for those weights (when evaluated)
     run.lock             held by the process training the run (see run_lock.py); never deleted
@@ -23,6 +24,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -63,6 +65,10 @@ class RunInfo:
     best_val_accuracy: float | None
     class_names: tuple[str, ...]
     problem: str = ""  # what is damaged in its run.json or config.json ("" when nothing)
+    loss: str = ""
+    data_dir: str = ""  # the pictures it trained on, as run.json records them ("" unknown)
+    updated: str = ""  # when run.json was last written
+    training_seconds: float | None = None  # time spent in its epochs (None: not recorded)
 
     @property
     def is_damaged(self) -> bool:
@@ -222,13 +228,21 @@ class RunDirectory:
         epochs = fields.count("epochs_completed")
         best = fields.fraction("best_val_accuracy")
         class_names = fields.names("class_names")
+        data_dir = fields.text("data_dir", "")
+        updated = fields.text("updated", "")
+        training_seconds = _seconds(status.get("training_seconds"))
         problem = problem or fields.problem
         try:
             config = self.read_config()
-            task, backbone = config.objective.task, config.model.backbone
+            task, backbone, loss = (
+                config.objective.task,
+                config.model.backbone,
+                config.objective.loss,
+            )
+            data_dir = data_dir or config.data.data_dir or ""
         except Exception as error:  # any damage: this run shows as damaged
             LOGGER.warning("%s cannot be read: %s", self.config_path, error)
-            task, backbone = "?", "?"
+            task, backbone, loss = "?", "?", ""
             problem = problem or "config.json unreadable"
         return RunInfo(
             path=self.path,
@@ -241,7 +255,18 @@ class RunDirectory:
             best_val_accuracy=best,
             class_names=class_names,
             problem=problem,
+            loss=loss,
+            data_dir=data_dir,
+            updated=updated,
+            training_seconds=training_seconds,
         )
+
+
+def _seconds(value: Any) -> float | None:
+    """A recorded duration, or None when it is missing or not a sensible number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def list_runs(runs_root: str | Path | None = None) -> list[RunInfo]:

@@ -199,10 +199,13 @@ class RunRecorder(Callback):
             "per_class": list(event.per_class),
         }
         self._append_metrics(record)
+        spent = self.run.read_status().get("training_seconds")  # kept across resumes
+        spent = spent if isinstance(spent, int | float) and spent >= 0 else 0.0
         self.run.write_status(
             epochs_completed=event.epoch,
             best_val_accuracy=event.best_val_accuracy,
             final_val_accuracy=event.val_accuracy,
+            training_seconds=round(spent + max(event.epoch_seconds, 0.0), 3),
         )
 
     @_while_recording
