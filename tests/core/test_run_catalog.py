@@ -163,7 +163,7 @@ def test_settings_go_out_and_come_back(tmp_path: Path) -> None:
     assert imported.optim.learning_rate == 0.0042
     assert imported.run_name is None
     (tmp_path / "bad.json").write_text('{"optim": {"learning_rate": "fast"}}')
-    with pytest.raises(ConfigFileError, match="bad.json"):
+    with pytest.raises(ConfigFileError, match=r"bad\.json"):
         import_settings(tmp_path / "bad.json")
 
 
