@@ -141,6 +141,19 @@ def describe_run(info: RunInfo) -> RunEntry:
     )
 
 
+def run_title(run_path: str | Path) -> str:
+    """The run's name as the runs list shows it (its folder's name when it cannot be read)."""
+    path = Path(run_path)
+    run = RunDirectory(path)
+    if not run.config_path.is_file():
+        return path.name  # not a run folder (or not any more): nothing else to name it by
+    try:
+        return describe_run(run.info()).title
+    except Exception:  # a damaged run is still named, by its folder
+        LOGGER.warning("run %s cannot be described", path, exc_info=True)
+        return path.name
+
+
 def made_title(
     data_name: str, network: str, task: str, loss: str, best_accuracy: float | None
 ) -> str:

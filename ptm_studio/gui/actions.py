@@ -31,6 +31,7 @@ class ActionHandlers:
     show_predictions: Handler
     show_evaluation: Handler
     show_predict: Handler
+    show_runs: Handler
     evaluate_run: Handler
     export_model: Handler
     show_about: Handler
@@ -96,6 +97,10 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
     charts = make_action(window, "Charts", handlers.show_charts, "Ctrl+1")
     predictions = make_action(window, "Predictions", handlers.show_predictions, "Ctrl+2")
     evaluation = make_action(window, "Evaluation", handlers.show_evaluation, "Ctrl+3")
+    runs = make_action(
+        window, "Runs", handlers.show_runs, "Ctrl+5", "",
+        "Every run on this computer: reopen, resume, compare, rename or delete",
+    )  # fmt: skip
     export = make_action(
         window, "Export the model…", handlers.export_model, "Ctrl+Shift+E", "",
         "Write the trained model as a folder others can use (TorchScript, ONNX, weights)",
@@ -140,7 +145,7 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
             (compare, compare_by_labels),
         ),
         "&Model": ((evaluate, predict), (export,)),
-        "&View": ((charts, predictions, evaluation),),
+        "&View": ((charts, predictions, evaluation, runs),),
         "&Help": ((about,),),
     }
     for title, sections in menus.items():

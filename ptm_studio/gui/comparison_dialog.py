@@ -29,6 +29,7 @@ from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine.callbacks import Callback
 from ptm_studio.core.engine.control import StopRequest
 from ptm_studio.core.engine.events import EpochFinished, TrainingFinished, TrainingStarted
+from ptm_studio.core.run_catalog import run_title
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.training import TrainingRequest, TrainingSession
 from ptm_studio.gui.widgets.live_curve import LivePlot
@@ -152,7 +153,7 @@ class ComparisonDialog(_RunsDialog):
             f", {seeds} times with different seeds ({len(self.arms)} runs)" if seeds > 1 else ""
         )
         self.status_label = _wrapping_label(
-            f"Finetuning from {pretrained_run.name} and from random weights{repeats}…"
+            f"Finetuning from “{run_title(pretrained_run)}” and from random weights{repeats}…"
         )
         self.plot = LivePlot("Validation accuracy", "Epoch", "Accuracy (%)", integer_x=True)
         for start, seed in self.arms:
@@ -271,7 +272,7 @@ class LabelFractionDialog(_RunsDialog):
     ) -> None:
         shares = ", ".join(f"{100 * fraction:g} %" for fraction in sorted(fractions))
         self.status_label = _wrapping_label(
-            f"Finetuning from {pretrained_run.name} and from random weights with {shares} of "
+            f"Finetuning from “{run_title(pretrained_run)}” and from random weights with {shares} of "
             f"the labels, {len(seeds)} seeds each ({len(self.arms)} runs)…"
         )
         pg = theme.plotting()  # loaded after the window is up (issue 14, B5)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from ptm_studio.core.export_formats import FORMATS
 from ptm_studio.core.locations import unused_folder
+from ptm_studio.core.run_catalog import run_title
 from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui import theme
 from ptm_studio.gui.jobs.core_work import core_work
@@ -51,7 +52,7 @@ def default_destination(run_dir: Path) -> Path:
 class ExportDialog(QDialog):
     def __init__(self, run_dir: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle(f"Export the model of {run_dir.name}")
+        self.setWindowTitle(f"Export the model of “{run_title(run_dir)}”")
         self.run_dir = run_dir
         self.export_result: ExportResult | None = None
         self.job = Job("ptm-export", self)

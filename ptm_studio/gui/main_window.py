@@ -14,8 +14,12 @@ from PySide6.QtCore import QTimer, Slot
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QWidget
 
+from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine import events
 from ptm_studio.core.engine.events import TrainingFinished, TrainingStarted
+from ptm_studio.core.run_catalog import RunEntry, saved_predictions
+from ptm_studio.core.run_models import saved_models
+from ptm_studio.core.runs import RunDirectory
 from ptm_studio.gui import dialogs, theme, warmup
 from ptm_studio.gui.actions import ActionHandlers, install_actions, update_actions
 from ptm_studio.gui.dataset_summary import DatasetSummary
@@ -28,9 +32,11 @@ from ptm_studio.gui.panels.model_panel import ModelPanel
 from ptm_studio.gui.panels.objective_panel import ObjectivePanel
 from ptm_studio.gui.panels.predictions_panel import PredictionsPanel
 from ptm_studio.gui.panels.pretraining_panel import PretrainingPanel
+from ptm_studio.gui.panels.runs_compare import RunsCompareDialog
+from ptm_studio.gui.panels.runs_panel import RunsPanel
 from ptm_studio.gui.panels.training_panel import TrainingPanel
 from ptm_studio.gui.run_controller import RunController
-from ptm_studio.gui.run_history import RunHistory
+from ptm_studio.gui.run_history import RunHistory, load_history
 from ptm_studio.gui.settings_model import SettingsModel
 from ptm_studio.gui.status_messages import StatusMessages, start_text
 from ptm_studio.gui.window_layout import lay_out_window
@@ -70,6 +76,8 @@ class MainWindow(QMainWindow):
         self.evaluation_panel = self.model_tabs.evaluation_panel
         self.predict_panel = self.model_tabs.predict_panel
         self.pretraining_panel = PretrainingPanel()
+        self.runs_panel = RunsPanel(runs_root)
+        self.compare_dialog: RunsCompareDialog | None = None
         self.run_controller = RunController(self.session, self.settings, self.dataset_panel, self)
         self.model_tabs.is_closing = lambda: self.run_controller.is_closing
         self.layout_parts = lay_out_window(
@@ -81,6 +89,7 @@ class MainWindow(QMainWindow):
                 self.predictions_panel,
                 *self.model_tabs.panels,
                 self.pretraining_panel,
+                self.runs_panel,
             ),
         )
         self.main_actions = install_actions(self, self._action_handlers())
@@ -117,6 +126,7 @@ class MainWindow(QMainWindow):
             show_predictions=self.show_predictions_tab,
             show_evaluation=lambda: self.show_tab(self.evaluation_panel),
             show_predict=lambda: self.show_tab(self.predict_panel),
+            show_runs=lambda: self.show_tab(self.runs_panel),
             evaluate_run=self.evaluation_panel.choose_run,
             export_model=self.model_tabs.open_export_dialog,
             show_about=lambda: dialogs.show_about(self),
@@ -137,6 +147,13 @@ class MainWindow(QMainWindow):
         controller.history_loaded.connect(self._show_history)
         controller.resumable_changed.connect(training.set_can_resume)
         controller.resumable_changed.connect(self._update_actions)
+        runs = self.runs_panel
+        runs.reopen_requested.connect(self.reopen_run)
+        runs.resume_requested.connect(controller.resume_run)
+        runs.settings_chosen.connect(self._use_settings)
+        runs.compare_requested.connect(self._compare_runs)
+        runs.run_deleted.connect(self._forget_run)
+        self.session.running_changed.connect(runs.set_running)
 
     def _connect_run_events(self) -> None:
         """Which panel shows which event of a run: one line each, by event type."""
@@ -149,6 +166,7 @@ class MainWindow(QMainWindow):
         connect(events.TrainingStarted, pretraining.start_run)
         connect(events.TrainingStarted, status.training_started)
         connect(events.TrainingStarted, self._show_pretraining_tab)
+        connect(events.TrainingStarted, self._list_new_run)
         connect(events.BatchFinished, training.add_batch)
         connect(events.BatchFinished, metrics.add_batch)
         connect(events.EpochFinished, training.add_epoch)
@@ -198,6 +216,59 @@ class MainWindow(QMainWindow):
             self.training_panel.show_stopping()
             self.status.show("Stopping after the current batch and saving…")
             self._update_actions()
+
+    @Slot(object)
+    def reopen_run(self, entry: RunEntry) -> None:
+        """Show a finished or stopped run again: its curves, its last predictions and (for a
+        classifier with a saved model) its evaluation; the model tabs use its model."""
+        if self.session.is_running:
+            return  # the charts belong to the run that trains now
+        path = entry.path
+        self._show_history(load_history(RunDirectory(path), 10**15), path)
+        predictions = saved_predictions(path)
+        if predictions is not None:
+            self.predictions_panel.show_predictions(predictions)
+        else:
+            self.predictions_panel.clear()
+        if not entry.is_pretraining and saved_models(path):
+            self.evaluation_panel.set_run(path)
+            self.evaluation_panel.evaluate()
+            self.model_tabs.use_run(path)
+        if entry.can_resume:
+            self.run_controller.offer_resume(path)
+        if entry.is_pretraining:
+            self.show_tab(self.pretraining_panel)
+        else:
+            self.show_charts()
+        self.status.show(f"Showing “{entry.title}” ({entry.state_words}).", 10000)
+
+    @Slot(object, str)
+    def _use_settings(self, config: RunConfig, source: str) -> None:
+        """Settings from a run or a file go into the panels; nothing starts until Start."""
+        if self.session.is_running:
+            return
+        self.settings.replace(self.run_controller.as_shown(config))
+        self.status.show(
+            f"The settings of “{source}” are in the window. Change what you like, then press "
+            "Start.",
+            15000,
+        )
+
+    @Slot(object)
+    def _compare_runs(self, entries: list[RunEntry]) -> None:
+        if self.compare_dialog is not None:
+            self.compare_dialog.close()
+        self.compare_dialog = RunsCompareDialog(entries, self)
+        self.compare_dialog.show()
+
+    @Slot(object)
+    def _forget_run(self, run_dir: Path) -> None:
+        self.model_tabs.forget_run(run_dir)
+        self.run_controller.forget_run(run_dir)
+
+    @Slot(object)
+    def _list_new_run(self, _event: TrainingStarted) -> None:
+        self.runs_panel.mark_changed()
 
     # ------------------------------------------------------------------ what happened
     @Slot(bool)
@@ -298,4 +369,6 @@ class MainWindow(QMainWindow):
         self.model_tabs.shutdown()
         self.objective_panel.shutdown()
         self.metrics_panel.timer.stop()
+        if self.compare_dialog is not None:
+            self.compare_dialog.close()
         event.accept()

@@ -89,6 +89,16 @@ class ModelTabs(QObject):
         self.embedding_panel.set_run(run_dir)
         self.evaluation_panel.set_can_export(True)
 
+    def forget_run(self, run_dir: Path) -> None:
+        """The run was deleted: the tabs stop using its model."""
+        if self.run_dir is None or Path(self.run_dir) != Path(run_dir):
+            return
+        self.run_dir = None
+        self.evaluation_panel.set_run(None)
+        self.predict_panel.set_run(None)
+        self.embedding_panel.set_run(None)
+        self.evaluation_panel.set_can_export(False)
+
     @Slot()
     def open_export_dialog(self) -> None:
         parent = self.evaluation_panel.window()

@@ -255,13 +255,13 @@ class RunController(QObject):
                 "Start a new run instead.",
             )
             return False
-        self.settings.replace(self._as_shown(config))  # the panels show what the run trains with
+        self.settings.replace(self.as_shown(config))  # the panels show what the run trains with
         self.history_loaded.emit(load_history(run, point.global_step), run.path)
         self._set_resume_dir(None)
         self.start_run(config, resume_from=run.path)
         return True
 
-    def _as_shown(self, config: RunConfig) -> RunConfig:
+    def as_shown(self, config: RunConfig) -> RunConfig:
         """A run's settings as the window shows them: its picture folder named (the demo
         images when it had none), unless that folder is gone: the resume says so, once."""
         shown = config.for_another_run()  # what the next new run starts from
@@ -292,6 +292,16 @@ class RunController(QObject):
     def _set_resume_dir(self, run_dir: Path | None) -> None:
         self.resume_dir = run_dir
         self.resumable_changed.emit(run_dir is not None)
+
+    def offer_resume(self, run_dir: Path) -> None:
+        """A stopped run reopened from the runs list: the Resume button continues it."""
+        if not self.session.is_running:
+            self._set_resume_dir(Path(run_dir))
+
+    def forget_run(self, run_dir: Path) -> None:
+        """The run was deleted: Resume no longer offers it."""
+        if self.resume_dir is not None and Path(self.resume_dir) == Path(run_dir):
+            self._set_resume_dir(None)
 
     def offer_previous_checkpoint(self, event: TrainingFinished) -> bool:
         """A resume failed because the last save is damaged (fault M3, docs/fault-catalogue.md):

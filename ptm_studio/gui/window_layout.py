@@ -27,6 +27,7 @@ TABS = (
     ("New pictures", "Put the model to use: drop pictures or a folder to predict them (Ctrl+4)."),
     ("Map", "The pictures as the trained model sees them: alike ones sit together."),
     ("Pretraining", "How pretraining on unlabelled images is going."),
+    ("Runs", "Every run on this computer: reopen, resume, compare, rename or delete (Ctrl+5)."),
 )
 
 

@@ -21,6 +21,7 @@ from ptm_studio.core.run_catalog import (
     import_settings,
     made_title,
     rename_run,
+    run_title,
     saved_predictions,
     setting_rows,
 )
@@ -96,6 +97,16 @@ def test_a_rename_is_kept_beside_run_json_and_an_empty_name_goes_back(tmp_path: 
     assert describe_runs(tmp_path)[0].title == "Beetles, second try"
     rename_run(run.path, "   ")
     assert describe_runs(tmp_path)[0].title == "flowers · Small CNN · 50 %"
+
+
+def test_other_windows_name_a_run_as_the_list_does(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "2026-12-01_10-00-00", best_val_accuracy=0.5)
+    assert run_title(run.path) == "flowers · Small CNN · 50 %"
+    rename_run(run.path, "Beetles")
+    assert run_title(run.path) == "Beetles"
+    run.status_path.write_text("{ not json")
+    assert run_title(run.path) in ("Beetles", run.path.name)  # damaged: still named
+    assert run_title(tmp_path / "gone") == "gone"
 
 
 def test_a_damaged_name_file_falls_back_to_the_made_name(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from ptm_studio.core.config import (
     replace_field,
 )
 from ptm_studio.core.engine.trainer import Trainer
+from ptm_studio.core.run_catalog import rename_run
 from ptm_studio.gui.comparison_dialog import ComparisonDialog, LabelFractionDialog
 
 
@@ -104,14 +105,18 @@ def test_model_panel_lists_earlier_runs_by_name_pretraining_first(
     pretrained = Trainer.new_run(
         tiny_config(tiny_dataset, "pretrain", "rotation"), runs_root=tmp_path
     ).run()
+    assert finetuned.run_dir is not None and pretrained.run_dir is not None
+    rename_run(finetuned.run_dir, "my first cats")
     panel = ModelPanel()
     qtbot.addWidget(panel)
     panel.runs_root = tmp_path
     panel.weights_combo.setCurrentIndex(panel.weights_combo.findData("run"))
     labels = [panel.runs_combo.itemText(i) for i in range(panel.runs_combo.count())]
     assert labels[0] == "Choose a run…"
-    assert labels[1].startswith(pretrained.run_dir.name) and "pretraining" in labels[1]  # type: ignore[union-attr]
-    assert labels[2].startswith(finetuned.run_dir.name)  # type: ignore[union-attr]
+    # The names the Runs tab shows: made from data · network · task, or the user's own.
+    assert "Small CNN · pretraining (rotation)" in labels[1] and "finished" in labels[1]
+    assert labels[2].startswith("my first cats")
+    assert panel.runs_combo.itemData(1) == str(pretrained.run_dir)
     panel.runs_combo.setCurrentIndex(1)
     panel.runs_combo.activated.emit(1)
     config = panel.settings.config

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QFileDialog
 from ptm_studio.core import inference as core_inference  # the panel imports it on use
 from ptm_studio.core.explain import Heatmaps
 from ptm_studio.core.inference import PredictionCancelled
+from ptm_studio.core.run_catalog import run_title
 from ptm_studio.gui.panels.predict_panel import PredictPanel
 
 
@@ -59,7 +60,8 @@ def _panel(qtbot: Any, trained_run: Path) -> PredictPanel:
 
 def test_a_dropped_file_shows_its_prediction(qtbot: Any, trained_run: Path, tmp_path: Path) -> None:
     panel = _panel(qtbot, trained_run)
-    assert panel.run_label.text().startswith(f"Model: {trained_run.name}, best (epoch")
+    assert panel.run_label.text().startswith(f"Model: {run_title(trained_run)}, best (epoch")
+    assert " · Small CNN · " in panel.run_label.text()  # by the name the Runs tab shows
     picture = next(_pictures(trained_run, tmp_path).glob("image_*.png"))
     with qtbot.waitSignal(panel.job.succeeded, timeout=30_000):
         _drop(panel, [picture])

@@ -19,8 +19,6 @@ from PySide6.QtWidgets import QApplication
 
 from ptm_studio.core.checkpoints import load_checkpoint
 from ptm_studio.core.config import RunConfig, replace_field
-from ptm_studio.core.engine.callbacks import Callback
-from ptm_studio.core.engine.control import StopRequest, TrainingControl
 from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_STOPPED
 from ptm_studio.core.engine.trainer import Trainer
 from ptm_studio.core.runs import RunDirectory
@@ -33,41 +31,9 @@ from ptm_studio.gui.resume_offer import (
     format_age,
 )
 from ptm_studio.gui.resume_offer import ask_to_resume as real_ask_to_resume
+from tests.gui.run_makers import make_interrupted_run
 
 pytestmark = pytest.mark.slow
-
-
-class _StopWhen(Callback):
-    """Requests a stop after a given epoch or step, as pressing Stop would."""
-
-    def __init__(self, stop: StopRequest, *, after_epoch: int = 0, at_step: int = 0) -> None:
-        self.stop, self.after_epoch, self.at_step = stop, after_epoch, at_step
-
-    def on_batch_finished(self, event: Any, control: TrainingControl) -> None:
-        if self.at_step and event.global_step >= self.at_step:
-            self.stop.request()
-
-    def on_epoch_finished(self, event: Any, control: TrainingControl) -> None:
-        if self.after_epoch and event.epoch >= self.after_epoch:
-            self.stop.request()
-
-
-def make_interrupted_run(
-    config: RunConfig, runs_root: Path, *, after_epoch: int = 0, at_step: int = 0
-) -> Path:
-    """Train a real tiny run until it saves (after an epoch or at a step), then leave its run.json
-    saying "running": what the folder looks like when the app was killed after that save."""
-    stop = StopRequest()
-    finished = Trainer.new_run(
-        replace_field(config, "optim.num_epochs", 3),
-        callbacks=[_StopWhen(stop, after_epoch=after_epoch, at_step=at_step)],
-        stop_request=stop,
-        runs_root=runs_root,
-    ).run()
-    assert finished.status == STATUS_STOPPED, finished.error_details
-    assert finished.run_dir is not None
-    RunDirectory(finished.run_dir).write_status(status="running")
-    return finished.run_dir
 
 
 @pytest.fixture

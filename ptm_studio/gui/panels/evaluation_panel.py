@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ptm_studio.core.run_catalog import run_title
 from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui.jobs.core_work import core_work
 from ptm_studio.gui.jobs.job import Job
@@ -197,7 +198,7 @@ class EvaluationPanel(QWidget):
         if self.run_dir is None:
             self.run_label.setText("No run yet.")
         else:
-            self.run_label.setText(f"Run: {self.run_dir.name}")
+            self.run_label.setText(f"Run: {run_title(self.run_dir)}")
             self.run_label.setToolTip(plain_tooltip(str(self.run_dir)))
             for model in saved_models(self.run_dir):
                 self.checkpoint_combo.addItem(model.describe(), str(model.folder))

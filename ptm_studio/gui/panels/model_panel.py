@@ -265,15 +265,22 @@ class ModelPanel(QGroupBox):
         self._write()
 
     def refresh_runs(self) -> None:
-        """List earlier runs by name (pretraining runs first), newest first within each kind."""
-        from ptm_studio.core.runs import list_runs
+        """List earlier runs by the names the Runs tab shows (pretraining runs first), newest
+        first within each kind; damaged ones are left out."""
+        from ptm_studio.core.run_catalog import describe_runs
 
-        runs = sorted(list_runs(self.runs_root), key=lambda run: run.task != "pretrain")
+        entries = [entry for entry in describe_runs(self.runs_root) if entry.state != "damaged"]
+        entries.sort(key=lambda entry: not entry.is_pretraining)  # stable: newest first stays
         self.runs_combo.clear()
         self.runs_combo.addItem("Choose a run…", None)
-        for run in runs:
-            kind = "pretraining" if run.task == "pretrain" else f"{run.task}, {run.backbone}"
-            self.runs_combo.addItem(f"{run.name}  ({kind}, {run.status})", str(run.path))
+        for entry in entries:
+            when = entry.created.strftime("%d %b %H:%M") if entry.created else ""
+            self.runs_combo.addItem(
+                f"{entry.title}  ({when}, {entry.state_words})", str(entry.path)
+            )
+            self.runs_combo.setItemData(
+                self.runs_combo.count() - 1, str(entry.path), Qt.ItemDataRole.ToolTipRole
+            )
 
     @Slot(int)
     def _on_run_chosen(self, index: int) -> None:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from ptm_studio.core.config import NOT_SURE_BELOW
+from ptm_studio.core.run_catalog import run_title
 from ptm_studio.core.run_models import saved_models
 from ptm_studio.gui import dialogs
 from ptm_studio.gui.jobs.core_work import core_work
@@ -155,7 +156,9 @@ class PredictPanel(QWidget):
         if self.run_dir is None:
             self.run_label.setText("No trained model yet: train one, or choose a run.")
         else:
-            self.run_label.setText(f"Model: {self.run_dir.name}, {models[0].describe().lower()}")
+            self.run_label.setText(
+                f"Model: {run_title(self.run_dir)}, {models[0].describe().lower()}"
+            )
             self.run_label.setToolTip(plain_tooltip(str(self.run_dir)))
         self._update_buttons()
 
