@@ -164,7 +164,8 @@ def _train(arguments: argparse.Namespace, stop_request: Any) -> int:
     if arguments.resume:
         return _resume(arguments, stop_request)
     runs_root = arguments.runs_root
-    if arguments.output:
+    # Under torchrun rank 0 checks and makes the folder; the other processes write nothing.
+    if arguments.output and _is_main_process():
         if arguments.output.exists() and any(arguments.output.iterdir()):
             print(
                 f"error: {arguments.output} already exists and is not empty; choose a new folder "
@@ -173,10 +174,11 @@ def _train(arguments: argparse.Namespace, stop_request: Any) -> int:
             )
             return EXIT_USAGE
         arguments.output.rmdir() if arguments.output.exists() else None
+    if arguments.output:
         runs_root = arguments.output.parent
     from ptm_studio.core.engine.trainer import Trainer
 
-    progress = ProgressPrinter(quiet=arguments.quiet)
+    progress = ProgressPrinter(quiet=arguments.quiet or not _is_main_process())
     config = with_recipe_said(config_from_arguments(arguments), chosen_settings(arguments))
     if getattr(arguments, "auto", False):
         from ptm_studio.cli_auto import auto_config
@@ -228,6 +230,8 @@ def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if not _is_main_process():
+        return _resume_beside_rank_0(arguments, run_dir, stop_request)
     try:
         lock = RunLock.acquire(run_dir)
     except RunInUseError as busy:
@@ -264,24 +268,47 @@ def _resume(arguments: argparse.Namespace, stop_request: Any) -> int:
     return exit_code
 
 
+def _is_main_process() -> bool:
+    """Rank 0 of a torchrun run (or the only process): the one that prints and holds the lock."""
+    from ptm_studio.core.engine.distributed import DistributedContext
+
+    return DistributedContext.from_env().is_main
+
+
+def _resume_beside_rank_0(arguments: argparse.Namespace, run_dir: Path, stop_request: Any) -> int:
+    """Another process of a torchrun resume: rank 0 holds the lock and puts the previous
+    checkpoint in place when asked; this one trains beside it and prints nothing."""
+    from ptm_studio.core.engine.trainer import Trainer
+
+    progress = ProgressPrinter(quiet=True)
+    changes = resume_changes_from_arguments(arguments)
+    trainer = Trainer.resume(
+        run_dir, changes=changes, callbacks=[progress], stop_request=stop_request
+    )
+    return _train_and_report(trainer, progress)
+
+
 def _train_and_report(trainer: Any, progress: ProgressPrinter) -> int:
     finished = on_training_thread(trainer.run)
+    if not _is_main_process():
+        return _exit_code(finished, quiet=True)
     if finished.kind not in (Ending.RUN_BUSY, Ending.DATA_CHANGED):  # else nothing ran
         print_summary(finished, progress.epochs, progress.frozen)
     return _exit_code(finished)
 
 
-def _exit_code(finished: TrainingFinished) -> int:
+def _exit_code(finished: TrainingFinished, *, quiet: bool = False) -> int:
     if finished.status == STATUS_FAILED:
         message = finished.error_message
         if finished.kind == Ending.CHECKPOINT_DAMAGED and finished.previous_checkpoint:
             message += " To do so, add --use-previous-checkpoint."
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)  # every process says why it failed
         return _failure_exit_code(finished.kind)
     if finished.kind in (Ending.PAUSED_DISK, Ending.PAUSED_DATA_MISSING):
         # Not the user's Ctrl-C: the run could not go on (a full disk, the pictures gone); it
         # is kept resumable and the summary above says how.
-        print(f"error: {finished.error_message}", file=sys.stderr)
+        if not quiet:
+            print(f"error: {finished.error_message}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_INTERRUPTED if finished.status == STATUS_STOPPED else EXIT_OK
 

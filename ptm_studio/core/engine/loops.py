@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
+from ptm_studio.core.engine.distributed import DistributedContext
 from ptm_studio.core.engine.events import PredictionRecord
 from ptm_studio.core.engine.memory import MicroBatching, batch_length
 from ptm_studio.core.metrics import accuracy, confusion_matrix, per_class_report, top_k_accuracy
@@ -86,6 +87,7 @@ def accumulate_gradients(
     pieces: list[Any],
     compute_loss: Callable[[Any], BatchResult],
     loss_share: Callable[[Any], float] = batch_length,
+    gradient_sync: Callable[[bool], contextlib.AbstractContextManager] | None = None,
 ) -> StepResult:
     """Back-propagate the loss of a batch given in ``pieces``; the weights are not changed yet.
 
@@ -94,20 +96,24 @@ def accumulate_gradients(
     loss), so the summed gradients equal those of the whole batch (batch-norm statistics apart).
     A NaN or infinite loss clears the gradients and returns a NaN loss: the caller skips the
     update (and stops a run that keeps diverging), so one bad batch never poisons the weights.
+    ``gradient_sync(is_last_piece)``: under torchrun, DDP's ``no_sync`` for every piece but the
+    last, so the processes exchange gradients once per step however the batch was cut.
     """
     context.optimizer.zero_grad(set_to_none=True)
     total = sum(batch_length(piece) for piece in pieces)
     shares = [loss_share(piece) for piece in pieces] if len(pieces) > 1 else [1.0]
     total_share = sum(shares)
     results = []
-    for piece, share in zip(pieces, shares, strict=True):
-        result = compute_loss(piece)
-        if not math.isfinite(float(result.loss.detach())):
-            context.optimizer.zero_grad(set_to_none=True)
-            return StepResult(float("nan"), None, total)
-        # One piece (the usual case) is not rescaled, so its numbers stay bit-for-bit the same.
-        loss = result.loss if len(pieces) == 1 else result.loss * (share / total_share)
-        context.scaler.scale(loss).backward()
+    for index, (piece, share) in enumerate(zip(pieces, shares, strict=True)):
+        is_last = index == len(pieces) - 1
+        with gradient_sync(is_last) if gradient_sync else contextlib.nullcontext():
+            result = compute_loss(piece)
+            if not math.isfinite(float(result.loss.detach())):
+                context.optimizer.zero_grad(set_to_none=True)
+                return StepResult(float("nan"), None, total)
+            # One piece (the usual case) is not rescaled: its numbers stay bit-for-bit the same.
+            loss = result.loss if len(pieces) == 1 else result.loss * (share / total_share)
+            context.scaler.scale(loss).backward()
         results.append(result)
     return _combine(results, shares, total)
 
@@ -173,11 +179,15 @@ def evaluate(
     autocast_dtype: torch.dtype | None,
     channels_last: bool,
     micro_batching: MicroBatching | None = None,
+    distributed: DistributedContext | None = None,
 ) -> EvaluationResult:
     """Run the model over the validation set and keep a record per image.
 
     Batches are (images, targets, positions); a negative position ``-(p + 1)`` marks picture
     ``p`` as unreadable (see MarkUnreadable): it is left out and listed in ``unreadable``.
+    Under torchrun each process sees its share of the pictures; the answers of all are
+    gathered first, so the scores, the confusion matrix and the records are the whole set's,
+    the same on every process, in the pictures' order.
     """
     model.eval()
     micro_batching = micro_batching or MicroBatching(device)
@@ -210,14 +220,17 @@ def evaluate(
             probability_chunks.append(torch.softmax(logits, dim=1).cpu())
             target_chunks.append(targets.cpu())
             position_chunks.append(positions)
-    if not target_chunks:
+    answers = _Answers.of(probability_chunks, loss_chunks, target_chunks, position_chunks)
+    if distributed is not None and distributed.is_distributed:
+        shares = distributed.gather((answers, unreadable))
+        answers = _Answers.joined([share[0] for share in shares])
+        unreadable = [path for share in shares for path in share[1]]
+    if answers is None:
         empty = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
         nan = float("nan")
         return EvaluationResult(nan, nan, nan, empty, (), (), tuple(unreadable))
-    probabilities = torch.cat(probability_chunks).numpy()
-    losses = torch.cat(loss_chunks).numpy()
-    targets_array = torch.cat(target_chunks).numpy()
-    kept_paths = tuple(paths[int(p)] for p in torch.cat(position_chunks))
+    probabilities, losses, targets_array = answers.probabilities, answers.losses, answers.targets
+    kept_paths = tuple(paths[int(p)] for p in answers.positions)
     predictions = probabilities.argmax(axis=1)
     matrix = confusion_matrix(targets_array, predictions, len(class_names))
     return EvaluationResult(
@@ -229,6 +242,48 @@ def evaluate(
         records=_prediction_records(kept_paths, targets_array, probabilities, losses),
         unreadable=tuple(unreadable),
     )
+
+
+@dataclass(frozen=True)
+class _Answers:
+    """The model's answers on some validation pictures, as arrays (picklable: gathered)."""
+
+    probabilities: np.ndarray
+    losses: np.ndarray
+    targets: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        probabilities: list[torch.Tensor],
+        losses: list[torch.Tensor],
+        targets: list[torch.Tensor],
+        positions: list[torch.Tensor],
+    ) -> _Answers | None:
+        if not targets:
+            return None
+        return cls(
+            torch.cat(probabilities).numpy(),
+            torch.cat(losses).numpy(),
+            torch.cat(targets).numpy(),
+            torch.cat(positions).numpy(),
+        )
+
+    @classmethod
+    def joined(cls, shares: list[_Answers | None]) -> _Answers | None:
+        """The processes' answers as one set, in the pictures' order."""
+        present = [share for share in shares if share is not None]
+        if not present:
+            return None
+        positions = np.concatenate([share.positions for share in present])
+        order = np.argsort(positions, kind="stable")
+        return cls(
+            np.concatenate([share.probabilities for share in present])[order],
+            np.concatenate([share.losses for share in present])[order],
+            np.concatenate([share.targets for share in present])[order],
+            positions[order],
+        )
 
 
 def _prediction_records(

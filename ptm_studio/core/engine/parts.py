@@ -9,16 +9,23 @@ them; a RunRecorder, when there is one, keeps what they do in a run folder.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
-from ptm_studio.core.config import RunConfig
+from ptm_studio.core.config import ConfigError, RunConfig
 from ptm_studio.core.data import DatasetError, DatasetScan, DataSplit
 from ptm_studio.core.engine.batches import BatchSource
+from ptm_studio.core.engine.distributed import DistributedContext
 from ptm_studio.core.engine.memory import MicroBatching
 from ptm_studio.core.engine.pretrain_task import PretrainTask
 from ptm_studio.core.engine.progress import RunProgress
-from ptm_studio.core.engine.setup import DeviceSetup, prepare_device, prepare_split, seed_everything
+from ptm_studio.core.engine.setup import (
+    DeviceSetup,
+    batch_per_process,
+    prepare_device,
+    prepare_split,
+    seed_everything,
+)
 from ptm_studio.core.engine.stepping import TrainingStep, build_step_context
 from ptm_studio.core.engine.tasks import SupervisedTask, TaskEnvironment, TrainingTask
 
@@ -63,6 +70,7 @@ class TrainingParts:
     # batches it already trained.
     steps_per_epoch: int
     time_plan: str = ""  # a time budget's plan in words (see time_budget.py), told at the start
+    distributed: DistributedContext = field(default_factory=DistributedContext)  # torchrun
 
     def skipped_files(self) -> dict[str, str]:
         """Files left out: by the scan before training, and those unreadable during it."""
@@ -92,7 +100,16 @@ def build_training(
     """
     config.validate()
     seed_everything(config.seed)
+    distributed = DistributedContext.from_env()
+    if distributed.is_distributed and config.objective.task == "pretrain":
+        raise ConfigError(
+            "objective.task",
+            "pretraining does not run under torchrun yet (finetuning does); start it as one "
+            "process: ptm-studio pretrain …",
+        )
     device = prepare_device(config.device)
+    device = replace(device, device=distributed.device(device.device))
+    distributed.start(device.device)  # every process of the run waits here for the others
     adjustments = Adjustments()
     micro_batching = MicroBatching(device.device, partial(adjustments.report, "out_of_memory"))
     environment = TaskEnvironment(
@@ -103,6 +120,7 @@ def build_training(
         micro_batching,
         download_progress,
         adjustments.report,
+        distributed,
     )
     split = prepare_split(config, scan)
     task_type = PretrainTask if config.objective.task == "pretrain" else SupervisedTask
@@ -123,9 +141,13 @@ def build_training(
         task=task,
         step=TrainingStep(context, task, micro_batching),
         batches=BatchSource(
-            task, config.data.batch_size, config.data.num_workers, adjustments.report
+            task,
+            batch_per_process(config.data.batch_size, distributed),
+            config.data.num_workers,
+            adjustments.report,
         ),
         progress=RunProgress(),
         adjustments=adjustments,
         steps_per_epoch=steps_per_epoch,
+        distributed=distributed,
     )

@@ -25,9 +25,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from ptm_studio.core import checkpoints
 from ptm_studio.core.config import ConfigError, RunConfig, get_field, replace_field
 from ptm_studio.core.data import DatasetScan, demo_data_dir
 from ptm_studio.core.engine.control import StoppedBeforeTraining
+from ptm_studio.core.engine.distributed import DistributedContext
 from ptm_studio.core.engine.failures import check_same_classes
 from ptm_studio.core.engine.parts import TrainingParts, build_training
 from ptm_studio.core.engine.recorder import RunRecorder
@@ -108,6 +110,8 @@ class NewRun:
         self.config = parts.config  # the planned epochs are the run's, in its config.json
         if self.stop_requested():  # Stop (or Ctrl-C) while the pictures were checked
             raise StoppedBeforeTraining
+        if not parts.distributed.is_main:
+            return parts  # under torchrun rank 0 alone keeps the run folder
         run = RunDirectory.create(self.runs_root or default_runs_root(), self.config.run_name)
         self.lock = RunLock.acquire(run.path)  # a new folder: nobody else can hold it yet
         recorder = self.recorder = RunRecorder.start_in(run, self.config)
@@ -145,6 +149,8 @@ class ResumedRun:
         self._owns_lock = self.lock is None
 
     def prepare(self, download_progress: DownloadProgress) -> TrainingParts:
+        if not DistributedContext.from_env().is_main:
+            return self._prepare_beside_rank_0(download_progress)
         if self.lock is None:
             self.lock = RunLock.acquire(self.run_dir)  # RunInUseError: another trainer has it
         _check_no_other_trainer(self.run_dir)
@@ -172,6 +178,24 @@ class ResumedRun:
         recorder.forget_after(parts.progress.global_step)
         if self.changes.fields:
             recorder.write_config(self.config)  # a later resume goes on with them too
+        parts.distributed.from_main(None)  # the others read the checkpoint rank 0 checked
+        return parts
+
+    def _prepare_beside_rank_0(self, download_progress: DownloadProgress) -> TrainingParts:
+        """Another process of a torchrun run: the same parts from the same checkpoint, read
+        once rank 0 has checked (and if need be repaired) it; nothing written, no lock (rank
+        0 holds it for the run)."""
+        parts = build_training(self.config, scan=self.scan, download_progress=download_progress)
+        parts.distributed.from_main(None)
+        loaded = checkpoints.load_checkpoint(RunDirectory(self.run_dir).last_checkpoint_dir)
+        rng_state = restore_trainer_state(loaded, parts.step.context, parts.progress, parts.task)
+        parts.batches.pending_rng_state = rng_state
+        # Stopped mid-epoch, the checkpoint holds rank 0's sums of the epoch so far: counted
+        # once, by rank 0 (this process's own part of them was not kept).
+        progress = parts.progress
+        progress.loss_sum, progress.finite_batches, progress.correct, progress.seen = 0.0, 0, 0, 0
+        if "optim.num_epochs" in self.changes.fields:
+            follow_schedule_from_here(parts.step.context)
         return parts
 
     @property

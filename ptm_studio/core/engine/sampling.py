@@ -1,5 +1,6 @@
 """A shuffling sampler whose order depends only on (seed, epoch), so a run can resume mid-epoch;
-optionally balanced: each class drawn equally often, for folders whose classes are very uneven."""
+optionally balanced: each class drawn equally often, for folders whose classes are very uneven.
+Under torchrun each process takes its share of the same order (see distributed.shard)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
+
+from ptm_studio.core.engine.distributed import DistributedContext, shard
 
 
 def _generator(seed: int, epoch_index: int) -> torch.Generator:
@@ -39,10 +42,17 @@ class ResumableShuffleSampler(Sampler[int]):
     (:func:`balanced_draw`) instead of a permutation.
     """
 
-    def __init__(self, num_items: int, seed: int, balance_by: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        seed: int,
+        balance_by: Sequence[int] | None = None,
+        distributed: DistributedContext | None = None,
+    ) -> None:
         self.num_items = num_items
         self.seed = seed
         self.balance_by = tuple(balance_by) if balance_by is not None else None
+        self.distributed = distributed or DistributedContext()
         self.epoch_index = 0
         self.start_index = 0
 
@@ -55,7 +65,8 @@ class ResumableShuffleSampler(Sampler[int]):
             order = balanced_draw(self.balance_by, self.seed, self.epoch_index)
         else:
             order = epoch_permutation(self.num_items, self.seed, self.epoch_index)
-        return iter(order[self.start_index :])
+        return iter(shard(order, self.distributed, pad=True)[self.start_index :])
 
     def __len__(self) -> int:
-        return self.num_items - self.start_index
+        world = self.distributed.world_size
+        return -(-self.num_items // world) - self.start_index  # this process's share

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ptm_studio.core.config import DeviceConfig, RunConfig
+from ptm_studio.core.config import ConfigError, DeviceConfig, RunConfig
 from ptm_studio.core.data import (
     DatasetError,
     DatasetScan,
@@ -41,6 +41,7 @@ from ptm_studio.core.devices import (
     describe_device,
     select_device,
 )
+from ptm_studio.core.engine.distributed import DistributedContext, shard
 from ptm_studio.core.engine.loading import loader_options
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.locations import default_cache_dir
@@ -174,10 +175,28 @@ def keeps_decoded_pictures(config: RunConfig) -> bool:
     return config.data.keep_decoded and config.data.num_workers == 0
 
 
+def batch_per_process(batch_size: int, distributed: DistributedContext) -> int:
+    """Under torchrun the batch size is the whole step's: each process takes its share."""
+    world = distributed.world_size
+    if batch_size % world:
+        raise ConfigError(
+            "data.batch_size",
+            f"{batch_size} pictures per step cannot be shared evenly by {world} processes; "
+            f"choose a multiple of {world}.",
+        )
+    return batch_size // world
+
+
 def build_data_loaders(
-    config: RunConfig, split: DataSplit, spec: BackboneSpec, device: torch.device
+    config: RunConfig,
+    split: DataSplit,
+    spec: BackboneSpec,
+    device: torch.device,
+    distributed: DistributedContext | None = None,
 ) -> DataLoaders:
     data = config.data
+    distributed = distributed or DistributedContext()
+    batch_size = batch_per_process(data.batch_size, distributed)
     train_transform = build_transform(
         data.image_size, mean=spec.mean, std=spec.std, train=True, augmentations=data.augmentations
     )
@@ -203,19 +222,29 @@ def build_data_loaders(
         data.image_size,
     )
     balance_by = pictures.labels if data.balanced_sampling else None
-    sampler = ResumableShuffleSampler(len(train_set), config.seed, balance_by)
+    sampler = ResumableShuffleSampler(len(train_set), config.seed, balance_by, distributed)
     common = loader_options(config, device)
     # A last batch of one image breaks batch norm in training mode, so drop it (only then).
-    drop_last = len(train_set) > data.batch_size and len(train_set) % data.batch_size == 1
+    share = len(sampler)
+    drop_last = share > batch_size and share % batch_size == 1
     train_loader = DataLoader(
         train_set,
-        batch_size=data.batch_size,
+        batch_size=batch_size,
         sampler=sampler,
         drop_last=drop_last,
         collate_fn=collate_reporting_skipped,
         **common,
     )
-    val_loader = DataLoader(val_set, batch_size=data.batch_size, shuffle=False, **common)
+    # Under torchrun each process checks its share of the validation pictures; the answers are
+    # gathered (see loops.evaluate), so every process computes the same scores.
+    val_order = shard(list(range(len(val_set))), distributed, pad=False)
+    val_loader = DataLoader(
+        val_set,
+        batch_size=batch_size,
+        sampler=val_order if distributed.is_distributed else None,
+        shuffle=False,
+        **common,
+    )
     return DataLoaders(
         train_loader,
         val_loader,

@@ -70,7 +70,11 @@ class TrainingStep:
 
     def _accumulate_gradients(self, pieces: list[Any]) -> StepResult:
         return accumulate_gradients(
-            self.context, pieces, self.task.compute_loss, self.task.loss_share
+            self.context,
+            pieces,
+            self.task.compute_loss,
+            self.task.loss_share,
+            self.task.gradient_sync,
         )
 
     def _apply_update(self) -> None:

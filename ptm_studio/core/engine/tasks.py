@@ -8,6 +8,7 @@ checkpoints and events.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DataSplit
+from ptm_studio.core.engine.distributed import DistributedContext, no_sync_unless_last
 from ptm_studio.core.engine.events import (
     EngineEvent,
     FrozenFeaturesMeasured,
@@ -54,6 +56,7 @@ class TaskEnvironment:
     download_progress: Callable[[int, int], None] | None = None
     # (kind, message): the task changed how it works to keep going (see TrainingAdjusted).
     report_adjustment: Callable[[str, str], None] = lambda kind, message: None
+    distributed: DistributedContext = field(default_factory=DistributedContext)
 
 
 @dataclass
@@ -113,6 +116,11 @@ class TrainingTask:
         """The denominator of the batch's mean loss (see optimization_step): its picture count."""
         return float(batch_length(batch))
 
+    def gradient_sync(self, is_last_piece: bool) -> contextlib.AbstractContextManager:
+        """Around each piece of a batch: under torchrun, the gradient exchange waits for the
+        last piece (see accumulate_gradients)."""
+        return contextlib.nullcontext()
+
     def release_memory(self) -> None:
         """The run has ended: give back memory kept only to make epochs faster."""
 
@@ -167,7 +175,8 @@ class SupervisedTask(TrainingTask):
         self.model.to(device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.loaders = build_data_loaders(config, split, self.spec, device)
+        self.distributed = environment.distributed
+        self.loaders = build_data_loaders(config, split, self.spec, device, self.distributed)
         if self.loaders.kept_note:
             environment.report_adjustment("decoded_cache", self.loaders.kept_note)
         self.train_loader, self.train_sampler = self.loaders.train, self.loaders.train_sampler
@@ -186,6 +195,10 @@ class SupervisedTask(TrainingTask):
             on_unavailable=partial(environment.report_adjustment, "feature_cache"),
         )
         self.on_features = False  # this epoch trains the head on cached features
+        # What the batches go through: the model, or under torchrun the model in DDP (made
+        # again whenever the layers that learn change, see prepare_epoch).
+        self.forward_model: nn.Module = self.model
+        self._wrapped_for: tuple[bool, ...] | None = None
 
     def trained_module(self) -> ImageClassifier:
         return self.model
@@ -242,20 +255,38 @@ class SupervisedTask(TrainingTask):
         self.model.train()
         if frozen:
             self.model.backbone.eval()  # frozen means frozen batch-norm statistics too
+        self._wrap_for_the_processes()
         features = None
-        if frozen and cached_features and self.config.model.cache_frozen_features:
+        # Under torchrun every process would cache features of its own share, and the head
+        # trained on them would differ between processes: the frozen network runs each epoch.
+        cache = self.config.model.cache_frozen_features and not self.distributed.is_distributed
+        if frozen and cached_features and cache:
             features = self.feature_cache.train_loader_for_epoch(epoch_index)
         elif not frozen:
             self.feature_cache.drop()  # the backbone learns: its features change
         self.on_features = features is not None
         self.train_loader = features if features is not None else self.loaders.train
 
+    def _wrap_for_the_processes(self) -> None:
+        """DDP exchanges the gradients of the parameters that learned when it was made: made
+        again when that set changes (wrapping copies rank 0's weights to every process,
+        which all hold the same ones anyway)."""
+        if not self.distributed.is_distributed:
+            return
+        learning = tuple(parameter.requires_grad for parameter in self.model.parameters())
+        if learning != self._wrapped_for:
+            self.forward_model = self.distributed.wrap(self.model, self.device)
+            self._wrapped_for = learning
+
+    def gradient_sync(self, is_last_piece: bool) -> contextlib.AbstractContextManager:
+        return no_sync_unless_last(self.forward_model, is_last_piece)
+
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> BatchResult:
         # Cached features are already the backbone's output: only the head runs on them.
         inputs, targets = move_batch(
             *batch, self.device, self.channels_last and not self.on_features
         )
-        network = self.model.head if self.on_features else self.model
+        network = self.model.head if self.on_features else self.forward_model
         with autocast(self.device, self.autocast_dtype):
             logits = network(inputs)
             loss = self.loss_function(logits.float(), targets)
@@ -300,6 +331,7 @@ class SupervisedTask(TrainingTask):
             self.autocast_dtype,
             self.channels_last and not self.on_features,
             self.micro_batching,
+            self.distributed,
         )
         for path in result.unreadable:
             self.unreadable_for_validation[path] = (

@@ -44,7 +44,8 @@ def fitted_to_time_budget(
     """The parts of a new run planned for its time budget (``parts`` itself without one)."""
     if parts.config.optim.time_budget_minutes <= 0:
         return parts
-    plan = plan_for_budget(measure_speed(parts), parts)
+    # Under torchrun every process measures (the steps exchange gradients), rank 0 plans.
+    plan = parts.distributed.from_main(plan_for_budget(measure_speed(parts), parts))
     planned = with_epochs(parts.config, plan.epochs)
     fitted = parts if planned == parts.config else rebuild(planned, scan=scan)
     fitted.time_plan = plan.describe()

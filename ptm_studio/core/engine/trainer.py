@@ -113,6 +113,7 @@ class Trainer:
         self.divergence_guard = DivergenceGuard()
         self._reported_skips: dict[str, str] = {}
         self._download_throttle = ProgressThrottle(self._report_download)
+        self._joined_process_group = False
 
     @classmethod
     def new_run(
@@ -171,6 +172,7 @@ class Trainer:
             self._release_device()
         finally:
             self.setup.release()  # after the last write: the next trainer may start now
+            self._leave_process_group()
         if not_an_exception is not None:
             raise not_an_exception
         return finished
@@ -203,6 +205,7 @@ class Trainer:
         if isinstance(self.setup, NewRun):
             self.setup.stop_requested = lambda: self.stop_request.is_requested
         self.parts = self.setup.prepare(self._download_progress)
+        self._joined_process_group = self.parts.distributed.is_distributed
         self.parts.adjustments.listen(self._on_adjusted)
         standard = standard_callbacks(self.parts.config)
         recorder = [self.recorder] if self.recorder is not None else []
@@ -299,12 +302,30 @@ class Trainer:
                 self._save_checkpoint("stopped")
                 return Ending.STOPPED if self.stop_request.is_requested else self._ended_early()
             self._end_epoch(epoch_index)
-            if self.stop_request.is_requested:
+            if self._agreed_stop(self.stop_request.is_requested):
                 return Ending.STOPPED  # the epoch's checkpoint was just saved
             is_last = epoch_index + 1 >= parts.config.optim.num_epochs
-            if self.control.should_stop and not is_last:
+            if self._agreed_stop(self.control.should_stop) and not is_last:
                 return self._ended_early()
         return Ending.COMPLETED
+
+    def _agreed_stop(self, wanted: bool) -> bool:
+        """Whether to stop here. Under torchrun all processes stop at the same step when any
+        of them is asked to (Ctrl-C reaches one, a time budget runs out on one clock first):
+        one going on alone would wait for the others' gradients for ever."""
+        agreed = self._parts().distributed.any_rank(wanted)
+        if agreed and not wanted:
+            self.stop_request.request()  # stopped with the others, as if asked too
+        return agreed
+
+    def _leave_process_group(self) -> None:
+        """A torchrun process leaves the group its run joined (a later run joins again)."""
+        if not self._joined_process_group:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
     def _look_at_cpu_threads(self) -> None:
         """Another program started or ended during the last epoch: every core, or all but one."""
@@ -343,14 +364,27 @@ class Trainer:
                 )
             )
             self.divergence_guard.check(step.loss, progress.global_step)
-            if self.stop_request.is_requested or self.control.should_stop:
+            if self._agreed_stop(self.stop_request.is_requested or self.control.should_stop):
                 return False
-            if self.control.take_evaluation():
+            if parts.distributed.any_rank(self.control.take_evaluation()):
                 self._evaluate_now(epoch_index)
             if self.control.take_save():
                 self._save_checkpoint("periodic")
+        self._add_up_the_processes_epoch()
         progress.finish_training_part()
         return True
+
+    def _add_up_the_processes_epoch(self) -> None:
+        """Under torchrun the epoch's training loss and accuracy are over every process's
+        share of the pictures (each process counted only its own)."""
+        parts = self._parts()
+        distributed, progress = parts.distributed, parts.progress
+        if not distributed.is_distributed:
+            return
+        progress.loss_sum = distributed.total(progress.loss_sum)
+        progress.finite_batches, progress.correct, progress.seen = distributed.sum_counts(
+            progress.finite_batches, progress.correct, progress.seen
+        )
 
     def _end_epoch(self, epoch_index: int) -> None:
         """Validate (or measure pretraining health), report, and save the epoch's checkpoints."""

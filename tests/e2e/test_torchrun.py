@@ -1,0 +1,166 @@
+"""`ptm-studio train` under `torchrun --nproc_per_node=2` on the CPU (gloo), the real command:
+the same result as one process, one set of files, and a run stopped mid-training (the stop
+asked of one process only) that resumes without a missing or repeated step (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.conftest import make_image_folder
+
+pytestmark = pytest.mark.slow
+
+TRAINING = (
+    "--image-size", "16", "--batch-size", "8", "--cpu-threads", "1", "--backbone",
+    "small_cnn", "--precision", "off", "--augmentations",
+)  # fmt: skip
+
+
+@pytest.fixture
+def pictures(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "pictures", images_per_class=16, size=16)
+
+
+@pytest.fixture
+def environment(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PTM_STUDIO_HOME": str(tmp_path / "home"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _torchrun(*arguments: str) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "ptm_studio", *arguments,
+    ]  # fmt: skip
+
+
+def _single(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "ptm_studio", *arguments]
+
+
+def _run(command: list[str], environment: dict[str, str], cwd: Path) -> str:
+    result = subprocess.run(
+        command, env=environment, cwd=cwd, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
+
+
+def test_two_processes_train_as_one_and_write_one_set_of_files(
+    pictures: Path, environment: dict[str, str], tmp_path: Path
+) -> None:
+    # A frozen network (batch norm on its running statistics) makes each picture's gradient
+    # independent of the others in its batch: two processes of 4 must then equal one of 8.
+    common = ("train", "--data", str(pictures), "--epochs", "2", *TRAINING,
+              "--training-mode", "feature_extraction")  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    _run(_single(*common, "--output", str(tmp_path / "one")), environment, work)
+    output = _run(_torchrun(*common, "--output", str(tmp_path / "two")), environment, work)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert output.count("Run folder:") == 2, output  # rank 0 alone prints (start and summary)
+    weights_one = load_file(one / "checkpoints" / "last" / "model.safetensors")
+    weights_two = load_file(two / "checkpoints" / "last" / "model.safetensors")
+    assert weights_one.keys() == weights_two.keys()
+    for name, tensor in weights_one.items():
+        # Close, not equal: one process's last batch has 7 pictures, the two processes' 8
+        # (each share is filled up to the same length with a repeated picture).
+        difference = float((tensor.float() - weights_two[name].float()).abs().max())
+        assert difference < 2e-3, (name, difference)
+    epochs_one = [r for r in _metrics(one) if r["type"] == "epoch"]
+    epochs_two = [r for r in _metrics(two) if r["type"] == "epoch"]
+    assert len(epochs_one) == len(epochs_two) == 2
+    for first, second in zip(epochs_one, epochs_two, strict=True):
+        # Validation is shared out and gathered: the scores are the whole set's.
+        assert second["val_loss"] == pytest.approx(first["val_loss"], abs=2e-3)
+        assert second["val_accuracy"] == pytest.approx(first["val_accuracy"], abs=1e-9)
+        assert second["global_step"] == first["global_step"]  # the same steps per epoch
+    predictions = (two / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == len((one / "predictions.csv").read_text().splitlines())
+    # One set of files, all in the run folder: nothing from the other process anywhere.
+    assert _files(two) == _files(one)
+    assert not list(work.iterdir())
+    assert not (tmp_path / "home" / "runs").exists() or not list(
+        (tmp_path / "home" / "runs").iterdir()
+    )
+
+
+def test_a_run_stopped_in_one_process_stops_in_both_and_resumes(
+    pictures: Path, environment: dict[str, str], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    command = _torchrun(
+        "train", "--data", str(pictures), "--epochs", "30", *TRAINING, "--output", str(run)
+    )
+    process = subprocess.Popen(
+        command, env=environment, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_for_steps(run, process)
+        workers = _worker_pids(process.pid)
+        assert len(workers) == 2, workers
+        os.kill(max(workers), signal.SIGINT)  # Ctrl-C reaches one process (rank 1 or 0)
+        output = process.communicate(timeout=120)[0].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "stopped", output
+    stopped_at = max(r["global_step"] for r in _metrics(run) if r["type"] == "batch")
+    assert stopped_at < 30 * 5, "it ran to the end: the stop came too late to test anything"
+    _run(_torchrun("train", "--resume", str(run)), environment, tmp_path)
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "completed" and status["epochs_completed"] == 30
+    steps = [r["global_step"] for r in _metrics(run) if r["type"] == "batch"]
+    assert steps == list(range(1, 30 * 5 + 1))  # no step missing or trained twice
+
+
+def _wait_for_steps(run: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        metrics = run / "metrics.jsonl"
+        if metrics.is_file() and '"type": "batch"' in metrics.read_text():
+            return
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read().decode())  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "no training step within 2 minutes"
+        time.sleep(0.02)
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """The training processes torchrun started (its children running ptm_studio)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent_pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent_pid == parent and b"ptm_studio" in command:
+            found.append(int(entry.name))
+    return found
