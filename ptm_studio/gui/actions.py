@@ -27,6 +27,7 @@ class ActionHandlers:
     auto: Handler
     compare: Handler
     compare_by_labels: Handler
+    run_on_cluster: Handler
     show_charts: Handler
     show_predictions: Handler
     show_evaluation: Handler
@@ -124,6 +125,11 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
         "Finetune from a pretrained run and from random weights with 1 %, 10 % and all of the "
         "labels, 3 seeds each, and draw accuracy against the labels used",
     )  # fmt: skip
+    cluster = make_action(
+        window, "Run on a cluster…", handlers.run_on_cluster, None, "",
+        "Write these settings to a file and show the torchrun command (and a SLURM script) "
+        "that trains them on several graphics cards or machines",
+    )  # fmt: skip
     toolbar = window.addToolBar("Main")
     toolbar.setObjectName("mainToolbar")
     toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -143,6 +149,7 @@ def install_actions(window: QMainWindow, handlers: ActionHandlers) -> MainAction
             (actions.start, actions.stop, actions.resume),
             (actions.auto,),
             (compare, compare_by_labels),
+            (cluster,),
         ),
         "&Model": ((evaluate, predict), (export,)),
         "&View": ((charts, predictions, evaluation, runs),),

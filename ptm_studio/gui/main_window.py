@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self.pretraining_panel = PretrainingPanel()
         self.runs_panel = RunsPanel(runs_root)
         self.compare_dialog: RunsCompareDialog | None = None
+        self.cluster_dialog: QWidget | None = None
         self.run_controller = RunController(self.session, self.settings, self.dataset_panel, self)
         self.model_tabs.is_closing = lambda: self.run_controller.is_closing
         self.layout_parts = lay_out_window(
@@ -122,6 +123,7 @@ class MainWindow(QMainWindow):
             auto=self.objective_panel.apply_auto,
             compare=controller.compare_with_pretraining,
             compare_by_labels=controller.compare_label_fractions,
+            run_on_cluster=self.open_cluster_dialog,
             show_charts=self.show_charts,
             show_predictions=self.show_predictions_tab,
             show_evaluation=lambda: self.show_tab(self.evaluation_panel),
@@ -241,6 +243,19 @@ class MainWindow(QMainWindow):
         else:
             self.show_charts()
         self.status.show(f"Showing “{entry.title}” ({entry.state_words}).", 10000)
+
+    @Slot()
+    def open_cluster_dialog(self) -> None:
+        """The settings shown, as a file and the torchrun command that trains them elsewhere."""
+        from ptm_studio.gui.cluster_dialog import ClusterDialog
+
+        config = self.run_controller.validated_config()
+        if config is None:
+            return
+        if self.cluster_dialog is not None:
+            self.cluster_dialog.close()
+        self.cluster_dialog = ClusterDialog(config, self)
+        self.cluster_dialog.show()
 
     @Slot(object, str)
     def _use_settings(self, config: RunConfig, source: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file
 
+from ptm_studio.core.cluster_commands import ClusterPlan, cluster_commands, write_settings_file
+from ptm_studio.core.config import RunConfig, replace_field
 from tests.conftest import make_image_folder
 
 pytestmark = pytest.mark.slow
@@ -164,3 +167,22 @@ def _worker_pids(parent: int) -> list[int]:
         if parent_pid == parent and b"ptm_studio" in command:
             found.append(int(entry.name))
     return found
+
+
+def test_the_command_run_on_a_cluster_shows_trains(
+    pictures: Path, environment: dict[str, str], tmp_path: Path
+) -> None:
+    """What "Run on a cluster…" gives the user to copy, run as given (torchrun on PATH or
+    not: the same launcher)."""
+    config = RunConfig()
+    for field_path, value in (
+        ("data.data_dir", str(pictures)), ("data.image_size", 16), ("data.batch_size", 8),
+        ("optim.num_epochs", 1), ("device.cpu_threads", 1), ("data.augmentations", ()),
+    ):  # fmt: skip
+        config = replace_field(config, field_path, value)
+    settings = write_settings_file(config, tmp_path / "cluster settings.json")
+    command = shlex.split(cluster_commands(config, ClusterPlan(2), settings).torchrun)
+    assert command[0] == "torchrun"
+    _run([sys.executable, "-m", "torch.distributed.run", *command[1:]], environment, tmp_path)
+    (run,) = (tmp_path / "home" / "runs").iterdir()
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
