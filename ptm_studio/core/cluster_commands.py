@@ -44,7 +44,8 @@ class ClusterCommands:
 def cluster_commands(config: RunConfig, plan: ClusterPlan, settings_file: Path) -> ClusterCommands:
     """The commands that train ``config`` (saved in ``settings_file``) as ``plan`` says."""
     # torchrun starts Python with what follows: the module, as `python -m ptm_studio` does.
-    train = ["-m", "ptm_studio", "train", "--config", str(settings_file)]
+    verb = "pretrain" if config.objective.task == "pretrain" else "train"
+    train = ["-m", "ptm_studio", verb, "--config", str(settings_file)]
     return ClusterCommands(
         torchrun=shlex.join([*_torchrun_start(plan), *train]),
         slurm_script=_slurm_script(plan, train),
@@ -54,11 +55,6 @@ def cluster_commands(config: RunConfig, plan: ClusterPlan, settings_file: Path) 
 
 def problems_with(config: RunConfig, plan: ClusterPlan) -> tuple[str, ...]:
     found = []
-    if config.objective.task == "pretrain":
-        found.append(
-            "Pretraining does not run under torchrun yet; only finetuning does. Pretrain on "
-            "this computer, then finetune from that run on the cluster."
-        )
     if config.data.batch_size % plan.processes:
         found.append(
             f"The batch size ({config.data.batch_size}) must be a multiple of the "

@@ -50,8 +50,10 @@ def test_what_would_fail_is_said_first(tmp_path: Path) -> None:
     problems = problems_with(_config(tmp_path, data__batch_size=30), ClusterPlan(4, machines=2))
     assert any("multiple of the 8 processes" in problem for problem in problems)
     assert any("address of the first one" in problem for problem in problems)
-    pretraining = _config(tmp_path, objective__task="pretrain", objective__loss="rotation")
-    assert any("Pretraining" in p for p in problems_with(pretraining, ClusterPlan(2)))
+    pretraining = _config(tmp_path, objective__task="pretrain", objective__loss="nt_xent")
+    assert problems_with(pretraining, ClusterPlan(2)) == ()
+    command = cluster_commands(pretraining, ClusterPlan(2), tmp_path / "s.json").torchrun
+    assert " -m ptm_studio pretrain --config " in command
     assert any("picture folder" in p for p in problems_with(RunConfig(), ClusterPlan(2)))
 
 

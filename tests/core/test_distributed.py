@@ -3,12 +3,20 @@ process's share of the pictures, and the batch size shared out."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import socket
+from typing import Any
+
 import pytest
+import torch
+import torch.distributed as dist
 
 from ptm_studio.core.config import ConfigError
 from ptm_studio.core.engine.distributed import DistributedContext, shard
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler, epoch_permutation
 from ptm_studio.core.engine.setup import batch_per_process
+from ptm_studio.core.objectives.self_supervised import across_processes, nt_xent_loss
 
 
 def test_the_process_is_read_from_what_torchrun_sets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,3 +80,57 @@ def test_the_batch_is_shared_out_evenly_or_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="multiple of 4") as refused:
         batch_per_process(30, DistributedContext(0, 4))
     assert refused.value.field_path == "data.batch_size"
+
+
+def _nt_xent_on_two_processes(rank: int, port: int, results: Any) -> None:
+    """One of two gloo processes: its half of fixed projections, the loss over both halves."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        first, second = _projections()
+        mine = slice(4 * rank, 4 * rank + 4)
+        local_first = first[mine].clone().requires_grad_(True)
+        local_second = second[mine].clone().requires_grad_(True)
+        loss = nt_xent_loss(
+            across_processes(local_first), across_processes(local_second), temperature=0.5
+        )
+        loss.backward()
+        assert local_first.grad is not None
+        results.put((rank, float(loss.detach()), local_first.grad.clone()))
+    finally:
+        dist.destroy_process_group()
+
+
+def _projections() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(8, 6, generator=generator), torch.randn(8, 6, generator=generator)
+
+
+def test_nt_xent_compares_each_picture_with_every_process_s_pictures() -> None:
+    """Two processes of 4 pictures give the loss of one batch of 8, and gradients that DDP's
+    mean over the processes turns into exactly the one batch's."""
+    first, second = _projections()
+    first.requires_grad_(True)
+    expected = nt_xent_loss(first, second.clone(), temperature=0.5)
+    expected_value = float(expected.detach())
+    expected.backward()
+    assert first.grad is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [
+        context.Process(target=_nt_xent_on_two_processes, args=(rank, port, results))
+        for rank in (0, 1)
+    ]
+    for process in processes:
+        process.start()
+    gathered = sorted(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    for rank, loss, gradient in gathered:
+        assert loss == pytest.approx(expected_value, rel=1e-6)  # not each half's own loss
+        mine = first.grad[4 * rank : 4 * rank + 4]
+        torch.testing.assert_close(gradient / 2, mine)  # DDP divides by the 2 processes

@@ -115,7 +115,7 @@ def test_a_run_stopped_in_one_process_stops_in_both_and_resumes(
 ) -> None:
     run = tmp_path / "run"
     command = _torchrun(
-        "train", "--data", str(pictures), "--epochs", "30", *TRAINING, "--output", str(run)
+        "train", "--data", str(pictures), "--epochs", "15", *TRAINING, "--output", str(run)
     )
     process = subprocess.Popen(
         command, env=environment, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -132,12 +132,12 @@ def test_a_run_stopped_in_one_process_stops_in_both_and_resumes(
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "stopped", output
     stopped_at = max(r["global_step"] for r in _metrics(run) if r["type"] == "batch")
-    assert stopped_at < 30 * 5, "it ran to the end: the stop came too late to test anything"
+    assert stopped_at < 15 * 5, "it ran to the end: the stop came too late to test anything"
     _run(_torchrun("train", "--resume", str(run)), environment, tmp_path)
     status = json.loads((run / "run.json").read_text())
-    assert status["status"] == "completed" and status["epochs_completed"] == 30
+    assert status["status"] == "completed" and status["epochs_completed"] == 15
     steps = [r["global_step"] for r in _metrics(run) if r["type"] == "batch"]
-    assert steps == list(range(1, 30 * 5 + 1))  # no step missing or trained twice
+    assert steps == list(range(1, 15 * 5 + 1))  # no step missing or trained twice
 
 
 def _wait_for_steps(run: Path, process: subprocess.Popen[bytes]) -> None:
@@ -186,3 +186,20 @@ def test_the_command_run_on_a_cluster_shows_trains(
     _run([sys.executable, "-m", "torch.distributed.run", *command[1:]], environment, tmp_path)
     (run,) = (tmp_path / "home" / "runs").iterdir()
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+def test_contrastive_pretraining_runs_under_torchrun(
+    pictures: Path, environment: dict[str, str], tmp_path: Path
+) -> None:
+    """NT-Xent over the whole step's batch (the projections gathered from both processes):
+    the run completes, writes the files a one-process pretraining writes, and its backbone
+    is one later runs can start from."""
+    common = ("pretrain", "--data", str(pictures), "--epochs", "1", "--loss", "nt_xent",
+              *TRAINING)  # fmt: skip
+    _run(_single(*common, "--output", str(tmp_path / "one")), environment, tmp_path)
+    output = _run(_torchrun(*common, "--output", str(tmp_path / "two")), environment, tmp_path)
+    two = tmp_path / "two"
+    assert json.loads((two / "run.json").read_text())["status"] == "completed", output
+    assert _files(two) == _files(tmp_path / "one")
+    backbone = load_file(two / "checkpoints" / "last" / "model.safetensors")
+    assert backbone and all(name.startswith("backbone.") for name in backbone)

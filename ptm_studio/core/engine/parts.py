@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from ptm_studio.core.config import ConfigError, RunConfig
+from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DatasetError, DatasetScan, DataSplit
 from ptm_studio.core.engine.batches import BatchSource
 from ptm_studio.core.engine.distributed import DistributedContext
@@ -101,12 +101,6 @@ def build_training(
     config.validate()
     seed_everything(config.seed)
     distributed = DistributedContext.from_env()
-    if distributed.is_distributed and config.objective.task == "pretrain":
-        raise ConfigError(
-            "objective.task",
-            "pretraining does not run under torchrun yet (finetuning does); start it as one "
-            "process: ptm-studio pretrain …",
-        )
     device = prepare_device(config.device)
     device = replace(device, device=distributed.device(device.device))
     distributed.start(device.device)  # every process of the run waits here for the others

@@ -8,6 +8,7 @@ objective sees them (inputs beside reconstructions, or the two views of a contra
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,12 @@ from ptm_studio.core.data.skipping import (
     SkipUnreadable,
     collate_reporting_skipped,
 )
+from ptm_studio.core.engine.distributed import no_sync_unless_last
 from ptm_studio.core.engine.events import PretrainSamplesReady
 from ptm_studio.core.engine.loading import loader_options, without_workers
 from ptm_studio.core.engine.loops import autocast, kept_as_it_was
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
-from ptm_studio.core.engine.setup import build_model, resolve_data_dir
+from ptm_studio.core.engine.setup import batch_per_process, build_model, resolve_data_dir
 from ptm_studio.core.engine.tasks import BatchResult, EpochOutcome, TaskEnvironment, TrainingTask
 from ptm_studio.core.objectives.pretrain_health import (
     embedding_spread,
@@ -44,7 +46,7 @@ from ptm_studio.core.objectives.pretrain_health import (
     linear_probe_accuracy,
 )
 from ptm_studio.core.objectives.pretrain_objectives import build_pretrain_objective
-from ptm_studio.core.objectives.self_supervised import PretrainObjective
+from ptm_studio.core.objectives.self_supervised import PretrainObjective, PretrainOutput
 
 SAMPLE_COUNT = 8
 SPREAD_SAMPLE_LIMIT = 4096
@@ -57,6 +59,11 @@ class PretrainModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.objective = objective
+
+    def forward(self, views: list[torch.Tensor]) -> PretrainOutput:
+        """The objective on the views; through this call DDP (torchrun) exchanges gradients."""
+        output: PretrainOutput = self.objective(self.backbone, views)
+        return output
 
 
 class PretrainTask(TrainingTask):
@@ -95,10 +102,15 @@ class PretrainTask(TrainingTask):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.train_set = self._views_dataset(split)
-        self.train_sampler = ResumableShuffleSampler(len(self.train_set), config.seed)
+        self.distributed = environment.distributed
+        self.train_sampler = ResumableShuffleSampler(
+            len(self.train_set), config.seed, distributed=self.distributed
+        )
         self.train_loader = self._loader(self.train_set, self.train_sampler)
         self.num_train_images, self.num_val_images = len(self.train_set), 0
         self.monitor = self._monitor_loaders(split)
+        # Every parameter learns from the first step on: wrapped once (torchrun only).
+        self.forward_model: nn.Module = self.distributed.wrap(self.model, self.device)
         self.keeps_best_checkpoint = self.monitor is not None
         self.epoch_embeddings: list[torch.Tensor] = []
 
@@ -127,11 +139,15 @@ class PretrainTask(TrainingTask):
         return strength
 
     def _loader(self, dataset: Any, sampler: Any = None) -> DataLoader:
+        # Under torchrun the training batch is shared out; the monitoring loaders are not
+        # (every process measures the same features on all of them).
         batch_size = self.config.data.batch_size
+        share = len(dataset)
+        if sampler is not None:
+            batch_size = batch_per_process(batch_size, self.distributed)
+            share = len(sampler)
         # Contrastive losses need at least two pictures in a batch; drop a last batch of one.
-        drop_last = (
-            sampler is not None and len(dataset) > batch_size and len(dataset) % batch_size == 1
-        )
+        drop_last = sampler is not None and share > batch_size and share % batch_size == 1
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -185,12 +201,15 @@ class PretrainTask(TrainingTask):
     def compute_loss(self, batch: tuple[list[torch.Tensor], torch.Tensor]) -> BatchResult:
         views = [self._to_device(view) for view in batch[0]]
         with autocast(self.device, self.autocast_dtype):
-            output = self.objective(self.model.backbone, views)
+            output = self.forward_model(views)
         self._keep_embeddings(output.embeddings)
         correct = None
         if "rotation_accuracy" in output.extras:
             correct = round(float(output.extras["rotation_accuracy"]) * len(views[0]))
         return BatchResult(output.loss.float(), correct, len(views[0]))
+
+    def gradient_sync(self, is_last_piece: bool) -> contextlib.AbstractContextManager:
+        return no_sync_unless_last(self.forward_model, is_last_piece)
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)

@@ -107,6 +107,24 @@ def nt_xent_loss(first: torch.Tensor, second: torch.Tensor, temperature: float) 
     return functional.cross_entropy(similarity, positives)
 
 
+def across_processes(projections: torch.Tensor) -> torch.Tensor:
+    """Under torchrun, every process's projections, in rank order, with gradients flowing back
+    to the process each came from: NT-Xent then compares each picture with the whole step's
+    batch, not only its own share (2N − 2 negatives instead of 2N/P − 2). Every process
+    computes the same loss over the whole batch; the gather's backward sums what each process
+    sent back, and DDP's mean over the processes makes that exactly the gradient of the one
+    loss. Unchanged in one process, and while measuring (no gradients: no exchange)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return projections
+    if not torch.is_grad_enabled():
+        return projections
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(projections))
+
+
 def rotate_batch(images: torch.Tensor, rotation_indices: torch.Tensor) -> torch.Tensor:
     """Turns image i counter-clockwise by ``rotation_indices[i]`` × 90° (torch.rot90, dims 2→3).
 
@@ -257,7 +275,7 @@ class NTXentObjective(TwoViewObjective):
 
     def forward(self, backbone: nn.Module, views: list[torch.Tensor]) -> PretrainOutput:
         features, first, second = self._project_views(backbone, views)
-        loss = nt_xent_loss(first, second, self.temperature)
+        loss = nt_xent_loss(across_processes(first), across_processes(second), self.temperature)
         return PretrainOutput(loss=loss, embeddings=features.detach())
 
 
