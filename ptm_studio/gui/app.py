@@ -186,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.show()
     # Once the window is on screen: a run a crash interrupted is offered for resuming (T5).
     QTimer.singleShot(0, window.run_controller.offer_to_resume_interrupted_runs)
+    QTimer.singleShot(0, window.show_last_run)  # the curves of the last run, as it was left
     try:
         return app.exec()
     finally:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QMainWindow, QWidget
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.engine import events
 from ptm_studio.core.engine.events import TrainingFinished, TrainingStarted
-from ptm_studio.core.run_catalog import RunEntry, saved_predictions
+from ptm_studio.core.run_catalog import RunEntry, describe_runs, saved_predictions
 from ptm_studio.core.run_models import saved_models
 from ptm_studio.core.runs import RunDirectory
 from ptm_studio.gui import dialogs, theme, warmup
@@ -219,8 +219,27 @@ class MainWindow(QMainWindow):
             self.status.show("Stopping after the current batch and saving…")
             self._update_actions()
 
+    @Slot()
+    def show_last_run(self) -> None:
+        """At launch: the newest finished or stopped run's curves and predictions, as the
+        window showed them when it was closed (not evaluated again: nothing runs by itself)."""
+        if self.session.is_running:
+            return
+        try:
+            entries = describe_runs(self.session.runs_root)
+        except OSError:
+            return  # no runs folder yet (or not readable): nothing to show
+        shown = [entry for entry in entries if entry.state in ("finished", "stopped")]
+        if shown and shown[0].info.epochs_completed > 0:
+            self.reopen_run(shown[0], evaluate=False)
+            self.status.show(
+                f"Showing your last run, “{shown[0].title}”. Every run is in the Runs tab "
+                "(Ctrl+5).",
+                15000,
+            )
+
     @Slot(object)
-    def reopen_run(self, entry: RunEntry) -> None:
+    def reopen_run(self, entry: RunEntry, *, evaluate: bool = True) -> None:
         """Show a finished or stopped run again: its curves, its last predictions and (for a
         classifier with a saved model) its evaluation; the model tabs use its model."""
         if self.session.is_running:
@@ -234,7 +253,8 @@ class MainWindow(QMainWindow):
             self.predictions_panel.clear()
         if not entry.is_pretraining and saved_models(path):
             self.evaluation_panel.set_run(path)
-            self.evaluation_panel.evaluate()
+            if evaluate:
+                self.evaluation_panel.evaluate()
             self.model_tabs.use_run(path)
         if entry.can_resume:
             self.run_controller.offer_resume(path)

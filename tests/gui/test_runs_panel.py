@@ -316,3 +316,26 @@ def test_the_runs_list_follows_a_new_run(
     assert panel.table.rowCount() == 1
     run_dir = panel._row_path(0)
     assert run_dir is not None and _cell(panel, run_dir, 5) == "finished"
+
+
+def test_at_launch_the_last_run_is_shown_as_it_was_left(
+    qtbot: Any, make_window: Any, tiny_config: RunConfig, tmp_path: Path
+) -> None:
+    config = replace_field(tiny_config, "device.device", "cpu")
+    _train(config, tmp_path / "runs", optim__num_epochs=1)
+    last = _train(config, tmp_path / "runs", optim__num_epochs=2)
+    window = make_window()
+    window.show_last_run()  # what the app does once its window is on screen
+    assert window.metrics_panel.accuracy_plot.point_count("val") == 2  # the newest run's
+    assert len(window.predictions_panel.model.records) > 0
+    assert window.model_tabs.run_dir == last
+    assert not window.evaluation_panel.job.is_running  # nothing is measured by itself
+    assert "Showing your last run" in window.statusBar().currentMessage()
+    assert not window.session.is_running
+
+
+def test_at_launch_nothing_is_shown_without_runs(qtbot: Any, make_window: Any) -> None:
+    window = make_window()
+    window.show_last_run()
+    assert window.metrics_panel.accuracy_plot.point_count("val") == 0
+    assert window.model_tabs.run_dir is None
