@@ -4,6 +4,7 @@ crash (trained with the core Trainer, then their run.json left as a killed proce
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine.control import StopRequest
@@ -45,3 +46,15 @@ def make_interrupted_run(
     run_dir = make_stopped_run(config, runs_root, after_epoch=after_epoch, at_step=at_step)
     RunDirectory(run_dir).write_status(status="running")
     return run_dir
+
+
+def choose_tiny_training(window: Any, *, image_size: int = 32, epochs: int = 2) -> None:
+    """Set the window's panels, as a user would, to a run that takes a few seconds: the small
+    CNN, small pictures, batches of 4."""
+    window.model_panel.backbone_combo.setCurrentIndex(
+        window.model_panel.backbone_combo.findData("small_cnn")
+    )
+    objective = window.objective_panel
+    objective.image_size_spin.setValue(image_size)
+    objective.batch_spin.setValue(4)
+    objective.epochs_spin.setValue(epochs)

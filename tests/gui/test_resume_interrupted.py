@@ -31,7 +31,7 @@ from ptm_studio.gui.resume_offer import (
     format_age,
 )
 from ptm_studio.gui.resume_offer import ask_to_resume as real_ask_to_resume
-from tests.gui.run_makers import make_interrupted_run
+from tests.gui.run_makers import choose_tiny_training, make_interrupted_run
 
 pytestmark = pytest.mark.slow
 
@@ -188,12 +188,7 @@ def test_the_stop_and_resume_buttons_keep_the_curves_of_a_run_stopped_in_epoch_1
     qtbot: Any, make_window: Any
 ) -> None:
     window = make_window()
-    window.model_panel.backbone_combo.setCurrentIndex(
-        window.model_panel.backbone_combo.findData("small_cnn")
-    )
-    window.objective_panel.image_size_spin.setValue(32)
-    window.objective_panel.batch_spin.setValue(4)
-    window.objective_panel.epochs_spin.setValue(2)
+    choose_tiny_training(window)
     with qtbot.waitSignal(window.session.batch_finished, timeout=120_000):
         window.start_training()
     window.stop_training()

@@ -18,7 +18,7 @@ from ptm_studio.core.run_catalog import NAME_FILE
 from ptm_studio.core.runs import RunDirectory
 from ptm_studio.gui.panels import runs_panel
 from ptm_studio.gui.panels.runs_panel import NAME_COLUMN, RunsPanel
-from tests.gui.run_makers import make_stopped_run
+from tests.gui.run_makers import choose_tiny_training, make_stopped_run
 
 pytestmark = pytest.mark.slow
 
@@ -298,12 +298,7 @@ def test_the_runs_list_follows_a_new_run(
 ) -> None:
     """A run started in the window appears in the list without asking for it."""
     window = make_window()
-    window.model_panel.backbone_combo.setCurrentIndex(
-        window.model_panel.backbone_combo.findData("small_cnn")
-    )
-    window.objective_panel.image_size_spin.setValue(16)
-    window.objective_panel.batch_spin.setValue(4)
-    window.objective_panel.epochs_spin.setValue(1)
+    choose_tiny_training(window, image_size=16, epochs=1)
     panel = _runs_tab(window, qtbot)
     assert panel.table.rowCount() == 0
     window.start_training()

@@ -15,6 +15,7 @@ from ptm_studio.core.engine.events import STATUS_COMPLETED, STATUS_STOPPED
 from ptm_studio.core.runs import RunDirectory
 from ptm_studio.gui.event_loop_probe import EventLoopProbe
 from ptm_studio.gui.warmup import warm_up
+from tests.gui.run_makers import choose_tiny_training
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +42,7 @@ class _MomentRecorder(QObject):
 
 
 def _prepare(window: Any) -> None:
-    window.model_panel.backbone_combo.setCurrentIndex(
-        window.model_panel.backbone_combo.findData("small_cnn")
-    )
-    objective = window.objective_panel
-    objective.image_size_spin.setValue(32)
-    objective.batch_spin.setValue(4)
-    objective.epochs_spin.setValue(2)
+    choose_tiny_training(window)
 
 
 def test_start_button_trains_for_real_and_fills_plots_and_predictions(
