@@ -110,18 +110,25 @@ def test_two_processes_train_as_one_and_write_one_set_of_files(
     )
 
 
-def test_a_run_stopped_in_one_process_stops_in_both_and_resumes(
-    pictures: Path, environment: dict[str, str], tmp_path: Path
+EPOCHS_BEFORE_THE_END = 8
+
+
+def test_a_run_stopped_mid_epoch_in_one_process_stops_in_both_and_resumes(
+    environment: dict[str, str], tmp_path: Path
 ) -> None:
+    # 180 pictures: 144 to train on, 18 steps an epoch; Ctrl-C is sent once epoch 1 has been
+    # written down, so the stop lands in the middle of epoch 2 (a few steps later).
+    pictures = make_image_folder(tmp_path / "pictures", images_per_class=60, size=16)
     run = tmp_path / "run"
+    epochs = str(EPOCHS_BEFORE_THE_END)
     command = _torchrun(
-        "train", "--data", str(pictures), "--epochs", "30", *TRAINING, "--output", str(run)
+        "train", "--data", str(pictures), "--epochs", epochs, *TRAINING, "--output", str(run)
     )
     process = subprocess.Popen(
         command, env=environment, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        _wait_for_steps(run, process)
+        _wait_for_the_first_epoch(run, process)
         workers = _worker_pids(process.pid)
         assert len(workers) == 2, workers
         os.kill(max(workers), signal.SIGINT)  # Ctrl-C reaches one process (rank 1 or 0)
@@ -131,25 +138,28 @@ def test_a_run_stopped_in_one_process_stops_in_both_and_resumes(
             process.kill()
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "stopped", output
+    per_epoch = next(r["global_step"] for r in _metrics(run) if r["type"] == "epoch")
     stopped_at = max(r["global_step"] for r in _metrics(run) if r["type"] == "batch")
-    assert stopped_at < 30 * 5, "it ran to the end: the stop came too late to test anything"
+    assert per_epoch < stopped_at < 2 * per_epoch, (per_epoch, stopped_at)  # mid epoch 2
     _run(_torchrun("train", "--resume", str(run)), environment, tmp_path)
     status = json.loads((run / "run.json").read_text())
-    assert status["status"] == "completed" and status["epochs_completed"] == 30
+    assert status["status"] == "completed"
+    assert status["epochs_completed"] == EPOCHS_BEFORE_THE_END
     steps = [r["global_step"] for r in _metrics(run) if r["type"] == "batch"]
-    assert steps == list(range(1, 30 * 5 + 1))  # no step missing or trained twice
+    # No step missing or trained twice: the rank-aware order went on where it stopped.
+    assert steps == list(range(1, EPOCHS_BEFORE_THE_END * per_epoch + 1))
 
 
-def _wait_for_steps(run: Path, process: subprocess.Popen[bytes]) -> None:
+def _wait_for_the_first_epoch(run: Path, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 120
     while True:
         metrics = run / "metrics.jsonl"
-        if metrics.is_file() and '"type": "batch"' in metrics.read_text():
+        if metrics.is_file() and '"type": "epoch"' in metrics.read_text():
             return
         if process.poll() is not None:
             raise AssertionError(process.stdout.read().decode())  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "no training step within 2 minutes"
-        time.sleep(0.02)
+        assert time.monotonic() < deadline, "no epoch within 2 minutes"
+        time.sleep(0.01)
 
 
 def _worker_pids(parent: int) -> list[int]:

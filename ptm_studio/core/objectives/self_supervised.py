@@ -120,9 +120,32 @@ def across_processes(projections: torch.Tensor) -> torch.Tensor:
         return projections
     if not torch.is_grad_enabled():
         return projections
-    from torch.distributed.nn.functional import all_gather
+    gathered: torch.Tensor = _GatherWithGradients.apply(projections)
+    return gathered
 
-    return torch.cat(all_gather(projections))
+
+class _GatherWithGradients(torch.autograd.Function):
+    """all_gather whose backward sums the processes' gradients and keeps this process's rows
+    (an all-reduce: it works on every backend; gloo has no reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, rows: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        rows = rows.contiguous()
+        pieces = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+        dist.all_gather(pieces, rows)
+        ctx.rows, ctx.rank = len(rows), dist.get_rank()  # type: ignore[attr-defined]
+        return torch.cat(pieces)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, gradient: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        summed = gradient.contiguous().clone()
+        dist.all_reduce(summed)
+        start = ctx.rank * ctx.rows  # type: ignore[attr-defined]
+        return summed[start : start + ctx.rows]  # type: ignore[attr-defined]
 
 
 def rotate_batch(images: torch.Tensor, rotation_indices: torch.Tensor) -> torch.Tensor:
