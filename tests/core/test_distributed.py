@@ -3,17 +3,22 @@ process's share of the pictures, and the batch size shared out."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from ptm_studio.core.config import ConfigError
-from ptm_studio.core.engine.distributed import DistributedContext, shard
+from ptm_studio.core.engine.distributed import DistributedContext, no_sync_unless_last, shard
+from ptm_studio.core.engine.loops import BatchResult, StepContext, accumulate_gradients
+from ptm_studio.core.engine.memory import split_batch
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler, epoch_permutation
 from ptm_studio.core.engine.setup import batch_per_process
 from ptm_studio.core.objectives.self_supervised import across_processes, nt_xent_loss
@@ -135,3 +140,54 @@ def test_nt_xent_compares_each_picture_with_every_process_s_pictures() -> None:
         assert loss == pytest.approx(expected_value, rel=1e-6)  # not each half's own loss
         mine = first.grad[4 * rank : 4 * rank + 4]
         torch.testing.assert_close(torch.tensor(gradient) / 2, mine)  # DDP's mean over 2
+
+
+class _CountingNoSync(nn.Module):
+    """A stand-in for a DDP-wrapped model: counts the pieces computed inside ``no_sync``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 2)
+        self.in_no_sync = False
+        self.pieces_without_exchange = 0
+        self.pieces_with_exchange = 0
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        self.in_no_sync = True
+        try:
+            yield
+        finally:
+            self.in_no_sync = False
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.in_no_sync:
+            self.pieces_without_exchange += 1
+        else:
+            self.pieces_with_exchange += 1
+        return self.layer(images)
+
+
+def test_a_batch_in_pieces_exchanges_gradients_once_with_its_last_piece() -> None:
+    model = _CountingNoSync()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
+    context = StepContext(
+        model, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), 0.0
+    )
+    batch = (torch.randn(8, 4), torch.randint(0, 2, (8,)))
+
+    def compute_loss(piece: tuple[torch.Tensor, torch.Tensor]) -> BatchResult:
+        logits = model(piece[0])
+        return BatchResult(nn.functional.cross_entropy(logits, piece[1]), None, len(piece[1]))
+
+    accumulate_gradients(
+        context,
+        split_batch(batch, 4),
+        compute_loss,
+        gradient_sync=lambda is_last: no_sync_unless_last(model, is_last),
+    )
+    assert (model.pieces_without_exchange, model.pieces_with_exchange) == (3, 1)
+    one_piece = _CountingNoSync()
+    assert isinstance(no_sync_unless_last(one_piece, True), contextlib.nullcontext)
+    assert isinstance(no_sync_unless_last(nn.Linear(2, 2), False), contextlib.nullcontext)

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -213,3 +214,41 @@ def test_contrastive_pretraining_runs_under_torchrun(
     assert _files(two) == _files(tmp_path / "one")
     backbone = load_file(two / "checkpoints" / "last" / "model.safetensors")
     assert backbone and all(name.startswith("backbone.") for name in backbone)
+
+
+def test_two_machines_meet_at_a_rendezvous_point(
+    pictures: Path, environment: dict[str, str], tmp_path: Path
+) -> None:
+    """Multi-node as a cluster runs it (--nnodes, --rdzv-endpoint), the two "machines" being
+    two torchrun agents on this one: they meet, train one run together, one prints."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--nnodes=2",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=test",
+        "-m", "ptm_studio", "train", "--data", str(pictures), "--epochs", "1", *TRAINING,
+        "--output", str(run),
+    ]  # fmt: skip
+    machines = [
+        subprocess.Popen(
+            command,
+            env=environment,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = []
+    for machine in machines:
+        try:
+            outputs.append(machine.communicate(timeout=240)[0])
+        finally:
+            if machine.poll() is None:
+                machine.kill()
+    assert [machine.returncode for machine in machines] == [0, 0], outputs
+    assert sum(output.count("Run folder:") for output in outputs) == 2  # rank 0's start and end
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
