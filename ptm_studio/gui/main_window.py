@@ -245,7 +245,7 @@ class MainWindow(QMainWindow):
         if self.session.is_running:
             return  # the charts belong to the run that trains now
         path = entry.path
-        self._show_history(load_history(RunDirectory(path), 10**15), path)
+        self._show_history(load_history(RunDirectory(path)), path)
         predictions = saved_predictions(path)
         if predictions is not None:
             self.predictions_panel.show_predictions(predictions)

@@ -21,14 +21,14 @@ class RunHistory:
     frozen_features: dict[str, Any] | None = None
 
 
-def load_history(run: RunDirectory, up_to_step: int) -> RunHistory:
-    """Records with ``global_step <= up_to_step``, in order, without repeats (a resumed run
-    trains the later steps again)."""
+def load_history(run: RunDirectory, up_to_step: int | None = None) -> RunHistory:
+    """Records with ``global_step <= up_to_step`` (every one when None), in order, without
+    repeats (a resumed run trains the later steps again)."""
     by_type: dict[str, dict[Any, dict[str, Any]]] = {"batch": {}, "epoch": {}, "evaluation": {}}
     frozen_features = None
     for record in run.read_metrics():
         step = record.get("global_step")
-        if not isinstance(step, int) or step > up_to_step:
+        if not isinstance(step, int) or (up_to_step is not None and step > up_to_step):
             continue
         kind = record.get("type")
         if kind == "epoch" and isinstance(record.get("epoch"), int):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -71,6 +70,11 @@ class DistributedContext:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
 
+    def leave(self) -> None:
+        """Leave the process group when the run ends (a later run in the process joins again)."""
+        if self.is_distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
     # ----------------------------------------------------------------- collective moves
     def any_rank(self, flag: bool) -> bool:
         """True on every process when it is True on any (a stop asked of one stops all at the
@@ -107,7 +111,8 @@ class DistributedContext:
         return gathered
 
     def from_main(self, value: T) -> T:
-        """Rank 0's ``value`` on every process (e.g. the run folder it made)."""
+        """Rank 0's ``value`` on every process (a time budget's plan; with None, a wait for
+        rank 0 to get there)."""
         if not self.is_distributed:
             return value
         holder: list[Any] = [value]
@@ -150,16 +155,6 @@ def shard(indices: list[int], context: DistributedContext, *, pad: bool) -> list
         short = -len(indices) % context.world_size
         indices = indices + (indices * (short // len(indices) + 1))[:short]
     return indices[context.rank :: context.world_size]
-
-
-@contextlib.contextmanager
-def process_group_for_the_run(context: DistributedContext) -> Iterator[None]:
-    """Leave the process group when the run ends (the next run in the process joins again)."""
-    try:
-        yield
-    finally:
-        if context.is_distributed and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _int_from_env(name: str, default: int) -> int:

@@ -34,6 +34,7 @@ from ptm_studio.core.data.skipping import DatasetVanished
 from ptm_studio.core.devices import describe_thread_change
 from ptm_studio.core.engine.callbacks import Callback, CallbackList
 from ptm_studio.core.engine.control import StoppedBeforeTraining, StopRequest, TrainingControl
+from ptm_studio.core.engine.distributed import DistributedContext
 from ptm_studio.core.engine.events import (
     STATUS_STOPPED,
     CheckpointSaved,
@@ -113,7 +114,7 @@ class Trainer:
         self.divergence_guard = DivergenceGuard()
         self._reported_skips: dict[str, str] = {}
         self._download_throttle = ProgressThrottle(self._report_download)
-        self._joined_process_group = False
+        self._joined_process_group: DistributedContext | None = None
 
     @classmethod
     def new_run(
@@ -205,7 +206,7 @@ class Trainer:
         if isinstance(self.setup, NewRun):
             self.setup.stop_requested = lambda: self.stop_request.is_requested
         self.parts = self.setup.prepare(self._download_progress)
-        self._joined_process_group = self.parts.distributed.is_distributed
+        self._joined_process_group = self.parts.distributed
         self.parts.adjustments.listen(self._on_adjusted)
         standard = standard_callbacks(self.parts.config)
         recorder = [self.recorder] if self.recorder is not None else []
@@ -320,12 +321,8 @@ class Trainer:
 
     def _leave_process_group(self) -> None:
         """A torchrun process leaves the group its run joined (a later run joins again)."""
-        if not self._joined_process_group:
-            return
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if self._joined_process_group is not None:
+            self._joined_process_group.leave()
 
     def _look_at_cpu_threads(self) -> None:
         """Another program started or ended during the last epoch: every core, or all but one."""

@@ -29,7 +29,6 @@ from ptm_studio.gui.widgets.live_curve import LivePlot
 
 RUN_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
 DIFFERS_BRUSH = QBrush(QColor(230, 159, 0, 70))  # a light amber behind a setting that differs
-ALL_STEPS = 10**15
 
 # The settings people know by another name than the field's (the rest: the field in words).
 SETTING_LABELS = {
@@ -117,7 +116,7 @@ class RunsCompareDialog(QDialog):
             self.accuracy_plot.add_curve(key, entry.title, colour, with_symbols=True)
             self.loss_plot.add_curve(key, entry.title, colour, with_symbols=True)
             try:
-                epochs = load_history(RunDirectory(entry.path), ALL_STEPS).epochs
+                epochs = load_history(RunDirectory(entry.path)).epochs
             except (OSError, ValueError):
                 epochs = ()  # no curves for a run whose log cannot be read; its settings show
             for record in epochs:
