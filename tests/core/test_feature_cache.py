@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 from training_helpers import StopAt, train_and_record
 
+from ptm_studio.core import devices
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.data.dataset import ImageDataset
 from ptm_studio.core.engine import feature_cache
@@ -52,13 +53,19 @@ class _CountReads:
         monkeypatch.setattr(ImageDataset, "__getitem__", counted)
 
 
+def _slow_and_fast(config: RunConfig, folder: Path) -> tuple[Any, Any, Any, Any]:
+    slow, slow_events = train_and_record(_frozen(config, cached=False), folder / "slow")
+    fast, fast_events = train_and_record(_frozen(config), folder / "fast")
+    assert slow.status == fast.status == "completed"
+    return slow, slow_events, fast, fast_events
+
+
 def test_one_epoch_on_cached_features_gives_the_head_weights_of_the_slow_path(
     tiny_config: ConfigFactory, tmp_path: Path
 ) -> None:
-    config = tiny_config(num_epochs=1)
-    slow, slow_events = train_and_record(_frozen(config, cached=False), tmp_path / "slow")
-    fast, fast_events = train_and_record(_frozen(config), tmp_path / "fast")
-    assert slow.status == fast.status == "completed"
+    # In full precision: on cached features the head always runs in float32 (see the next test)
+    config = replace_field(tiny_config(num_epochs=1), "device.precision", "off")
+    slow, slow_events, fast, fast_events = _slow_and_fast(config, tmp_path)
     slow_head, fast_head = _head_weights(slow.run_dir), _head_weights(fast.run_dir)
     assert slow_head.keys() == fast_head.keys() and slow_head
     for name, tensor in slow_head.items():
@@ -67,6 +74,38 @@ def test_one_epoch_on_cached_features_gives_the_head_weights_of_the_slow_path(
     fast_losses = [event.loss for event in fast_events.of_type(BatchFinished)]
     assert np.allclose(slow_losses, fast_losses, atol=1e-5)
     assert _epoch_results(slow_events)[0][1] == _epoch_results(fast_events)[0][1]
+
+
+def test_with_bf16_the_head_on_cached_features_runs_in_float32_and_learns_the_same(
+    tiny_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pictures' path runs the head under bf16 autocast (its inputs and weights rounded to
+    8 bits of mantissa); on cached features it runs in float32, which costs less there. The
+    two learn the same head up to bf16's rounding, and the cached one is not rounded."""
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: True)
+    config = replace_field(tiny_config(num_epochs=1), "device.precision", "bf16")
+    seen: list[torch.dtype] = []
+    original_forward = torch.nn.Linear.forward
+
+    def recorded(layer: torch.nn.Linear, inputs: torch.Tensor) -> torch.Tensor:
+        outputs = original_forward(layer, inputs)
+        seen.append(outputs.dtype)
+        return outputs
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", recorded)
+    slow, slow_events = train_and_record(_frozen(config, cached=False), tmp_path / "slow")
+    assert set(seen) == {torch.bfloat16}  # the pictures' path runs its head under autocast
+    seen.clear()
+    fast, fast_events = train_and_record(_frozen(config), tmp_path / "fast")
+    assert seen and set(seen) == {torch.float32}  # every head output on cached features
+    slow_head, fast_head = _head_weights(slow.run_dir), _head_weights(fast.run_dir)
+    # Adam moves a weight by up to the rate a step whatever its gradient's size: where bf16
+    # turns a gradient near zero the other way, the two differ by a few times the rate.
+    for name, tensor in slow_head.items():
+        assert torch.allclose(tensor, fast_head[name], atol=4 * config.optim.learning_rate), name
+    slow_losses = [event.loss for event in slow_events.of_type(BatchFinished)]
+    fast_losses = [event.loss for event in fast_events.of_type(BatchFinished)]
+    assert np.allclose(slow_losses, fast_losses, atol=2e-2)
 
 
 def test_the_pictures_are_read_once_however_many_epochs(

@@ -30,7 +30,7 @@ import psutil
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
-from torch.utils.data import BatchSampler, DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ptm_studio.core.engine.loops import autocast, move_batch
 
@@ -51,24 +51,39 @@ class CachedFeatures:
     positions: torch.Tensor  # (pictures,) int64; validation: -(p + 1) marks an unreadable one
 
 
-class _FeatureBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Indexed by a whole batch of positions at once (the loader's sampler yields batches)."""
+NOTHING_SKIPPED: tuple[tuple[str, str], ...] = ()  # the pass that computed them said its own
 
-    def __init__(self, cached: CachedFeatures) -> None:
+
+class FeatureBatches:
+    """An epoch's batches of cached features, as the pictures' loader gives its batches: the
+    same sampler (the same positions, from any batch on), the same batch size and last batch,
+    each batch with the files skipped to make it (none: see collate_reporting_skipped).
+
+    Not a DataLoader: the epoch's rows are gathered at once and each batch is a slice of them,
+    a few microseconds where a DataLoader took fifty a batch, a quarter of a step on a small
+    head (issue 14, B2). Starting an epoch draws the one number a DataLoader draws (its base
+    seed), so the random draws after it (the head's dropout) are those of the pictures' path.
+    """
+
+    def __init__(self, cached: CachedFeatures, images: DataLoader) -> None:
         self.cached = cached
+        self.sampler = images.sampler
+        self.batch_size = images.batch_size or 1
+        self.drop_last = images.drop_last
 
     def __len__(self) -> int:
-        return len(self.cached.labels)
+        full, rest = divmod(len(self.sampler), self.batch_size)  # type: ignore[arg-type]
+        return full if self.drop_last or rest == 0 else full + 1
 
-    def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(positions, dtype=torch.long)
-        return self.cached.features[index], self.cached.labels[index]
-
-
-def _with_nothing_skipped(batch: Any) -> tuple[Any, tuple[tuple[str, str], ...]]:
-    """As collate_reporting_skipped: the batch and the files skipped to make it (none here;
-    the pass that computed the features reported its own)."""
-    return batch, ()
+    def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], Any]]:
+        torch.empty((), dtype=torch.int64).random_()  # as DataLoader's iterator does
+        index = torch.as_tensor(list(self.sampler), dtype=torch.long)
+        features = self.cached.features.index_select(0, index)
+        labels = self.cached.labels.index_select(0, index)
+        size = self.batch_size
+        last = len(index) - len(index) % size if self.drop_last else len(index)
+        for start in range(0, last, size):
+            yield (features[start : start + size], labels[start : start + size]), NOTHING_SKIPPED
 
 
 class FeatureCache:
@@ -98,7 +113,7 @@ class FeatureCache:
         self._train: dict[int, CachedFeatures] = {}
         self._val: CachedFeatures | None = None
 
-    def train_loader_for_epoch(self, epoch_index: int) -> DataLoader | None:
+    def train_loader_for_epoch(self, epoch_index: int) -> FeatureBatches | None:
         """A loader of the epoch's training features (same sampler, same batches), or None
         when they do not fit in memory."""
         copies = self._copies()
@@ -163,14 +178,8 @@ class FeatureCache:
             self._train[copy] = self._compute(self.train_loader, copy=copy)
         return self._train[copy]
 
-    def _loader_of(self, cached: CachedFeatures) -> DataLoader:
-        images = self.train_loader
-        return DataLoader(
-            _FeatureBatches(cached),
-            batch_size=None,  # the sampler below yields whole batches of positions
-            sampler=BatchSampler(images.sampler, images.batch_size or 1, images.drop_last),
-            collate_fn=_with_nothing_skipped,
-        )
+    def _loader_of(self, cached: CachedFeatures) -> FeatureBatches:
+        return FeatureBatches(cached, self.train_loader)
 
     def _feature_size(self) -> int:
         """How many numbers the backbone gives a picture (from one picture)."""

@@ -103,19 +103,20 @@ def accumulate_gradients(
     total = sum(batch_length(piece) for piece in pieces)
     shares = [loss_share(piece) for piece in pieces] if len(pieces) > 1 else [1.0]
     total_share = sum(shares)
-    results = []
+    results, losses = [], []
     for index, (piece, share) in enumerate(zip(pieces, shares, strict=True)):
         is_last = index == len(pieces) - 1
         with gradient_sync(is_last) if gradient_sync else contextlib.nullcontext():
             result = compute_loss(piece)
-            if not math.isfinite(float(result.loss.detach())):
+            losses.append(float(result.loss.detach()))
+            if not math.isfinite(losses[-1]):
                 context.optimizer.zero_grad(set_to_none=True)
                 return StepResult(float("nan"), None, total)
             # One piece (the usual case) is not rescaled: its numbers stay bit-for-bit the same.
             loss = result.loss if len(pieces) == 1 else result.loss * (share / total_share)
             context.scaler.scale(loss).backward()
         results.append(result)
-    return _combine(results, shares, total)
+    return _combine(results, losses, shares, total)
 
 
 def apply_update(context: StepContext) -> None:
@@ -146,14 +147,14 @@ def optimization_step(
     return result
 
 
-def _combine(results: list[BatchResult], shares: list[float], total: int) -> StepResult:
-    """The whole batch's loss and right answers from its pieces'."""
-    loss = float(results[0].loss.detach())
+def _combine(
+    results: list[BatchResult], losses: list[float], shares: list[float], total: int
+) -> StepResult:
+    """The whole batch's loss and right answers from its pieces' (``losses``: their losses as
+    numbers, read once)."""
+    loss = losses[0]
     if len(results) > 1:
-        weighted = sum(
-            float(r.loss.detach()) * share for r, share in zip(results, shares, strict=True)
-        )
-        loss = weighted / sum(shares)
+        loss = sum(value * share for value, share in zip(losses, shares, strict=True)) / sum(shares)
     corrects = [result.correct for result in results]
     correct = None if None in corrects else sum(c for c in corrects if c is not None)
     return StepResult(loss, correct, total)
@@ -291,18 +292,25 @@ def _prediction_records(
 ) -> tuple[PredictionRecord, ...]:
     k = min(TOP_K, probabilities.shape[1])
     top_indices = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    records = []
-    for row, path in enumerate(paths):
-        top = top_indices[row]
-        records.append(
-            PredictionRecord(
-                path=path,
-                true_index=int(targets[row]),
-                predicted_index=int(top[0]),
-                confidence=float(probabilities[row, top[0]]),
-                loss=float(losses[row]),
-                top_indices=tuple(int(index) for index in top),
-                top_probabilities=tuple(float(probabilities[row, index]) for index in top),
-            )
+    top_probabilities = np.take_along_axis(probabilities, top_indices, axis=1)
+    # Whole arrays to Python numbers at once (tolist), not one number at a time: a record per
+    # validation picture every epoch (1.4 ms for 250 pictures, issue 14's B2, before).
+    return tuple(
+        PredictionRecord(
+            path=path,
+            true_index=true_index,
+            predicted_index=top[0],
+            confidence=probabilities_of_top[0],
+            loss=loss,
+            top_indices=tuple(top),
+            top_probabilities=tuple(probabilities_of_top),
         )
-    return tuple(records)
+        for path, true_index, loss, top, probabilities_of_top in zip(
+            paths,
+            targets.tolist(),
+            losses.astype(np.float64).tolist(),
+            top_indices.tolist(),
+            top_probabilities.astype(np.float64).tolist(),
+            strict=True,
+        )
+    )

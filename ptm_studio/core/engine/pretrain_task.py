@@ -74,6 +74,8 @@ class PretrainTask(TrainingTask):
     separate colours) while finetuning profits from the longer-trained features. Without
     labels, later runs start from the last backbone, as in SimCLR and its kin."""
 
+    train_loader: DataLoader  # always the pictures (two views of each)
+
     def __init__(self, environment: TaskEnvironment, split: DataSplit) -> None:
         config = environment.config
         self.config, self.device = config, environment.device

@@ -36,8 +36,21 @@ def build_optimizer(
             groups, lr=optim.learning_rate, momentum=optim.momentum, nesterov=True
         )
     if optim.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=optim.learning_rate)
-    return torch.optim.AdamW(groups, lr=optim.learning_rate)
+        return torch.optim.Adam(
+            groups, lr=optim.learning_rate, fused=_fused_where_available(groups)
+        )
+    return torch.optim.AdamW(groups, lr=optim.learning_rate, fused=_fused_where_available(groups))
+
+
+FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda"})  # where PyTorch has Adam's fused kernels
+
+
+def _fused_where_available(groups: list[dict]) -> bool | None:
+    """Adam's update as one kernel per parameter instead of a dozen small operations: the
+    same arithmetic, and on a small head (training on cached features) the update was 45 % of
+    a step (issue 14, B2): 0.12 of 0.27 ms for a 512 x 4 layer, 0.06 ms fused."""
+    devices = {parameter.device.type for group in groups for parameter in group["params"]}
+    return True if devices and devices <= FUSED_ADAM_DEVICES else None  # None: torch's choice
 
 
 def _decay_groups(
