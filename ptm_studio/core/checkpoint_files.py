@@ -80,9 +80,11 @@ def sibling(folder: Path, role: str) -> Path:
     return folder.parent / f".{folder.name}.{role}"
 
 
-def hash_files(folder: Path) -> dict[str, str]:
+def hash_files(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """The SHA-256 of each file in ``folder`` but meta.json (which lists them) and ``skip``."""
+    left_out = {META_FILE, *skip}
     return {
-        path.name: sha256_of(path) for path in sorted(folder.iterdir()) if path.name != META_FILE
+        path.name: sha256_of(path) for path in sorted(folder.iterdir()) if path.name not in left_out
     }
 
 

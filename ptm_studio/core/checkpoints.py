@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import platform
 import random
@@ -198,9 +199,29 @@ class LoadedCheckpoint:
     trainer_state: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class SerializedWeights:
+    """Weights as the bytes of their safetensors file and those bytes' SHA-256, made once for
+    every checkpoint of one moment ("last" and "best" after an epoch that improved): turning
+    a resnet18 into bytes and hashing them took 70 of the 140 ms a save took."""
+
+    data: bytes
+    sha256: str
+
+    @classmethod
+    def of(cls, model_state: dict[str, torch.Tensor]) -> SerializedWeights:
+        # Copies on the CPU: safetensors refuses tensors that share memory (tied weights).
+        plain_state = {
+            name: tensor.detach().to("cpu").contiguous().clone()
+            for name, tensor in model_state.items()
+        }
+        data = safetensors.torch.save(plain_state)
+        return cls(data, hashlib.sha256(data).hexdigest())
+
+
 def save_checkpoint(
     folder: str | Path,
-    model_state: dict[str, torch.Tensor],
+    model_state: dict[str, torch.Tensor] | SerializedWeights,
     meta: dict[str, Any],
     trainer_state: dict[str, Any] | None = None,
     *,
@@ -216,20 +237,22 @@ def save_checkpoint(
     folder = Path(folder)
     partial = sibling(folder, "partial")
     shutil.rmtree(partial, ignore_errors=True)
-    plain_state = {
-        name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model_state.items()
-    }
-    model_bytes = safetensors.torch.save(plain_state)
-    needed = space_needed(len(model_bytes), trainer_state)
+    weights = (
+        model_state
+        if isinstance(model_state, SerializedWeights)
+        else SerializedWeights.of(model_state)
+    )
+    needed = space_needed(len(weights.data), trainer_state)
     try:
         _make_room(folder, needed)
         partial.mkdir(parents=True)
-        write_bytes_atomic(partial / MODEL_FILE, model_bytes)
+        write_bytes_atomic(partial / MODEL_FILE, weights.data)
         if trainer_state is not None:
             write_with_atomic(
                 partial / TRAINER_STATE_FILE, lambda handle: torch.save(trainer_state, handle)
             )
-        files = hash_files(partial)
+        # The weights' hash is of the bytes just written (not read back: the same bytes).
+        files = {**hash_files(partial, skip=(MODEL_FILE,)), MODEL_FILE: weights.sha256}
         full_meta = {**_environment_meta(), **meta, "complete": True, "files": files}
         write_json_atomic(partial / META_FILE, full_meta)
         _swap_into_place(partial, folder, keep_previous)

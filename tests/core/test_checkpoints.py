@@ -12,6 +12,7 @@ from torch import nn
 
 from ptm_studio.core.checkpoints import (
     CheckpointError,
+    SerializedWeights,
     capture_rng_state,
     is_complete_checkpoint,
     load_checkpoint,
@@ -70,6 +71,19 @@ def test_a_damaged_file_is_detected_by_its_checksum(tmp_path: Path) -> None:
     assert not is_complete_checkpoint(folder)
     with pytest.raises(CheckpointError, match="damaged"):
         load_checkpoint(folder)
+
+
+def test_weights_serialized_once_make_two_intact_checkpoints(tmp_path: Path) -> None:
+    # "last" and "best" of an improving epoch share one serialization: each checkpoint's
+    # recorded hash must still be that of its own file on disk, and the weights the same.
+    state = _model_state(3)
+    weights = SerializedWeights.of(state)
+    last = save_checkpoint(tmp_path / "last", weights, {}, {"progress": {"epoch_index": 1}})
+    best = save_checkpoint(tmp_path / "best", weights, {})
+    for folder in (last, best):
+        assert is_complete_checkpoint(folder)
+        assert torch.equal(load_checkpoint(folder).model_state["weight"], state["weight"])
+    assert (last / "model.safetensors").read_bytes() == (best / "model.safetensors").read_bytes()
 
 
 def test_a_folder_without_its_completeness_marker_is_refused(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ class CheckpointContent:
     """What one checkpoint holds: the weights to share, meta.json's fields and, for the
     resumable ``last`` checkpoint, the trainer state (optimiser, schedule, RNG, counters)."""
 
-    weights: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor] | checkpoints.SerializedWeights
     meta: dict[str, Any]
     trainer_state: dict[str, Any] | None
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ptm_studio.core.checkpoints import SerializedWeights
 from ptm_studio.core.config import RunConfig
 from ptm_studio.core.data import DatasetScan, ImageLoadError
 from ptm_studio.core.data.skipping import DatasetVanished
@@ -408,9 +409,13 @@ class Trainer:
                 LearningAdvice(kind, message, progress.epochs_completed, progress.global_step)
             )
         self._report_skipped_files()
-        self._save_checkpoint("epoch")
-        if is_best and task.keeps_best_checkpoint:
-            self._save_checkpoint("best")
+        keeps_best = is_best and task.keeps_best_checkpoint
+        # Both checkpoints of an improving epoch hold the same weights: turned into bytes once.
+        both = keeps_best and self.recorder is not None
+        weights = SerializedWeights.of(task.shareable_weights()) if both else None
+        self._save_checkpoint("epoch", weights)
+        if keeps_best:
+            self._save_checkpoint("best", weights)
 
     def _evaluate_now(self, epoch_index: int) -> None:
         """A validation pass a callback asked for; the training goes on as if none happened."""
@@ -422,15 +427,16 @@ class Trainer:
         self._emit(evaluation_event(parts.progress, parts.steps_per_epoch, outcome))
 
     # ----------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, reason: str) -> None:
-        """``reason`` "best" writes checkpoints/best; every other one the resumable last."""
+    def _save_checkpoint(self, reason: str, weights: SerializedWeights | None = None) -> None:
+        """``reason`` "best" writes checkpoints/best; every other one the resumable last.
+        ``weights``: the task's weights already serialized (else they are, here)."""
         if self.recorder is None:
             return  # a run without a folder keeps nothing
         parts = self._parts()
         config, task, progress = parts.config, parts.task, parts.progress
         is_best = reason == "best"
         content = CheckpointContent(
-            weights=task.shareable_weights(),
+            weights=weights if weights is not None else task.shareable_weights(),
             meta=checkpoint_meta(config, task, progress),
             trainer_state=None
             if is_best
