@@ -38,7 +38,7 @@ from ptm_studio.gui.plain_text import plain_label
 from ptm_studio.gui.warmup import LOADING_TORCH_TEXT
 from ptm_studio.gui.wording import format_duration, format_megabytes
 
-REFRESH_INTERVAL_MS = 100
+REFRESH_INTERVAL_MS = 200  # the progress bar and its words, 5 Hz (painting slows training)
 IDLE_TEXT = {True: "Ready", False: "Not ready"}
 """The bar before any run, by whether the images can train (after a run it says how it ended)."""
 
