@@ -13,6 +13,7 @@ from ptm_studio.core.config import PRETRAIN_LOSSES, SUPERVISED_LOSSES, Objective
 from ptm_studio.core.data.manifest import DatasetError, DatasetScan
 from ptm_studio.core.data.preflight import preflight
 from ptm_studio.core.data.problems import IMBALANCE_WARNING_RATIO
+from ptm_studio.core.engine.epoch_plan import EpochCosts
 from ptm_studio.core.models import get_backbone_spec
 
 GPU_KINDS = ("cuda", "mps")
@@ -192,7 +193,7 @@ def as_the_user_chose(config: RunConfig, choice: TaskChoice | None) -> RunConfig
 class DurationEstimate:
     """How long a run will take, measured on this computer (see engine/speed.py)."""
 
-    seconds_per_epoch: float
+    costs: EpochCosts  # each epoch's seconds (the first ones may differ from the rest)
     epochs: int
     how: str
     memory_note: str = ""  # what the run needs of the graphics card's memory, when it has one
@@ -201,8 +202,13 @@ class DurationEstimate:
     setup_seconds: float = 0.0
 
     @property
+    def seconds_per_epoch(self) -> float:
+        """On average over the run's epochs."""
+        return self.costs.average(self.epochs)
+
+    @property
     def total_seconds(self) -> float:
-        return self.setup_seconds + self.seconds_per_epoch * self.epochs
+        return self.setup_seconds + self.costs.total(self.epochs)
 
 
 def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> DurationEstimate:
@@ -217,8 +223,8 @@ def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> Dur
     setup = time.perf_counter() - started
     measured = measure_speed(parts)
     memory = measured.gpu_memory.describe() if measured.gpu_memory else ""
+    costs = measured.epoch_costs(len(parts.split.train), len(parts.split.val))
     if config.optim.time_budget_minutes > 0:  # the epochs the run will plan, the same way
         plan = plan_for_budget(measured, parts)
-        return DurationEstimate(plan.seconds_per_epoch, plan.epochs, plan.describe(), memory, setup)
-    per_epoch = measured.seconds_per_epoch(len(parts.split.train), len(parts.split.val))
-    return DurationEstimate(per_epoch, config.optim.num_epochs, measured.describe(), memory, setup)
+        return DurationEstimate(costs, plan.epochs, plan.describe(), memory, setup)
+    return DurationEstimate(costs, config.optim.num_epochs, measured.describe(), memory, setup)

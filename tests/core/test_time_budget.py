@@ -4,6 +4,7 @@ than measured or stops improving."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,12 @@ from training_helpers import train_and_record
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.engine import time_budget
 from ptm_studio.core.engine.control import TrainingControl
-from ptm_studio.core.engine.epoch_plan import MAX_PLANNED_EPOCHS, PLANNED_SHARE, planned_epochs
+from ptm_studio.core.engine.epoch_plan import (
+    MAX_PLANNED_EPOCHS,
+    PLANNED_SHARE,
+    EpochCosts,
+    planned_epochs,
+)
 from ptm_studio.core.engine.events import EpochFinished, TrainingStarted
 from ptm_studio.core.engine.policies import PLATEAU_EPOCHS, TimeBudget, standard_callbacks
 from ptm_studio.core.engine.speed import SpeedMeasurement
@@ -179,3 +185,60 @@ def test_the_estimate_before_start_shows_the_epochs_the_budget_will_plan(
     assert estimate.how.startswith("Time budget 0.5 minutes")
     # The epochs fit: they end at most a few per cent past the budget, as planned.
     assert estimate.seconds_per_epoch * estimate.epochs <= PLANNED_SHARE * 0.5 * 60
+
+
+def test_epochs_that_differ_are_added_up_one_by_one() -> None:
+    # Two feature passes of 10 s, then epochs of 1 s on the features.
+    costs = EpochCosts((10.0, 10.0), 1.0)
+    assert costs.total(1) == 10.0 and costs.total(5) == 23.0 and costs.average(5) == 4.6
+    allowed = PLANNED_SHARE * 60  # one minute
+    assert costs.epochs_within(1) == 2 + int(allowed - 20.0)
+    assert EpochCosts((100.0,), 1.0).epochs_within(1) == 1  # the first alone is over: still one
+    assert EpochCosts((30.0, 40.0), 1.0).epochs_within(1) == 1  # the second would end past it
+    for seconds in (30.0, 76.0, 82.0, 400.0, 0.001):  # the same count as for equal epochs
+        assert EpochCosts.uniform(seconds).epochs_within(5) == planned_epochs(seconds, 5)
+
+
+def test_the_estimate_follows_the_kind_of_each_epoch() -> None:
+    # 8 training pictures in batches of 4, no validation, 0.5 s of checkpoints an epoch.
+    frozen_step, unfrozen_step = 0.2, 0.6
+    plain = SpeedMeasurement(0.0, frozen_step, 5, 4, "CPU (test)", saving_seconds=0.5)
+    assert plain.epoch_costs(8, 0) == EpochCosts.uniform(2 * frozen_step + 0.5)
+    # Feature extraction on cached features: one pass, then the last layer alone.
+    cached = dataclasses.replace(plain, feature_copies=1)
+    assert cached.epoch_costs(8, 0) == EpochCosts((0.9,), 0.5)
+    # Freeze then unfreeze after 3 epochs, features cached: a pass, two on the features, then
+    # every layer learns.
+    unfreezing = dataclasses.replace(
+        cached, unfreezes_at=3, unfrozen_computing_seconds=unfrozen_step
+    )
+    costs = unfreezing.epoch_costs(8, 0)
+    assert costs.leading == pytest.approx((0.9, 0.5, 0.5))
+    assert costs.then == pytest.approx(2 * unfrozen_step + 0.5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "unfreezes_at"), [("freeze_then_unfreeze", 2), ("feature_extraction", None)]
+)
+def test_a_frozen_start_is_measured_as_it_will_train(
+    tiny_config: Callable[..., RunConfig], mode: str, unfreezes_at: int | None
+) -> None:
+    import torch
+
+    from ptm_studio.core.engine.feature_cache import COPIES_WITH_RANDOM_CHANGES
+    from ptm_studio.core.engine.parts import build_training
+    from ptm_studio.core.engine.speed import measure_speed
+
+    config = replace_field(tiny_config(num_epochs=4), "model.training_mode", mode)
+    config = replace_field(config, "model.unfreeze_after_epochs", 2)
+    parts = build_training(config)
+    module = parts.step.context.trained_module
+    weights = {name: value.clone() for name, value in module.state_dict().items()}
+    learning = [p.requires_grad for p in module.parameters()]
+    measured = measure_speed(parts, steps=1)
+    assert measured.unfreezes_at == unfreezes_at
+    assert (measured.unfrozen_computing_seconds > 0) == (unfreezes_at is not None)
+    assert measured.feature_copies == COPIES_WITH_RANDOM_CHANGES  # flips on by default
+    # Nothing the measurement did stays: the weights, which of them learn.
+    assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
+    assert [p.requires_grad for p in module.parameters()] == learning

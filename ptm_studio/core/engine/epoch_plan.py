@@ -31,12 +31,49 @@ class EpochPlan:
         )
 
 
+@dataclass(frozen=True)
+class EpochCosts:
+    """The seconds each epoch of a run takes: the first epochs may differ from the rest. A
+    frozen network's features are computed in the first epochs (one pass over the pictures
+    per copy), then only the last layer learns on them (its checkpoints are most of such an
+    epoch); after a frozen start every layer learns, at the cost of a whole step."""
+
+    leading: tuple[float, ...]  # the first epochs, in order
+    then: float  # every epoch after them
+
+    @classmethod
+    def uniform(cls, seconds_per_epoch: float) -> EpochCosts:
+        return cls((), seconds_per_epoch)
+
+    def of(self, epoch_index: int) -> float:
+        return self.leading[epoch_index] if epoch_index < len(self.leading) else self.then
+
+    def total(self, epochs: int) -> float:
+        """Seconds for the first ``epochs`` epochs."""
+        return sum(self.leading[:epochs]) + max(0, epochs - len(self.leading)) * self.then
+
+    def average(self, epochs: int) -> float:
+        """Seconds per epoch over the first ``epochs`` epochs."""
+        return self.total(epochs) / max(1, epochs)
+
+    def epochs_within(self, budget_minutes: float) -> int:
+        """The epochs that fit in ``budget_minutes``, ending at most PLANNED_SHARE past it (at
+        least one, at most MAX_PLANNED_EPOCHS)."""
+        allowed = PLANNED_SHARE * budget_minutes * 60
+        spent, epochs = 0.0, 0
+        for seconds in self.leading:
+            if spent + seconds > allowed:
+                return max(1, epochs)
+            spent, epochs = spent + seconds, epochs + 1
+        if not math.isfinite(self.then) or self.then <= 0:
+            return MAX_PLANNED_EPOCHS
+        epochs += math.floor((allowed - spent) / self.then)
+        return max(1, min(MAX_PLANNED_EPOCHS, epochs))
+
+
 def planned_epochs(seconds_per_epoch: float, budget_minutes: float) -> int:
-    """The epochs that fit in ``budget_minutes`` (at least one, at most MAX_PLANNED_EPOCHS)."""
-    if not math.isfinite(seconds_per_epoch) or seconds_per_epoch <= 0:
-        return MAX_PLANNED_EPOCHS
-    fitting = math.floor(PLANNED_SHARE * budget_minutes * 60 / seconds_per_epoch)
-    return max(1, min(MAX_PLANNED_EPOCHS, fitting))
+    """The epochs that fit in ``budget_minutes`` when every epoch takes as long."""
+    return EpochCosts.uniform(seconds_per_epoch).epochs_within(budget_minutes)
 
 
 def _minutes(minutes: float) -> str:

@@ -166,6 +166,11 @@ class FeatureCache:
         self._train.clear()
         self._val = None
 
+    def copies_that_fit(self) -> int:
+        """How many copies of the training features will be computed (0: they do not fit in
+        memory, and the frozen network runs every epoch); decided now if it was not yet."""
+        return self._copies()
+
     # ----------------------------------------------------------------------- computing
     def _copies(self) -> int:
         """How many copies of the training features fit (decided once, before the first)."""

@@ -109,6 +109,11 @@ class TrainingTask:
         may be computed once and reused (False for a few trial steps: no whole pass first)."""
         raise NotImplementedError
 
+    def feature_copies(self) -> int:
+        """How many frozen epochs compute the frozen network's features (one pass over the
+        pictures each) for the later ones to reuse; 0 when it runs every epoch."""
+        return 0
+
     def compute_loss(self, batch: Any) -> BatchResult:
         raise NotImplementedError
 
@@ -254,16 +259,21 @@ class SupervisedTask(TrainingTask):
         set_backbone_trainable(self.model.backbone, not frozen)
         self._wrap_for_the_processes()
         features = None
-        # Under torchrun every process would cache features of its own share, and the head
-        # trained on them would differ between processes: the frozen network runs each epoch.
-        cache = self.config.model.cache_frozen_features and not self.distributed.is_distributed
-        if frozen and cached_features and cache:
+        if frozen and cached_features and self._caches_features():
             features = self.feature_cache.train_loader_for_epoch(epoch_index)
         elif not frozen:
             self.feature_cache.drop()  # the backbone learns: its features change
         self.on_features = features is not None
         self.train_loader = features if features is not None else self.loaders.train
         self._set_modes(frozen)
+
+    def _caches_features(self) -> bool:
+        # Under torchrun every process would cache features of its own share, and the head
+        # trained on them would differ between processes: the frozen network runs each epoch.
+        return self.config.model.cache_frozen_features and not self.distributed.is_distributed
+
+    def feature_copies(self) -> int:
+        return self.feature_cache.copies_that_fit() if self._caches_features() else 0
 
     def _set_modes(self, frozen: bool) -> None:
         """Training mode, the backbone in eval mode while frozen (frozen batch-norm statistics

@@ -13,15 +13,16 @@ from collections.abc import Callable
 
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.data import DatasetScan
-from ptm_studio.core.engine.epoch_plan import EpochPlan, planned_epochs
+from ptm_studio.core.engine.epoch_plan import EpochPlan
 from ptm_studio.core.engine.parts import TrainingParts, build_training
 from ptm_studio.core.engine.speed import SpeedMeasurement, measure_speed
 
 
 def plan_for_budget(measured: SpeedMeasurement, parts: TrainingParts) -> EpochPlan:
-    per_epoch = measured.seconds_per_epoch(len(parts.split.train), len(parts.split.val))
+    costs = measured.epoch_costs(len(parts.split.train), len(parts.split.val))
     budget = parts.config.optim.time_budget_minutes
-    return EpochPlan(planned_epochs(per_epoch, budget), per_epoch, budget, measured.describe())
+    epochs = costs.epochs_within(budget)
+    return EpochPlan(epochs, costs.average(epochs), budget, measured.describe())
 
 
 def with_epochs(config: RunConfig, epochs: int, *, keep: frozenset[str] = frozenset()) -> RunConfig:

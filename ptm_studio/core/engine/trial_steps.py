@@ -15,14 +15,15 @@ from ptm_studio.core.engine.parts import TrainingParts
 
 
 @contextlib.contextmanager
-def steps_leaving_no_trace(parts: TrainingParts) -> Iterator[Iterator[Any]]:
+def steps_leaving_no_trace(parts: TrainingParts, epoch_index: int = 0) -> Iterator[Iterator[Any]]:
     """Training batches without end (epoch after epoch); on leaving, the parts as they were,
     even when the block failed."""
     kept = _snapshot(parts)
     try:
-        # Trained as the first epoch is (a frozen backbone stays so), on the pictures: a few
-        # steps must not wait for a whole pass that caches a frozen backbone's features.
-        parts.task.prepare_epoch(0, cached_features=False)
+        # Trained as epoch ``epoch_index`` is (the first by default: a frozen backbone stays
+        # so), on the pictures: a few steps must not wait for a whole pass that caches a
+        # frozen backbone's features.
+        parts.task.prepare_epoch(epoch_index, cached_features=False)
         yield endless_batches(parts)
     finally:
         _restore(parts, kept)

@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QLabel
 
 from ptm_studio.core.config import RunConfig
-from ptm_studio.core.engine.epoch_plan import planned_epochs
+from ptm_studio.core.engine.epoch_plan import EpochCosts
 from ptm_studio.gui.jobs.job import Job, JobContext, Work
 from ptm_studio.gui.wording import format_duration
 
@@ -38,6 +38,8 @@ def speed_key(config: RunConfig) -> tuple[Any, ...]:
         data.label_fraction,
         model.backbone,
         model.training_mode,
+        model.unfreeze_after_epochs,
+        model.cache_frozen_features,
         config.objective.task,
         config.objective.loss,
         astuple(device),
@@ -48,7 +50,7 @@ def speed_key(config: RunConfig) -> tuple[Any, ...]:
 class Measured:
     """What a measurement found for one set of speed settings."""
 
-    seconds_per_epoch: float
+    costs: EpochCosts  # each epoch's seconds (the first ones may differ from the rest)
     memory_note: str = ""  # the graphics card memory the run needs, when there is one
     setup_seconds: float = 0.0  # getting ready before the first epoch
 
@@ -59,7 +61,7 @@ def measurement_work(config: RunConfig) -> Work:
 
         context.check_cancelled()
         estimate = estimate_duration(config)
-        return Measured(estimate.seconds_per_epoch, estimate.memory_note, estimate.setup_seconds)
+        return Measured(estimate.costs, estimate.memory_note, estimate.setup_seconds)
 
     return work
 
@@ -95,7 +97,7 @@ class DurationEstimate(QObject):
         key = speed_key(config)
         measured = self._measured.get(key)
         if measured is not None:
-            self._say(measured.seconds_per_epoch, "measured on this computer", measured)
+            self._say(measured.costs, "measured on this computer", measured)
             return
         if not self.measuring_enabled:
             self._say_rough(MEASURING_OFF_TEXT, rough_how)
@@ -124,8 +126,9 @@ class DurationEstimate(QObject):
         self.job.wait()
 
     def measured_seconds_per_epoch(self, config: RunConfig) -> float | None:
+        """On average over the epochs ``config`` trains for."""
         measured = self._measured.get(speed_key(config))
-        return measured.seconds_per_epoch if measured is not None else None
+        return measured.costs.average(config.optim.num_epochs) if measured is not None else None
 
     @Slot()
     def _measure(self) -> None:
@@ -155,24 +158,26 @@ class DurationEstimate(QObject):
         if self._rough_how.startswith(GUESS):
             self.label.setText(instead_of_a_guess)
         else:
-            self._say(self._rough_seconds, how or self._rough_how)
+            self._say(EpochCosts.uniform(self._rough_seconds), how or self._rough_how)
 
-    def _say(self, seconds_per_epoch: float, how: str, measured: Measured | None = None) -> None:
-        if self._config is None or seconds_per_epoch <= 0:
+    def _say(self, costs: EpochCosts, how: str, measured: Measured | None = None) -> None:
+        if self._config is None or costs.average(self._config.optim.num_epochs) <= 0:
             return
         memory_note = measured.memory_note if measured is not None else ""
         memory = f" The run {memory_note}." if memory_note else ""
         setup = measured.setup_seconds if measured is not None else 0.0
         budget = self._config.optim.time_budget_minutes
         if budget > 0:  # the epochs the run will plan from its own measurement, the same way
-            epochs = planned_epochs(seconds_per_epoch, budget)
+            epochs = costs.epochs_within(budget)
             self.label.setText(
-                f"About {format_duration(seconds_per_epoch)} per epoch: {epochs} "
+                f"About {format_duration(costs.average(epochs))} per epoch: {epochs} "
                 f"epoch{'s' if epochs != 1 else ''} fit in {format_duration(budget * 60)} "
                 f"({how}); the run measures again when it starts.{memory}"
             )
             return
-        total = setup + seconds_per_epoch * self._config.optim.num_epochs
+        epochs = self._config.optim.num_epochs
+        seconds_per_epoch = costs.average(epochs)
+        total = setup + costs.total(epochs)
         self.label.setText(
             f"About {format_duration(seconds_per_epoch)} per epoch, "
             f"{format_duration(total)} in all ({how}).{memory}"
