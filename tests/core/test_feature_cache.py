@@ -134,11 +134,15 @@ def test_with_random_changes_a_few_copies_are_computed_each_with_its_own_draws(
     assert len(_epoch_results(events)) == 6
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.5], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("stop_at_step", [3, 7], ids=["first-copy", "second-copy"])
 def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(
-    tiny_config: ConfigFactory, tmp_path: Path, stop_at_step: int
+    tiny_config: ConfigFactory, tmp_path: Path, stop_at_step: int, dropout: float
 ) -> None:
+    # With dropout the head draws random numbers every step: the resumed run must draw the
+    # same ones (the batches' random state is put back where the uninterrupted run had it).
     config = _frozen(tiny_config(num_epochs=3), changes=("flip", "colour_changes"))
+    config = replace_field(config, "model.dropout", dropout)
     straight, _ = train_and_record(config, tmp_path / "straight")
     stop = StopRequest()
     stopped, _ = train_and_record(

@@ -76,12 +76,19 @@ class FeatureBatches:
         return full if self.drop_last or rest == 0 else full + 1
 
     def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], Any]]:
-        torch.empty((), dtype=torch.int64).random_()  # as DataLoader's iterator does
+        # Not a generator itself: the draw happens when the iterator is made, as a
+        # DataLoader's does (a resumed run puts the random state back right after that).
+        torch.empty((), dtype=torch.int64).random_()
         index = torch.as_tensor(list(self.sampler), dtype=torch.long)
         features = self.cached.features.index_select(0, index)
         labels = self.cached.labels.index_select(0, index)
+        return self._slices(features, labels)
+
+    def _slices(
+        self, features: torch.Tensor, labels: torch.Tensor
+    ) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], Any]]:
         size = self.batch_size
-        last = len(index) - len(index) % size if self.drop_last else len(index)
+        last = len(labels) - len(labels) % size if self.drop_last else len(labels)
         for start in range(0, last, size):
             yield (features[start : start + size], labels[start : start + size]), NOTHING_SKIPPED
 
