@@ -200,15 +200,20 @@ class DurationEstimate:
     # Getting ready (reading the folder, building the network), as long as it took here: on
     # a small folder it is a good part of the wait.
     setup_seconds: float = 0.0
+    planned_by_budget: bool = False  # the epochs a time budget planned (see for_run_of)
+
+    @property
+    def run_costs(self) -> EpochCosts:
+        return self.costs.for_run_of(self.epochs) if self.planned_by_budget else self.costs
 
     @property
     def seconds_per_epoch(self) -> float:
         """On average over the run's epochs."""
-        return self.costs.average(self.epochs)
+        return self.run_costs.average(self.epochs)
 
     @property
     def total_seconds(self) -> float:
-        return self.setup_seconds + self.costs.total(self.epochs)
+        return self.setup_seconds + self.run_costs.total(self.epochs)
 
 
 def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> DurationEstimate:
@@ -226,5 +231,7 @@ def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> Dur
     costs = measured.epoch_costs(len(parts.split.train), len(parts.split.val))
     if config.optim.time_budget_minutes > 0:  # the epochs the run will plan, the same way
         plan = plan_for_budget(measured, parts)
-        return DurationEstimate(costs, plan.epochs, plan.describe(), memory, setup)
+        return DurationEstimate(
+            costs, plan.epochs, plan.describe(), memory, setup, planned_by_budget=True
+        )
     return DurationEstimate(costs, config.optim.num_epochs, measured.describe(), memory, setup)

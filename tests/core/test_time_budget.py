@@ -242,3 +242,17 @@ def test_a_frozen_start_is_measured_as_it_will_train(
     # Nothing the measurement did stays: the weights, which of them learn.
     assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
     assert [p.requires_grad for p in module.parameters()] == learning
+
+
+def test_a_budget_too_short_for_the_frozen_epochs_is_planned_with_its_last_one_learning() -> None:
+    # A feature pass of 60 s, frozen epochs of 1 s on the features, then 150 s an epoch once
+    # every layer learns. A budget of ~70 s holds the pass and a few frozen epochs, but
+    # with_epochs moves the unfreezing into the plan's last epoch: that one costs 150 s.
+    costs = EpochCosts((60.0, 1.0, 1.0, 1.0, 1.0), 150.0, unfreezes=True)
+    budget = 70.0 / 60 / PLANNED_SHARE
+    epochs = costs.epochs_within(budget)
+    assert epochs == 1  # the pass alone; two epochs would be 60 + 150 s
+    assert costs.for_run_of(2).total(2) == 210.0
+    assert costs.for_run_of(6) == costs  # long enough: unfreezes where it was set to
+    # 212 s: the pass, two frozen epochs and the learning one (60 + 1 + 1 + 150).
+    assert costs.epochs_within(212.5 / 60 / PLANNED_SHARE) == 4

@@ -40,6 +40,10 @@ class EpochCosts:
 
     leading: tuple[float, ...]  # the first epochs, in order
     then: float  # every epoch after them
+    # The epochs after the leading ones are those in which the network learns (after a
+    # frozen start): a budget's run with no more epochs than the leading ones learns in its
+    # last, as with_epochs moves the unfreezing there (see for_run_of).
+    unfreezes: bool = False
 
     @classmethod
     def uniform(cls, seconds_per_epoch: float) -> EpochCosts:
@@ -47,6 +51,13 @@ class EpochCosts:
 
     def of(self, epoch_index: int) -> float:
         return self.leading[epoch_index] if epoch_index < len(self.leading) else self.then
+
+    def for_run_of(self, epochs: int) -> EpochCosts:
+        """The costs once a budget's plan has made the run ``epochs`` long (with_epochs: one
+        too short for its frozen epochs unfreezes in its last)."""
+        if self.unfreezes and 0 < epochs <= len(self.leading):
+            return EpochCosts(self.leading[: epochs - 1], self.then, unfreezes=True)
+        return self
 
     def total(self, epochs: int) -> float:
         """Seconds for the first ``epochs`` epochs."""
@@ -63,12 +74,21 @@ class EpochCosts:
         spent, epochs = 0.0, 0
         for seconds in self.leading:
             if spent + seconds > allowed:
-                return max(1, epochs)
+                break
             spent, epochs = spent + seconds, epochs + 1
+        else:
+            epochs += self._more_epochs(allowed - spent)
+        epochs = max(1, min(MAX_PLANNED_EPOCHS, epochs))
+        while self.unfreezes and epochs > 1 and self.for_run_of(epochs).total(epochs) > allowed:
+            epochs -= 1  # too short for its frozen epochs: its last learns, at a step's cost
+        return epochs
+
+    def _more_epochs(self, seconds: float) -> int:
+        """How many epochs of ``then`` fit in ``seconds`` (MAX_PLANNED_EPOCHS when they cost
+        nothing measurable)."""
         if not math.isfinite(self.then) or self.then <= 0:
             return MAX_PLANNED_EPOCHS
-        epochs += math.floor((allowed - spent) / self.then)
-        return max(1, min(MAX_PLANNED_EPOCHS, epochs))
+        return math.floor(seconds / self.then)
 
 
 def planned_epochs(seconds_per_epoch: float, budget_minutes: float) -> int:

@@ -102,7 +102,9 @@ class SpeedMeasurement:
         unfrozen = replace(self, computing_seconds=self.unfrozen_computing_seconds)
         leading = tuple(frozen.of(index) for index in range(self.unfreezes_at))
         return EpochCosts(
-            leading, unfrozen.seconds_per_epoch(training_pictures, validation_pictures)
+            leading,
+            unfrozen.seconds_per_epoch(training_pictures, validation_pictures),
+            unfreezes=True,
         )
 
     def describe(self) -> str:
@@ -134,7 +136,11 @@ def measure_speed(
     )
     unfrozen_computing = 0.0
     if unfreezes_at is not None:
+        # Pieces that only every layer learning needs (out of graphics card memory) are for
+        # those epochs to find: the frozen ones before them keep whole batches.
+        pieces = parts.step.micro_batching.pieces
         unfrozen_computing = _time_steps(parts, unfreezes_at, steps, clock)[1]
+        parts.step.micro_batching.pieces = pieces
     return SpeedMeasurement(
         loading_seconds=loading,
         computing_seconds=computing,

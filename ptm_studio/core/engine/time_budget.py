@@ -22,7 +22,7 @@ def plan_for_budget(measured: SpeedMeasurement, parts: TrainingParts) -> EpochPl
     costs = measured.epoch_costs(len(parts.split.train), len(parts.split.val))
     budget = parts.config.optim.time_budget_minutes
     epochs = costs.epochs_within(budget)
-    return EpochPlan(epochs, costs.average(epochs), budget, measured.describe())
+    return EpochPlan(epochs, costs.for_run_of(epochs).average(epochs), budget, measured.describe())
 
 
 def with_epochs(config: RunConfig, epochs: int, *, keep: frozenset[str] = frozenset()) -> RunConfig:

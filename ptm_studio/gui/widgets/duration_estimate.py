@@ -169,8 +169,9 @@ class DurationEstimate(QObject):
         budget = self._config.optim.time_budget_minutes
         if budget > 0:  # the epochs the run will plan from its own measurement, the same way
             epochs = costs.epochs_within(budget)
+            per_epoch = costs.for_run_of(epochs).average(epochs)
             self.label.setText(
-                f"About {format_duration(costs.average(epochs))} per epoch: {epochs} "
+                f"About {format_duration(per_epoch)} per epoch: {epochs} "
                 f"epoch{'s' if epochs != 1 else ''} fit in {format_duration(budget * 60)} "
                 f"({how}); the run measures again when it starts.{memory}"
             )
