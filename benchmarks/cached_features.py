@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--pictures", type=int, default=1000, help="generated, in 4 classes")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=4, help="at least 2")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--augmentations", nargs="*", default=[])
     add_table_flags(parser)
@@ -171,8 +171,11 @@ def measure(arguments: argparse.Namespace) -> None:
     reference = statistics.median(s for run in frozen for s in run.epoch_seconds)
     ours = statistics.median(s for run in cached for s in run.epoch_seconds[1:])
     reference_wall = statistics.median(s for run in frozen for s in run.wall_seconds)
-    # From the second epoch's end on: the first gap holds the second epoch's own first pass.
-    ours_wall = statistics.median(s for run in cached for s in run.wall_seconds[1:])
+    # From the second epoch's end on (the first gap holds the second epoch's own first pass),
+    # unless the runs are too short to have one.
+    ours_wall = statistics.median(
+        s for run in cached for s in (run.wall_seconds[1:] or run.wall_seconds)
+    )
     bare = statistics.median(floor)
     print(
         f"{arguments.backbone} at {arguments.image_size} px, feature extraction, {arguments.data}"

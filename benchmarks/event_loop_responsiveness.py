@@ -197,6 +197,7 @@ def window_jobs_running(window: Any) -> bool:
         window.model_tabs.embedding_panel.job,
         window.predict_panel.job,
         window.dataset_panel.scan_job,
+        window.objective_panel.duration.job,  # measures the settings again once a run ends
     )
     return any(job.is_running for job in jobs)
 

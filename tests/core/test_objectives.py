@@ -13,6 +13,7 @@ from ptm_studio.core.objectives import (
     build_supervised_loss,
     class_weights_from_counts,
     is_backbone_frozen,
+    keep_built_kernels,
     learning_rate_multiplier,
 )
 
@@ -62,6 +63,21 @@ def test_optimizer_groups_follow_the_training_mode(optimizer_name: str) -> None:
     )
     rates = {group["name"]: group["lr"] for group in staged.param_groups}
     assert rates == {"head": 0.01, "backbone": pytest.approx(0.001)}
+
+
+def test_adam_runs_fused_on_the_processor_and_a_loaded_state_keeps_this_computers_kernels() -> None:
+    backbone, head = _two_part_model()
+    optim = OptimConfig(optimizer="adamw", learning_rate=0.01)
+    optimizer = build_optimizer(head, backbone, optim, ModelConfig())
+    assert all(group["fused"] is True for group in optimizer.param_groups)
+    # A state saved where the kernels were not fused (an older checkpoint, another device).
+    saved = optimizer.state_dict()
+    for group in saved["param_groups"]:
+        group["fused"] = None
+    optimizer.load_state_dict(saved)
+    assert all(group["fused"] is None for group in optimizer.param_groups)  # torch's way
+    keep_built_kernels(optimizer)
+    assert all(group["fused"] is True for group in optimizer.param_groups)
 
 
 def test_schedules_warm_up_then_follow_their_shape() -> None:

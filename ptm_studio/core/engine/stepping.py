@@ -24,7 +24,7 @@ from ptm_studio.core.engine.loops import (
 from ptm_studio.core.engine.memory import MicroBatching, OutOfMemoryError, is_out_of_memory
 from ptm_studio.core.engine.progress import RunProgress
 from ptm_studio.core.engine.tasks import TrainingTask
-from ptm_studio.core.objectives import build_optimizer, build_scheduler
+from ptm_studio.core.objectives import build_optimizer, build_scheduler, keep_built_kernels
 
 
 def build_step_context(
@@ -117,6 +117,7 @@ def restore_trainer_state(
         raise CheckpointError(f"{loaded.folder}: has no trainer state to resume from")
     task.load_state(loaded.model_state, state.get("task", {}))
     context.optimizer.load_state_dict(state["optimizer"])
+    keep_built_kernels(context.optimizer)  # this computer's kernels, not the saving one's
     context.scheduler.load_state_dict(state["scheduler"])
     context.scaler.load_state_dict(state["scaler"])
     progress.load_state_dict(state["progress"])

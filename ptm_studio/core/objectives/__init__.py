@@ -4,6 +4,7 @@ from ptm_studio.core.objectives.freezing import is_backbone_frozen, set_backbone
 from ptm_studio.core.objectives.optimization import (
     build_optimizer,
     build_scheduler,
+    keep_built_kernels,
     learning_rate_multiplier,
 )
 from ptm_studio.core.objectives.supervised import build_supervised_loss, class_weights_from_counts
@@ -14,6 +15,7 @@ __all__ = [
     "build_supervised_loss",
     "class_weights_from_counts",
     "is_backbone_frozen",
+    "keep_built_kernels",
     "learning_rate_multiplier",
     "set_backbone_trainable",
 ]

@@ -49,8 +49,22 @@ def _fused_where_available(groups: list[dict]) -> bool | None:
     """Adam's update as one kernel per parameter instead of a dozen small operations: the
     same arithmetic, and on a small head (training on cached features) the update was 45 % of
     a step (issue 14, B2): 0.12 of 0.27 ms for a 512 x 4 layer, 0.06 ms fused."""
-    devices = {parameter.device.type for group in groups for parameter in group["params"]}
-    return True if devices and devices <= FUSED_ADAM_DEVICES else None  # None: torch's choice
+    parameters = [parameter for group in groups for parameter in group["params"]]
+    devices = {parameter.device.type for parameter in parameters}
+    floating = all(torch.is_floating_point(parameter) for parameter in parameters)
+    fits = bool(devices) and devices <= FUSED_ADAM_DEVICES and floating
+    return True if fits else None  # None: torch's choice
+
+
+def keep_built_kernels(optimizer: torch.optim.Optimizer) -> None:
+    """After load_state_dict: each group back to the kernels chosen for this computer when the
+    optimiser was built (a loaded state brings the saving computer's: fused kernels a
+    checkpoint from a graphics card asks for may not exist here, and an older checkpoint's
+    unfused ones are slower)."""
+    if "fused" not in optimizer.defaults:
+        return
+    for group in optimizer.param_groups:
+        group["fused"] = optimizer.defaults["fused"]
 
 
 def _decay_groups(
