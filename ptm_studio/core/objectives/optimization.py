@@ -35,11 +35,8 @@ def build_optimizer(
         return torch.optim.SGD(
             groups, lr=optim.learning_rate, momentum=optim.momentum, nesterov=True
         )
-    if optim.optimizer == "adam":
-        return torch.optim.Adam(
-            groups, lr=optim.learning_rate, fused=_fused_where_available(groups)
-        )
-    return torch.optim.AdamW(groups, lr=optim.learning_rate, fused=_fused_where_available(groups))
+    adam = torch.optim.Adam if optim.optimizer == "adam" else torch.optim.AdamW
+    return adam(groups, lr=optim.learning_rate, fused=_fused_where_available(groups))
 
 
 FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda"})  # where PyTorch has Adam's fused kernels
