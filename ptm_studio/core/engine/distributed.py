@@ -70,9 +70,14 @@ class DistributedContext:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
 
-    def leave(self) -> None:
-        """Leave the process group when the run ends (a later run in the process joins again)."""
+    def leave(self, *, together: bool = False) -> None:
+        """Leave the process group when the run ends (a later run in the process joins again).
+        ``together`` (the run ended as agreed, on every process): wait for the others first,
+        so none tears down its connections while another still works (rank 0 writes the run's
+        last records): a second process once aborted at exit, tearing down alone."""
         if self.is_distributed and dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
 
     # ----------------------------------------------------------------- collective moves

@@ -162,6 +162,7 @@ class Trainer:
     def run(self) -> TrainingFinished:
         started = time.perf_counter()
         not_an_exception: BaseException | None = None
+        ended_as_agreed = False  # every process ended the same way (a failure may be one's)
         try:
             try:
                 ending, failure = self._train_and_describe()
@@ -172,9 +173,10 @@ class Trainer:
             finished = self._finished(ending, failure, time.perf_counter() - started)
             self._emit_finished(finished)
             self._release_device()
+            ended_as_agreed = ending in (Ending.COMPLETED, Ending.STOPPED, Ending.ENDED_EARLY)
         finally:
             self.setup.release()  # after the last write: the next trainer may start now
-            self._leave_process_group()
+            self._leave_process_group(together=ended_as_agreed)
         if not_an_exception is not None:
             raise not_an_exception
         return finished
@@ -320,10 +322,10 @@ class Trainer:
             self.stop_request.request()  # stopped with the others, as if asked too
         return agreed
 
-    def _leave_process_group(self) -> None:
+    def _leave_process_group(self, *, together: bool) -> None:
         """A torchrun process leaves the group its run joined (a later run joins again)."""
         if self._joined_process_group is not None:
-            self._joined_process_group.leave()
+            self._joined_process_group.leave(together=together)
 
     def _look_at_cpu_threads(self) -> None:
         """Another program started or ended during the last epoch: every core, or all but one."""
