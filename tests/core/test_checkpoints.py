@@ -86,6 +86,21 @@ def test_weights_serialized_once_make_two_intact_checkpoints(tmp_path: Path) -> 
     assert (last / "model.safetensors").read_bytes() == (best / "model.safetensors").read_bytes()
 
 
+def test_tied_and_sliced_weights_are_saved_apart_and_the_others_as_they_are(
+    tmp_path: Path,
+) -> None:
+    # safetensors refuses tensors that share memory: tied weights (one tensor under two
+    # names) and views of one buffer are copied apart; a weight read back is its own values.
+    shared = torch.arange(12.0).reshape(3, 4)
+    state = {"encoder": shared, "decoder": shared, "first": shared[0], "plain": torch.ones(2)}
+    folder = save_checkpoint(tmp_path / "last", SerializedWeights.of(state), {})
+    loaded = load_checkpoint(folder).model_state
+    assert set(loaded) == set(state)
+    for name, tensor in state.items():
+        assert torch.equal(loaded[name], tensor)
+    assert torch.equal(shared, torch.arange(12.0).reshape(3, 4))  # the model's own untouched
+
+
 def test_a_folder_without_its_completeness_marker_is_refused(tmp_path: Path) -> None:
     folder = save_checkpoint(tmp_path / "last", _model_state(1), {})
     (folder / "meta.json").unlink()

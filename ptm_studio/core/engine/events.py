@@ -226,7 +226,7 @@ class PicturesSkipped(EngineEvent):
 class CheckpointSaved(EngineEvent):
     """Fires after a checkpoint has been written completely (atomically)."""
 
-    epoch: int
+    epoch: int  # from 1: the epoch just completed, or the one under way (a save within it)
     global_step: int
     path: Path
     reason: str  # "epoch", "best", "stopped", or "periodic" (asked for between epoch ends)

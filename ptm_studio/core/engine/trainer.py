@@ -34,6 +34,7 @@ from ptm_studio.core.data import DatasetScan, ImageLoadError
 from ptm_studio.core.data.skipping import DatasetVanished
 from ptm_studio.core.devices import describe_thread_change
 from ptm_studio.core.engine.callbacks import Callback, CallbackList
+from ptm_studio.core.engine.checkpoint_pacing import CheckpointPacing, WeightsSnapshot
 from ptm_studio.core.engine.control import StoppedBeforeTraining, StopRequest, TrainingControl
 from ptm_studio.core.engine.distributed import DistributedContext
 from ptm_studio.core.engine.events import (
@@ -96,6 +97,15 @@ class Failure:
         )
 
 
+@dataclass(frozen=True)
+class _CheckpointNow:
+    """A checkpoint's content and the moment it is of (as CheckpointSaved tells it)."""
+
+    content: CheckpointContent
+    epoch: int
+    global_step: int
+
+
 class Trainer:
     """Trains one run. Construct on any thread; call :meth:`run` on the training thread."""
 
@@ -116,6 +126,12 @@ class Trainer:
         self._reported_skips: dict[str, str] = {}
         self._download_throttle = ProgressThrottle(self._report_download)
         self._joined_process_group: DistributedContext | None = None
+        self.checkpoint_pacing = CheckpointPacing()
+        # An epoch's end whose checkpoints waited (see CheckpointPacing): the best epoch's, to
+        # be written with the next resumable one, and whether the last epoch's is unwritten.
+        self._held_best: _CheckpointNow | None = None
+        self._last_epoch_unsaved = False
+        self._best_snapshot = WeightsSnapshot()
 
     @classmethod
     def new_run(
@@ -289,12 +305,16 @@ class Trainer:
         except (DatasetVanished, ImageLoadError) as error:
             root = resolve_data_dir(parts.config)
             if root.exists():
+                self._keep_held_best_after_failure()
                 raise  # a single unreadable validation picture: fail, naming the file
             # The folder is gone (an unplugged drive): keep the work done so far and pause.
             self._save_checkpoint("stopped")
             if isinstance(error, DatasetVanished):
                 raise
             raise DatasetVanished(root) from error
+        except Exception:
+            self._keep_held_best_after_failure()
+            raise
 
     def _train_epochs(self) -> Ending:
         parts = self._parts()
@@ -307,10 +327,13 @@ class Trainer:
                 return Ending.STOPPED if self.stop_request.is_requested else self._ended_early()
             self._end_epoch(epoch_index)
             if self._agreed_stop(self.stop_request.is_requested):
-                return Ending.STOPPED  # the epoch's checkpoint was just saved
+                self._write_waiting_checkpoints()
+                return Ending.STOPPED
             is_last = epoch_index + 1 >= parts.config.optim.num_epochs
             if self._agreed_stop(self.control.should_stop) and not is_last:
+                self._write_waiting_checkpoints()
                 return self._ended_early()
+        self._write_waiting_checkpoints()
         return Ending.COMPLETED
 
     def _agreed_stop(self, wanted: bool) -> bool:
@@ -411,13 +434,7 @@ class Trainer:
                 LearningAdvice(kind, message, progress.epochs_completed, progress.global_step)
             )
         self._report_skipped_files()
-        keeps_best = is_best and task.keeps_best_checkpoint
-        # Both checkpoints of an improving epoch hold the same weights: turned into bytes once.
-        both = keeps_best and self.recorder is not None
-        weights = SerializedWeights.of(task.shareable_weights()) if both else None
-        self._save_checkpoint("epoch", weights)
-        if keeps_best:
-            self._save_checkpoint("best", weights)
+        self._save_epoch_checkpoints(is_best and task.keeps_best_checkpoint)
 
     def _evaluate_now(self, epoch_index: int) -> None:
         """A validation pass a callback asked for; the training goes on as if none happened."""
@@ -429,23 +446,87 @@ class Trainer:
         self._emit(evaluation_event(parts.progress, parts.steps_per_epoch, outcome))
 
     # ----------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, reason: str, weights: SerializedWeights | None = None) -> None:
-        """``reason`` "best" writes checkpoints/best; every other one the resumable last.
-        ``weights``: the task's weights already serialized (else they are, here)."""
+    def _save_epoch_checkpoints(self, is_best: bool) -> None:
+        """The epoch's resumable checkpoint and, when it is the best so far, the best one; or,
+        while writing them would cost more than the training they keep (CheckpointPacing),
+        nothing yet but the best epoch's weights held in memory."""
         if self.recorder is None:
             return  # a run without a folder keeps nothing
+        if not self.checkpoint_pacing.is_due():
+            if is_best:
+                self._held_best = self._checkpoint_now(resumable=False, copied=True)
+            self._last_epoch_unsaved = True
+            return
+        started = self.checkpoint_pacing.now()
+        # Both checkpoints of an improving epoch hold the same weights: turned into bytes once.
+        weights = SerializedWeights.of(self._parts().task.shareable_weights()) if is_best else None
+        if is_best:
+            self._held_best = None  # this epoch's is better
+        self._save_checkpoint("epoch", weights)
+        if is_best:
+            self._save_checkpoint("best", weights)
+        self.checkpoint_pacing.written(started)
+
+    def _write_waiting_checkpoints(self) -> None:
+        """The run ends after an epoch whose checkpoints waited: written now."""
+        if self._last_epoch_unsaved:
+            self._save_checkpoint("epoch")
+
+    def _save_checkpoint(self, reason: str, weights: SerializedWeights | None = None) -> None:
+        """``reason`` "best" writes checkpoints/best; every other one the resumable last (and
+        the best epoch's held back, if any). ``weights``: the task's weights already
+        serialized (else they are, here)."""
+        if self.recorder is None:
+            return  # a run without a folder keeps nothing
+        is_best = reason == "best"
+        checkpoint = self._checkpoint_now(resumable=not is_best, weights=weights)
+        self._write_checkpoint("best" if is_best else "last", checkpoint, reason)
+        if not is_best:
+            self._last_epoch_unsaved = False
+            self._keep_held_best()
+
+    def _keep_held_best(self) -> None:
+        """Write the best epoch's checkpoint held in memory, if one waits."""
+        held, self._held_best = self._held_best, None
+        if held is not None:
+            self._write_checkpoint("best", held, "best")
+
+    def _keep_held_best_after_failure(self) -> None:
+        """A failed run still keeps its best epoch's weights held in memory, if any (the
+        failure is what the run reports, not a second one on writing them)."""
+        try:
+            self._keep_held_best()
+        except Exception:
+            LOGGER.exception("could not write the best checkpoint held in memory")
+
+    def _checkpoint_now(
+        self, *, resumable: bool, weights: SerializedWeights | None = None, copied: bool = False
+    ) -> _CheckpointNow:
+        """What a checkpoint of this moment holds. ``copied``: the weights copied, to be
+        written later while the training goes on changing the model's own (a copy in memory
+        takes a few milliseconds, turning it into bytes several times that); the copy
+        replaces the best epoch's held before, which this one supersedes."""
         parts = self._parts()
         config, task, progress = parts.config, parts.task, parts.progress
-        is_best = reason == "best"
-        content = CheckpointContent(
-            weights=weights if weights is not None else task.shareable_weights(),
-            meta=checkpoint_meta(config, task, progress),
-            trainer_state=None
-            if is_best
-            else capture_trainer_state(parts.step.context, progress, task),
+        state: dict[str, torch.Tensor] | SerializedWeights
+        if weights is not None:
+            state = weights
+        elif copied:
+            state = self._best_snapshot.take(task.shareable_weights())
+        else:
+            state = task.shareable_weights()
+        trainer_state = (
+            capture_trainer_state(parts.step.context, progress, task) if resumable else None
         )
-        folder = self.recorder.save_checkpoint("best" if is_best else "last", content)
-        self._emit(CheckpointSaved(progress.epoch_index + 1, progress.global_step, folder, reason))
+        content = CheckpointContent(state, checkpoint_meta(config, task, progress), trainer_state)
+        # The epoch just completed, or the one under way for a save in the middle of one.
+        epoch = progress.epoch_index + 1 if progress.batch_index > 0 else progress.epochs_completed
+        return _CheckpointNow(content, epoch, progress.global_step)
+
+    def _write_checkpoint(self, which: str, checkpoint: _CheckpointNow, reason: str) -> None:
+        assert self.recorder is not None
+        folder = self.recorder.save_checkpoint(which, checkpoint.content)
+        self._emit(CheckpointSaved(checkpoint.epoch, checkpoint.global_step, folder, reason))
 
     # ----------------------------------------------------------------- reports
     def _emit(self, event: EngineEvent) -> None:
