@@ -87,13 +87,15 @@ def test_the_batch_is_shared_out_evenly_or_refused_by_name() -> None:
     assert refused.value.field_path == "data.batch_size"
 
 
-def _nt_xent_on_two_processes(rank: int, port: int, results: Any) -> None:
-    """One of two gloo processes: its half of fixed projections, the loss over both halves."""
+def _nt_xent_on_two_processes(rank: int, port: int, results: Any, shares: list[int]) -> None:
+    """One of two gloo processes: its share of fixed projections (``shares``: how many rows
+    each process holds), the loss over both shares."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         first, second = _projections()
-        mine = slice(4 * rank, 4 * rank + 4)
+        start = sum(shares[:rank])
+        mine = slice(start, start + shares[rank])
         local_first = first[mine].clone().requires_grad_(True)
         local_second = second[mine].clone().requires_grad_(True)
         loss = nt_xent_loss(
@@ -112,10 +114,17 @@ def _projections() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(8, 6, generator=generator), torch.randn(8, 6, generator=generator)
 
 
-def test_nt_xent_compares_each_picture_with_every_process_s_pictures() -> None:
-    """Two processes of 4 pictures give the loss of one batch of 8, and gradients that DDP's
-    mean over the processes turns into exactly the one batch's."""
+@pytest.mark.parametrize(
+    "shares",
+    [[4, 4], [4, 3]],
+    ids=["even shares", "one process a picture short (one could not be read)"],
+)
+def test_nt_xent_compares_each_picture_with_every_process_s_pictures(shares: list[int]) -> None:
+    """Two processes' shares give the loss of the one batch they make together, and
+    gradients that DDP's mean over the processes turns into exactly the one batch's."""
     first, second = _projections()
+    total = sum(shares)
+    first, second = first[:total].clone(), second[:total].clone()
     first.requires_grad_(True)
     expected = nt_xent_loss(first, second.clone(), temperature=0.5)
     expected_value = float(expected.detach())
@@ -127,7 +136,7 @@ def test_nt_xent_compares_each_picture_with_every_process_s_pictures() -> None:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     processes = [
-        context.Process(target=_nt_xent_on_two_processes, args=(rank, port, results))
+        context.Process(target=_nt_xent_on_two_processes, args=(rank, port, results, shares))
         for rank in (0, 1)
     ]
     for process in processes:
@@ -137,8 +146,9 @@ def test_nt_xent_compares_each_picture_with_every_process_s_pictures() -> None:
         process.join(timeout=60)
         assert process.exitcode == 0
     for rank, loss, gradient in gathered:
-        assert loss == pytest.approx(expected_value, rel=1e-6)  # not each half's own loss
-        mine = first.grad[4 * rank : 4 * rank + 4]
+        assert loss == pytest.approx(expected_value, rel=1e-6)  # not each share's own loss
+        start = sum(shares[:rank])
+        mine = first.grad[start : start + shares[rank]]
         torch.testing.assert_close(torch.tensor(gradient) / 2, mine)  # DDP's mean over 2
 
 

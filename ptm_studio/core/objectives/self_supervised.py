@@ -126,25 +126,35 @@ def across_processes(projections: torch.Tensor) -> torch.Tensor:
 
 class _GatherWithGradients(torch.autograd.Function):
     """all_gather whose backward sums the processes' gradients and keeps this process's rows
-    (an all-reduce: it works on every backend; gloo has no reduce-scatter)."""
+    (an all-reduce: it works on every backend; gloo has no reduce-scatter). The processes may
+    hold different numbers of rows (a picture that could not be read leaves its batch one
+    short): each sends its count first, then its rows padded to the largest count."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, rows: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist
 
+        world_size = dist.get_world_size()
         rows = rows.contiguous()
-        pieces = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
-        dist.all_gather(pieces, rows)
-        ctx.rows, ctx.rank = len(rows), dist.get_rank()  # type: ignore[attr-defined]
-        return torch.cat(pieces)
+        count = torch.tensor([len(rows)], dtype=torch.int64, device=rows.device)
+        counts = [torch.empty_like(count) for _ in range(world_size)]
+        dist.all_gather(counts, count)
+        sizes = [int(size) for size in torch.cat(counts).tolist()]
+        padded = rows.new_zeros((max(sizes), *rows.shape[1:]))
+        padded[: len(rows)] = rows
+        pieces = [torch.empty_like(padded) for _ in range(world_size)]
+        dist.all_gather(pieces, padded)
+        rank = dist.get_rank()
+        ctx.start, ctx.rows = sum(sizes[:rank]), len(rows)  # type: ignore[attr-defined]
+        return torch.cat([piece[:size] for piece, size in zip(pieces, sizes, strict=True)])
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, gradient: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist
 
-        summed = gradient.contiguous().clone()
+        summed = gradient.contiguous().clone()  # the same shape on every process: all rows
         dist.all_reduce(summed)
-        start = ctx.rank * ctx.rows  # type: ignore[attr-defined]
+        start = ctx.start  # type: ignore[attr-defined]
         return summed[start : start + ctx.rows]  # type: ignore[attr-defined]
 
 
