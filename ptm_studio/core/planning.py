@@ -228,7 +228,7 @@ def estimate_duration(config: RunConfig, scan: DatasetScan | None = None) -> Dur
     setup = time.perf_counter() - started
     measured = measure_speed(parts)
     memory = measured.gpu_memory.describe() if measured.gpu_memory else ""
-    costs = measured.epoch_costs(len(parts.split.train), len(parts.split.val))
+    costs = measured.epoch_costs(len(parts.split.train), parts.task.checked_pictures())
     if config.optim.time_budget_minutes > 0:  # the epochs the run will plan, the same way
         plan = plan_for_budget(measured, parts)
         return DurationEstimate(

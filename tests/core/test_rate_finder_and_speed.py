@@ -129,20 +129,29 @@ def test_a_speed_measurement_times_loading_and_computing_and_changes_nothing(
     parts = build_training(tiny_config())
     module = parts.step.context.trained_module
     weights = {name: value.clone() for name, value in module.state_dict().items()}
-    # Each step: 0.1 s to load its batch, 0.3 s to train on it (a clock that says so).
+    # Each step: 0.1 s to load its batch, 0.3 s to train on it, then 0.1 s to run it forward
+    # alone as validation does (a clock that says so).
     ticks = []
     for step in range(WARM_UP_STEPS + MEASURED_STEPS):
-        ticks += [0.4 * step, 0.4 * step + 0.1, 0.4 * step + 0.4]
+        ticks += [0.5 * step, 0.5 * step + 0.1, 0.5 * step + 0.4, 0.5 * step + 0.5]
+    for batch in range(WARM_UP_STEPS + MEASURED_STEPS):  # the same batches read again
+        ticks += [5.0 + batch, 5.0 + batch + 0.02]
     ticks += [10.0, 10.25]  # writing the weights once: 0.25 s
     clock = iter(ticks)
     measured = measure_speed(parts, clock=lambda: next(clock))
     assert measured.loading_seconds == pytest.approx(0.1)
     assert measured.computing_seconds == pytest.approx(0.3)
+    assert measured.forward_seconds == pytest.approx(0.1)
     # Batches of 4: 0.1 s per training picture; a validation picture is loaded and goes
-    # forward only, (0.1 + 0.3 / 3) / 4 = 0.05 s.
+    # forward only, (0.1 + 0.1) / 4 = 0.05 s.
     # And two checkpoints at the epoch's end (the epoch's and the best): 0.5 s.
     assert measured.saving_seconds == pytest.approx(0.5)
     assert measured.seconds_per_epoch(64, 32) == pytest.approx(64 * 0.1 + 32 * 0.05 + 0.5)
+    # The epochs after the first read the pictures again in 0.02 s a batch.
+    assert measured.loading_again_seconds == pytest.approx(0.02)
+    costs = measured.epoch_costs(64, 32)
+    assert costs.leading == pytest.approx((64 * 0.1 + 32 * 0.05 + 0.5,))
+    assert costs.then == pytest.approx(64 * 0.32 / 4 + 32 * 0.12 / 4 + 0.5)
     assert "4 pictures" in measured.describe()
     assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
     assert parts.step.context.optimizer.state_dict()["state"] == {}

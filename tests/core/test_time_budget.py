@@ -200,21 +200,45 @@ def test_epochs_that_differ_are_added_up_one_by_one() -> None:
 
 
 def test_the_estimate_follows_the_kind_of_each_epoch() -> None:
-    # 8 training pictures in batches of 4, no validation, 0.5 s of checkpoints an epoch.
-    frozen_step, unfrozen_step = 0.2, 0.6
+    # 8 training pictures in batches of 4, no validation, 0.5 s of checkpoints an epoch:
+    # longer than the 0.4 s epoch they keep, so paced to a ninth of each epoch (a write
+    # every few epochs, CheckpointPacing).
+    frozen_step, unfrozen_step, feature_step = 0.2, 0.6, 0.01
     plain = SpeedMeasurement(0.0, frozen_step, 5, 4, "CPU (test)", saving_seconds=0.5)
-    assert plain.epoch_costs(8, 0) == EpochCosts.uniform(2 * frozen_step + 0.5)
-    # Feature extraction on cached features: one pass, then the last layer alone.
-    cached = dataclasses.replace(plain, feature_copies=1)
-    assert cached.epoch_costs(8, 0) == EpochCosts((0.9,), 0.5)
+    assert plain.epoch_costs(8, 0) == EpochCosts.uniform(2 * frozen_step * (1 + 1 / 9))
+    # Feature extraction on cached features: one pass, then the last layer alone. The pass
+    # is a forward alone (not measured here: a third of a training step).
+    cached = dataclasses.replace(plain, feature_copies=1, feature_step_seconds=feature_step)
+    on_features, feature_pass = 2 * feature_step, 2 * frozen_step / 3
+    assert cached.epoch_costs(8, 0).leading == pytest.approx(
+        ((feature_pass + on_features) * (1 + 1 / 9),)
+    )
+    assert cached.epoch_costs(8, 0).then == pytest.approx(on_features * (1 + 1 / 9))
     # Freeze then unfreeze after 3 epochs, features cached: a pass, two on the features, then
     # every layer learns.
     unfreezing = dataclasses.replace(
         cached, unfreezes_at=3, unfrozen_computing_seconds=unfrozen_step
     )
     costs = unfreezing.epoch_costs(8, 0)
-    assert costs.leading == pytest.approx((0.9, 0.5, 0.5))
-    assert costs.then == pytest.approx(2 * unfrozen_step + 0.5)
+    assert costs.leading == pytest.approx(
+        (
+            (feature_pass + on_features) * (1 + 1 / 9),
+            on_features * (1 + 1 / 9),
+            on_features * (1 + 1 / 9),
+        )
+    )
+    assert costs.then == pytest.approx(2 * unfrozen_step * (1 + 1 / 9))
+    # Two copies of the features (random changes on): a second pass, reading the pictures
+    # again (0.05 s a batch), with a measured forward pass of 0.1 s.
+    measured = dataclasses.replace(
+        cached, feature_copies=2, loading_again_seconds=0.05, forward_seconds=0.1
+    )
+    assert measured.epoch_costs(8, 0).leading == pytest.approx(
+        ((0.2 + on_features) * (1 + 1 / 9), (0.3 + on_features) * (1 + 1 / 9))
+    )
+    # A write quicker than ALWAYS_WRITTEN_SECONDS is made at every epoch's end.
+    quick = dataclasses.replace(plain, saving_seconds=0.01)
+    assert quick.epoch_costs(8, 0) == EpochCosts.uniform(2 * frozen_step + 0.01)
 
 
 @pytest.mark.parametrize(
@@ -239,6 +263,7 @@ def test_a_frozen_start_is_measured_as_it_will_train(
     assert measured.unfreezes_at == unfreezes_at
     assert (measured.unfrozen_computing_seconds > 0) == (unfreezes_at is not None)
     assert measured.feature_copies == COPIES_WITH_RANDOM_CHANGES  # flips on by default
+    assert measured.feature_step_seconds > 0  # the last layer's steps on the features
     # Nothing the measurement did stays: the weights, which of them learn.
     assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
     assert [p.requires_grad for p in module.parameters()] == learning
@@ -256,3 +281,29 @@ def test_a_budget_too_short_for_the_frozen_epochs_is_planned_with_its_last_one_l
     assert costs.for_run_of(6) == costs  # long enough: unfreezes where it was set to
     # 212 s: the pass, two frozen epochs and the learning one (60 + 1 + 1 + 150).
     assert costs.epochs_within(212.5 / 60 / PLANNED_SHARE) == 4
+
+
+def test_a_probe_first_is_estimated_as_its_passes_over_the_pictures() -> None:
+    # Probe then finetune: before the first step, a pass for the frozen network's statistics
+    # (reading the pictures the first time) and one per copy of the features (reading them
+    # again), with the validation pictures' once; then every layer learns.
+    measured = SpeedMeasurement(
+        0.1, 0.6, 5, 4, "CPU (test)", loading_again_seconds=0.02, forward_seconds=0.2,
+        probe_passes=3,
+    )  # fmt: skip
+    later = 8 * (0.02 + 0.6) / 4 + 4 * (0.02 + 0.2) / 4
+    probing = ((8 + 4) * (0.1 + 0.2) + 2 * 8 * (0.02 + 0.2)) / 4
+    costs = measured.epoch_costs(8, 4)
+    assert costs.leading == pytest.approx((probing + later,))
+    assert costs.then == pytest.approx(later)
+
+
+def test_the_passes_of_a_probe_first_are_counted(tiny_config: Callable[..., RunConfig]) -> None:
+    from ptm_studio.core.engine.feature_cache import COPIES_WITH_RANDOM_CHANGES
+    from ptm_studio.core.engine.parts import build_training
+    from ptm_studio.core.engine.speed import measure_speed
+
+    config = replace_field(tiny_config(), "model.training_mode", "probe_then_finetune")
+    measured = measure_speed(build_training(config), steps=1)
+    assert measured.probe_passes == 1 + COPIES_WITH_RANDOM_CHANGES
+    assert measured.forward_seconds is not None and measured.forward_seconds > 0

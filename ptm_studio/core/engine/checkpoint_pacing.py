@@ -24,6 +24,14 @@ WRITING_SHARE = 0.1
 ALWAYS_WRITTEN_SECONDS = 0.05
 
 
+def writing_per_epoch(write_seconds: float, epoch_seconds: float) -> float:
+    """What an epoch's checkpoints cost on average, paced: every write while it is quick or
+    no more than a ninth of the epoch, else a write every few epochs (a ninth of each)."""
+    if write_seconds < ALWAYS_WRITTEN_SECONDS:
+        return write_seconds
+    return min(write_seconds, epoch_seconds * WRITING_SHARE / (1 - WRITING_SHARE))
+
+
 class CheckpointPacing:
     """Says at each epoch's end whether the resumable checkpoint is due; told how long each
     write took. ``clock``: seconds, monotonic (a test's own)."""

@@ -184,6 +184,26 @@ class PretrainTask(TrainingTask):
         self.num_val_images = len(query)
         return self._loader(reference), self._loader(query)
 
+    def checked_pictures(self) -> int:
+        """The labelled pictures' features at each epoch's end: the reference ones (the
+        training share, as many as the pictures trained on) and the queried ones."""
+        if self.monitor is None:
+            return 0
+        reference, query = self.monitor
+        return len(reference.dataset) + len(query.dataset)  # type: ignore[arg-type]
+
+    def forward_alone(self, batch: tuple[list[torch.Tensor], torch.Tensor]) -> bool:
+        """The backbone over one view, as the epoch's end computes the labelled pictures'
+        features (extract_features): a fraction of a step over every view."""
+        images = self._to_device(batch[0][0])
+        with kept_as_it_was(self.model), torch.inference_mode():
+            self.model.backbone.eval()
+            with autocast(self.device, self.autocast_dtype):
+                self.model.backbone(images)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return True
+
     def load_without_workers(self) -> None:
         self.train_loader = without_workers(self.train_loader)
         if self.monitor is not None:
@@ -257,9 +277,11 @@ class PretrainTask(TrainingTask):
             return float("nan"), float("nan")
         reference_loader, query_loader = self.monitor
         reference, reference_labels = extract_features(
-            self.model.backbone, reference_loader, self.device
+            self.model.backbone, reference_loader, self.device, self.autocast_dtype
         )
-        query, query_labels = extract_features(self.model.backbone, query_loader, self.device)
+        query, query_labels = extract_features(
+            self.model.backbone, query_loader, self.device, self.autocast_dtype
+        )
         return (
             knn_accuracy(reference, reference_labels, query, query_labels),
             linear_probe_accuracy(reference, reference_labels, query, query_labels),

@@ -3,7 +3,7 @@ run's own parts (loading the pictures included), timed after two warm-up steps, 
 they were, and one write of its weights as a checkpoint makes it. The time per epoch is that
 time per picture for the training pictures, plus the validation pass, which loads its pictures
 the same way and computes about a third of a training step (a forward pass without the
-backward one), plus the epoch's checkpoints."""
+backward one), plus the epoch's checkpoints as paced (see CheckpointPacing)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ptm_studio.core.engine.checkpoint_pacing import writing_per_epoch
 from ptm_studio.core.engine.epoch_plan import MAX_PLANNED_EPOCHS, EpochCosts
 from ptm_studio.core.engine.parts import TrainingParts
 from ptm_studio.core.engine.trial_steps import steps_leaving_no_trace
@@ -71,8 +72,20 @@ class SpeedMeasurement:
     unfreezes_at: int | None = None
     unfrozen_computing_seconds: float = 0.0
     # Frozen epochs whose network's features are computed (one pass over the pictures each,
-    # the first ones); the frozen epochs after them train the last layer on those features.
+    # the first ones); the frozen epochs after them train the last layer on those features,
+    # a step of which takes this long (measured on random features of their size).
     feature_copies: int = 0
+    feature_step_seconds: float = 0.0
+    # Per batch, loading pictures read before (the epochs after the first: decoded pictures
+    # kept in memory, or files in the system's cache); None: as the first time.
+    loading_again_seconds: float | None = None
+    # Passes over the training pictures before the first step (probe then finetune: the
+    # frozen network's statistics, then its features of each copy), and one over the
+    # validation pictures; each a forward pass alone.
+    probe_passes: int = 0
+    # Per batch, a forward pass alone as validation runs it (None: not measured for this
+    # task; then about FORWARD_SHARE of a training step).
+    forward_seconds: float | None = None
 
     @property
     def seconds_per_step(self) -> float:
@@ -81,31 +94,76 @@ class SpeedMeasurement:
     def seconds_per_epoch(self, training_pictures: int, validation_pictures: int) -> float:
         """Per picture, as measured: the last batch of an epoch is often a short one."""
         per_picture = self.seconds_per_step / max(1, self.batch_size)
-        validating = (self.loading_seconds + FORWARD_SHARE * self.computing_seconds) / max(
-            1, self.batch_size
-        )
+        validating = (self.loading_seconds + self.forward) / max(1, self.batch_size)
         computing = training_pictures * per_picture + validation_pictures * validating
-        return computing + self.saving_seconds
+        return self._with_writes(computing)
+
+    def _with_writes(self, computing: float) -> float:
+        """An epoch's ``computing`` seconds and its checkpoints, as paced (CheckpointPacing)."""
+        return computing + writing_per_epoch(self.saving_seconds, computing)
 
     def epoch_costs(self, training_pictures: int, validation_pictures: int) -> EpochCosts:
         """Each epoch's seconds: the first epoch's kind as measured, and what changes later (the
-        last layer alone on cached features, or every layer learning after a frozen start).
-        Timing only the first epoch's kind was 57 % short for freeze-then-unfreeze and 2.2x
-        long for feature extraction (resnet18, 64 px, 6 epochs; issue 12)."""
+        pictures read again, the last layer alone on cached features, or every layer learning
+        after a frozen start). Timing only the first epoch's kind was 57 % short for
+        freeze-then-unfreeze and 2.2x long for feature extraction (resnet18, 64 px, 6 epochs;
+        issue 12)."""
         first = self.seconds_per_epoch(training_pictures, validation_pictures)
-        frozen = EpochCosts.uniform(first)
+        again = self._reading_again()
+        later = again.seconds_per_epoch(training_pictures, validation_pictures)
+        if self.probe_passes:  # the first epoch reads the pictures the passes read
+            probing = self._probe_seconds(training_pictures, validation_pictures)
+            return EpochCosts((probing + later,), later)
+        frozen = EpochCosts.uniform(first) if later == first else EpochCosts((first,), later)
         if self.feature_copies:
-            # The last layer's steps on features take milliseconds: the checkpoints remain.
-            frozen = EpochCosts((first,) * self.feature_copies, self.saving_seconds)
+            # A pass over the pictures per copy of their features (the validation pictures'
+            # with the first), each epoch training the last layer alone on them: steps of
+            # milliseconds.
+            size = max(1, self.batch_size)
+            on_features = (
+                (training_pictures + FORWARD_SHARE * validation_pictures)
+                * self.feature_step_seconds
+                / size
+            )
+            first_pass = (
+                (training_pictures + validation_pictures)
+                * (self.loading_seconds + self.forward)
+                / size
+            )
+            pass_again = training_pictures * (again.loading_seconds + self.forward) / size
+            passes = (first_pass,) + (pass_again,) * (self.feature_copies - 1)
+            frozen = EpochCosts(
+                tuple(self._with_writes(seconds + on_features) for seconds in passes),
+                self._with_writes(on_features),
+            )
         if self.unfreezes_at is None:
             return frozen
-        unfrozen = replace(self, computing_seconds=self.unfrozen_computing_seconds)
+        unfrozen = replace(again, computing_seconds=self.unfrozen_computing_seconds)
         leading = tuple(frozen.of(index) for index in range(self.unfreezes_at))
         return EpochCosts(
             leading,
             unfrozen.seconds_per_epoch(training_pictures, validation_pictures),
             unfreezes=True,
         )
+
+    @property
+    def forward(self) -> float:
+        """Seconds per batch of a forward pass alone (validation, a pass computing features)."""
+        if self.forward_seconds is not None:
+            return self.forward_seconds
+        return FORWARD_SHARE * self.computing_seconds
+
+    def _probe_seconds(self, training_pictures: int, validation_pictures: int) -> float:
+        forward = self.forward
+        again = self._reading_again().loading_seconds
+        first_pass = (training_pictures + validation_pictures) * (self.loading_seconds + forward)
+        other_passes = (self.probe_passes - 1) * training_pictures * (again + forward)
+        return (first_pass + other_passes) / max(1, self.batch_size)
+
+    def _reading_again(self) -> SpeedMeasurement:
+        if self.loading_again_seconds is None:
+            return self
+        return replace(self, loading_seconds=self.loading_again_seconds)
 
     def describe(self) -> str:
         words = (
@@ -126,7 +184,9 @@ def measure_speed(
     on_cuda = parts.device.device.type == "cuda"
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(parts.device.device)
-    loading, computing = _time_steps(parts, 0, steps, clock)
+    loading, computing, forward = _time_steps(parts, 0, steps, clock)
+    # The same pictures again, as the epochs after the first read them.
+    loading_again = _time_loading(parts, steps, clock)
     model = parts.config.model
     frozen_at_first = is_backbone_frozen(model, 0)
     unfreezes_at = (
@@ -134,6 +194,7 @@ def measure_speed(
         if frozen_at_first
         else None
     )
+    feature_copies = parts.task.feature_copies() if frozen_at_first else 0
     unfrozen_computing = 0.0
     if unfreezes_at is not None:
         # Pieces that only every layer learning needs (out of graphics card memory) are for
@@ -151,16 +212,22 @@ def measure_speed(
         saving_seconds=SAVES_PER_EPOCH * time_one_save(parts.step.context.trained_module, clock),
         unfreezes_at=unfreezes_at,
         unfrozen_computing_seconds=unfrozen_computing,
-        feature_copies=parts.task.feature_copies() if frozen_at_first else 0,
+        feature_copies=feature_copies,
+        loading_again_seconds=loading_again,
+        probe_passes=parts.task.probe_passes(),
+        forward_seconds=forward,
+        feature_step_seconds=_time_feature_steps(parts, steps, clock) if feature_copies else 0.0,
     )
 
 
 def _time_steps(
     parts: TrainingParts, epoch_index: int, steps: int, clock: Callable[[], float]
-) -> tuple[float, float]:
+) -> tuple[float, float, float | None]:
     """Seconds per step loading its batch and computing it, trained as epoch ``epoch_index``
-    is (on the pictures: a cached feature pass is not a step)."""
-    loading = computing = 0.0
+    is (on the pictures: a cached feature pass is not a step), and running it forward alone
+    as validation does (None when the task does not say)."""
+    loading = computing = forward = 0.0
+    measured_forward = True
     with steps_leaving_no_trace(parts, epoch_index) as batches:
         for index in range(WARM_UP_STEPS + steps):
             started = clock()
@@ -168,10 +235,46 @@ def _time_steps(
             loaded = clock()
             parts.step.at_current_rates(batch)
             done = clock()
+            measured_forward = parts.task.forward_alone(batch) and measured_forward
+            forwarded = clock()
             if index >= WARM_UP_STEPS:
                 loading += loaded - started
                 computing += done - loaded
-    return loading / steps, computing / steps
+                forward += forwarded - done
+    return loading / steps, computing / steps, forward / steps if measured_forward else None
+
+
+def _time_loading(parts: TrainingParts, steps: int, clock: Callable[[], float]) -> float:
+    """Seconds per batch loading the batches _time_steps loaded (in the same order: the
+    first epoch's), now read a second time."""
+    loading = 0.0
+    with steps_leaving_no_trace(parts, 0) as batches:
+        for index in range(WARM_UP_STEPS + steps):
+            started = clock()
+            next(batches)
+            loaded = clock()
+            if index >= WARM_UP_STEPS:
+                loading += loaded - started
+    return loading / steps
+
+
+def _time_feature_steps(parts: TrainingParts, steps: int, clock: Callable[[], float]) -> float:
+    """Seconds per step of the last layer alone on cached features (random ones: the time
+    does not depend on their values), after warm-up ones."""
+    batch_size = parts.config.data.batch_size
+    computing = 0.0
+    with (
+        steps_leaving_no_trace(parts, 0),
+        parts.task.on_random_features(batch_size) as batch,
+    ):
+        if batch is None:
+            return 0.0
+        for index in range(WARM_UP_STEPS + steps):
+            started = clock()
+            parts.step.at_current_rates(batch)
+            if index >= WARM_UP_STEPS:
+                computing += clock() - started
+    return computing / steps
 
 
 def time_one_save(module: torch.nn.Module, clock: Callable[[], float] = time.perf_counter) -> float:

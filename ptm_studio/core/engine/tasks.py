@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -33,7 +33,13 @@ from ptm_studio.core.engine.events import (
 )
 from ptm_studio.core.engine.feature_cache import CachedFeatures, FeatureBatches, FeatureCache
 from ptm_studio.core.engine.loading import without_workers
-from ptm_studio.core.engine.loops import BatchResult, autocast, evaluate, move_batch
+from ptm_studio.core.engine.loops import (
+    BatchResult,
+    autocast,
+    evaluate,
+    kept_as_it_was,
+    move_batch,
+)
 from ptm_studio.core.engine.memory import MicroBatching, batch_length
 from ptm_studio.core.engine.sampling import ResumableShuffleSampler
 from ptm_studio.core.engine.setup import build_data_loaders, build_model, class_counts
@@ -113,6 +119,27 @@ class TrainingTask:
         """How many frozen epochs compute the frozen network's features (one pass over the
         pictures each) for the later ones to reuse; 0 when it runs every epoch."""
         return 0
+
+    def checked_pictures(self) -> int:
+        """How many pictures an epoch's end runs forward to measure the epoch (validation)."""
+        raise NotImplementedError
+
+    def forward_alone(self, batch: Any) -> bool:
+        """Run a training ``batch`` forward as validation runs (eval mode, no gradients), to
+        time it; nothing changes. False when this task validates otherwise (not timed)."""
+        return False
+
+    def probe_passes(self) -> int:
+        """Passes over the training pictures before the first step (the frozen network's
+        statistics and features, for a last layer fitted first); 0 for most runs."""
+        return 0
+
+    @contextlib.contextmanager
+    def on_random_features(self, batch_size: int) -> Iterator[Any | None]:
+        """A batch of random features, trained on as the epochs on cached features train (the
+        last layer alone), to time such steps; None when this task caches none. Random
+        numbers are drawn: use it inside steps_leaving_no_trace."""
+        yield None
 
     def compute_loss(self, batch: Any) -> BatchResult:
         raise NotImplementedError
@@ -274,6 +301,35 @@ class SupervisedTask(TrainingTask):
 
     def feature_copies(self) -> int:
         return self.feature_cache.copies_that_fit() if self._caches_features() else 0
+
+    def checked_pictures(self) -> int:
+        return self.num_val_images
+
+    def forward_alone(self, batch: tuple[torch.Tensor, torch.Tensor]) -> bool:
+        inputs, _ = move_batch(*batch, self.device, self.channels_last)
+        with kept_as_it_was(self.model), torch.inference_mode():
+            self.model.eval()
+            with autocast(self.device, self.autocast_dtype):
+                self.model(inputs)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the time is the work's, not its queueing
+        return True
+
+    def probe_passes(self) -> int:
+        if self.config.model.training_mode != "probe_then_finetune":
+            return 0
+        return 1 + self.feature_cache.copies_that_fit()  # see before_training
+
+    @contextlib.contextmanager
+    def on_random_features(self, batch_size: int) -> Iterator[Any | None]:
+        layer = self.model.classifier_layer
+        features = torch.randn(batch_size, layer.in_features, device=self.device)
+        targets = torch.randint(len(self.class_names), (batch_size,), device=self.device)
+        was_on_features, self.on_features = self.on_features, True
+        try:
+            yield features, targets
+        finally:
+            self.on_features = was_on_features
 
     def _set_modes(self, frozen: bool) -> None:
         """Training mode, the backbone in eval mode while frozen (frozen batch-norm statistics

@@ -19,7 +19,7 @@ from ptm_studio.core.engine.speed import SpeedMeasurement, measure_speed
 
 
 def plan_for_budget(measured: SpeedMeasurement, parts: TrainingParts) -> EpochPlan:
-    costs = measured.epoch_costs(len(parts.split.train), len(parts.split.val))
+    costs = measured.epoch_costs(len(parts.split.train), parts.task.checked_pictures())
     budget = parts.config.optim.time_budget_minutes
     epochs = costs.epochs_within(budget)
     return EpochPlan(epochs, costs.for_run_of(epochs).average(epochs), budget, measured.describe())
