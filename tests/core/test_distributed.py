@@ -152,6 +152,80 @@ def test_nt_xent_compares_each_picture_with_every_process_s_pictures(shares: lis
         torch.testing.assert_close(torch.tensor(gradient) / 2, mine)  # DDP's mean over 2
 
 
+def _small_batch_objective(name: str) -> nn.Module:
+    """MoCo or VICReg on a backbone without batch norm (a picture's output is its own, whatever
+    else is in its batch), the same weights in every process."""
+    from ptm_studio.core.objectives.small_batch import MoCoObjective, VICRegObjective
+
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 6))
+    if name == "moco":
+        objective: nn.Module = MoCoObjective(6, 4, memory_size=8, projection_dim=5)
+        objective.attach(backbone)  # type: ignore[operator]
+    else:
+        objective = VICRegObjective(6, 4, projection_dim=5)
+    objective.train()
+    return nn.ModuleDict({"backbone": backbone, "objective": objective})
+
+
+def _views() -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [torch.randn(8, 3, 4, 4, generator=generator) for _ in range(2)]
+
+
+def _one_step(name: str, share: slice) -> tuple[float, list[list[float]], list[list[float]]]:
+    """The objective's loss on ``share`` of the views, its weights' gradients and, for MoCo,
+    its memory after the step."""
+    parts = _small_batch_objective(name)
+    output = parts["objective"](parts["backbone"], [view[share] for view in _views()])
+    output.loss.backward()
+    gradients = [p.grad.flatten().tolist() for p in parts.parameters() if p.grad is not None]
+    memory = parts["objective"].memory.tolist() if name == "moco" else []
+    return float(output.loss.detach()), gradients, memory
+
+
+def _small_batch_on_two_processes(rank: int, port: int, results: Any, name: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        results.put((rank, *_one_step(name, slice(4 * rank, 4 * rank + 4))))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", ["moco", "vicreg"])
+def test_small_batch_objectives_see_the_whole_step_s_batch(name: str) -> None:
+    """Two processes of 4 pictures as one of 8: MoCo's keys are every process's (negatives,
+    and the same memory in both), VICReg's variance and covariance the whole batch's; the
+    processes' mean gradient (what DDP applies) is the one process's."""
+    loss, gradients, memory = _one_step(name, slice(0, 8))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [
+        context.Process(target=_small_batch_on_two_processes, args=(rank, port, results, name))
+        for rank in (0, 1)
+    ]
+    for process in processes:
+        process.start()
+    gathered = sorted(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    losses = [entry[1] for entry in gathered]
+    if name == "moco":  # each process's loss is over its own queries: the mean is the whole's
+        assert sum(losses) / 2 == pytest.approx(loss, rel=1e-5)
+        for entry in gathered:
+            torch.testing.assert_close(torch.tensor(entry[3]), torch.tensor(memory))
+    else:  # every process computes the whole batch's loss
+        assert losses == pytest.approx([loss, loss], rel=1e-5)
+    for index, expected in enumerate(gradients):
+        mean = (torch.tensor(gathered[0][2][index]) + torch.tensor(gathered[1][2][index])) / 2
+        torch.testing.assert_close(mean, torch.tensor(expected), rtol=1e-4, atol=1e-5)
+
+
 class _CountingNoSync(nn.Module):
     """A stand-in for a DDP-wrapped model: counts the pieces computed inside ``no_sync``."""
 

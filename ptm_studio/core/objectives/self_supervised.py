@@ -124,29 +124,39 @@ def across_processes(projections: torch.Tensor) -> torch.Tensor:
     return gathered
 
 
+def rows_of_every_process(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Under torchrun, every process's ``rows`` in rank order (no gradients flow back) and
+    where this process's begin among them; ``(rows, 0)`` in one process. Every process must
+    call it at the same point. The processes may hold different numbers of rows (a picture
+    that could not be read leaves its batch one short): each sends its count first, then its
+    rows padded to the largest count."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows, 0
+    world_size = dist.get_world_size()
+    rows = rows.detach().contiguous()
+    count = torch.tensor([len(rows)], dtype=torch.int64, device=rows.device)
+    counts = [torch.empty_like(count) for _ in range(world_size)]
+    dist.all_gather(counts, count)
+    sizes = [int(size) for size in torch.cat(counts).tolist()]
+    padded = rows.new_zeros((max(sizes), *rows.shape[1:]))
+    padded[: len(rows)] = rows
+    pieces = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(pieces, padded)
+    gathered = torch.cat([piece[:size] for piece, size in zip(pieces, sizes, strict=True)])
+    return gathered, sum(sizes[: dist.get_rank()])
+
+
 class _GatherWithGradients(torch.autograd.Function):
-    """all_gather whose backward sums the processes' gradients and keeps this process's rows
-    (an all-reduce: it works on every backend; gloo has no reduce-scatter). The processes may
-    hold different numbers of rows (a picture that could not be read leaves its batch one
-    short): each sends its count first, then its rows padded to the largest count."""
+    """rows_of_every_process whose backward sums the processes' gradients and keeps this
+    process's rows (an all-reduce: it works on every backend; gloo has no reduce-scatter)."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, rows: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        world_size = dist.get_world_size()
-        rows = rows.contiguous()
-        count = torch.tensor([len(rows)], dtype=torch.int64, device=rows.device)
-        counts = [torch.empty_like(count) for _ in range(world_size)]
-        dist.all_gather(counts, count)
-        sizes = [int(size) for size in torch.cat(counts).tolist()]
-        padded = rows.new_zeros((max(sizes), *rows.shape[1:]))
-        padded[: len(rows)] = rows
-        pieces = [torch.empty_like(padded) for _ in range(world_size)]
-        dist.all_gather(pieces, padded)
-        rank = dist.get_rank()
-        ctx.start, ctx.rows = sum(sizes[:rank]), len(rows)  # type: ignore[attr-defined]
-        return torch.cat([piece[:size] for piece, size in zip(pieces, sizes, strict=True)])
+        gathered, start = rows_of_every_process(rows)
+        ctx.start, ctx.rows = start, len(rows)  # type: ignore[attr-defined]
+        return gathered
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, gradient: torch.Tensor) -> torch.Tensor:

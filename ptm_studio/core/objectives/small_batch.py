@@ -29,6 +29,8 @@ from ptm_studio.core.objectives.self_supervised import (
     PretrainOutput,
     SettingValue,
     TwoViewObjective,
+    across_processes,
+    rows_of_every_process,
 )
 
 KEY_MOMENTUM = 0.99  # MoCo's 0.999 suits hundreds of epochs; a few dozen need a quicker copy
@@ -38,11 +40,17 @@ VICREG_EPSILON = 1e-4
 
 
 def info_nce_with_memory(
-    queries: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, temperature: float
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    memory: torch.Tensor,
+    temperature: float,
+    first_key: int = 0,
 ) -> torch.Tensor:
-    """InfoNCE of B queries against the batch's B keys and the ``memory``'s rows (earlier keys,
-    already normalised): mean over i of −log(exp(q_i·k_i/τ) / Σ_c exp(q_i·c/τ)) over the
+    """InfoNCE of B queries against the batch's keys and the ``memory``'s rows (earlier keys,
+    already normalised): mean over i of −log(exp(q_i·k_(s+i)/τ) / Σ_c exp(q_i·c/τ)) over the
     candidates c = the batch's keys, then the memory's. The other pictures' keys are negatives.
+    ``first_key`` s: under torchrun the keys are every process's and this process's queries
+    match those from s on.
 
     With an empty memory this is the in-batch loss. A batch cut in two halves A and C, each with
     the other half's keys as its memory, gives exactly the two halves' shares of the whole
@@ -51,7 +59,8 @@ def info_nce_with_memory(
     queries = functional.normalize(queries, dim=1)
     candidates = torch.cat([functional.normalize(keys, dim=1), memory.to(queries.dtype)])
     logits = queries @ candidates.T / temperature
-    return functional.cross_entropy(logits, torch.arange(len(queries), device=logits.device))
+    positives = first_key + torch.arange(len(queries), device=logits.device)
+    return functional.cross_entropy(logits, positives)
 
 
 def vicreg_loss(first: torch.Tensor, second: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -144,10 +153,17 @@ class MoCoObjective(TwoViewObjective):
         with torch.no_grad():
             keys = self.key_projection(self.key_backbone(torch.cat(views)))
             first_keys, second_keys = keys.float().chunk(2)
+        # Under torchrun a training step's keys are every process's (negatives for each
+        # query, and all remembered: every process keeps the same memory, as one would).
+        learning = self.training and torch.is_grad_enabled()
+        start = 0
+        if learning:
+            first_keys, start = rows_of_every_process(first_keys)
+            second_keys, _ = rows_of_every_process(second_keys)
         kept = self.memory[: int(self.memory_filled)]
         loss = 0.5 * (
-            info_nce_with_memory(first.float(), second_keys, kept, self.temperature)
-            + info_nce_with_memory(second.float(), first_keys, kept, self.temperature)
+            info_nce_with_memory(first.float(), second_keys, kept, self.temperature, start)
+            + info_nce_with_memory(second.float(), first_keys, kept, self.temperature, start)
         )
         if self.training:
             self._remember(torch.cat([first_keys, second_keys]))
@@ -202,6 +218,8 @@ class VICRegObjective(TwoViewObjective):
 
     def forward(self, backbone: nn.Module, views: list[torch.Tensor]) -> PretrainOutput:
         features, first, second = self._project_views(backbone, views)
-        terms = vicreg_loss(first.float(), second.float())
+        # Under torchrun the variance and covariance are the whole step's batch's (every
+        # process's embeddings, gradients flowing back to each): as one process's.
+        terms = vicreg_loss(across_processes(first.float()), across_processes(second.float()))
         extras = {name: value.detach() for name, value in terms.items() if name != "loss"}
         return PretrainOutput(loss=terms["loss"], embeddings=features.detach(), extras=extras)
