@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from ptm_studio.cli_arguments import flag_for, flags_given
@@ -24,7 +25,7 @@ def auto_config(arguments: argparse.Namespace, config: RunConfig) -> RunConfig:
     from ptm_studio.core.data import preflight, scan_folder
     from ptm_studio.core.devices import describe_device
     from ptm_studio.core.engine.setup import resolve_data_dir
-    from ptm_studio.core.engine.time_budget import with_epochs
+    from ptm_studio.core.engine.time_budget import budget_after_test, with_epochs
     from ptm_studio.core.models import imagenet_status
     from ptm_studio.core.runs import list_runs
 
@@ -40,24 +41,29 @@ def auto_config(arguments: argparse.Namespace, config: RunConfig) -> RunConfig:
             list_runs(arguments.runs_root), config.data.data_dir
         ),
     )
-    recipe = _with_rate_test(recipe, scan)
+    recipe, test_seconds = _with_rate_test(recipe, scan)
     given = flags_given(arguments)
     chosen = recipe.config
     for name, value in given.items():
         chosen = replace_field(chosen, name, value)
     _say_choices(recipe.choices, given)
+    chosen, budget_words = budget_after_test(chosen, test_seconds)
+    if budget_words:
+        print(plain(f"Auto: {budget_words}"), file=sys.stderr)
     # Auto's warm-up and unfreezing fitted to fewer epochs typed (a time budget plans its own).
     return with_epochs(chosen, chosen.optim.num_epochs, keep=frozenset(given)).validate()
 
 
-def _with_rate_test(recipe: Any, scan: Any) -> Any:
+def _with_rate_test(recipe: Any, scan: Any) -> tuple[Any, float]:
+    """Auto's recipe with the tested rate, and how long the test took (building included)."""
     from ptm_studio.core.auto_recipe import with_tested_rate
     from ptm_studio.core.engine.parts import build_training
     from ptm_studio.core.engine.rate_finder import find_learning_rate
 
     print("Auto: testing learning rates on your pictures…", file=sys.stderr)
+    started = time.perf_counter()
     test = find_learning_rate(build_training(recipe.config, scan=scan))
-    return with_tested_rate(recipe, test.suggestion, test.rule)
+    return with_tested_rate(recipe, test.suggestion, test.rule), time.perf_counter() - started
 
 
 def _say_choices(choices: Any, given: dict[str, Any]) -> None:

@@ -307,3 +307,19 @@ def test_the_passes_of_a_probe_first_are_counted(tiny_config: Callable[..., RunC
     measured = measure_speed(build_training(config), steps=1)
     assert measured.probe_passes == 1 + COPIES_WITH_RANDOM_CHANGES
     assert measured.forward_seconds is not None and measured.forward_seconds > 0
+
+
+def test_a_test_before_the_run_is_taken_from_its_time_budget() -> None:
+    from ptm_studio.core.config import RunConfig
+    from ptm_studio.core.engine.time_budget import budget_after_test
+
+    five = replace_field(RunConfig(), "optim.time_budget_minutes", 5.0)
+    left, words = budget_after_test(five, 40.0)
+    assert left.optim.time_budget_minutes == pytest.approx(5 - 40 / 60)
+    assert words == (
+        "the learning-rate test took 40 s of the 5 minutes: training gets the other 4 min 20 s."
+    )
+    # A test longer than half the budget leaves the run half of it.
+    short, _ = budget_after_test(replace_field(RunConfig(), "optim.time_budget_minutes", 1.0), 50)
+    assert short.optim.time_budget_minutes == pytest.approx(0.5)
+    assert budget_after_test(RunConfig(), 42.0) == (RunConfig(), "")  # epochs, not a budget

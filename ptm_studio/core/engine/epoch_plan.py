@@ -100,7 +100,13 @@ def _minutes(minutes: float) -> str:
     if minutes >= 60:
         hours = minutes / 60
         return f"{hours:g} hour{'s' if hours != 1 else ''}"
-    return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    if round(minutes, 2) == minutes:  # as typed (0.5 minutes)
+        return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    # What was left of a budget (4.2833… minutes): in minutes and seconds, as a clock says it.
+    whole, seconds = divmod(round(minutes * 60), 60)
+    if not whole:
+        return f"{seconds} s"
+    return f"{whole} min {seconds:02d} s" if seconds else f"{whole} min"
 
 
 def _seconds(seconds: float) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ptm_studio.core.config import RunConfig, replace_field
 from ptm_studio.core.data import DatasetScan
-from ptm_studio.core.engine.epoch_plan import EpochPlan
+from ptm_studio.core.engine.epoch_plan import EpochPlan, _minutes, _seconds
 from ptm_studio.core.engine.parts import TrainingParts, build_training
 from ptm_studio.core.engine.speed import SpeedMeasurement, measure_speed
 
@@ -23,6 +23,26 @@ def plan_for_budget(measured: SpeedMeasurement, parts: TrainingParts) -> EpochPl
     budget = parts.config.optim.time_budget_minutes
     epochs = costs.epochs_within(budget)
     return EpochPlan(epochs, costs.for_run_of(epochs).average(epochs), budget, measured.describe())
+
+
+# A test before the run (the learning rate's) takes at most this share of the time budget:
+# the rest is the run's, however long the test took.
+TEST_SHARE_AT_MOST = 0.5
+
+
+def budget_after_test(config: RunConfig, test_seconds: float) -> tuple[RunConfig, str]:
+    """``config`` with the time budget the run has left once a test before it (Auto's
+    learning-rate test) took ``test_seconds`` of it, and that in words; unchanged without a
+    budget. A budget is what the user waits in all, not the training alone."""
+    budget = config.optim.time_budget_minutes
+    if budget <= 0 or test_seconds <= 0:
+        return config, ""
+    left = max(budget * (1 - TEST_SHARE_AT_MOST), budget - test_seconds / 60)
+    words = (
+        f"the learning-rate test took {_seconds(test_seconds)} of the {_minutes(budget)}: "
+        f"training gets the other {_minutes(left)}."
+    )
+    return replace_field(config, "optim.time_budget_minutes", left), words
 
 
 def with_epochs(config: RunConfig, epochs: int, *, keep: frozenset[str] = frozenset()) -> RunConfig:
