@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel
 
@@ -320,6 +320,40 @@ def test_a_curve_is_given_its_drawn_points_without_filtering_the_whole_buffer(
     plot.refresh()
     assert handed_x.tolist() == before.tolist()  # pyqtgraph's earlier views are untouched
     assert plot.curve_data("raw")[0].tolist() == [100, 101, 102, 103]
+
+
+class _PaintCounter(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paints = 0
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.paints += 1
+        return False
+
+
+def test_a_growing_curve_is_painted_once_per_refresh(qtbot: Any) -> None:
+    """pyqtgraph fits the range to new data as a paint begins, which changed the axes and
+    painted the plot again: two paints per refresh, each holding the interpreter lock that a
+    training thread waits for (issue 14, B3). The range is fitted at the refresh instead."""
+    plot = LivePlot("loss", "step", "loss")
+    qtbot.addWidget(plot)
+    plot.add_curve("raw", "loss", QColor("#1f77b4"))
+    plot.show()
+    plot.append("raw", 0, 1.0)
+    plot.refresh()
+    qtbot.waitExposed(plot)
+    qtbot.wait(50)
+    counter = _PaintCounter()
+    plot.plot_widget.viewport().installEventFilter(counter)
+    refreshes = 10
+    for step in range(1, refreshes + 1):
+        plot.append("raw", 10 * step, 1.0 / step)  # the ranges grow every time
+        assert plot.refresh()
+        qtbot.wait(30)
+    # A few more where the axes' labels grow wider (a new layout); twice as many before.
+    assert refreshes <= counter.paints <= refreshes + 3
 
 
 def test_the_accuracy_plot_shows_what_the_last_layer_scored_alone(

@@ -313,6 +313,12 @@ class LivePlot(QWidget):
             curve.item.setData(curve.drawn.x, curve.drawn.y)
             curve.is_dirty = False
             changed = True
+        if changed:
+            # The new range now, not as the paint begins: pyqtgraph fits the range to the data
+            # just before painting, which changes the axes and paints the plot a second time
+            # (every update painted twice, each paint holding the interpreter lock that the
+            # training thread waits for; issue 14, B3).
+            self.plot_widget.getPlotItem().getViewBox().prepareForPaint()
         return changed
 
     def clear_data(self) -> None:
