@@ -356,6 +356,26 @@ def test_a_growing_curve_is_painted_once_per_refresh(qtbot: Any) -> None:
     assert refreshes <= counter.paints <= refreshes + 3
 
 
+def test_a_curve_of_very_many_points_is_drawn_without_antialiasing(qtbot: Any) -> None:
+    from ptm_studio.gui.widgets.live_curve import SMOOTH_LINES_UP_TO
+
+    plot = LivePlot("loss", "step", "loss")
+    qtbot.addWidget(plot)
+    plot.add_curve("raw", "loss", QColor("#1f77b4"))
+    plot.append("raw", 0, 1.0)
+    plot.refresh()
+    drawn = plot.plot_widget.getPlotItem().listDataItems()[0]
+    assert drawn.curve.opts["antialias"] is True  # a few points: smooth lines
+    for step in range(1, SMOOTH_LINES_UP_TO + 1):
+        plot.append("raw", step, 1.0 / step)
+    plot.refresh()
+    assert drawn.curve.opts["antialias"] is False  # a dense band: 10x quicker to paint
+    plot.clear_data()
+    plot.append("raw", 0, 1.0)
+    plot.refresh()
+    assert drawn.curve.opts["antialias"] is True
+
+
 def test_the_accuracy_plot_shows_what_the_last_layer_scored_alone(
     qtbot: Any, tmp_path: Path
 ) -> None:

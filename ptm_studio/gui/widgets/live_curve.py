@@ -23,6 +23,11 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 from ptm_studio.gui import theme
 from ptm_studio.gui.widgets.plot_slot import PlotSlot
 
+# Curves of more points are drawn without antialiasing: downsampled to the plot's width they
+# are a dense band either way, and an antialiased one took 80 ms a paint at 1,000,000 points
+# (10x the same without), the interpreter lock held throughout (issue 14, B4).
+SMOOTH_LINES_UP_TO = 20_000
+
 
 class PointBuffer:
     """Amortised O(1) append of (x, y) float pairs into numpy arrays."""
@@ -310,7 +315,8 @@ class LivePlot(QWidget):
         for curve in self._curves.values():
             if not curve.is_dirty:
                 continue
-            curve.item.setData(curve.drawn.x, curve.drawn.y)
+            smooth = len(curve.drawn.x) <= SMOOTH_LINES_UP_TO
+            curve.item.setData(curve.drawn.x, curve.drawn.y, antialias=smooth)
             curve.is_dirty = False
             changed = True
         if changed:
