@@ -26,34 +26,26 @@ from ptm_studio.core.engine.trainer import Trainer
 ConfigFactory = Callable[..., RunConfig]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_first_write_and_quick_ones_are_always_due() -> None:
-    clock = FakeClock()
-    pacing = CheckpointPacing(clock)
+    now = [100.0]  # a clock the test moves
+    pacing = CheckpointPacing(lambda: now[0])
     assert pacing.is_due()  # nothing measured yet
-    started = clock.now
-    clock.now += ALWAYS_WRITTEN_SECONDS / 2
+    started = now[0]
+    now[0] += ALWAYS_WRITTEN_SECONDS / 2
     pacing.written(started)
     assert pacing.is_due()  # a write nobody feels: at every epoch's end
 
 
 def test_a_slow_write_waits_until_writing_is_a_tenth_of_the_time() -> None:
-    clock = FakeClock()
-    pacing = CheckpointPacing(clock)
-    started = clock.now
-    clock.now += 0.2  # a 45 MB checkpoint with fsync
+    now = [100.0]
+    pacing = CheckpointPacing(lambda: now[0])
+    started = now[0]
+    now[0] += 0.2  # a 45 MB checkpoint with fsync
     pacing.written(started)
     wait = 0.2 * (1 - WRITING_SHARE) / WRITING_SHARE  # 1.8 s of training per 0.2 s write
-    clock.now += wait * 0.99
+    now[0] += wait * 0.99
     assert not pacing.is_due()
-    clock.now += wait * 0.02
+    now[0] += wait * 0.02
     assert pacing.is_due()
 
 

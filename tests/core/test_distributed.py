@@ -7,7 +7,7 @@ import contextlib
 import multiprocessing
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -109,6 +109,26 @@ def _nt_xent_on_two_processes(rank: int, port: int, results: Any, shares: list[i
         dist.destroy_process_group()
 
 
+def _on_two_processes(worker: Callable[..., None], argument: Any) -> list[tuple[Any, ...]]:
+    """``worker(rank, port, results, argument)`` in two spawned gloo processes; what each put
+    in ``results``, in rank order."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [
+        context.Process(target=worker, args=(rank, port, results, argument)) for rank in (0, 1)
+    ]
+    for process in processes:
+        process.start()
+    gathered = sorted(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return gathered
+
+
 def _projections() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     return torch.randn(8, 6, generator=generator), torch.randn(8, 6, generator=generator)
@@ -130,21 +150,7 @@ def test_nt_xent_compares_each_picture_with_every_process_s_pictures(shares: lis
     expected_value = float(expected.detach())
     expected.backward()
     assert first.grad is not None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    processes = [
-        context.Process(target=_nt_xent_on_two_processes, args=(rank, port, results, shares))
-        for rank in (0, 1)
-    ]
-    for process in processes:
-        process.start()
-    gathered = sorted(results.get(timeout=120) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    gathered = _on_two_processes(_nt_xent_on_two_processes, shares)
     for rank, loss, gradient in gathered:
         assert loss == pytest.approx(expected_value, rel=1e-6)  # not each share's own loss
         start = sum(shares[:rank])
@@ -199,21 +205,7 @@ def test_small_batch_objectives_see_the_whole_step_s_batch(name: str) -> None:
     and the same memory in both), VICReg's variance and covariance the whole batch's; the
     processes' mean gradient (what DDP applies) is the one process's."""
     loss, gradients, memory = _one_step(name, slice(0, 8))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    processes = [
-        context.Process(target=_small_batch_on_two_processes, args=(rank, port, results, name))
-        for rank in (0, 1)
-    ]
-    for process in processes:
-        process.start()
-    gathered = sorted(results.get(timeout=120) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    gathered = _on_two_processes(_small_batch_on_two_processes, name)
     losses = [entry[1] for entry in gathered]
     if name == "moco":  # each process's loss is over its own queries: the mean is the whole's
         assert sum(losses) / 2 == pytest.approx(loss, rel=1e-5)
